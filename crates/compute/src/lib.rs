@@ -1,0 +1,1 @@
+//! compute crate (see ARCHITECTURE.md).

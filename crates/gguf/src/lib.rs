@@ -1,0 +1,1 @@
+//! gguf crate (see ARCHITECTURE.md).

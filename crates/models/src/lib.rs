@@ -1,0 +1,1 @@
+//! models crate (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! tokenizer crate (see ARCHITECTURE.md).
