@@ -1,7 +1,25 @@
 //! Tensor types: one module per ggml format, each with its block layout, reference
-//! quantize/dequantize and `vec_dot` against its activation partner type.
+//! quantize/dequantize and `vec_dot` against its activation partner type
+//! (`GgmlType::vec_dot_type`). Everything works on raw little-endian block bytes exactly as
+//! they sit in a GGUF file, so weights never need converting on load.
 
 mod types;
+
+pub mod bf16;
+pub mod f16;
+pub mod f32;
+pub mod q2_k;
+pub mod q3_k;
+pub mod q4_0;
+pub mod q4_1;
+pub mod q4_k;
+pub mod q5_0;
+pub mod q5_1;
+pub mod q5_k;
+pub mod q6_k;
+pub mod q8_0;
+pub mod q8_1;
+pub mod q8_k;
 
 pub use types::GgmlType;
 
@@ -14,4 +32,95 @@ pub enum QuantError {
     NotBlockMultiple { ty: GgmlType, n: usize, block: usize },
     #[error("{ty}: buffer of {got} bytes, expected {expected}")]
     WrongLength { ty: GgmlType, got: usize, expected: usize },
+}
+
+fn check(ty: GgmlType, n: usize, bytes: usize) -> Result<(), QuantError> {
+    if !ty.is_supported() {
+        return Err(QuantError::Unsupported(ty));
+    }
+    let expected = ty.row_bytes(n as u64).ok_or(QuantError::NotBlockMultiple {
+        ty,
+        n,
+        block: ty.block_size(),
+    })? as usize;
+    if bytes != expected {
+        return Err(QuantError::WrongLength { ty, got: bytes, expected });
+    }
+    Ok(())
+}
+
+/// Decode `dst.len()` elements of type `ty` from `src` (exactly `ty.row_bytes(dst.len())` bytes).
+pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    check(ty, dst.len(), src.len())?;
+    use GgmlType::*;
+    match ty {
+        F32 => f32::dequantize(src, dst),
+        F16 => f16::dequantize(src, dst),
+        BF16 => bf16::dequantize(src, dst),
+        Q4_0 => q4_0::dequantize(src, dst),
+        Q4_1 => q4_1::dequantize(src, dst),
+        Q5_0 => q5_0::dequantize(src, dst),
+        Q5_1 => q5_1::dequantize(src, dst),
+        Q8_0 => q8_0::dequantize(src, dst),
+        Q8_1 => q8_1::dequantize(src, dst),
+        Q2_K => q2_k::dequantize(src, dst),
+        Q3_K => q3_k::dequantize(src, dst),
+        Q4_K => q4_k::dequantize(src, dst),
+        Q5_K => q5_k::dequantize(src, dst),
+        Q6_K => q6_k::dequantize(src, dst),
+        Q8_K => q8_k::dequantize(src, dst),
+        other => return Err(QuantError::Unsupported(other)),
+    }
+    Ok(())
+}
+
+/// Encode `src` as type `ty` into `dst` (exactly `ty.row_bytes(src.len())` bytes) with ggml's
+/// reference quantizer, byte for byte.
+pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    check(ty, src.len(), dst.len())?;
+    use GgmlType::*;
+    match ty {
+        F32 => f32::quantize(src, dst),
+        F16 => f16::quantize(src, dst),
+        BF16 => bf16::quantize(src, dst),
+        Q4_0 => q4_0::quantize(src, dst),
+        Q4_1 => q4_1::quantize(src, dst),
+        Q5_0 => q5_0::quantize(src, dst),
+        Q5_1 => q5_1::quantize(src, dst),
+        Q8_0 => q8_0::quantize(src, dst),
+        Q8_1 => q8_1::quantize(src, dst),
+        Q2_K => q2_k::quantize(src, dst),
+        Q3_K => q3_k::quantize(src, dst),
+        Q4_K => q4_k::quantize(src, dst),
+        Q5_K => q5_k::quantize(src, dst),
+        Q6_K => q6_k::quantize(src, dst),
+        Q8_K => q8_k::quantize(src, dst),
+        other => return Err(QuantError::Unsupported(other)),
+    }
+    Ok(())
+}
+
+/// Dot product of one weight row `w` (type `ty`, `n` elements) with an activation row `x`
+/// already quantized to `ty.vec_dot_type()`.
+pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> Result<f32, QuantError> {
+    check(ty, n, w.len())?;
+    check(ty.vec_dot_type(), n, x.len())?;
+    use GgmlType::*;
+    Ok(match ty {
+        F32 => f32::vec_dot(n, w, x),
+        F16 => f16::vec_dot(n, w, x),
+        BF16 => bf16::vec_dot(n, w, x),
+        Q4_0 => q4_0::vec_dot(n, w, x),
+        Q4_1 => q4_1::vec_dot(n, w, x),
+        Q5_0 => q5_0::vec_dot(n, w, x),
+        Q5_1 => q5_1::vec_dot(n, w, x),
+        Q8_0 => q8_0::vec_dot(n, w, x),
+        Q2_K => q2_k::vec_dot(n, w, x),
+        Q3_K => q3_k::vec_dot(n, w, x),
+        Q4_K => q4_k::vec_dot(n, w, x),
+        Q5_K => q5_k::vec_dot(n, w, x),
+        Q6_K => q6_k::vec_dot(n, w, x),
+        // Activation-only types: ggml has no dot with them as the weight.
+        other => return Err(QuantError::Unsupported(other)),
+    })
 }
