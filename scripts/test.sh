@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The project's whole test run: fetch the real models and llama.cpp's tokenizer test data (cached),
+# check formatting and lints, then run every test with optimisation (tests run real models).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/fetch-models.sh >/dev/null
+if [ -x scripts/fetch-tokenizer-tests.sh ]; then scripts/fetch-tokenizer-tests.sh >/dev/null; fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --release "$@"
