@@ -5,6 +5,9 @@
 
 mod types;
 
+#[cfg(test)]
+mod testutil;
+
 pub mod bf16;
 pub mod f16;
 pub mod f32;
@@ -29,9 +32,17 @@ pub enum QuantError {
     #[error("tensor type {0} is not supported yet")]
     Unsupported(GgmlType),
     #[error("{ty}: row of {n} elements is not a multiple of the block size {block}")]
-    NotBlockMultiple { ty: GgmlType, n: usize, block: usize },
+    NotBlockMultiple {
+        ty: GgmlType,
+        n: usize,
+        block: usize,
+    },
     #[error("{ty}: buffer of {got} bytes, expected {expected}")]
-    WrongLength { ty: GgmlType, got: usize, expected: usize },
+    WrongLength {
+        ty: GgmlType,
+        got: usize,
+        expected: usize,
+    },
 }
 
 fn check(ty: GgmlType, n: usize, bytes: usize) -> Result<(), QuantError> {
@@ -44,7 +55,11 @@ fn check(ty: GgmlType, n: usize, bytes: usize) -> Result<(), QuantError> {
         block: ty.block_size(),
     })? as usize;
     if bytes != expected {
-        return Err(QuantError::WrongLength { ty, got: bytes, expected });
+        return Err(QuantError::WrongLength {
+            ty,
+            got: bytes,
+            expected,
+        });
     }
     Ok(())
 }
