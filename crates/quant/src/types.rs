@@ -93,7 +93,10 @@ impl GgmlType {
 
     /// Parse a name like `"Q4_K"` (case-insensitive).
     pub fn from_name(name: &str) -> Option<GgmlType> {
-        TABLE.iter().find(|e| e.1.eq_ignore_ascii_case(name)).map(|e| e.0)
+        TABLE
+            .iter()
+            .find(|e| e.1.eq_ignore_ascii_case(name))
+            .map(|e| e.0)
     }
 
     pub fn id(self) -> u32 {
@@ -101,7 +104,10 @@ impl GgmlType {
     }
 
     fn entry(self) -> &'static (GgmlType, &'static str, usize, usize) {
-        TABLE.iter().find(|e| e.0 == self).expect("every variant is in TABLE")
+        TABLE
+            .iter()
+            .find(|e| e.0 == self)
+            .expect("every variant is in TABLE")
     }
 
     pub fn name(self) -> &'static str {
@@ -133,7 +139,20 @@ impl GgmlType {
         use GgmlType::*;
         matches!(
             self,
-            F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K
+            F32 | F16
+                | BF16
+                | Q4_0
+                | Q4_1
+                | Q5_0
+                | Q5_1
+                | Q8_0
+                | Q8_1
+                | Q2_K
+                | Q3_K
+                | Q4_K
+                | Q5_K
+                | Q6_K
+                | Q8_K
         )
     }
 
