@@ -1,13 +1,66 @@
-//! Placeholder: being written.
+//! F16: little-endian IEEE half floats, 2 bytes per element, no blocks.
+//!
+//! Conversion from f32 rounds to nearest even and collapses NaN to the canonical quiet NaN,
+//! as ggml's portable `ggml_fp32_to_fp16_row` does.
 
-pub fn dequantize(_src: &[u8], _dst: &mut [f32]) {
-    unimplemented!()
+use crate::scalar::{f32_to_fp16, le_f16};
+
+pub fn dequantize(src: &[u8], dst: &mut [f32]) {
+    for (i, y) in dst.iter_mut().enumerate() {
+        *y = le_f16(src, 2 * i);
+    }
 }
 
-pub fn quantize(_src: &[f32], _dst: &mut [u8]) {
-    unimplemented!()
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (&x, b) in src.iter().zip(dst.chunks_exact_mut(2)) {
+        b.copy_from_slice(&f32_to_fp16(x).to_le_bytes());
+    }
 }
 
-pub fn vec_dot(_n: usize, _w: &[u8], _x: &[u8]) -> f32 {
-    unimplemented!()
+/// ggml's scalar `ggml_vec_dot_f16`: both sides widened to f32, each product rounded to f32,
+/// accumulated in f64, rounded to f32 once at the end.
+pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let mut sum = 0.0f64;
+    for i in 0..n {
+        sum += (le_f16(w, 2 * i) * le_f16(x, 2 * i)) as f64;
+    }
+    sum as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    #[test]
+    fn quantize_matches_ggml_bytes() {
+        check_quantize_fixture("F16", quantize);
+    }
+
+    #[test]
+    fn dequantize_matches_ggml_bits() {
+        check_dequantize_fixture("F16", dequantize);
+    }
+
+    #[test]
+    fn vec_dot_matches_ggml() {
+        // Bit-exact against ggml's scalar loop (f32 products, f64 sum).
+        check_dot_fixture("F16", &fixture_rows("F16"), vec_dot, quantize, true);
+    }
+
+    #[test]
+    fn test_quantize_fns_thresholds() {
+        check_quantize_fns("F16", quantize, dequantize, vec_dot, quantize, 64);
+    }
+
+    #[test]
+    fn specials() {
+        let src = [65504.0, 65520.0, -1e-8, f32::NAN, f32::NEG_INFINITY];
+        let mut b = [0u8; 10];
+        quantize(&src, &mut b);
+        assert_eq!(
+            b,
+            [0xff, 0x7b, 0x00, 0x7c, 0x00, 0x80, 0x00, 0x7e, 0x00, 0xfc]
+        );
+    }
 }

@@ -104,6 +104,173 @@ pub fn f32le_sha256(v: &[f32]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+pub type QuantizeFn = fn(&[f32], &mut [u8]);
+pub type DequantizeFn = fn(&[u8], &mut [f32]);
+pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
+
+/// The 12 fixture rows (`rows_hex` of `<name>.json`) as raw block bytes.
+pub fn fixture_rows(name: &str) -> Vec<Vec<u8>> {
+    let fx = load_type_fixture(name);
+    let mut rows = Vec::with_capacity(12);
+    for t in fx["tensors"].as_array().expect("tensors") {
+        for r in t["rows_hex"].as_array().expect("rows_hex") {
+            rows.push(hex(r.as_str().expect("hex string")));
+        }
+    }
+    assert_eq!(rows.len(), 12);
+    rows
+}
+
+/// Quantizing each source row must give ggml's bytes exactly.
+pub fn check_quantize_fixture(name: &str, quantize: QuantizeFn) {
+    let want = fixture_rows(name);
+    for (i, (src, want)) in source_rows().iter().zip(&want).enumerate() {
+        let mut got = vec![0u8; want.len()];
+        quantize(src, &mut got);
+        if &got != want {
+            let first = got.iter().zip(want).position(|(a, b)| a != b).unwrap();
+            panic!("{name}: row {i} differs from ggml first at byte {first}");
+        }
+    }
+}
+
+/// Dequantizing ggml's bytes must reproduce ggml's f32 output bit for bit (checked through
+/// the fixture's sha256 of each tensor's 4 dequantized rows).
+pub fn check_dequantize_fixture(name: &str, dequantize: DequantizeFn) {
+    let fx = load_type_fixture(name);
+    let rows = fixture_rows(name);
+    for (t, tensor) in fx["tensors"].as_array().unwrap().iter().enumerate() {
+        let mut out = vec![0f32; 4 * 512];
+        for r in 0..4 {
+            dequantize(&rows[t * 4 + r], &mut out[r * 512..(r + 1) * 512]);
+        }
+        // The printed values are rounded, so they only help locate a mismatch.
+        let printed = tensor["dequant_ggml"].as_array().unwrap();
+        for r in 0..4 {
+            let want = f32_array(&printed[r]);
+            for (j, (&g, &w)) in out[r * 512..(r + 1) * 512].iter().zip(&want).enumerate() {
+                let tol = 1e-6 * w.abs().max(1e-30);
+                assert!(
+                    (g - w).abs() <= tol,
+                    "{name}: tensor {t} row {r} [{j}]: {g} vs {w}"
+                );
+            }
+        }
+        let want = tensor["dequant_ggml_f32le_sha256"].as_str().unwrap();
+        assert_eq!(f32le_sha256(&out), want, "{name}: tensor {t} not bit-exact");
+    }
+}
+
+/// Checks `vec_dot` on the 12 weight rows against the dot fixture: bit-exact against ggml's
+/// scalar kernel without FMA when `bit_exact`, else within 1e-6 * abs_dot_f64 of it, and always
+/// within 1e-6 * abs_dot_f64 of ggml's SIMD result. Also checks that `quantize_x` turns the
+/// fixture activation into `xq_ref_hex` exactly.
+pub fn check_dot_fixture(
+    name: &str,
+    weights: &[Vec<u8>],
+    vec_dot: VecDotFn,
+    quantize_x: QuantizeFn,
+    bit_exact: bool,
+) {
+    let fx = load_dot_fixture(name);
+    let n = fx["n"].as_u64().unwrap() as usize;
+    let xq = hex(fx["xq_ref_hex"].as_str().unwrap());
+    let mut mine = vec![0u8; xq.len()];
+    quantize_x(&dot_x(), &mut mine);
+    assert!(
+        mine == xq,
+        "{name}: activation quantization differs from xq_ref_hex"
+    );
+    let rows = fx["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), weights.len());
+    for (i, (row, w)) in rows.iter().zip(weights).enumerate() {
+        let got = vec_dot(n, w, &xq);
+        let generic = row["ggml_generic_nofma_refx"].as_f64().unwrap() as f32;
+        let simd = row["ggml_vec_dot"].as_f64().unwrap() as f32;
+        let tol = 1e-6 * row["abs_dot_f64"].as_f64().unwrap() as f32;
+        if bit_exact {
+            assert_eq!(got, generic, "{name} row {i}: not ggml's scalar result");
+        } else {
+            assert!(
+                (got - generic).abs() <= tol,
+                "{name} row {i}: {got} vs generic {generic}"
+            );
+        }
+        assert!(
+            (got - simd).abs() <= tol,
+            "{name} row {i}: {got} vs ggml {simd}"
+        );
+    }
+}
+
+/// ggml's test-quantize-fns for one type on its synthetic data, strict `<` against the
+/// thresholds, plus agreement with what this ggml build itself measured (same quantizer, so the
+/// quantization error must come out the same to float rounding).
+pub fn check_quantize_fns(
+    name: &str,
+    quantize: QuantizeFn,
+    dequantize: DequantizeFn,
+    vec_dot: VecDotFn,
+    quantize_x: QuantizeFn,
+    x_block_bytes_per_32: usize,
+) {
+    let th = &load_json("thresholds.json")["per_type"][name];
+    assert_eq!(th["tested_by_ggml"], Value::Bool(true));
+    let n = 4096;
+    let ty = crate::GgmlType::from_name(name).unwrap();
+    let x0 = ggml_synthetic(n, 0.0);
+    let x1 = ggml_synthetic(n, 1.0);
+
+    let mut q0 = vec![0u8; ty.row_bytes(n as u64).unwrap() as usize];
+    quantize(&x0, &mut q0);
+    let mut back = vec![0f32; n];
+    dequantize(&q0, &mut back);
+    let total = rmse_ggml(&x0, &back);
+
+    // ggml compares its SIMD quantizer with the reference one; this crate has one quantizer,
+    // so compare the direct call with the public dispatch instead.
+    let mut q_ref = vec![0u8; q0.len()];
+    crate::quantize_row(ty, &x0, &mut q_ref).unwrap();
+    let mut back_ref = vec![0f32; n];
+    crate::dequantize_row(ty, &q_ref, &mut back_ref).unwrap();
+    let reference = rmse_ggml(&back, &back_ref);
+
+    let mut q1 = vec![0u8; n / 32 * x_block_bytes_per_32];
+    quantize_x(&x1, &mut q1);
+    let dot = vec_dot(n, &q0, &q1);
+    let dot_err = (dot - dot_f64(&x0, &x1)).abs() / n as f32;
+
+    let limit = |k: &str| th[k].as_f64().unwrap() as f32;
+    assert!(
+        total < limit("max_total_quantization_error"),
+        "{name}: total {total}"
+    );
+    assert!(
+        reference < limit("max_reference_quantization_error"),
+        "{name}: ref {reference}"
+    );
+    assert!(
+        dot_err < limit("max_vec_dot_error"),
+        "{name}: vec_dot error {dot_err}"
+    );
+
+    let measured = &th["measured_this_build"];
+    let m_total = measured["total_quantization_error"].as_f64().unwrap() as f32;
+    assert!(
+        (total - m_total).abs() <= 1e-6 * m_total,
+        "{name}: total {total} vs ggml {m_total}"
+    );
+    // ggml measured with its SIMD kernel (another summation order), so the dots agree only to
+    // rounding: compare them on the scale of sum |x0*x1|, as the dot fixtures do.
+    let m_dot = measured["vec_dot_error"].as_f64().unwrap() as f32;
+    let abs_dot: f32 = x0.iter().zip(&x1).map(|(a, b)| (a * b).abs()).sum();
+    let slack = 1e-6 * abs_dot / n as f32;
+    assert!(
+        (dot_err - m_dot).abs() <= slack,
+        "{name}: dot err {dot_err} vs ggml {m_dot}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
