@@ -1,1 +1,46 @@
-//! compute crate (see ARCHITECTURE.md).
+//! CPU operations for transformer forward passes, written to reproduce ggml's CPU backend
+//! numerically: same activation quantization in matmuls, same accumulation widths in norms
+//! and softmax, same rope angle recurrence, same fp16 GELU table, same flash-attention
+//! precision with an F16 KV cache. Nothing here knows about GGUF files or model layouts.
+
+mod attention;
+mod matmul;
+mod ops;
+mod pool;
+mod rope;
+
+pub use attention::{attention, AttnParams, KvCache, KvDtype};
+pub use matmul::{get_rows, matmul, WeightView};
+pub use ops::{
+    add_bias, add_in_place, geglu, gelu, gelu_scalar, layer_norm, rms_norm, rms_norm_in_place,
+    scale, silu, softmax, swiglu,
+};
+pub use pool::{n_threads, set_threads};
+pub use rope::{Rope, RopeMode};
+
+/// Why an operation could not run. Shape errors name what was expected and what was found.
+#[derive(Debug, thiserror::Error)]
+pub enum ComputeError {
+    #[error("{what}: expected {expected}, found {found}")]
+    Shape {
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error(transparent)]
+    Quant(#[from] quant::QuantError),
+    #[error("tensor type {0} cannot be used as a weight matrix")]
+    UnsupportedWeight(quant::GgmlType),
+}
+
+pub(crate) fn shape_err(
+    what: &'static str,
+    expected: impl ToString,
+    found: impl ToString,
+) -> ComputeError {
+    ComputeError::Shape {
+        what,
+        expected: expected.to_string(),
+        found: found.to_string(),
+    }
+}

@@ -1,0 +1,145 @@
+//! Weight-matrix products in ggml's style: the activation rows are converted once to the
+//! weight type's `vec_dot_type` (Q8_0 / Q8_1 / Q8_K / F16 / F32), then each output element is
+//! one `quant::vec_dot`. This is what makes the results track llama.cpp's to ~1e-5 rather
+//! than the ~1e-1 a float-activation product gives on quantized weights.
+
+use quant::GgmlType;
+use rayon::prelude::*;
+
+use crate::{shape_err, ComputeError};
+
+/// A row-major weight matrix kept in its on-disk encoding: `rows` rows of `cols` elements.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightView<'a> {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+    row_bytes: usize,
+}
+
+impl<'a> WeightView<'a> {
+    pub fn new(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Self, ComputeError> {
+        if !ty.is_supported() {
+            return Err(ComputeError::UnsupportedWeight(ty));
+        }
+        let row_bytes = ty.row_bytes(cols as u64).ok_or_else(|| {
+            shape_err(
+                "weight row",
+                format!("a multiple of {} ({ty})", ty.block_size()),
+                cols,
+            )
+        })? as usize;
+        let expected = row_bytes * rows;
+        if data.len() != expected {
+            return Err(shape_err("weight bytes", expected, data.len()));
+        }
+        Ok(WeightView {
+            ty,
+            rows,
+            cols,
+            data,
+            row_bytes,
+        })
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    pub fn row(&self, i: usize) -> &'a [u8] {
+        &self.data[i * self.row_bytes..(i + 1) * self.row_bytes]
+    }
+}
+
+/// Raw output pointer shared by workers that write disjoint elements.
+struct OutPtr(*mut f32);
+// SAFETY: workers only write through the pointer at indices no other worker touches (each
+// owns a distinct range of output rows), and the buffer outlives the parallel region.
+unsafe impl Sync for OutPtr {}
+unsafe impl Send for OutPtr {}
+
+impl OutPtr {
+    // A method (not field access) so closures capture the Sync wrapper, not the raw pointer.
+    fn at(&self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
+/// Rows of the weight handled by one task: large enough to amortize scheduling, small enough
+/// to balance the vocabulary projection across threads.
+const ROW_BLOCK: usize = 16;
+
+/// `out[t][r] = dot(w.row(r), x[t])` for `n` activation rows `x` (`n * w.cols` floats);
+/// `out` holds `n * w.rows` floats. `qbuf` is scratch for the converted activations.
+pub fn matmul(
+    w: &WeightView,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    qbuf: &mut Vec<u8>,
+) -> Result<(), ComputeError> {
+    if x.len() != n * w.cols {
+        return Err(shape_err("matmul input", n * w.cols, x.len()));
+    }
+    if out.len() != n * w.rows {
+        return Err(shape_err("matmul output", n * w.rows, out.len()));
+    }
+    let vdt = w.ty.vec_dot_type();
+    let q_row = vdt.row_bytes(w.cols as u64).ok_or_else(|| {
+        shape_err(
+            "activation row",
+            format!("a multiple of {}", vdt.block_size()),
+            w.cols,
+        )
+    })? as usize;
+    qbuf.resize(n * q_row, 0);
+    for t in 0..n {
+        quant::quantize_row(
+            vdt,
+            &x[t * w.cols..(t + 1) * w.cols],
+            &mut qbuf[t * q_row..(t + 1) * q_row],
+        )?;
+    }
+    let qx: &[u8] = qbuf;
+    let rows = w.rows;
+    let ptr = OutPtr(out.as_mut_ptr());
+    let n_blocks = rows.div_ceil(ROW_BLOCK);
+    let run = |b: usize| -> Result<(), ComputeError> {
+        let r0 = b * ROW_BLOCK;
+        let r1 = (r0 + ROW_BLOCK).min(rows);
+        for r in r0..r1 {
+            let wr = w.row(r);
+            for t in 0..n {
+                let v = quant::vec_dot(w.ty, w.cols, wr, &qx[t * q_row..(t + 1) * q_row])?;
+                // SAFETY: t < n and r < rows, so the index is inside `out` (n * rows long,
+                // checked above); row r belongs to this block only.
+                unsafe { *ptr.at(t * rows + r) = v };
+            }
+        }
+        Ok(())
+    };
+    let work = w.rows * w.cols * n;
+    if n_blocks == 1 || work < 32 * 1024 {
+        (0..n_blocks).try_for_each(run)
+    } else {
+        crate::pool::pool().install(|| (0..n_blocks).into_par_iter().try_for_each(run))
+    }
+}
+
+/// Embedding lookup: row `id` of `w` decoded to floats into `out` (`w.cols` long).
+pub fn get_rows(w: &WeightView, id: usize, out: &mut [f32]) -> Result<(), ComputeError> {
+    if id >= w.rows {
+        return Err(shape_err("token id", format!("< {}", w.rows), id));
+    }
+    if out.len() != w.cols {
+        return Err(shape_err("embedding output", w.cols, out.len()));
+    }
+    quant::dequantize_row(w.ty, w.row(id), out)?;
+    Ok(())
+}
