@@ -1,13 +1,129 @@
-//! Placeholder: being written.
+//! Q4_1: blocks of 32 weights, 20 bytes each:
+//!
+//! | bytes | field                                                        |
+//! |-------|--------------------------------------------------------------|
+//! | 0..2  | `d`: f16 scale, `(max - min) / 15`                           |
+//! | 2..4  | `m`: f16 offset, the block minimum                           |
+//! | 4..20 | `qs`: 16 bytes; byte j holds element j in its low nibble and |
+//! |       | element j+16 in its high nibble                              |
+//!
+//! Element = nibble * d + m: asymmetric, so a block that is all one sign uses all 16 levels.
+//! The offset is why its activation partner is Q8_1, which carries `d * sum(q)` per block.
 
-pub fn dequantize(_src: &[u8], _dst: &mut [f32]) {
-    unimplemented!()
+use crate::scalar::{inv_or_zero, le_f16, put_f16};
+
+pub const BLOCK: usize = 32;
+pub const BYTES: usize = 20;
+
+pub fn dequantize(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in src.chunks_exact(BYTES).zip(dst.chunks_exact_mut(BLOCK)) {
+        let d = le_f16(b, 0);
+        let m = le_f16(b, 2);
+        let qs = &b[4..BYTES];
+        for j in 0..BLOCK / 2 {
+            // Separate multiply and add (no fused multiply-add), as ggml-base computes it.
+            y[j] = (qs[j] & 0x0f) as f32 * d + m;
+            y[j + BLOCK / 2] = (qs[j] >> 4) as f32 * d + m;
+        }
+    }
 }
 
-pub fn quantize(_src: &[f32], _dst: &mut [u8]) {
-    unimplemented!()
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(BLOCK).zip(dst.chunks_exact_mut(BYTES)) {
+        let mut min = f32::MAX;
+        let mut max = -f32::MAX;
+        for &v in x {
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
+        }
+        let d = (max - min) / 15.0;
+        let id = inv_or_zero(d);
+        put_f16(b, 0, d);
+        put_f16(b, 2, min);
+        for j in 0..BLOCK / 2 {
+            // Truncation of a non-negative value + 0.5 rounds half up, like ggml's cast.
+            let lo = (((x[j] - min) * id + 0.5) as i8).min(15) as u8;
+            let hi = (((x[j + BLOCK / 2] - min) * id + 0.5) as i8).min(15) as u8;
+            b[4 + j] = lo | (hi << 4);
+        }
+    }
 }
 
-pub fn vec_dot(_n: usize, _w: &[u8], _x: &[u8]) -> f32 {
-    unimplemented!()
+/// Dot with a Q8_1 row in ggml's scalar order: exact integer sum per block, then
+/// `(d_w * d_x) * sum + m_w * s_x` accumulated in f32.
+pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = n / BLOCK;
+    let mut sumf = 0.0f32;
+    for (bw, bx) in w
+        .chunks_exact(BYTES)
+        .zip(x.chunks_exact(crate::q8_1::BYTES))
+        .take(nb)
+    {
+        let qs = &bw[4..BYTES];
+        let xq = &bx[4..crate::q8_1::BYTES];
+        let mut sumi0 = 0i32;
+        let mut sumi1 = 0i32;
+        for j in 0..BLOCK / 2 {
+            sumi0 += (qs[j] & 0x0f) as i32 * xq[j] as i8 as i32;
+            sumi1 += (qs[j] >> 4) as i32 * xq[j + BLOCK / 2] as i8 as i32;
+        }
+        let sumi = sumi0 + sumi1;
+        let scaled = (le_f16(bw, 0) * le_f16(bx, 0)) * sumi as f32;
+        sumf += scaled + le_f16(bw, 2) * le_f16(bx, 2);
+    }
+    sumf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    #[test]
+    fn quantize_matches_ggml_bytes() {
+        check_quantize_fixture("Q4_1", quantize);
+    }
+
+    #[test]
+    fn dequantize_matches_ggml_bits() {
+        check_dequantize_fixture("Q4_1", dequantize);
+    }
+
+    #[test]
+    fn vec_dot_matches_ggml() {
+        // Bit-exact against ggml's scalar kernel.
+        check_dot_fixture(
+            "Q4_1",
+            &fixture_rows("Q4_1"),
+            vec_dot,
+            crate::q8_1::quantize,
+            true,
+        );
+    }
+
+    #[test]
+    fn test_quantize_fns_thresholds() {
+        check_quantize_fns(
+            "Q4_1",
+            quantize,
+            dequantize,
+            vec_dot,
+            crate::q8_1::quantize,
+            36,
+        );
+    }
+
+    #[test]
+    fn constant_block_is_exact() {
+        // max == min gives d = 0: every element is the offset itself.
+        let mut b = [0u8; BYTES];
+        quantize(&[0.75; BLOCK], &mut b);
+        let mut y = [0f32; BLOCK];
+        dequantize(&b, &mut y);
+        assert!(y.iter().all(|&v| v == 0.75));
+    }
 }

@@ -1,13 +1,151 @@
-//! Placeholder: being written.
+//! Q5_1: blocks of 32 weights, 24 bytes each:
+//!
+//! | bytes  | field                                                          |
+//! |--------|----------------------------------------------------------------|
+//! | 0..2   | `d`: f16 scale, `(max - min) / 31`                             |
+//! | 2..4   | `m`: f16 offset, the block minimum                             |
+//! | 4..8   | `qh`: u32 little-endian, bit j = 5th bit of element j          |
+//! | 8..24  | `qs`: 16 bytes of low 4 bits; byte j holds element j (low      |
+//! |        | nibble) and element j+16 (high nibble)                         |
+//!
+//! Element = q * d + m with q in 0..32: the 5-bit counterpart of Q4_1 (and dotted against
+//! Q8_1 for the same reason), with Q5_0's split of the fifth bits.
 
-pub fn dequantize(_src: &[u8], _dst: &mut [f32]) {
-    unimplemented!()
+use crate::scalar::{inv_or_zero, le_f16, put_f16};
+
+pub const BLOCK: usize = 32;
+pub const BYTES: usize = 24;
+
+#[inline]
+fn qh(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[4], b[5], b[6], b[7]])
 }
 
-pub fn quantize(_src: &[f32], _dst: &mut [u8]) {
-    unimplemented!()
+pub fn dequantize(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in src.chunks_exact(BYTES).zip(dst.chunks_exact_mut(BLOCK)) {
+        let d = le_f16(b, 0);
+        let m = le_f16(b, 2);
+        let qh = qh(b);
+        let qs = &b[8..BYTES];
+        for j in 0..BLOCK / 2 {
+            let h0 = ((qh >> j) << 4) & 0x10;
+            let h1 = (qh >> (j + 12)) & 0x10;
+            let x0 = (qs[j] & 0x0f) as u32 | h0;
+            let x1 = (qs[j] >> 4) as u32 | h1;
+            // Separate multiply and add (no fused multiply-add), as ggml-base computes it.
+            y[j] = x0 as f32 * d + m;
+            y[j + BLOCK / 2] = x1 as f32 * d + m;
+        }
+    }
 }
 
-pub fn vec_dot(_n: usize, _w: &[u8], _x: &[u8]) -> f32 {
-    unimplemented!()
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(BLOCK).zip(dst.chunks_exact_mut(BYTES)) {
+        let mut min = f32::MAX;
+        let mut max = -f32::MAX;
+        for &v in x {
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
+        }
+        let d = (max - min) / 31.0;
+        let id = inv_or_zero(d);
+        put_f16(b, 0, d);
+        put_f16(b, 2, min);
+        let mut qh = 0u32;
+        for j in 0..BLOCK / 2 {
+            // ggml does not clamp to 31 here (unlike Q4_1); the top element can only reach
+            // 31.5 before truncation, and bits above the fifth are masked off below anyway.
+            let q0 = ((x[j] - min) * id + 0.5) as u8;
+            let q1 = ((x[j + BLOCK / 2] - min) * id + 0.5) as u8;
+            b[8 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
+            qh |= ((q0 as u32 & 0x10) >> 4) << j;
+            qh |= ((q1 as u32 & 0x10) >> 4) << (j + BLOCK / 2);
+        }
+        b[4..8].copy_from_slice(&qh.to_le_bytes());
+    }
+}
+
+/// Dot with a Q8_1 row in ggml's scalar order: exact integer sum per block, then
+/// `(d_w * d_x) * sum + m_w * s_x` accumulated in f32.
+pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = n / BLOCK;
+    let mut sumf = 0.0f32;
+    for (bw, bx) in w
+        .chunks_exact(BYTES)
+        .zip(x.chunks_exact(crate::q8_1::BYTES))
+        .take(nb)
+    {
+        let qh = qh(bw);
+        let qs = &bw[8..BYTES];
+        let xq = &bx[4..crate::q8_1::BYTES];
+        let mut sumi0 = 0i32;
+        let mut sumi1 = 0i32;
+        for j in 0..BLOCK / 2 {
+            let h0 = ((qh >> j) << 4) & 0x10;
+            let h1 = (qh >> (j + 12)) & 0x10;
+            let x0 = ((qs[j] & 0x0f) as u32 | h0) as i32;
+            let x1 = ((qs[j] >> 4) as u32 | h1) as i32;
+            sumi0 += x0 * xq[j] as i8 as i32;
+            sumi1 += x1 * xq[j + BLOCK / 2] as i8 as i32;
+        }
+        let sumi = sumi0 + sumi1;
+        let scaled = (le_f16(bw, 0) * le_f16(bx, 0)) * sumi as f32;
+        sumf += scaled + le_f16(bw, 2) * le_f16(bx, 2);
+    }
+    sumf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    #[test]
+    fn quantize_matches_ggml_bytes() {
+        check_quantize_fixture("Q5_1", quantize);
+    }
+
+    #[test]
+    fn dequantize_matches_ggml_bits() {
+        check_dequantize_fixture("Q5_1", dequantize);
+    }
+
+    #[test]
+    fn vec_dot_matches_ggml() {
+        // Bit-exact against ggml's scalar kernel.
+        check_dot_fixture(
+            "Q5_1",
+            &fixture_rows("Q5_1"),
+            vec_dot,
+            crate::q8_1::quantize,
+            true,
+        );
+    }
+
+    #[test]
+    fn test_quantize_fns_thresholds() {
+        check_quantize_fns(
+            "Q5_1",
+            quantize,
+            dequantize,
+            vec_dot,
+            crate::q8_1::quantize,
+            36,
+        );
+    }
+
+    #[test]
+    fn full_range_uses_all_32_levels() {
+        let x: Vec<f32> = (0..BLOCK).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let mut b = [0u8; BYTES];
+        quantize(&x, &mut b);
+        assert_eq!(qh(&b), 0xffff_0000);
+        let mut y = [0f32; BLOCK];
+        dequantize(&b, &mut y);
+        assert_eq!(y.to_vec(), x);
+    }
 }
