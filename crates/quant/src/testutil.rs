@@ -214,6 +214,20 @@ pub fn check_quantize_fns(
     quantize_x: QuantizeFn,
     x_block_bytes_per_32: usize,
 ) {
+    let x_bytes = 4096 / 32 * x_block_bytes_per_32;
+    check_quantize_fns_sized(name, quantize, dequantize, vec_dot, quantize_x, x_bytes);
+}
+
+/// [`check_quantize_fns`] with the activation row size given in bytes, for activation types
+/// whose blocks are not 32 wide (Q8_K: 292 bytes per 256).
+pub fn check_quantize_fns_sized(
+    name: &str,
+    quantize: QuantizeFn,
+    dequantize: DequantizeFn,
+    vec_dot: VecDotFn,
+    quantize_x: QuantizeFn,
+    x_bytes: usize,
+) {
     let th = &load_json("thresholds.json")["per_type"][name];
     assert_eq!(th["tested_by_ggml"], Value::Bool(true));
     let n = 4096;
@@ -235,7 +249,7 @@ pub fn check_quantize_fns(
     crate::dequantize_row(ty, &q_ref, &mut back_ref).unwrap();
     let reference = rmse_ggml(&back, &back_ref);
 
-    let mut q1 = vec![0u8; n / 32 * x_block_bytes_per_32];
+    let mut q1 = vec![0u8; x_bytes];
     quantize_x(&x1, &mut q1);
     let dot = vec_dot(n, &q0, &q1);
     let dot_err = (dot - dot_f64(&x0, &x1)).abs() / n as f32;
