@@ -1,11 +1,13 @@
 use super::*;
 use std::sync::Mutex;
 
+type Calls = Arc<Mutex<Vec<(Vec<u32>, usize)>>>;
+
 /// Next token is `(last + 1) % n_vocab` with a clear margin; records every forward call.
 struct Counter {
     n_vocab: usize,
     ctx: usize,
-    calls: Arc<Mutex<Vec<(Vec<u32>, usize)>>>,
+    calls: Calls,
     cached: usize,
 }
 
@@ -45,8 +47,6 @@ impl TokenText for Pieces {
         self.pieces[id as usize].clone()
     }
 }
-
-type Calls = Arc<Mutex<Vec<(Vec<u32>, usize)>>>;
 
 fn session(pieces: Vec<&[u8]>, eog: u32, ctx: usize) -> (Session, Calls) {
     let calls = Arc::new(Mutex::new(Vec::new()));
