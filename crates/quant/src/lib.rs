@@ -3,6 +3,7 @@
 //! (`GgmlType::vec_dot_type`). Everything works on raw little-endian block bytes exactly as
 //! they sit in a GGUF file, so weights never need converting on load.
 
+mod k_common;
 mod scalar;
 mod types;
 
