@@ -1,3 +1,45 @@
-fn main() {
-    println!("torchless");
+//! `torchless`: run LLMs from GGUF files on the CPU.
+//!
+//! Each subcommand lives in its own file under `commands/`; adding one takes a variant in
+//! [`Command`] and an arm in [`main`]'s match.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "torchless",
+    version,
+    about = "Run large language models from GGUF files on the CPU",
+    long_about = "Run large language models from GGUF files on the CPU.\n\n\
+        torchless reads llama.cpp's GGUF model files (single or split) and aims to produce the \
+        same tokens as llama.cpp for the same model, prompt and sampling settings.\n\n\
+        Run `torchless <COMMAND> --help` for the options of each command."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a GGUF model file holds: architecture, size, hyperparameters, tokenizer, tensors
+    Info(commands::info::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => commands::info::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

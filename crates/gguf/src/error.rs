@@ -10,12 +10,9 @@ pub type Result<T, E = GgufError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The message already includes the OS error, so it is not repeated as a `source`.
+    #[error("{}: {io}", path.display())]
+    Io { path: PathBuf, io: std::io::Error },
 
     /// The bytes of a file do not form a valid GGUF file.
     #[error("{}: at byte {offset}: {kind}", path.display())]

@@ -136,9 +136,9 @@ fn malformed(path: &Path, (offset, kind): parse::ParseError) -> GgufError {
 
 /// Maps and parses one file.
 fn open_part(path: &Path) -> Result<(Part, parse::Parsed)> {
-    let io = |source| GgufError::Io {
+    let io = |io| GgufError::Io {
         path: path.to_path_buf(),
-        source,
+        io,
     };
     let file = File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();

@@ -46,9 +46,9 @@ fn invalid(msg: String) -> GgufError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> GgufError + '_ {
-    move |source| GgufError::Io {
+    move |io| GgufError::Io {
         path: path.to_path_buf(),
-        source,
+        io,
     }
 }
 

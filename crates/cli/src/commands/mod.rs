@@ -1,0 +1,15 @@
+//! One module per subcommand; each exposes `Args` (clap) and `run(Args) -> anyhow::Result<()>`.
+
+pub mod info;
+
+use std::io::Write;
+
+/// Writes `text` to stdout in one go. A closed pipe (`torchless info m.gguf | head`) is not an
+/// error worth reporting, so it ends output quietly instead of panicking like `println!`.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
