@@ -360,7 +360,7 @@ fn flash_f16<'a>(
             vs = (s - m).exp();
         }
         for (a, x) in acc.iter_mut().zip(val(j)) {
-            *a = f16::from_f32(x.to_f32().mul_add(vs, a.to_f32()));
+            *a = f16::from_f32(a.to_f32() + x.to_f32() * vs);
         }
         sum = sum * ms + vs;
     }

@@ -100,7 +100,7 @@ pub fn matmul(
     })? as usize;
     qbuf.resize(n * q_row, 0);
     for t in 0..n {
-        quant::quantize_row(
+        crate::actq::quantize_activation(
             vdt,
             &x[t * w.cols..(t + 1) * w.cols],
             &mut qbuf[t * q_row..(t + 1) * q_row],

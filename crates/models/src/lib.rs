@@ -1,1 +1,159 @@
-//! models crate (see ARCHITECTURE.md).
+//! Forward passes of decoder-only LLMs read from GGUF files, numerically matched to
+//! llama.cpp's CPU backend. Weights stay in their GGUF encoding, viewed in the memory map.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let file = std::sync::Arc::new(gguf::GgufFile::open("model.gguf")?);
+//! let model = models::Model::load(file)?;
+//! let mut state = model.new_state(512, models::KvDtype::F16);
+//! let logits = model.forward(&mut state, &[1, 2, 3], 0, false)?; // n_vocab logits
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod decoder;
+mod error;
+mod gemma3;
+mod llama;
+mod qwen2;
+mod weights;
+
+use std::sync::Arc;
+
+pub use compute::{set_threads, KvDtype};
+pub use config::Config;
+pub use error::ModelError;
+
+use compute::KvCache;
+use decoder::{Decoder, Scratch};
+use weights::Loader;
+
+/// Architectures `Model::load` accepts (`general.architecture`).
+pub const SUPPORTED_ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
+
+/// A loaded model: hyperparameters plus typed views into the GGUF file it keeps open.
+pub struct Model {
+    file: Arc<gguf::GgufFile>,
+    config: Config,
+    decoder: Decoder,
+}
+
+/// Per-sequence state: the KV cache of every layer and reusable scratch buffers.
+pub struct State {
+    pub(crate) caches: Vec<KvCache>,
+    pub(crate) scratch: Scratch,
+    max_seq_len: usize,
+}
+
+impl State {
+    /// Positions the KV cache can hold.
+    pub fn max_seq_len(&self) -> usize {
+        self.max_seq_len
+    }
+
+    /// Positions currently cached.
+    pub fn n_cached(&self) -> usize {
+        self.caches.first().map_or(0, |c| c.len())
+    }
+
+    /// Drops cached keys/values at positions `n_tokens..`.
+    pub fn truncate(&mut self, n_tokens: usize) {
+        for c in &mut self.caches {
+            c.truncate(n_tokens);
+        }
+    }
+}
+
+impl Model {
+    pub fn load(file: Arc<gguf::GgufFile>) -> Result<Model, ModelError> {
+        let md = file.metadata();
+        let arch = md.get_str("general.architecture")?.to_string();
+        if !SUPPORTED_ARCHS.contains(&arch.as_str()) {
+            return Err(ModelError::UnsupportedArch {
+                arch,
+                supported: SUPPORTED_ARCHS.join(", "),
+            });
+        }
+        let ld = Loader { file: &file };
+        let embd = file
+            .tensor("token_embd.weight")
+            .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
+        if embd.dims.len() < 2 {
+            return Err(ModelError::Shape {
+                name: "token_embd.weight".into(),
+                expected: vec![0, 0],
+                found: embd.dims.clone(),
+            });
+        }
+        let n_vocab = embd.dims[1] as usize;
+        let mut config = Config::common(md, &arch, n_vocab)?;
+        let decoder = match arch.as_str() {
+            "llama" => llama::load(&ld, &config)?,
+            "qwen2" | "qwen3" => qwen2::load(&ld, &config)?,
+            "gemma3" => {
+                gemma3::configure(md, &mut config)?;
+                gemma3::load(&ld, &config)?
+            }
+            _ => unreachable!("checked against SUPPORTED_ARCHS"),
+        };
+        Ok(Model {
+            file,
+            config,
+            decoder,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn file(&self) -> &Arc<gguf::GgufFile> {
+        &self.file
+    }
+
+    /// A fresh KV cache for up to `max_seq_len` positions (memory grows as it fills).
+    pub fn new_state(&self, max_seq_len: usize, kv: KvDtype) -> State {
+        State {
+            caches: self.decoder.new_caches(max_seq_len, kv),
+            scratch: Scratch::default(),
+            max_seq_len,
+        }
+    }
+
+    /// Runs `tokens` at positions `start_pos..` (the whole prompt in one batch, or one token
+    /// while decoding). Anything cached at `start_pos` or later is replaced. Returns `n_vocab`
+    /// logits for the last token, or `tokens.len() * n_vocab` (row per token) when
+    /// `all_logits`.
+    pub fn forward(
+        &self,
+        state: &mut State,
+        tokens: &[u32],
+        start_pos: usize,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::Input("no tokens to run".into()));
+        }
+        if state.caches.len() != self.decoder.layers.len() {
+            return Err(ModelError::Input(
+                "state was created by a different model".into(),
+            ));
+        }
+        let cached = state.n_cached();
+        if start_pos > cached {
+            return Err(ModelError::Input(format!(
+                "start position {start_pos} leaves a gap: only {cached} positions are cached"
+            )));
+        }
+        let end = start_pos + tokens.len();
+        if end > state.max_seq_len {
+            return Err(ModelError::Input(format!(
+                "positions up to {end} exceed the state's max_seq_len {}",
+                state.max_seq_len
+            )));
+        }
+        state.truncate(start_pos);
+        self.decoder
+            .forward(&self.file, state, tokens, start_pos, all_logits)
+    }
+}
