@@ -173,7 +173,7 @@ impl fmt::Display for Malformed {
             }
             CountTooLarge { what, count, max } => write!(
                 f,
-                "{what} count {count} is impossible: the rest of the file holds at most {max}"
+                "{what} count {count} is impossible: the rest of the file holds at most {max} (truncated or corrupt file)"
             ),
             InvalidUtf8 { what } => write!(f, "{what} is not valid UTF-8"),
             UnknownValueType { key, type_id } => {

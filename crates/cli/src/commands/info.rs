@@ -21,9 +21,18 @@ pub struct Args {
     pub tensors: bool,
 }
 
-/// Special tokens shown when the model defines them (`tokenizer.ggml.<name>_token_id`).
-const SPECIAL_TOKENS: &[&str] = &[
-    "bos", "eos", "unk", "pad", "eot", "eom", "sep", "cls", "mask",
+/// Special tokens shown when the model defines them: (role, metadata key). The key names are
+/// llama.cpp's, including its spelling of "seperator".
+const SPECIAL_TOKENS: &[(&str, &str)] = &[
+    ("bos", "tokenizer.ggml.bos_token_id"),
+    ("eos", "tokenizer.ggml.eos_token_id"),
+    ("unk", "tokenizer.ggml.unknown_token_id"),
+    ("pad", "tokenizer.ggml.padding_token_id"),
+    ("eot", "tokenizer.ggml.eot_token_id"),
+    ("eom", "tokenizer.ggml.eom_token_id"),
+    ("sep", "tokenizer.ggml.seperator_token_id"),
+    ("cls", "tokenizer.ggml.cls_token_id"),
+    ("mask", "tokenizer.ggml.mask_token_id"),
 ];
 
 /// Arrays longer than this are abbreviated in text output (JSON always has them whole).
@@ -55,6 +64,8 @@ struct Report<'a> {
     vocab_size: Option<usize>,
     n_merges: Option<usize>,
     chat_template: bool,
+    add_bos: Option<bool>,
+    add_eos: Option<bool>,
     special: Vec<SpecialToken>,
     types: Vec<TypeCount>,
 }
@@ -90,9 +101,8 @@ impl<'a> Report<'a> {
             None => None,
         };
         let mut special = Vec::new();
-        for &role in SPECIAL_TOKENS {
-            let key = format!("tokenizer.ggml.{role}_token_id");
-            if let Some(id) = opt(md, &key, Metadata::opt_u32)? {
+        for &(role, key) in SPECIAL_TOKENS {
+            if let Some(id) = opt(md, key, Metadata::opt_u32)? {
                 let text = tokens
                     .as_ref()
                     .and_then(|t| t.get(id as usize))
@@ -138,6 +148,8 @@ impl<'a> Report<'a> {
                 .and_then(Value::as_array)
                 .map(<[Value]>::len),
             chat_template: md.contains_key("tokenizer.chat_template"),
+            add_bos: opt(md, "tokenizer.ggml.add_bos_token", Metadata::opt_bool)?,
+            add_eos: opt(md, "tokenizer.ggml.add_eos_token", Metadata::opt_bool)?,
             special,
             types: by_type.into_values().collect(),
         })
@@ -200,6 +212,8 @@ impl<'a> Report<'a> {
                 "pre": self.tokenizer_pre,
                 "vocab_size": self.vocab_size,
                 "merges": self.n_merges,
+                "add_bos": self.add_bos,
+                "add_eos": self.add_eos,
             },
             "special_tokens": special,
             "chat_template": self.chat_template,
@@ -280,18 +294,29 @@ impl<'a> Report<'a> {
         }
 
         let _ = writeln!(s, "\ntokenizer");
-        let opt_str = |v: Option<&str>| v.unwrap_or("(not set)").to_string();
-        let opt_num = |v: Option<usize>| v.map_or("(not set)".to_string(), |n| n.to_string());
-        let _ = writeln!(s, "  {:<15}{}", "model", opt_str(self.tokenizer_model));
-        let _ = writeln!(s, "  {:<15}{}", "pre", opt_str(self.tokenizer_pre));
-        let _ = writeln!(s, "  {:<15}{}", "vocab size", opt_num(self.vocab_size));
-        let _ = writeln!(s, "  {:<15}{}", "merges", opt_num(self.n_merges));
-        let _ = writeln!(
-            s,
-            "  {:<15}{}",
-            "chat template",
-            if self.chat_template { "yes" } else { "no" }
-        );
+        let unset = || "(not set)".to_string();
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let rows = [
+            (
+                "model",
+                self.tokenizer_model.map_or_else(unset, str::to_string),
+            ),
+            ("pre", self.tokenizer_pre.map_or_else(unset, str::to_string)),
+            (
+                "vocab size",
+                self.vocab_size.map_or_else(unset, |n| n.to_string()),
+            ),
+            (
+                "merges",
+                self.n_merges.map_or_else(unset, |n| n.to_string()),
+            ),
+            ("add bos", self.add_bos.map_or_else(unset, yes_no)),
+            ("add eos", self.add_eos.map_or_else(unset, yes_no)),
+            ("chat template", yes_no(self.chat_template)),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(s, "  {k:<15}{v}");
+        }
         if !self.special.is_empty() {
             let _ = writeln!(s, "\nspecial tokens");
             for t in &self.special {
