@@ -1,0 +1,138 @@
+//! Greedy decoding on the real models against llama.cpp's recorded runs (tests/data/greedy-*,
+//! copied from the shared golden set: F16 KV cache, flash attention, prompt in one batch).
+//!
+//! Tolerances, and why they are looser than on the fixtures: with Q8_1/Q8_K-quantized
+//! activations these models are chaotic at the ~0.1 nat level. A 1e-7 relative nudge of one
+//! RMSNorm scale flips a few activation roundings and moves logits by up to 0.3 (measured),
+//! while the same nudge in a float-activation run moves them by 2e-6. Matching llama.cpp closer
+//! would need bit-identical f32 summation order in every SIMD kernel (and ggml's vectorised
+//! expf in SiLU). So: first-step top-5 logprobs within 0.35 nat, and generated ids equal step
+//! by step; a different pick is accepted (and comparison stops) only where llama.cpp's own
+//! top-2 margin is below 0.3 nat.
+//!
+//! The models are not in the repository: `scripts/fetch-models.sh` downloads them into
+//! `$TORCHLESS_CACHE/models` (default `~/.cache/torchless/models`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use models::{KvDtype, Model};
+use serde_json::Value;
+
+const NEAR_TIE_NAT: f64 = 0.3;
+const LOGPROB_TOL: f64 = 0.35;
+
+fn model_path(file: &str) -> PathBuf {
+    let cache = std::env::var_os("TORCHLESS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set"))
+                .join(".cache/torchless")
+        });
+    let p = cache.join("models").join(file);
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/fetch-models.sh first",
+        p.display()
+    );
+    p
+}
+
+fn log_softmax(x: &[f32]) -> Vec<f64> {
+    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let z: f64 = x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln() + m;
+    x.iter().map(|&v| v as f64 - z).collect()
+}
+
+fn argmax(x: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Runs every recorded prompt (up to `max_steps` greedy steps each); returns the number of
+/// steps compared.
+fn check(model_file: &str, golden: &str, max_steps: usize) -> usize {
+    let file = gguf::GgufFile::open(model_path(model_file)).expect("open model");
+    let model = Model::load(Arc::new(file)).expect("load model");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(golden);
+    let g: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut compared = 0;
+    for gen in g["generations"].as_array().unwrap() {
+        let name = gen["name"].as_str().unwrap();
+        let prompt: Vec<u32> = gen["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let steps = gen["steps"].as_array().unwrap();
+        let mut state = model.new_state(prompt.len() + steps.len() + 1, KvDtype::F16);
+        let mut logits = model.forward(&mut state, &prompt, 0, false).unwrap();
+        for (k, step) in steps.iter().enumerate().take(max_steps) {
+            let top = step["top"].as_array().unwrap();
+            let lp = log_softmax(&logits);
+            if k == 0 {
+                for t in top {
+                    let id = t["id"].as_u64().unwrap() as usize;
+                    let want = t["logprob"].as_f64().unwrap();
+                    let d = (lp[id] - want).abs();
+                    eprintln!(
+                        "{model_file} {name}: first-step logprob of {id}: {:.4} vs {want:.4}",
+                        lp[id]
+                    );
+                    assert!(
+                        d < LOGPROB_TOL,
+                        "{model_file} {name}: first-step logprob of {id}: {} vs {want}",
+                        lp[id]
+                    );
+                }
+            }
+            let margin = top[0]["logprob"].as_f64().unwrap() - top[1]["logprob"].as_f64().unwrap();
+            let want = step["id"].as_u64().unwrap() as u32;
+            let got = argmax(&logits) as u32;
+            if got != want {
+                assert!(
+                    margin < NEAR_TIE_NAT,
+                    "{model_file} {name}: greedy step {k}: got {got}, llama.cpp {want} (its margin {margin:.3} nat)"
+                );
+                eprintln!("{model_file} {name}: parted at near-tie step {k} (margin {margin:.3}), stop comparing");
+                break;
+            }
+            compared += 1;
+            logits = model
+                .forward(&mut state, &[want], prompt.len() + k, false)
+                .unwrap();
+        }
+    }
+    eprintln!("{model_file}: {compared} greedy steps equal to llama.cpp");
+    compared
+}
+
+#[test]
+fn smollm2_q4_1_greedy_matches_llama_cpp() {
+    assert!(
+        check(
+            "smollm2-135m-instruct-q4_1.gguf",
+            "greedy-smollm2-135m-instruct-q4_1.json",
+            48
+        ) >= 40
+    );
+}
+
+#[test]
+fn gemma3_q4_k_m_greedy_matches_llama_cpp() {
+    assert!(
+        check(
+            "gemma3-270m-q4_k_m.gguf",
+            "greedy-gemma3-270m-q4_k_m.json",
+            48
+        ) >= 20
+    );
+}
