@@ -143,3 +143,62 @@ pub fn get_rows(w: &WeightView, id: usize, out: &mut [f32]) -> Result<(), Comput
     quant::dequantize_row(w.ty, w.row(id), out)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(ty: GgmlType, rows: usize, cols: usize, w: &[f32]) -> Vec<u8> {
+        let rb = ty.row_bytes(cols as u64).unwrap() as usize;
+        let mut out = vec![0u8; rows * rb];
+        for r in 0..rows {
+            quant::quantize_row(
+                ty,
+                &w[r * cols..(r + 1) * cols],
+                &mut out[r * rb..(r + 1) * rb],
+            )
+            .unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn f32_and_q8_0_products_match_float_reference() {
+        let (rows, cols, n) = (40, 64, 3);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1)
+            .collect();
+        let x: Vec<f32> = (0..n * cols)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.2)
+            .collect();
+        let mut want = vec![0f64; n * rows];
+        for t in 0..n {
+            for r in 0..rows {
+                want[t * rows + r] = (0..cols)
+                    .map(|c| w[r * cols + c] as f64 * x[t * cols + c] as f64)
+                    .sum();
+            }
+        }
+        let mut q = Vec::new();
+        for (ty, tol) in [(GgmlType::F32, 1e-5), (GgmlType::Q8_0, 0.05)] {
+            let bytes = encode(ty, rows, cols, &w);
+            let view = WeightView::new(ty, rows, cols, &bytes).unwrap();
+            let mut out = vec![0f32; n * rows];
+            matmul(&view, &x, n, &mut out, &mut q).unwrap();
+            for (a, b) in out.iter().zip(&want) {
+                assert!((*a as f64 - b).abs() < tol, "{ty}: {a} vs {b}");
+            }
+            let mut row = vec![0f32; cols];
+            get_rows(&view, 3, &mut row).unwrap();
+            for (a, b) in row.iter().zip(&w[3 * cols..4 * cols]) {
+                assert!((a - b).abs() < 0.01);
+            }
+        }
+        let bytes = encode(GgmlType::F32, rows, cols, &w);
+        assert!(WeightView::new(GgmlType::F32, rows + 1, cols, &bytes).is_err());
+        assert!(WeightView::new(GgmlType::IQ3_S, 1, 256, &[0; 110]).is_err());
+        let view = WeightView::new(GgmlType::F32, rows, cols, &bytes).unwrap();
+        assert!(matmul(&view, &x[1..], n, &mut vec![0f32; n * rows], &mut q).is_err());
+        assert!(get_rows(&view, rows, &mut vec![0f32; cols]).is_err());
+    }
+}
