@@ -1,0 +1,175 @@
+//! Rank-ordered BPE merging of one pre-tokenized, byte-encoded word.
+//!
+//! Strings are interned to integer "piece ids" up front so the merge loop only
+//! hashes integer pairs: ids below the vocabulary size are token ids, larger
+//! ids are strings that occur in merges without being tokens themselves.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// (rank, left index, left piece, right piece, right index)
+type Candidate = (u32, usize, u32, u32, usize);
+
+pub(crate) struct BpeMerges {
+    /// (left piece, right piece) -> (rank, merged piece)
+    ranks: HashMap<(u32, u32), (u32, u32)>,
+    /// Strings from merges that are not tokens, numbered from `n_vocab`.
+    extra: HashMap<String, u32>,
+    n_vocab: u32,
+}
+
+impl BpeMerges {
+    /// `merges` are "left right" strings in rank order. The split is at the first
+    /// space after the first byte, so a left side may itself be a space.
+    pub(crate) fn new<'a>(
+        merges: impl IntoIterator<Item = &'a str>,
+        token_to_id: &HashMap<String, u32>,
+        n_vocab: u32,
+    ) -> Self {
+        let mut this = BpeMerges {
+            ranks: HashMap::new(),
+            extra: HashMap::new(),
+            n_vocab,
+        };
+        for (rank, merge) in merges.into_iter().enumerate() {
+            let split = merge.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1);
+            let Some(split) = split else { continue };
+            let (left, right) = (&merge[..split], &merge[split + 1..]);
+            let l = this.intern(left, token_to_id);
+            let r = this.intern(right, token_to_id);
+            let m = this.intern(&format!("{left}{right}"), token_to_id);
+            // The first occurrence of a pair keeps its rank.
+            this.ranks.entry((l, r)).or_insert((rank as u32, m));
+        }
+        this
+    }
+
+    fn intern(&mut self, s: &str, token_to_id: &HashMap<String, u32>) -> u32 {
+        if let Some(&id) = token_to_id.get(s) {
+            return id;
+        }
+        let next = self.n_vocab + self.extra.len() as u32;
+        *self.extra.entry(s.to_string()).or_insert(next)
+    }
+
+    fn lookup(&self, s: &str, token_to_id: &HashMap<String, u32>) -> Option<u32> {
+        token_to_id.get(s).or_else(|| self.extra.get(s)).copied()
+    }
+
+    /// Merges one word and appends its tokens. Symbols that end up as no token
+    /// fall back to single-byte tokens of their text, and bytes without a
+    /// token are dropped, as llama.cpp does.
+    pub(crate) fn encode_word(
+        &self,
+        word: &str,
+        token_to_id: &HashMap<String, u32>,
+        out: &mut Vec<u32>,
+    ) {
+        struct Sym {
+            start: usize,
+            len: usize,
+            piece: Option<u32>,
+            prev: usize,
+            next: usize,
+        }
+        const NONE: usize = usize::MAX;
+        let mut syms: Vec<Sym> = Vec::with_capacity(word.len());
+        for (i, c) in word.char_indices() {
+            let len = c.len_utf8();
+            let idx = syms.len();
+            syms.push(Sym {
+                start: i,
+                len,
+                piece: self.lookup(&word[i..i + len], token_to_id),
+                prev: if idx == 0 { NONE } else { idx - 1 },
+                next: if i + len == word.len() { NONE } else { idx + 1 },
+            });
+        }
+        // Min-heap on (rank, left index); entries remember the pieces they were
+        // built from so stale ones can be recognised after neighbours merged.
+        let mut heap: BinaryHeap<Reverse<Candidate>> = BinaryHeap::new();
+        let push = |heap: &mut BinaryHeap<_>, syms: &[Sym], l: usize, r: usize| {
+            if l == NONE || r == NONE {
+                return;
+            }
+            if let (Some(lp), Some(rp)) = (syms[l].piece, syms[r].piece) {
+                if let Some(&(rank, _)) = self.ranks.get(&(lp, rp)) {
+                    heap.push(Reverse((rank, l, lp, rp, r)));
+                }
+            }
+        };
+        for i in 1..syms.len() {
+            push(&mut heap, &syms, i - 1, i);
+        }
+        while let Some(Reverse((_, l, lp, rp, r))) = heap.pop() {
+            if syms[l].len == 0
+                || syms[r].len == 0
+                || syms[l].piece != Some(lp)
+                || syms[r].piece != Some(rp)
+            {
+                continue;
+            }
+            // Pieces only ever grow, so equal piece ids at both indices mean the
+            // pair is still adjacent and unchanged.
+            if syms[l].next != r {
+                continue;
+            }
+            let merged = self.ranks[&(lp, rp)].1;
+            syms[l].len += syms[r].len;
+            syms[l].piece = Some(merged);
+            syms[r].len = 0;
+            syms[l].next = syms[r].next;
+            let after = syms[l].next;
+            if after != NONE {
+                syms[after].prev = l;
+            }
+            let before = syms[l].prev;
+            push(&mut heap, &syms, before, l);
+            push(&mut heap, &syms, l, after);
+        }
+        for s in syms.iter().filter(|s| s.len > 0) {
+            match s.piece {
+                Some(p) if p < self.n_vocab => out.push(p),
+                _ => {
+                    let text = &word[s.start..s.start + s.len];
+                    for b in text.bytes() {
+                        if b.is_ascii() {
+                            if let Some(&id) =
+                                token_to_id.get(std::str::from_utf8(&[b]).unwrap_or(""))
+                            {
+                                out.push(id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_by_rank_not_position() {
+        let vocab: Vec<&str> = vec!["a", "b", "c", "ab", "bc", "abc"];
+        let t2i: HashMap<String, u32> = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.to_string(), i as u32))
+            .collect();
+        // "b c" outranks "a b", so "abc" = a + bc, and "a bc" then yields abc.
+        let bpe = BpeMerges::new(["b c", "a b", "a bc"], &t2i, vocab.len() as u32);
+        let mut out = Vec::new();
+        bpe.encode_word("abc", &t2i, &mut out);
+        assert_eq!(out, [5]);
+        out.clear();
+        bpe.encode_word("abab", &t2i, &mut out);
+        assert_eq!(out, [3, 3]);
+        out.clear();
+        // Unknown characters without byte tokens are dropped.
+        bpe.encode_word("aé", &t2i, &mut out);
+        assert_eq!(out, [0]);
+    }
+}

@@ -1,0 +1,322 @@
+//! Chat templates: the model's Jinja template (`tokenizer.chat_template`)
+//! rendered with minijinja the way Hugging Face `apply_chat_template` renders it
+//! (`trim_blocks` and `lstrip_blocks` on, Python string/dict methods available),
+//! or a built-in template chosen by architecture when the file has none.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use minijinja::{Environment, Error, ErrorKind, Value};
+use serde::Serialize;
+
+use crate::{Result, Tokenizer, TokenizerError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new("system", content)
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new("assistant", content)
+    }
+}
+
+/// Everything a template can see besides the messages.
+#[derive(Debug, Clone, Default)]
+pub struct ChatOptions<'a> {
+    pub add_generation_prompt: bool,
+    pub bos_token: &'a str,
+    pub eos_token: &'a str,
+    /// Tool definitions (OpenAI JSON schema list), exposed as `tools`.
+    pub tools: Option<&'a serde_json::Value>,
+    /// Extra template variables, e.g. `enable_thinking`.
+    pub extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Renders `template` with `messages`, `add_generation_prompt`, `bos_token` and `eos_token`.
+pub fn render_chat(
+    template: &str,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<String> {
+    let msgs =
+        serde_json::to_value(messages).map_err(|e| TokenizerError::Template(e.to_string()))?;
+    render_chat_json(
+        template,
+        &msgs,
+        &ChatOptions {
+            add_generation_prompt,
+            bos_token,
+            eos_token,
+            ..Default::default()
+        },
+    )
+}
+
+/// Like [`render_chat`] with messages given as JSON (so they may carry tool
+/// calls, names or structured content) and optional tools.
+pub fn render_chat_json(
+    template: &str,
+    messages: &serde_json::Value,
+    opts: &ChatOptions,
+) -> Result<String> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    minijinja_contrib::add_to_environment(&mut env);
+    env.add_function("raise_exception", raise_exception);
+    env.add_function("strftime_now", strftime_now);
+    env.add_template("chat", template)
+        .map_err(|e| TokenizerError::Template(describe(&e)))?;
+    let tmpl = env
+        .get_template("chat")
+        .map_err(|e| TokenizerError::Template(describe(&e)))?;
+    let mut ctx = serde_json::Map::new();
+    if let Some(extra) = opts.extra {
+        ctx.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    ctx.insert("messages".into(), messages.clone());
+    ctx.insert(
+        "add_generation_prompt".into(),
+        opts.add_generation_prompt.into(),
+    );
+    ctx.insert("bos_token".into(), opts.bos_token.into());
+    ctx.insert("eos_token".into(), opts.eos_token.into());
+    if let Some(tools) = opts.tools {
+        ctx.insert("tools".into(), tools.clone());
+    }
+    tmpl.render(Value::from_serialize(&ctx))
+        .map_err(|e| TokenizerError::Template(describe(&e)))
+}
+
+fn describe(e: &Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn raise_exception(msg: String) -> std::result::Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, msg))
+}
+
+/// Python's `strftime` for the current UTC time, with the directives templates use.
+fn strftime_now(format: String) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    strftime(secs, &format)
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+fn strftime(unix: i64, format: &str) -> String {
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let weekday = (days + 3).rem_euclid(7) as usize; // 1970-01-01 was a Thursday
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let month_name = MONTHS[(month - 1) as usize];
+        match chars.next() {
+            Some('Y') => out.push_str(&year.to_string()),
+            Some('y') => out.push_str(&format!("{:02}", year % 100)),
+            Some('m') => out.push_str(&format!("{month:02}")),
+            Some('d') => out.push_str(&format!("{day:02}")),
+            Some('e') => out.push_str(&format!("{day:>2}")),
+            Some('B') => out.push_str(month_name),
+            Some('b') => out.push_str(&month_name[..3]),
+            Some('A') => out.push_str(DAYS[weekday]),
+            Some('a') => out.push_str(&DAYS[weekday][..3]),
+            Some('H') => out.push_str(&format!("{h:02}")),
+            Some('M') => out.push_str(&format!("{m:02}")),
+            Some('S') => out.push_str(&format!("{s:02}")),
+            Some('j') => out.push_str(&format!("{:03}", doy_of(year, month, day))),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+fn doy_of(year: i64, month: i64, day: i64) -> i64 {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let cum = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    cum[(month - 1) as usize] + day + i64::from(leap && month > 2)
+}
+
+/// Gemma turn format; BOS is left to the tokenizer (`add_bos`).
+pub const GEMMA_TEMPLATE: &str = "{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
+/// ChatML (Qwen, SmolLM, many fine-tunes).
+pub const CHATML_TEMPLATE: &str = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+/// LLaMA 3 header format; BOS is left to the tokenizer.
+pub const LLAMA3_TEMPLATE: &str = "{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n{{ message['content'] | trim }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
+/// LLaMA 2 / Mistral `[INST]` format; a system message is folded into the first user turn.
+pub const LLAMA2_TEMPLATE: &str = "{% if messages[0]['role'] == 'system' %}{% set system = messages[0]['content'] %}{% set loop_messages = messages[1:] %}{% else %}{% set system = '' %}{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}{% if message['role'] == 'user' %}{% if loop.first and system %}[INST] <<SYS>>\n{{ system }}\n<</SYS>>\n\n{{ message['content'] | trim }} [/INST]{% else %}[INST] {{ message['content'] | trim }} [/INST]{% endif %}{% elif message['role'] == 'assistant' %} {{ message['content'] | trim }}{{ eos_token }}{% endif %}{% endfor %}";
+/// Phi-3 format.
+pub const PHI3_TEMPLATE: &str = "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
+
+impl Tokenizer {
+    /// The template used when the file has none, chosen by `general.architecture`
+    /// (and by vocabulary for LLaMA): Gemma turns for gemma*, LLaMA 3 headers for
+    /// llama vocabularies with `<|eot_id|>`, `[INST]` for other llama, Phi-3 for
+    /// phi3, ChatML for everything else.
+    pub fn fallback_chat_template(&self, arch: &str) -> &'static str {
+        if arch.starts_with("gemma") {
+            GEMMA_TEMPLATE
+        } else if self.token_id("<|eot_id|>").is_some()
+            && self.token_id("<|start_header_id|>").is_some()
+        {
+            LLAMA3_TEMPLATE
+        } else if arch == "phi3" && self.token_id("<|end|>").is_some() {
+            PHI3_TEMPLATE
+        } else if self.token_id("<|im_start|>").is_some() {
+            CHATML_TEMPLATE
+        } else if arch == "llama" {
+            LLAMA2_TEMPLATE
+        } else {
+            CHATML_TEMPLATE
+        }
+    }
+
+    /// Renders a conversation with the model's template (or the fallback for
+    /// `arch`). `bos_token`/`eos_token` are the vocabulary's texts. Templates
+    /// that write `bos_token` themselves produce a prompt starting with BOS
+    /// text; encode such a prompt with [`Tokenizer::encode_chat_prompt`].
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        arch: &str,
+    ) -> Result<String> {
+        let template = self
+            .chat_template()
+            .unwrap_or_else(|| self.fallback_chat_template(arch));
+        let text = |id: Option<u32>| id.and_then(|i| self.token_text(i).ok()).unwrap_or("");
+        render_chat(
+            template,
+            messages,
+            add_generation_prompt,
+            text(self.bos()),
+            text(self.eos()),
+        )
+    }
+
+    /// Tokenizes a rendered chat prompt with special tokens parsed, adding BOS
+    /// only if the model wants one and the prompt does not already start with it.
+    pub fn encode_chat_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        let mut ids = self.encode(prompt, true, true)?;
+        if self.add_bos() && ids.len() >= 2 && ids[0] == ids[1] && Some(ids[0]) == self.bos() {
+            ids.remove(0);
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strftime_known_dates() {
+        assert_eq!(
+            strftime(0, "%Y-%m-%d %H:%M:%S %A"),
+            "1970-01-01 00:00:00 Thursday"
+        );
+        // 2024-02-29 12:34:56 UTC, a leap day.
+        assert_eq!(
+            strftime(1_709_210_096, "%d %B %Y %b %a %j"),
+            "29 February 2024 Feb Thu 060"
+        );
+    }
+
+    #[test]
+    fn chatml_with_generation_prompt() {
+        let out = render_chat(CHATML_TEMPLATE, &[ChatMessage::user("hi")], true, "", "").unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn raise_exception_is_an_error() {
+        let err = render_chat(
+            "{{ raise_exception('no system role') }}",
+            &[],
+            false,
+            "",
+            "",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no system role"), "{err}");
+    }
+
+    #[test]
+    fn python_methods_work() {
+        let t = "{% for m in messages %}{{ m.content.strip().upper() }}{% if m.role.startswith('us') %}!{% endif %}{% endfor %}";
+        let out = render_chat(t, &[ChatMessage::user("  x ")], false, "", "").unwrap();
+        assert_eq!(out, "X!");
+    }
+}
