@@ -30,6 +30,8 @@ pub(crate) enum PreKind {
     Gpt2,
     /// qwen2, deepseek-r1-qwen, stablelm2, megrez
     Qwen2,
+    /// Qwen 2 with combining marks counted as letters
+    Qwen35,
     Poro,
     Chatglm4,
     Viking,
@@ -76,6 +78,7 @@ pub(crate) fn pre_config(name: &str) -> Option<PreConfig> {
         "command-r" | "smollm" => c(Starcoder, false, false, false),
         "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" => c(Qwen2, false, false, false),
         "stablelm2" | "megrez" => c(Qwen2, true, false, false),
+        "qwen35" => c(Qwen35, false, false, false),
         "poro-chat" => c(Poro, false, false, false),
         "bloom" | "gpt3-finnish" => c(Poro, true, false, false),
         "chatglm-bpe" => PreConfig {
@@ -92,34 +95,47 @@ pub(crate) fn pre_config(name: &str) -> Option<PreConfig> {
 const GPT2_RE: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 const LLAMA3_RE: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+const CJK_RE: &str = r"[\x{4E00}-\x{9FA5}\x{800}-\x{4E00}\x{AC00}-\x{D7FF}]+";
+const PORO_RE: &str = r" ?[^(\s|.,!?\x{2026}\x{3002}\x{FF0C}\x{3001}\x{964}\x{6D4}\x{60C})]+";
+
 fn regexes(kind: PreKind) -> Vec<&'static str> {
     use PreKind::*;
     match kind {
         Llama3 | Chatglm4 => vec![LLAMA3_RE],
+        // Non-ASCII characters are written as escapes: several of them (e.g.
+        // U+1FD3, U+2126) would otherwise be changed by Unicode normalization.
         DeepseekLlm => vec![
-            "[\r\n]",
-            "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
-            "\\s?[!-/:-~！-／：-～‘-‟　-。]+",
-            "\\s+$",
-            "[一-龥ࠀ-一가-퟿]+",
-            "\\p{N}+",
+            r"[\r\n]",
+            r"\s?[A-Za-z\x{B5}\x{C0}-\x{D6}\x{D8}-\x{F6}\x{F8}-\x{1BA}\x{1BC}-\x{1BF}\x{1C4}-\x{293}\x{295}-\x{2AF}\x{370}-\x{373}\x{376}\x{377}\x{37B}-\x{37D}\x{37F}\x{386}\x{388}-\x{38A}\x{38C}\x{38E}-\x{3A1}\x{3A3}-\x{3F5}\x{3F7}-\x{481}\x{48A}-\x{52F}\x{531}-\x{556}\x{10A0}-\x{10C5}\x{13A0}-\x{13F5}\x{13F8}-\x{13FD}\x{1C90}-\x{1CBA}\x{1CBD}-\x{1CBF}\x{1D00}-\x{1D2B}\x{1D6B}-\x{1D77}\x{1D79}-\x{1D9A}\x{1E00}-\x{1F15}\x{1F18}-\x{1F1D}\x{1F20}-\x{1F45}\x{1F48}-\x{1F4D}\x{1F50}-\x{1F57}\x{1F59}\x{1F5B}\x{1F5D}\x{1F5F}-\x{1F7D}\x{1F80}-\x{1FB4}\x{1FB6}-\x{1FBC}\x{1FBE}\x{1FC2}-\x{1FC4}\x{1FC6}-\x{1FCC}\x{1FD0}-\x{1FD3}\x{1FD6}-\x{1FDB}\x{1FE0}-\x{1FEC}\x{1FF2}-\x{1FF4}\x{1FF6}-\x{1FFC}\x{2102}\x{2107}\x{210A}-\x{2113}\x{2115}\x{2119}-\x{211D}\x{2124}\x{2126}\x{2128}\x{212A}-\x{212D}\x{212F}-\x{2134}\x{2139}\x{213C}-\x{213F}\x{2145}-\x{2149}\x{214E}\x{2183}\x{2184}\x{2C00}-\x{2C7B}\x{2C7E}-\x{2CE4}\x{2CEB}-\x{2CEE}\x{2CF2}\x{2CF3}\x{A640}-\x{A66D}\x{A680}-\x{A69B}\x{A722}-\x{A76F}\x{A771}-\x{A787}\x{A78B}-\x{A78E}\x{AB70}-\x{ABBF}\x{FB00}-\x{FB06}\x{FB13}-\x{FB17}\x{FF21}-\x{FF3A}\x{FF41}-\x{FF5A}\x{10400}-\x{1044F}\x{104B0}-\x{104D3}\x{104D8}-\x{104FB}\x{10C80}-\x{10CB2}\x{10CC0}-\x{10CF2}\x{118A0}-\x{118DF}\x{1E900}-\x{1E943}]+",
+            r"\s?[!-/:-~\x{FF01}-\x{FF0F}\x{FF1A}-\x{FF5E}\x{2018}-\x{201F}\x{3000}-\x{3002}]+",
+            r"\s+$",
+            CJK_RE,
+            r"\p{N}+",
         ],
-        DeepseekCoder => vec!["[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"],
+        DeepseekCoder => vec![r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", CJK_RE, r"\p{N}"],
         Falcon => vec![r"[\p{P}\$\+<=>\^~\|`]+", GPT2_RE, "[0-9][0-9][0-9]"],
         Starcoder => vec![r"\p{N}", GPT2_RE],
         Gpt2 => vec![GPT2_RE],
         Qwen2 => vec![
             r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
         ],
-        Poro => vec![" ?[^(\\s|.,!?…。，、।۔،)]+"],
-        Viking => vec![" ?[^(\\s|.,!?…。，、।۔،)]+", r"\p{N}"],
+        Qwen35 => vec![
+            r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ],
+        Poro => vec![PORO_RE],
+        Viking => vec![PORO_RE, r"\p{N}"],
         Tekken => vec![
             r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
         ],
         Gpt4o => vec![
             r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
         ],
-        Default => vec![r"[\p{P}\$\+<=>\^~\|]+", GPT2_RE, r"\p{N}+", "[0-9][0-9][0-9]"],
+        Default => vec![
+            r"[\p{P}\$\+<=>\^~\|]+",
+            GPT2_RE,
+            r"\p{N}+",
+            "[0-9][0-9][0-9]",
+        ],
     }
 }
 
@@ -128,6 +144,8 @@ enum Step {
     Llama3,
     /// Same scanner as LLaMA 3 but digits are split one by one.
     Qwen2,
+    /// Qwen 2 scanner where combining marks join letters.
+    Qwen35,
     Regex {
         re: Regex,
         collapsed: bool,
@@ -223,6 +241,8 @@ impl PreTokenizer {
                 Step::Llama3
             } else if kind == PreKind::Qwen2 {
                 Step::Qwen2
+            } else if kind == PreKind::Qwen35 {
+                Step::Qwen35
             } else {
                 let collapsed = expr.contains("\\p{");
                 let source = if collapsed {
@@ -250,8 +270,9 @@ impl PreTokenizer {
         for step in &self.steps {
             pieces = match step {
                 Step::Gpt2 => scan_pieces(&cpts, &pieces, scan_gpt2),
-                Step::Llama3 => scan_pieces(&cpts, &pieces, |c| scan_llama3(c, 3)),
-                Step::Qwen2 => scan_pieces(&cpts, &pieces, |c| scan_llama3(c, 1)),
+                Step::Llama3 => scan_pieces(&cpts, &pieces, |c| scan_llama3(c, 3, false)),
+                Step::Qwen2 => scan_pieces(&cpts, &pieces, |c| scan_llama3(c, 1, false)),
+                Step::Qwen35 => scan_pieces(&cpts, &pieces, |c| scan_llama3(c, 1, true)),
                 Step::Regex {
                     re,
                     collapsed: true,
@@ -439,13 +460,15 @@ fn scan_gpt2(c: &[char]) -> Vec<usize> {
 
 /// Hand-written LLaMA 3 pattern (digits grouped by `max_digits`; Qwen 2 uses 1):
 /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-fn scan_llama3(c: &[char], max_digits: usize) -> Vec<usize> {
+/// With `marks`, `\p{L}` in the word classes becomes `[\p{L}\p{M}]` (Qwen 3.5).
+fn scan_llama3(c: &[char], max_digits: usize, marks: bool) -> Vec<usize> {
     let n = c.len();
     let mut out = Vec::new();
-    let letter = |i: usize| i < n && is_letter(c[i]);
+    let wordish = |ch: char| is_letter(ch) || (marks && category(ch) == unicode::MARK);
+    let letter = |i: usize| i < n && wordish(c[i]);
     let number = |i: usize| i < n && is_number(c[i]);
     let space = |i: usize| i < n && is_whitespace(c[i]);
-    let other = |i: usize| i < n && !is_whitespace(c[i]) && !is_letter(c[i]) && !is_number(c[i]);
+    let other = |i: usize| i < n && !is_whitespace(c[i]) && !wordish(c[i]) && !is_number(c[i]);
     let newline = |i: usize| i < n && (c[i] == '\r' || c[i] == '\n');
     let mut pos = 0;
     while pos < n {
