@@ -28,12 +28,18 @@ struct Cli {
 enum Command {
     /// Show what a GGUF model file holds: architecture, size, hyperparameters, tokenizer, tensors
     Info(commands::info::Args),
+    /// Generate text from a prompt (streams to stdout; statistics on stderr)
+    Run(commands::run::Args),
+    /// Measure perplexity on a text file the way llama-perplexity does
+    Perplexity(commands::perplexity::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::Perplexity(args) => commands::perplexity::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

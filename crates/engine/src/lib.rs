@@ -1,12 +1,51 @@
-//! engine: sessions, sampling, stop rules and perplexity on top of `models` + `tokenizer`.
+//! engine: runs a loaded model — sessions with a KV cache, the sampling chain, stop rules,
+//! UTF-8-safe streaming text, and llama.cpp-compatible perplexity. Terminal and HTTP front
+//! ends sit on top of this API; nothing here prints.
+//!
+//! ```no_run
+//! use engine::{GenerateOptions, LoadedModel, SamplingParams, SessionOptions};
+//!
+//! # fn main() -> Result<(), engine::EngineError> {
+//! let lm = LoadedModel::load("smollm2-135m-instruct-q4_1.gguf")?;
+//! // One user message through the model's chat template (None if it has no template).
+//! let prompt = lm.chat_prompt("Write a haiku about the ocean.")?.unwrap();
+//! let ids = lm.tokenize(&prompt, true, true)?; // BOS per metadata, control tokens parsed
+//!
+//! let mut session = lm.new_session(&SessionOptions::default())?; // f16 KV, min(ctx, 4096)
+//! let opts = GenerateOptions {
+//!     max_tokens: Some(64),
+//!     sampling: SamplingParams { seed: 42, ..Default::default() }, // llama.cpp defaults
+//!     stop: vec!["\n\n".into()],
+//!     logprobs: Some(5),
+//! };
+//! // Prefill is one forward call; then each `next()` samples one token.
+//! let mut generation = session.generate(&ids, &opts)?;
+//! for event in generation.by_ref() {
+//!     let event = event?;
+//!     print!("{}", event.text); // complete UTF-8, stop strings withheld
+//! }
+//! let stats = generation.stats().unwrap();
+//! eprintln!("{} tokens, {:.1} tok/s, stop: {}", stats.generated_tokens, stats.gen_tps(), stats.stop);
+//! # Ok(()) }
+//! ```
+//!
+//! [`Session::generate_with`] is the same loop with a callback. A session keeps its tokens:
+//! a later `generate` continues the conversation, [`Session::reset`] empties the cache.
+//! [`LoadedModel::perplexity`] reproduces llama-perplexity's numbers.
+//!
+//! The decode loop and perplexity are written against two small traits, [`LogitsSource`] and
+//! [`TokenText`], so they are unit-tested with scripted models.
 
 pub mod error;
+pub mod model;
 pub mod perplexity;
 pub mod sampling;
 pub mod session;
 pub mod text;
 
 pub use error::EngineError;
+pub use model::{LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
+pub use models::{set_threads, KvDtype};
 pub use perplexity::{perplexity, ChunkProgress, PerplexityResult};
 pub use sampling::{random_seed, Sampler, SamplingParams, TokenLogprob};
 pub use session::{

@@ -1,6 +1,8 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run(Args) -> anyhow::Result<()>`.
 
 pub mod info;
+pub mod perplexity;
+pub mod run;
 
 use std::io::Write;
 

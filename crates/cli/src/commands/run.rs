@@ -1,0 +1,304 @@
+//! `torchless run`: generate a continuation of one prompt. Only the generated text goes to
+//! stdout (streamed); statistics go to stderr so output can be piped.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use engine::{
+    random_seed, GenerateOptions, KvDtype, LoadedModel, SamplingParams, SessionOptions, TokenEvent,
+};
+use serde_json::json;
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Prompt handling: by default a model with a chat template gets the prompt as one user message \
+followed by the assistant turn; --raw feeds the text as is (with BOS if the model wants one); \
+--prompt-ids feeds token ids unchanged (no template, no BOS).\n\n\
+Sampling follows llama.cpp: penalties -> top-k -> top-p -> min-p -> temperature; --temp 0 is \
+greedy (argmax, lowest id on ties). Without --seed a random seed is used and printed with the \
+stats, so any run can be replayed.")]
+pub struct Args {
+    /// GGUF model [default: ~/.cache/torchless/models/smollm2-135m-instruct-q4_1.gguf]
+    pub model: Option<PathBuf>,
+    /// Prompt text; `-` reads it from stdin
+    #[arg(short = 'p', long, conflicts_with = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// Comma-separated token ids fed directly (no chat template, no BOS), e.g. 1,2,3
+    #[arg(long, value_name = "IDS")]
+    pub prompt_ids: Option<String>,
+    /// Tokens to generate; -1 = until end-of-generation or a full context (0 is rejected)
+    #[arg(
+        short = 'n',
+        long = "n-predict",
+        default_value_t = 256,
+        allow_negative_numbers = true
+    )]
+    pub n_predict: i64,
+    /// Temperature; 0 = greedy
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+    pub temp: f32,
+    /// Keep the K most likely tokens; 0 = off
+    #[arg(long, default_value_t = 40, allow_negative_numbers = true)]
+    pub top_k: i64,
+    /// Nucleus sampling mass in (0, 1]; 1 = off
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
+    pub top_p: f32,
+    /// Drop tokens less likely than P x the most likely one; 0 = off
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    pub min_p: f32,
+    /// Penalise repeated tokens (>1 discourages, 1 = off)
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub repeat_penalty: f32,
+    /// How many recent tokens (prompt included) the penalties consider; 0 = off
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
+    pub repeat_last_n: i64,
+    /// Subtract X from the logit of every token already in the window
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub presence_penalty: f32,
+    /// Subtract X per occurrence in the window
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub frequency_penalty: f32,
+    /// Random seed (reproducible output); random when omitted
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// KV cache size in tokens [default: min(trained context, 4096)]
+    #[arg(long, value_name = "N")]
+    pub max_seq_len: Option<usize>,
+    /// KV cache element type
+    #[arg(long, value_name = "f16|f32", default_value = "f16")]
+    pub kv_dtype: String,
+    /// Worker threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Require the model's chat template (error if it has none)
+    #[arg(long, conflicts_with = "raw")]
+    pub chat_template: bool,
+    /// Feed the prompt as plain text, without the chat template
+    #[arg(long)]
+    pub raw: bool,
+    /// Stop when this text appears (repeatable); it is not printed
+    #[arg(long = "stop", value_name = "STR")]
+    pub stop: Vec<String>,
+    /// Print no statistics on stderr
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print one JSON object (ids, text, stop reason, per-step logprobs) instead of streaming
+    #[arg(long)]
+    pub json: bool,
+    /// With --json: how many top candidates to list per step
+    #[arg(long, value_name = "K", default_value_t = 5, requires = "json")]
+    pub logprobs: usize,
+}
+
+/// Location of the model used when none is given (written by scripts/fetch-models.sh).
+pub fn default_model_path() -> Result<PathBuf> {
+    let cache = match std::env::var_os("TORCHLESS_CACHE") {
+        Some(c) => PathBuf::from(c),
+        None => {
+            let home = std::env::var_os("HOME").context("HOME is not set; pass a model path")?;
+            PathBuf::from(home).join(".cache/torchless")
+        }
+    };
+    Ok(cache.join("models/smollm2-135m-instruct-q4_1.gguf"))
+}
+
+/// The model path given, or the default one if it was fetched.
+pub fn resolve_model(model: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(m) = model {
+        return Ok(m);
+    }
+    let p = default_model_path()?;
+    if !p.exists() {
+        bail!(
+            "no model given and the default model {} is missing; run scripts/fetch-models.sh \
+             to download it, or pass a .gguf path",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+pub fn parse_kv_dtype(s: &str) -> Result<KvDtype> {
+    match s.to_ascii_lowercase().as_str() {
+        "f16" => Ok(KvDtype::F16),
+        "f32" => Ok(KvDtype::F32),
+        other => bail!("--kv-dtype: expected f16 or f32, got {other:?}"),
+    }
+}
+
+fn parse_ids(s: &str) -> Result<Vec<u32>> {
+    let ids = s
+        .split(',')
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<u32>()
+                .with_context(|| format!("--prompt-ids: {t:?} is not a token id"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if ids.is_empty() {
+        bail!("--prompt-ids: no ids given");
+    }
+    Ok(ids)
+}
+
+fn sampling(args: &Args) -> Result<SamplingParams> {
+    if args.top_k < 0 {
+        bail!("--top-k: must be >= 0 (0 = off), got {}", args.top_k);
+    }
+    if args.repeat_last_n < 0 {
+        bail!(
+            "--repeat-last-n: must be >= 0 (0 = off), got {}",
+            args.repeat_last_n
+        );
+    }
+    let p = SamplingParams {
+        temperature: args.temp,
+        top_k: args.top_k as usize,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repeat_penalty: args.repeat_penalty,
+        repeat_last_n: args.repeat_last_n as usize,
+        presence_penalty: args.presence_penalty,
+        frequency_penalty: args.frequency_penalty,
+        seed: args.seed.unwrap_or_else(random_seed),
+    };
+    p.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(p)
+}
+
+fn max_tokens(n: i64) -> Result<Option<usize>> {
+    match n {
+        -1 => Ok(None),
+        n if n >= 1 => Ok(Some(n as usize)),
+        n => bail!("-n: must be at least 1, or -1 for no limit; got {n}"),
+    }
+}
+
+fn read_prompt(p: &str) -> Result<String> {
+    if p == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the prompt from stdin")?;
+        return Ok(s);
+    }
+    Ok(p.to_string())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    // Everything that can be checked without the model is, so typos fail fast.
+    let sampling = sampling(&args)?;
+    let max_tokens = max_tokens(args.n_predict)?;
+    let kv_dtype = parse_kv_dtype(&args.kv_dtype)?;
+    if args.max_seq_len == Some(0) {
+        bail!("--max-seq-len: must be at least 1");
+    }
+    let prompt_text = match (&args.prompt, &args.prompt_ids) {
+        (Some(p), None) => {
+            let text = read_prompt(p)?;
+            if text.is_empty() {
+                bail!("the prompt is empty");
+            }
+            Some(text)
+        }
+        (None, Some(_)) => None,
+        _ => bail!("give a prompt with -p TEXT (or -p - for stdin) or --prompt-ids"),
+    };
+    if let Some(n) = args.threads {
+        if n == 0 {
+            bail!("--threads: must be at least 1");
+        }
+        engine::set_threads(n);
+    }
+
+    let path = resolve_model(args.model.clone())?;
+    let lm = LoadedModel::load(&path)?;
+    let prompt_ids = match (&prompt_text, &args.prompt_ids) {
+        (Some(text), _) => {
+            let rendered = if args.raw {
+                None
+            } else {
+                let r = lm.chat_prompt(text)?;
+                if r.is_none() && args.chat_template {
+                    bail!("--chat-template: the model has no chat template (use --raw)");
+                }
+                r
+            };
+            let text = rendered.as_deref().unwrap_or(text);
+            // Like llama.cpp: BOS per metadata, control-token text recognised.
+            lm.tokenize(text, true, true)?
+        }
+        (None, Some(ids)) => parse_ids(ids)?,
+        (None, None) => unreachable!("checked above"),
+    };
+    if prompt_ids.is_empty() {
+        bail!("the prompt produced no tokens");
+    }
+
+    let mut session = lm.new_session(&SessionOptions {
+        max_seq_len: args.max_seq_len,
+        kv_dtype,
+    })?;
+    let opts = GenerateOptions {
+        max_tokens,
+        sampling,
+        stop: args.stop.clone(),
+        logprobs: args.json.then_some(args.logprobs),
+    };
+
+    let mut events: Vec<TokenEvent> = Vec::new();
+    let mut out = std::io::stdout().lock();
+    let mut pipe_closed = false;
+    let stats = session.generate_with(&prompt_ids, &opts, |ev| {
+        if args.json {
+            events.push(ev.clone());
+        } else if !pipe_closed && !ev.text.is_empty() {
+            // A closed pipe (`| head`) ends output quietly; generation finishes regardless.
+            if out
+                .write_all(ev.text.as_bytes())
+                .and_then(|_| out.flush())
+                .is_err()
+            {
+                pipe_closed = true;
+            }
+        }
+    })?;
+
+    if args.json {
+        let text: String = events.iter().map(|e| e.text.as_str()).collect();
+        let steps: Vec<_> = events
+            .iter()
+            .map(|e| {
+                let top: Vec<_> = e
+                    .top
+                    .iter()
+                    .map(|t| json!({"id": t.id, "logprob": t.logprob}))
+                    .collect();
+                json!({"id": e.id, "logprob": e.logprob, "top": top})
+            })
+            .collect();
+        let obj = json!({
+            "prompt_ids": prompt_ids,
+            "generated_ids": events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            "text": text,
+            "stop": stats.stop.as_str(),
+            "steps": steps,
+        });
+        super::print_stdout(&format!("{obj}\n"))?;
+    }
+
+    if !args.quiet {
+        eprintln!(
+            "\nprompt: {} tokens, {:.1} tok/s | generated: {} tokens, {:.1} tok/s | stop: {} | seed: {}",
+            stats.prompt_tokens,
+            stats.prompt_tps(),
+            stats.generated_tokens,
+            stats.gen_tps(),
+            stats.stop,
+            stats.seed
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The production wiring: a GGUF file becomes a [`LoadedModel`] (weights + tokenizer), which
+//! hands out [`Session`]s backed by the real forward pass.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use models::{KvDtype, Model, State};
+use tokenizer::Tokenizer;
+
+use crate::error::EngineError;
+use crate::perplexity::{perplexity, ChunkProgress, PerplexityResult};
+use crate::session::{LogitsSource, Session, TokenText};
+
+/// Context used when the caller does not choose one: the trained context, capped so a long
+/// context model does not reserve gigabytes of KV cache for a short prompt.
+pub const DEFAULT_MAX_SEQ_LEN: usize = 4096;
+
+/// Cache settings of a new session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOptions {
+    /// `None`: min(trained context, [`DEFAULT_MAX_SEQ_LEN`]).
+    pub max_seq_len: Option<usize>,
+    pub kv_dtype: KvDtype,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            max_seq_len: None,
+            kv_dtype: KvDtype::F16,
+        }
+    }
+}
+
+/// A model file opened for inference. Cheap to share: sessions hold `Arc`s to its parts.
+pub struct LoadedModel {
+    model: Arc<Model>,
+    tokenizer: Arc<Tokenizer>,
+}
+
+impl LoadedModel {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, EngineError> {
+        let path = path.as_ref();
+        let load_err = |msg: String| EngineError::Load {
+            path: path.display().to_string(),
+            msg,
+        };
+        let file = Arc::new(gguf::GgufFile::open(path).map_err(|e| load_err(e.to_string()))?);
+        let tokenizer = Tokenizer::from_gguf(file.metadata())
+            .map_err(|e| load_err(format!("tokenizer: {e}")))?;
+        let model = Model::load(file).map_err(|e| load_err(e.to_string()))?;
+        Ok(LoadedModel {
+            model: Arc::new(model),
+            tokenizer: Arc::new(tokenizer),
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.tokenizer
+    }
+
+    pub fn arch(&self) -> &str {
+        &self.model.config().arch
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.model.config().n_vocab
+    }
+
+    /// Context length the model was trained with.
+    pub fn trained_context(&self) -> usize {
+        self.model.config().context_length
+    }
+
+    pub fn default_max_seq_len(&self) -> usize {
+        self.trained_context().clamp(1, DEFAULT_MAX_SEQ_LEN)
+    }
+
+    /// `add_special`: add BOS/EOS as the model's metadata asks; `parse_special`: recognise
+    /// control-token text such as `<|im_end|>` in `text`.
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>, EngineError> {
+        self.tokenizer
+            .encode(text, add_special, parse_special)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+
+    pub fn has_chat_template(&self) -> bool {
+        self.tokenizer.chat_template().is_some()
+    }
+
+    /// Renders one user message with the model's chat template, ready for the assistant's
+    /// answer; `None` when the model has no template.
+    pub fn chat_prompt(&self, user: &str) -> Result<Option<String>, EngineError> {
+        if !self.has_chat_template() {
+            return Ok(None);
+        }
+        let messages = [tokenizer::ChatMessage::new("user", user)];
+        self.tokenizer
+            .apply_chat_template(&messages, true, self.arch())
+            .map(Some)
+            .map_err(|e| EngineError::Tokenizer(format!("chat template: {e}")))
+    }
+
+    /// Text of `ids` as the user would see it (control tokens omitted).
+    pub fn detokenize(&self, ids: &[u32]) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            bytes.extend(self.tokenizer.token_to_piece(id, false).unwrap_or_default());
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    pub fn new_session(&self, opts: &SessionOptions) -> Result<Session, EngineError> {
+        let max = opts.max_seq_len.unwrap_or(self.default_max_seq_len());
+        if max == 0 {
+            return Err(EngineError::InvalidParam(
+                "max-seq-len: must be at least 1".into(),
+            ));
+        }
+        let source = ModelSource {
+            state: self.model.new_state(max, opts.kv_dtype),
+            model: self.model.clone(),
+        };
+        let text = TokenizerText(self.tokenizer.clone());
+        Ok(Session::from_parts(Box::new(source), Arc::new(text)))
+    }
+
+    /// llama-perplexity on `text` with windows of `n_ctx` tokens (see [`perplexity`]).
+    pub fn perplexity(
+        &self,
+        text: &str,
+        n_ctx: usize,
+        kv_dtype: KvDtype,
+        progress: impl FnMut(&ChunkProgress),
+    ) -> Result<PerplexityResult, EngineError> {
+        // llama-perplexity tokenizes with the model's BOS rule and no special-token parsing.
+        let tokens = self.tokenize(text, true, false)?;
+        let bos = if self.tokenizer.add_bos() {
+            self.tokenizer.bos()
+        } else {
+            None
+        };
+        let mut source = ModelSource {
+            state: self.model.new_state(n_ctx, kv_dtype),
+            model: self.model.clone(),
+        };
+        perplexity(&mut source, &tokens, n_ctx, bos, progress)
+    }
+}
+
+struct ModelSource {
+    model: Arc<Model>,
+    state: State,
+}
+
+impl LogitsSource for ModelSource {
+    fn n_vocab(&self) -> usize {
+        self.model.config().n_vocab
+    }
+    fn max_seq_len(&self) -> usize {
+        self.state.max_seq_len()
+    }
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, EngineError> {
+        self.model
+            .forward(&mut self.state, tokens, pos, all_logits)
+            .map_err(|e| EngineError::Model(e.to_string()))
+    }
+    fn truncate(&mut self, n_tokens: usize) {
+        self.state.truncate(n_tokens);
+    }
+}
+
+struct TokenizerText(Arc<Tokenizer>);
+
+impl TokenText for TokenizerText {
+    fn is_eog(&self, id: u32) -> bool {
+        self.0.is_eog(id)
+    }
+    fn piece(&self, id: u32) -> Vec<u8> {
+        // Models may pad the output layer beyond the vocabulary; such ids render as nothing.
+        self.0.token_to_piece(id, false).unwrap_or_default()
+    }
+}
