@@ -32,6 +32,8 @@ enum Command {
     Run(commands::run::Args),
     /// Measure perplexity on a text file the way llama-perplexity does
     Perplexity(commands::perplexity::Args),
+    /// Show the token ids of a text (--json: one JSON array), as llama.cpp tokenizes it
+    Tokenize(commands::tokenize::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Info(args) => commands::info::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Perplexity(args) => commands::perplexity::run(args),
+        Command::Tokenize(args) => commands::tokenize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

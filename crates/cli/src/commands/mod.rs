@@ -3,6 +3,7 @@
 pub mod info;
 pub mod perplexity;
 pub mod run;
+pub mod tokenize;
 
 use std::io::Write;
 
