@@ -10,6 +10,8 @@
 
 mod error;
 mod ftype;
+#[doc(hidden)]
+pub mod fuzzing;
 mod parse;
 mod split;
 mod value;

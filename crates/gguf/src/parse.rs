@@ -279,19 +279,9 @@ fn read_tensor_info(c: &mut Cursor<'_>, i: u64) -> PResult<TensorInfo> {
     let offset = c.u64(|| format!("data offset of tensor `{name}`"))?;
 
     // ggml stores dims as int64, so anything past i64::MAX is as invalid as an overflow.
-    let n_elements = dims
-        .iter()
-        .try_fold(1u64, |acc, &d| {
-            if d > i64::MAX as u64 {
-                None
-            } else {
-                acc.checked_mul(d)
-            }
-        })
-        .filter(|&n| n <= i64::MAX as u64);
-    let Some(_) = n_elements else {
+    if !dims_fit(&dims) {
         return Err((dims_at, Malformed::DimsOverflow { tensor: name, dims }));
-    };
+    }
     let ne0 = dims.first().copied().unwrap_or(1);
     let rows: u64 = dims.iter().skip(1).product();
     let Some(row_bytes) = ty.row_bytes(ne0) else {
@@ -315,6 +305,16 @@ fn read_tensor_info(c: &mut Cursor<'_>, i: u64) -> PResult<TensorInfo> {
         size,
         split: 0,
     })
+}
+
+/// Whether the product of the non-zero dimensions fits in an i64 (ggml's element count type).
+/// Zero dimensions are skipped: such a tensor is empty, but the product of its other dimensions
+/// (its row count, say) must still be computable.
+pub(crate) fn dims_fit(dims: &[u64]) -> bool {
+    dims.iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .is_some_and(|n| n <= i64::MAX as u64)
 }
 
 fn check_tensor_data(

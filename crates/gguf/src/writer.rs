@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use quant::GgmlType;
 
 use crate::error::{GgufError, Result};
-use crate::parse::{ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS};
+use crate::parse::{dims_fit, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS};
 use crate::value::{Metadata, Value, ValueType};
 
 const STREAM_NAME: &str = "<output stream>";
@@ -310,11 +310,7 @@ fn tensor_size(name: &str, dims: &[u64], ty: GgmlType) -> Result<u64> {
     dims.iter()
         .skip(1)
         .try_fold(row, |acc, &d| acc.checked_mul(d))
-        .filter(|_| {
-            dims.iter()
-                .try_fold(1u64, |a, &d| a.checked_mul(d))
-                .is_some_and(|n| n <= i64::MAX as u64)
-        })
+        .filter(|_| dims_fit(dims))
         .ok_or_else(|| invalid(format!("tensor `{name}`: dimensions {dims:?} overflow")))
 }
 

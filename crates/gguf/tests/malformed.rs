@@ -271,6 +271,11 @@ fn cases() -> Vec<Case> {
             |k| matches!(k, Malformed::DimsOverflow { tensor, .. } if tensor == "b"),
         ),
         (
+            "zero dim beside overflowing dims",
+            with(|s| s.tensors[1] = tensor(b"b", &[0, 1 << 40, 1 << 40], 0, 32)),
+            |k| matches!(k, Malformed::DimsOverflow { tensor, .. } if tensor == "b"),
+        ),
+        (
             "dimension above i64::MAX",
             with(|s| s.tensors[1] = tensor(b"b", &[1 << 63], 0, 32)),
             |k| matches!(k, Malformed::DimsOverflow { .. }),

@@ -115,6 +115,9 @@ fn tensors_round_trip_with_alignment_and_padding() {
             .unwrap();
         w.add_tensor("c", &[5, 1, 1, 1], GgmlType::F16, &c[..])
             .unwrap();
+        // Empty tensors are legal in ggml and take no bytes.
+        w.add_tensor("empty", &[0, 3], GgmlType::F32, Vec::new())
+            .unwrap();
         let mut bytes = Vec::new();
         w.write_to(&mut bytes).unwrap();
 
@@ -127,7 +130,10 @@ fn tensors_round_trip_with_alignment_and_padding() {
             "file is padded to the alignment"
         );
         let names: Vec<_> = f.tensors().iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(names, ["a", "b", "c", "empty"]);
+        let empty = f.tensor("empty").unwrap();
+        assert_eq!((empty.n_elements(), empty.n_rows(), empty.size), (0, 3, 0));
+        assert!(f.tensor_data(empty).is_empty());
         for (name, data) in [("a", &a), ("b", &b), ("c", &c)] {
             let t = f.tensor(name).unwrap();
             assert_eq!(f.tensor_data(t), &data[..], "{name}");
