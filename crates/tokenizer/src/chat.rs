@@ -40,10 +40,13 @@ pub struct ChatOptions<'a> {
     pub add_generation_prompt: bool,
     pub bos_token: &'a str,
     pub eos_token: &'a str,
-    /// Tool definitions (OpenAI JSON schema list), exposed as `tools`.
-    pub tools: Option<&'a serde_json::Value>,
-    /// Extra template variables, e.g. `enable_thinking`.
-    pub extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// Tool definitions as JSON text (an OpenAI-style list), exposed as `tools`.
+    /// Text rather than parsed JSON so that key order, which templates print, is kept.
+    pub tools: Option<&'a str>,
+    /// Extra template variables as a JSON object text, e.g. `{"enable_thinking": false}`.
+    pub extra: Option<&'a str>,
+    /// Clock for `strftime_now` (Unix seconds, UTC); the current time when `None`.
+    pub now_unix: Option<i64>,
 }
 
 /// Renders `template` with `messages`, `add_generation_prompt`, `bos_token` and `eos_token`.
@@ -55,7 +58,7 @@ pub fn render_chat(
     eos_token: &str,
 ) -> Result<String> {
     let msgs =
-        serde_json::to_value(messages).map_err(|e| TokenizerError::Template(e.to_string()))?;
+        serde_json::to_string(messages).map_err(|e| TokenizerError::Template(e.to_string()))?;
     render_chat_json(
         template,
         &msgs,
@@ -68,40 +71,68 @@ pub fn render_chat(
     )
 }
 
-/// Like [`render_chat`] with messages given as JSON (so they may carry tool
-/// calls, names or structured content) and optional tools.
-pub fn render_chat_json(
-    template: &str,
-    messages: &serde_json::Value,
-    opts: &ChatOptions,
-) -> Result<String> {
+fn parse_json(what: &str, text: &str) -> Result<Value> {
+    serde_json::from_str::<Value>(text)
+        .map_err(|e| TokenizerError::Template(format!("{what} is not valid JSON: {e}")))
+}
+
+/// Like [`render_chat`] with the messages given as JSON text (a list of
+/// objects, which may carry tool calls, names or structured content) and
+/// optional tools. Object keys keep their order.
+pub fn render_chat_json(template: &str, messages_json: &str, opts: &ChatOptions) -> Result<String> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     minijinja_contrib::add_to_environment(&mut env);
     env.add_function("raise_exception", raise_exception);
-    env.add_function("strftime_now", strftime_now);
+    let now = opts.now_unix;
+    env.add_function("strftime_now", move |format: String| {
+        let secs = now.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+        strftime(secs, &format)
+    });
+    env.add_filter("tojson", crate::pyjson::tojson);
+    env.add_filter("length", crate::pyjson::length);
+    env.add_filter("count", crate::pyjson::length);
+    env.add_filter("string", crate::pyjson::string);
+    env.set_formatter(crate::pyjson::python_formatter);
     env.add_template("chat", template)
         .map_err(|e| TokenizerError::Template(describe(&e)))?;
     let tmpl = env
         .get_template("chat")
         .map_err(|e| TokenizerError::Template(describe(&e)))?;
-    let mut ctx = serde_json::Map::new();
+    let mut ctx: Vec<(String, Value)> = Vec::new();
     if let Some(extra) = opts.extra {
-        ctx.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let extra = parse_json("extra", extra)?;
+        if extra.kind() != minijinja::value::ValueKind::Map {
+            return Err(TokenizerError::Template(
+                "extra variables must be a JSON object".into(),
+            ));
+        }
+        let keys = extra
+            .try_iter()
+            .map_err(|e| TokenizerError::Template(e.to_string()))?;
+        for key in keys {
+            let v = extra.get_item(&key).unwrap_or_default();
+            ctx.push((key.to_string(), v));
+        }
     }
-    ctx.insert("messages".into(), messages.clone());
-    ctx.insert(
+    ctx.push(("messages".into(), parse_json("messages", messages_json)?));
+    ctx.push((
         "add_generation_prompt".into(),
-        opts.add_generation_prompt.into(),
-    );
-    ctx.insert("bos_token".into(), opts.bos_token.into());
-    ctx.insert("eos_token".into(), opts.eos_token.into());
+        Value::from(opts.add_generation_prompt),
+    ));
+    ctx.push(("bos_token".into(), Value::from(opts.bos_token)));
+    ctx.push(("eos_token".into(), Value::from(opts.eos_token)));
     if let Some(tools) = opts.tools {
-        ctx.insert("tools".into(), tools.clone());
+        ctx.push(("tools".into(), parse_json("tools", tools)?));
     }
-    tmpl.render(Value::from_serialize(&ctx))
+    let ctx: Value = ctx.into_iter().collect();
+    tmpl.render(ctx)
         .map_err(|e| TokenizerError::Template(describe(&e)))
 }
 
@@ -118,14 +149,6 @@ fn describe(e: &Error) -> String {
 
 fn raise_exception(msg: String) -> std::result::Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, msg))
-}
-
-/// Python's `strftime` for the current UTC time, with the directives templates use.
-fn strftime_now(format: String) -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    strftime(secs, &format)
 }
 
 const MONTHS: [&str; 12] = [

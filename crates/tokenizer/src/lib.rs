@@ -10,6 +10,7 @@ mod bpe;
 pub mod chat;
 mod config;
 mod pretok;
+mod pyjson;
 mod special;
 mod spm;
 mod stream;
@@ -19,7 +20,7 @@ mod vocab;
 
 use std::collections::{HashMap, HashSet};
 
-pub use chat::{render_chat, ChatMessage};
+pub use chat::{render_chat, render_chat_json, ChatMessage, ChatOptions};
 pub use config::TokenizerConfig;
 pub use stream::StreamDecoder;
 
