@@ -8,7 +8,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 /// (rank, left index, left piece, right piece, right index)
-type Candidate = (u32, usize, u32, u32, usize);
+/// u32 indices keep heap entries small: a long word's heap is memory-bound.
+type Candidate = (u32, u32, u32, u32, u32);
 
 pub(crate) struct BpeMerges {
     /// (left piece, right piece) -> (rank, merged piece)
@@ -94,7 +95,7 @@ impl BpeMerges {
             }
             if let (Some(lp), Some(rp)) = (syms[l].piece, syms[r].piece) {
                 if let Some(&(rank, _)) = self.ranks.get(&(lp, rp)) {
-                    heap.push(Reverse((rank, l, lp, rp, r)));
+                    heap.push(Reverse((rank, l as u32, lp, rp, r as u32)));
                 }
             }
         };
@@ -102,6 +103,7 @@ impl BpeMerges {
             push(&mut heap, &syms, i - 1, i);
         }
         while let Some(Reverse((_, l, lp, rp, r))) = heap.pop() {
+            let (l, r) = (l as usize, r as usize);
             if syms[l].len == 0
                 || syms[r].len == 0
                 || syms[l].piece != Some(lp)

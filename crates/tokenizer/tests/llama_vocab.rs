@@ -78,6 +78,23 @@ fn llama_cpp_vocab_tests() {
         let mut bad = 0;
         for (text, want) in &cases {
             let got = tok.encode(text, false, false).unwrap();
+            // Every byte survives: pieces put back together give the input
+            // (SentencePiece adds its leading space).
+            let joined: Vec<u8> = got
+                .iter()
+                .flat_map(|&id| tok.token_to_piece(id, true).unwrap())
+                .collect();
+            let prefix = if tok.add_space_prefix() && !text.is_empty() {
+                " "
+            } else {
+                ""
+            };
+            if joined != format!("{prefix}{text}").as_bytes() {
+                failures.push(format!(
+                    "{name}: pieces of {text:?} give {:?}",
+                    String::from_utf8_lossy(&joined)
+                ));
+            }
             if &got != want {
                 bad += 1;
                 if bad <= 3 {
