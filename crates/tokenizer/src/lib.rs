@@ -99,6 +99,15 @@ pub struct Tokenizer {
     chat_template: Option<String>,
 }
 
+/// Splits `text` into words the way llama.cpp's BPE pre-tokenizer named `pre`
+/// (`tokenizer.ggml.pre`) does, before byte encoding and merges. Unknown names
+/// are an error here (a vocabulary falls back to "default" instead).
+pub fn pretokenize<'t>(pre: &str, text: &'t str) -> Result<Vec<&'t str>> {
+    let cfg = pretok::pre_config(pre)
+        .ok_or_else(|| TokenizerError::Metadata(format!("unknown pre-tokenizer '{pre}'")))?;
+    Ok(pretok::PreTokenizer::new(cfg.kind)?.split(text))
+}
+
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokenizer")
@@ -393,4 +402,36 @@ fn clean_up_spaces(t: &[u8]) -> Vec<u8> {
         c.push(x);
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean(s: &str) -> String {
+        String::from_utf8(clean_up_spaces(s.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn clean_up_spaces_like_llama_cpp() {
+        assert_eq!(
+            clean("Hello , world . ok ? yes !"),
+            "Hello, world. ok? yes!"
+        );
+        assert_eq!(clean("a ' b"), "a'b");
+        // The space skipped after " ' " is no longer seen as a space.
+        assert_eq!(clean("x ' ' y"), "x'' y");
+        assert_eq!(clean("I 'm you 're we 've it 's"), "I'm you're we've it's");
+        // " 't", " 'd" and " 'll" keep their space.
+        assert_eq!(clean("don 't I 'd we 'll"), "don 't I 'd we 'll");
+        assert_eq!(clean(" ."), ".");
+        assert_eq!(clean(""), "");
+    }
+
+    #[test]
+    fn tokenizer_is_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Tokenizer>();
+        assert_send_sync::<StreamDecoder>();
+    }
 }
