@@ -60,10 +60,13 @@ impl BpeMerges {
     /// Merges one word and appends its tokens. Symbols that end up as no token
     /// fall back to single-byte tokens of their text, and bytes without a
     /// token are dropped, as llama.cpp does.
+    /// `hex_bytes`: byte fallback tokens are `<0xNN>` (Gemma 4) rather than
+    /// the byte's own one-character text.
     pub(crate) fn encode_word(
         &self,
         word: &str,
         token_to_id: &HashMap<String, u32>,
+        hex_bytes: bool,
         out: &mut Vec<u32>,
     ) {
         struct Sym {
@@ -135,12 +138,15 @@ impl BpeMerges {
                 _ => {
                     let text = &word[s.start..s.start + s.len];
                     for b in text.bytes() {
-                        if b.is_ascii() {
-                            if let Some(&id) =
-                                token_to_id.get(std::str::from_utf8(&[b]).unwrap_or(""))
-                            {
-                                out.push(id);
-                            }
+                        let id = if hex_bytes {
+                            token_to_id.get(&format!("<0x{b:02X}>"))
+                        } else if b.is_ascii() {
+                            token_to_id.get(std::str::from_utf8(&[b]).unwrap_or(""))
+                        } else {
+                            None
+                        };
+                        if let Some(&id) = id {
+                            out.push(id);
                         }
                     }
                 }
@@ -164,14 +170,14 @@ mod tests {
         // "b c" outranks "a b", so "abc" = a + bc, and "a bc" then yields abc.
         let bpe = BpeMerges::new(["b c", "a b", "a bc"], &t2i, vocab.len() as u32);
         let mut out = Vec::new();
-        bpe.encode_word("abc", &t2i, &mut out);
+        bpe.encode_word("abc", &t2i, false, &mut out);
         assert_eq!(out, [5]);
         out.clear();
-        bpe.encode_word("abab", &t2i, &mut out);
+        bpe.encode_word("abab", &t2i, false, &mut out);
         assert_eq!(out, [3, 3]);
         out.clear();
         // Unknown characters without byte tokens are dropped.
-        bpe.encode_word("aé", &t2i, &mut out);
+        bpe.encode_word("aé", &t2i, false, &mut out);
         assert_eq!(out, [0]);
     }
 }

@@ -94,6 +94,8 @@ pub struct Tokenizer {
     add_space_prefix: bool,
     clean_spaces: bool,
     ignore_merges: bool,
+    /// Gemma 4 style BPE: spaces escaped as U+2581, merges on raw UTF-8, `<0xNN>` byte tokens.
+    spm_style_bpe: bool,
     pre: Option<pretok::PreTokenizer>,
     bpe: Option<bpe::BpeMerges>,
     chat_template: Option<String>,
@@ -280,14 +282,39 @@ impl Tokenizer {
                         "BPE tokenizer without merges".into(),
                     ));
                 };
+                let hex_bytes = self.spm_style_bpe;
                 for f in frags {
                     match f {
                         Fragment::Text { start, end } => {
-                            for word in pre.split(&text[start..end]) {
-                                let encoded = unicode::byte_encode(word);
-                                match self.token_to_id.get(&encoded) {
-                                    Some(&id) if self.ignore_merges => out.push(id),
-                                    _ => bpe.encode_word(&encoded, &self.token_to_id, &mut out),
+                            let escaped;
+                            let frag = if self.spm_style_bpe {
+                                escaped = text[start..end].replace(' ', "\u{2581}");
+                                escaped.as_str()
+                            } else {
+                                &text[start..end]
+                            };
+                            for word in pre.split(frag) {
+                                let encoded = if self.spm_style_bpe {
+                                    word.to_string()
+                                } else {
+                                    unicode::byte_encode(word)
+                                };
+                                let known = self.token_to_id.get(&encoded).copied();
+                                match known {
+                                    Some(id) if self.ignore_merges => out.push(id),
+                                    // A run of newlines is one token when the vocabulary has it.
+                                    Some(id)
+                                        if self.spm_style_bpe
+                                            && word.bytes().all(|b| b == b'\n') =>
+                                    {
+                                        out.push(id)
+                                    }
+                                    _ => bpe.encode_word(
+                                        &encoded,
+                                        &self.token_to_id,
+                                        hex_bytes,
+                                        &mut out,
+                                    ),
                                 }
                             }
                         }

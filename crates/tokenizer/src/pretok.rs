@@ -32,6 +32,8 @@ pub(crate) enum PreKind {
     Qwen2,
     /// Qwen 2 with combining marks counted as letters
     Qwen35,
+    /// Gemma 4: only runs of newlines are split off; merges span whole lines.
+    Gemma4,
     Poro,
     Chatglm4,
     Viking,
@@ -79,6 +81,7 @@ pub(crate) fn pre_config(name: &str) -> Option<PreConfig> {
         "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" => c(Qwen2, false, false, false),
         "stablelm2" | "megrez" => c(Qwen2, true, false, false),
         "qwen35" => c(Qwen35, false, false, false),
+        "gemma4" | "granite-embed-multi-311m" => c(Gemma4, true, false, false),
         "poro-chat" => c(Poro, false, false, false),
         "bloom" | "gpt3-finnish" => c(Poro, true, false, false),
         "chatglm-bpe" => PreConfig {
@@ -95,6 +98,7 @@ pub(crate) fn pre_config(name: &str) -> Option<PreConfig> {
 const GPT2_RE: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 const LLAMA3_RE: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+const NEWLINES_RE: &str = r"[^\n]+|[\n]+";
 const CJK_RE: &str = r"[\x{4E00}-\x{9FA5}\x{800}-\x{4E00}\x{AC00}-\x{D7FF}]+";
 const PORO_RE: &str = r" ?[^(\s|.,!?\x{2026}\x{3002}\x{FF0C}\x{3001}\x{964}\x{6D4}\x{60C})]+";
 
@@ -122,6 +126,7 @@ fn regexes(kind: PreKind) -> Vec<&'static str> {
         Qwen35 => vec![
             r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
         ],
+        Gemma4 => vec![NEWLINES_RE],
         Poro => vec![PORO_RE],
         Viking => vec![PORO_RE, r"\p{N}"],
         Tekken => vec![
@@ -146,6 +151,8 @@ enum Step {
     Qwen2,
     /// Qwen 2 scanner where combining marks join letters.
     Qwen35,
+    /// Alternating runs of newlines and everything else.
+    Newlines,
     Regex {
         re: Regex,
         collapsed: bool,
@@ -243,6 +250,8 @@ impl PreTokenizer {
                 Step::Qwen2
             } else if kind == PreKind::Qwen35 {
                 Step::Qwen35
+            } else if expr == NEWLINES_RE {
+                Step::Newlines
             } else {
                 let collapsed = expr.contains("\\p{");
                 let source = if collapsed {
@@ -273,6 +282,7 @@ impl PreTokenizer {
                 Step::Llama3 => scan_pieces(&cpts, &pieces, |c| scan_llama3(c, 3, false)),
                 Step::Qwen2 => scan_pieces(&cpts, &pieces, |c| scan_llama3(c, 1, false)),
                 Step::Qwen35 => scan_pieces(&cpts, &pieces, |c| scan_llama3(c, 1, true)),
+                Step::Newlines => scan_pieces(&cpts, &pieces, scan_newlines),
                 Step::Regex {
                     re,
                     collapsed: true,
@@ -400,6 +410,20 @@ fn is_contraction_suffix(next: char, next2: Option<char>, ignore_case: bool) -> 
             _ => 0,
         },
     }
+}
+
+fn scan_newlines(c: &[char]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < c.len() {
+        let nl = c[pos] == '\n';
+        let start = pos;
+        while pos < c.len() && (c[pos] == '\n') == nl {
+            pos += 1;
+        }
+        out.push(pos - start);
+    }
+    out
 }
 
 /// Hand-written GPT-2 pattern:

@@ -140,7 +140,7 @@ impl Tokenizer {
         let n_u32 = u32::try_from(n)
             .map_err(|_| TokenizerError::Metadata("vocabulary too large".into()))?;
         let kind = match cfg.model.as_str() {
-            "gpt2" => TokenizerKind::Bpe,
+            "gpt2" | "gemma4" => TokenizerKind::Bpe,
             "llama" => TokenizerKind::Spm,
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
@@ -186,14 +186,21 @@ impl Tokenizer {
         let mut pre = None;
         let mut pre_name = String::new();
         // Defaults before metadata overrides, per vocabulary type.
+        let gemma4_model = cfg.model == "gemma4";
         let (mut bos, eos, unk, mut add_bos, mut add_space_prefix) = match kind {
             TokenizerKind::Spm => (Some(1), Some(2), Some(0), true, true),
+            TokenizerKind::Bpe if gemma4_model => (None, None, None, false, false),
             TokenizerKind::Bpe => (Some(11), Some(11), None, false, false),
         };
+        let mut spm_style_bpe = false;
         match kind {
             TokenizerKind::Spm => {}
             TokenizerKind::Bpe => {
-                let name = cfg.pre.clone().unwrap_or_default();
+                let name = if gemma4_model {
+                    "gemma4".to_string()
+                } else {
+                    cfg.pre.clone().unwrap_or_default()
+                };
                 let pc = match pre_config(&name) {
                     Some(pc) => pc,
                     None => {
@@ -208,6 +215,7 @@ impl Tokenizer {
                 }
                 clean_spaces = pc.clean_spaces;
                 ignore_merges = pc.ignore_merges;
+                spm_style_bpe = pc.kind == PreKind::Gemma4;
                 add_bos = pc.add_bos;
                 pre_name = if pc.kind == PreKind::Default {
                     "default".into()
@@ -250,6 +258,10 @@ impl Tokenizer {
         }
         if let Some(v) = cfg.add_eos {
             add_eos = v;
+        }
+        // Gemma 4 files may say otherwise, but the model needs BOS (as in llama.cpp).
+        if spm_style_bpe {
+            add_bos = true;
         }
 
         // Unset special ids are found by their text; such tokens become control
@@ -333,6 +345,9 @@ impl Tokenizer {
                 } else if a & attr::NORMAL != 0 {
                     match kind {
                         TokenizerKind::Spm => text.replace('\u{2581}', " ").into_bytes(),
+                        TokenizerKind::Bpe if spm_style_bpe => {
+                            text.replace('\u{2581}', " ").into_bytes()
+                        }
                         TokenizerKind::Bpe => decode_byte_level(text),
                     }
                 } else if a & attr::BYTE != 0 {
@@ -403,6 +418,7 @@ impl Tokenizer {
             add_space_prefix,
             clean_spaces,
             ignore_merges,
+            spm_style_bpe,
             pre,
             bpe,
             chat_template: cfg.chat_template,

@@ -7,16 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 /// Vocabularies this crate does not tokenize, and why.
-const SKIPPED: &[(&str, &str)] = &[
-    (
-        "bert-bge",
-        "WordPiece (tokenizer.ggml.model = bert) is not supported",
-    ),
-    (
-        "gemma-4",
-        "tokenizer.ggml.model = gemma4 (SentencePiece-style BPE) is not supported",
-    ),
-];
+const SKIPPED: &[(&str, &str)] = &[(
+    "bert-bge",
+    "WordPiece (tokenizer.ggml.model = bert) is not supported",
+)];
 
 fn vocab_dir() -> PathBuf {
     let dir = common::cache_dir().join("llama-cpp-vocab");

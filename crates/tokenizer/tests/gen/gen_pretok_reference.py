@@ -39,6 +39,7 @@ PRE_TO_ENUM = {
     "viking": "VIKING",
     "tekken": "TEKKEN",
     "gpt-4o": "GPT4O",
+    "gemma4": "GEMMA4",
 }
 
 TEXTS = [
