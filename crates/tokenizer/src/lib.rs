@@ -1,10 +1,29 @@
 //! Tokenizers of GGUF models, producing exactly llama.cpp's token ids.
 //!
-//! Two vocabulary types are supported: byte-level BPE (`tokenizer.ggml.model =
-//! "gpt2"`, with the pre-tokenizer named by `tokenizer.ggml.pre`) and
-//! SentencePiece BPE with byte fallback (`"llama"`). Special tokens are split out
-//! of the text first, as llama.cpp's `tokenizer_st_partition` does. Chat
-//! templates are rendered with minijinja (see [`chat`]).
+//! Supported vocabularies (`tokenizer.ggml.model`): byte-level BPE (`gpt2`, with
+//! the pre-tokenizer named by `tokenizer.ggml.pre`), SentencePiece BPE with byte
+//! fallback (`llama`: LLaMA 2, Mistral, Gemma 1-3) and Gemma 4's
+//! SentencePiece-style BPE (`gemma4`). WordPiece, Unigram and RWKV are not.
+//! Special tokens are split out of the text first, as llama.cpp's
+//! `tokenizer_st_partition` does.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let file = gguf::GgufFile::open("model.gguf")?;
+//! let tok = tokenizer::Tokenizer::from_gguf(file.metadata())?;
+//! let ids = tok.encode("Hello", true, true)?; // like llama_tokenize(add_special, parse_special)
+//! let text = tok.decode(&ids, false)?; // control tokens hidden
+//! let mut stream = tokenizer::StreamDecoder::new(false);
+//! for &id in &ids {
+//!     print!("{}", stream.push(&tok, id)?); // complete UTF-8 only
+//! }
+//! let prompt = tok.apply_chat_template(&[tokenizer::ChatMessage::user("Hi")], true, "llama")?;
+//! let prompt_ids = tok.encode_chat_prompt(&prompt)?;
+//! # let _ = (text, prompt_ids); Ok(()) }
+//! ```
+//!
+//! Chat templates are rendered with minijinja the way Hugging Face
+//! `apply_chat_template` renders them with jinja2 (see [`chat`]).
 
 mod bpe;
 pub mod chat;
@@ -190,6 +209,15 @@ impl Tokenizer {
         let mut v: Vec<u32> = self.eog.iter().copied().collect();
         v.sort_unstable();
         v
+    }
+
+    /// Ids of the reasoning delimiters (`<think>`, `</think>` or the
+    /// `<thinking>` variant) when the vocabulary has both as tokens, so callers
+    /// can separate a model's reasoning from its answer.
+    pub fn thinking_tags(&self) -> Option<(u32, u32)> {
+        [("<think>", "</think>"), ("<thinking>", "</thinking>")]
+            .iter()
+            .find_map(|(open, close)| Some((self.token_id(open)?, self.token_id(close)?)))
     }
 
     /// Id of the token whose text is exactly `text`.

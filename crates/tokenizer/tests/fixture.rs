@@ -82,3 +82,22 @@ fn every_byte_round_trips() {
     // decode() applies clean_up_tokenization_spaces (" !" -> "!") for this vocabulary.
     assert!(!tok.decode(&ids, false).unwrap().contains(" !"));
 }
+
+#[test]
+fn thinking_tags_and_chat_prompt_bos() {
+    let tok = common::load(&common::data("llama.gguf"));
+    assert_eq!(tok.thinking_tags(), Some((358, 359)));
+    // A template that writes BOS itself: the prompt keeps a single BOS.
+    let prompt = tokenizer::render_chat(
+        "{{ bos_token }}{{ messages[0].content }}",
+        &[tokenizer::ChatMessage::user("The")],
+        false,
+        "<|bos|>",
+        "<|eos|>",
+    )
+    .unwrap();
+    assert_eq!(prompt, "<|bos|>The");
+    assert_eq!(tok.encode(&prompt, true, true).unwrap(), [356, 356, 296]);
+    assert_eq!(tok.encode_chat_prompt(&prompt).unwrap(), [356, 296]);
+    assert_eq!(tok.encode_chat_prompt("The").unwrap(), [356, 296]);
+}
