@@ -90,3 +90,64 @@ fn gemma3_special_ids_and_eog() {
     assert!(tok.is_eog(eot));
     assert!(tok.is_eog(tok.eos().unwrap()));
 }
+
+/// llama.cpp's greedy runs (tests/data/greedy-prompts.json, extracted from the
+/// shared greedy-*.json): prompt ids, and the text of the generated ids with
+/// and without special tokens, also when streamed one token at a time.
+fn check_greedy(model: &str, model_file: &str) {
+    let tok = common::load(&common::model(model_file));
+    let text = std::fs::read_to_string(common::data("greedy-prompts.json")).unwrap();
+    let data: Value = serde_json::from_str(&text).unwrap();
+    let ids_of = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let gens = data["models"][model].as_array().unwrap();
+    assert!(gens.len() >= 4);
+    for g in gens {
+        let name = g["name"].as_str().unwrap();
+        let prompt = g["prompt"].as_str().unwrap();
+        assert_eq!(
+            tok.encode(prompt, true, true).unwrap(),
+            ids_of(&g["prompt_ids"]),
+            "{model} {name}: prompt ids"
+        );
+        let generated = ids_of(&g["generated_ids"]);
+        assert_eq!(
+            tok.decode(&generated, true).unwrap(),
+            g["text"].as_str().unwrap(),
+            "{model} {name}: text"
+        );
+        assert_eq!(
+            tok.decode(&generated, false).unwrap(),
+            g["text_no_special"].as_str().unwrap(),
+            "{model} {name}: text without special tokens"
+        );
+        let mut stream = tokenizer::StreamDecoder::new(true);
+        let streamed: String = generated
+            .iter()
+            .map(|&id| stream.push(&tok, id).unwrap())
+            .collect();
+        assert_eq!(
+            streamed + &stream.finish(),
+            g["text"].as_str().unwrap(),
+            "{model} {name}: streamed"
+        );
+    }
+}
+
+#[test]
+fn smollm2_greedy_prompts_and_texts() {
+    check_greedy(
+        "smollm2-135m-instruct-q4_1",
+        "smollm2-135m-instruct-q4_1.gguf",
+    );
+}
+
+#[test]
+fn gemma3_greedy_prompts_and_texts() {
+    check_greedy("gemma3-270m-q4_k_m", "gemma3-270m-q4_k_m.gguf");
+}
