@@ -118,26 +118,18 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
 }
 
 /// Dot product of one weight row `w` (type `ty`, `n` elements) with an activation row `x`
-/// already quantized to `ty.vec_dot_type()`.
+/// already quantized to `ty.vec_dot_type()`, with the best kernel for this CPU (see
+/// [`dispatch`]; `TORCHLESS_SIMD=scalar|avx2|avx512` caps the level).
 pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> Result<f32, QuantError> {
     check(ty, n, w.len())?;
     check(ty.vec_dot_type(), n, x.len())?;
-    use GgmlType::*;
-    Ok(match ty {
-        F32 => f32::vec_dot(n, w, x),
-        F16 => f16::vec_dot(n, w, x),
-        BF16 => bf16::vec_dot(n, w, x),
-        Q4_0 => q4_0::vec_dot(n, w, x),
-        Q4_1 => q4_1::vec_dot(n, w, x),
-        Q5_0 => q5_0::vec_dot(n, w, x),
-        Q5_1 => q5_1::vec_dot(n, w, x),
-        Q8_0 => q8_0::vec_dot(n, w, x),
-        Q2_K => q2_k::vec_dot(n, w, x),
-        Q3_K => q3_k::vec_dot(n, w, x),
-        Q4_K => q4_k::vec_dot(n, w, x),
-        Q5_K => q5_k::vec_dot(n, w, x),
-        Q6_K => q6_k::vec_dot(n, w, x),
-        // Activation-only types: ggml has no dot with them as the weight.
-        other => return Err(QuantError::Unsupported(other)),
-    })
+    // Activation-only types (Q8_1, Q8_K) have no kernel: ggml has no dot with them as weight.
+    let kernel = dispatch::vec_dot_fn(ty).ok_or(QuantError::Unsupported(ty))?;
+    Ok(kernel(n, w, x))
 }
+
+pub mod dispatch;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use dispatch::{vec_dot_fn, SimdLevel, VecDotFn};

@@ -1,0 +1,483 @@
+//! x86-64 SIMD `vec_dot` kernels. Each one reproduces the float accumulation order of the
+//! kernel ggml compiles for the same instruction set (ggml-cpu/arch/x86/quants.c and vec.cpp),
+//! so that on a given machine our dot products equal llama.cpp's bit for bit: the models'
+//! logits are sensitive enough to last-bit differences that a merely "accurate" kernel drifts.
+//!
+//! Two levels, each a set of target features checked once at run time by `crate::dispatch`:
+//! * `avx2`: AVX2 + FMA + F16C, ggml's `__AVX2__` code paths (integer products via
+//!   `maddubs`/`madd`);
+//! * `avx512`: additionally AVX-512 F/BW/VL/VNNI, what ggml uses on a Zen 4 or recent Xeon:
+//!   the same 256-bit block loops with `vpdpbusd` for the integer products, and 512-bit
+//!   accumulators for the float formats.
+//!
+//! Kernels are `unsafe fn`s with `#[target_feature]`; the safe wrappers handed out by the
+//! dispatch table check buffer lengths and are only ever reachable once detection has
+//! confirmed the features (see `crate::dispatch::kernel`).
+//!
+//! K-quant kernels live in `q{2,3,4,5,6}_k.rs` beside these and register themselves in
+//! [`avx2_kernel`] / [`avx512_kernel`].
+
+use std::arch::x86_64::*;
+
+use crate::dispatch::VecDotFn;
+use crate::GgmlType;
+
+pub(crate) mod bf16;
+pub(crate) mod f16;
+pub(crate) mod f32;
+pub(crate) mod q4_0;
+pub(crate) mod q4_1;
+pub(crate) mod q5_0;
+pub(crate) mod q5_1;
+pub(crate) mod q8_0;
+
+pub(crate) fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+pub(crate) fn has_avx512() -> bool {
+    has_avx2()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+}
+
+/// ggml compiles its BF16 dot with `vdpbf16ps` when the CPU has it (Zen 4 does); that
+/// instruction rounds differently from a multiply and an add, so it is a separate kernel.
+pub(crate) fn has_avx512bf16() -> bool {
+    has_avx512() && is_x86_feature_detected!("avx512bf16")
+}
+
+/// The `avx2`-level kernel for `ty`, if there is one. Only call once [`has_avx2`] holds.
+pub(crate) fn avx2_kernel(ty: GgmlType) -> Option<VecDotFn> {
+    use GgmlType::*;
+    Some(match ty {
+        F32 => f32::vec_dot_avx2,
+        F16 => f16::vec_dot_avx2,
+        BF16 => bf16::vec_dot_avx2,
+        Q4_0 => q4_0::vec_dot_avx2,
+        Q4_1 => q4_1::vec_dot_avx2,
+        Q5_0 => q5_0::vec_dot_avx2,
+        Q5_1 => q5_1::vec_dot_avx2,
+        Q8_0 => q8_0::vec_dot_avx2,
+        // K-quant kernels go here.
+        _ => return None,
+    })
+}
+
+/// The `avx512`-level kernel for `ty`, if there is one. Only call once [`has_avx512`] holds.
+pub(crate) fn avx512_kernel(ty: GgmlType) -> Option<VecDotFn> {
+    use GgmlType::*;
+    Some(match ty {
+        F32 => f32::vec_dot_avx512,
+        F16 => f16::vec_dot_avx512,
+        BF16 if has_avx512bf16() => bf16::vec_dot_avx512bf16,
+        BF16 => bf16::vec_dot_avx512,
+        Q4_0 => q4_0::vec_dot_avx512,
+        Q4_1 => q4_1::vec_dot_avx512,
+        Q5_0 => q5_0::vec_dot_avx512,
+        Q5_1 => q5_1::vec_dot_avx512,
+        Q8_0 => q8_0::vec_dot_avx512,
+        // K-quant kernels go here.
+        _ => return None,
+    })
+}
+
+/// Number of blocks in a row of `n` elements, after checking both buffers hold them: the
+/// kernels read through raw pointers, so this is what keeps them in bounds.
+#[inline]
+pub(crate) fn blocks(
+    n: usize,
+    block: usize,
+    w: &[u8],
+    w_bytes: usize,
+    x: &[u8],
+    x_bytes: usize,
+) -> usize {
+    let nb = n / block;
+    assert!(
+        w.len() >= nb * w_bytes && x.len() >= nb * x_bytes,
+        "vec_dot: buffers too short for {n} elements"
+    );
+    nb
+}
+
+/// Sum of 8 floats in ggml's `hsum_float_8` order: halves, then pairs two apart, then the
+/// last two.
+#[inline]
+#[target_feature(enable = "avx")]
+pub(crate) fn hsum_float_8(x: __m256) -> f32 {
+    let mut r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    _mm_cvtss_f32(r)
+}
+
+/// GCC's `_mm512_reduce_add_ps` tree (which ggml's reductions inherit): 256-bit halves, then
+/// 128-bit halves, then lanes two apart, then the last two. Rust's intrinsic of the same
+/// name need not use this order, so it is spelled out.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn reduce_add_512(x: __m512) -> f32 {
+    let lo = _mm512_castps512_ps256(x);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1));
+    let t3 = _mm256_add_ps(hi, lo);
+    let t6 = _mm_add_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3));
+    let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
+    _mm_cvtss_f32(_mm_add_ss(t8, _mm_movehdup_ps(t8)))
+}
+
+/// The two f16 values at `p` (e.g. a block's `d` and `m`) widened, in lanes 0 and 1.
+///
+/// # Safety
+/// `p` must be readable for 4 bytes.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn f16_pair(p: *const u8) -> __m128 {
+    // SAFETY: the caller guarantees 4 readable bytes; unaligned read.
+    let bits = unsafe { (p as *const i32).read_unaligned() };
+    _mm_cvtph_ps(_mm_cvtsi32_si128(bits))
+}
+
+/// One f16 at `p` widened.
+///
+/// # Safety
+/// `p` must be readable for 2 bytes.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees 2 readable bytes; unaligned read.
+    let bits = unsafe { (p as *const u16).read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// 16 bytes of packed nibbles at `p` as 32 bytes in [0, 15]: low nibbles first, then high
+/// ones, matching the Q4/Q5 block layout.
+///
+/// # Safety
+/// `p` must be readable for 16 bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 16 readable bytes; loadu has no alignment requirement.
+    let tmp = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    let both = _mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// The 32 bits at `p` spread to 32 bytes, 0xff where the bit is set, else 0.
+///
+/// # Safety
+/// `p` must be readable for 4 bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn bytes_from_bits_32(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 4 readable bytes; unaligned read.
+    let bits = unsafe { (p as *const i32).read_unaligned() };
+    // Byte k gets source byte k / 8, then every bit but k % 8 is forced on, so the byte is
+    // all ones exactly when that bit was set.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits),
+        _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0,
+        ),
+    );
+    let others = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    _mm256_cmpeq_epi8(others, _mm256_set1_epi64x(-1))
+}
+
+/// Unsigned-by-signed byte products summed in groups of four, as floats (lane k covers
+/// bytes 4k..4k+4). `maddubs` saturates its 16-bit pair sums, exactly as ggml's AVX2 build.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn mul_sum_us8_avx2(ax: __m256i, sy: __m256i) -> __m256 {
+    let dot = _mm256_maddubs_epi16(ax, sy);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot))
+}
+
+/// [`mul_sum_us8_avx2`] with VNNI: one `vpdpbusd`, which does not saturate (ggml's build
+/// for AVX-512 VNNI machines).
+#[inline]
+#[target_feature(enable = "avx2,avx512vl,avx512vnni")]
+pub(crate) fn mul_sum_us8_vnni(ax: __m256i, sy: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy))
+}
+
+/// Signed-by-signed products through ggml's sign trick (|x| times y with x's sign), so that
+/// edge cases such as -128 behave like ggml's: -(-128) stays -128.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn mul_sum_i8_avx2(x: __m256i, y: __m256i) -> __m256 {
+    mul_sum_us8_avx2(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+/// [`mul_sum_i8_avx2`] with VNNI.
+#[inline]
+#[target_feature(enable = "avx2,avx512vl,avx512vnni")]
+pub(crate) fn mul_sum_i8_vnni(x: __m256i, y: __m256i) -> __m256 {
+    mul_sum_us8_vnni(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+/// Shared checks for the kernel tests: every SIMD level this CPU has, called directly.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use crate::dispatch::{kernel, SimdLevel, VecDotFn};
+    use crate::testutil::{fixture_rows, hex, load_dot_fixture, source_rows};
+    use crate::GgmlType;
+
+    /// Which levels must reproduce the fixture's `ggml_vec_dot` bit for bit (it was computed
+    /// by ggml's AVX-512 build); the others are held to 1e-6 of `abs_dot_f64`.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Exact {
+        /// Both levels: the float order does not depend on the vector width.
+        Both,
+        /// Only `avx512`: the `avx2` kernel uses narrower accumulators, as ggml's would.
+        Avx512,
+    }
+
+    /// The SIMD kernels for `ty` this CPU can run, by level.
+    pub fn simd_levels(ty: GgmlType) -> Vec<(SimdLevel, VecDotFn)> {
+        let found: Vec<_> = [SimdLevel::Avx2, SimdLevel::Avx512]
+            .into_iter()
+            .filter_map(|l| kernel(ty, l).map(|f| (l, f)))
+            .collect();
+        if found.is_empty() {
+            eprintln!("{ty}: no SIMD level on this CPU, kernel tests skipped");
+        }
+        found
+    }
+
+    fn weight_rows(ty: GgmlType) -> Vec<Vec<u8>> {
+        if ty == GgmlType::F32 {
+            source_rows()
+                .iter()
+                .map(|r| r.iter().flat_map(|v| v.to_le_bytes()).collect())
+                .collect()
+        } else {
+            fixture_rows(ty.name())
+        }
+    }
+
+    /// The 12 fixture rows against the activation ggml's CPU quantizer produced.
+    pub fn check_fixture(ty: GgmlType, exact: Exact) {
+        let fx = load_dot_fixture(ty.name());
+        let n = fx["n"].as_u64().unwrap() as usize;
+        let xq = hex(fx["xq_cpu_hex"].as_str().unwrap());
+        let rows = fx["rows"].as_array().unwrap();
+        let weights = weight_rows(ty);
+        for (level, f) in simd_levels(ty) {
+            let bit_exact = exact == Exact::Both || level == SimdLevel::Avx512;
+            for (i, (row, w)) in rows.iter().zip(&weights).enumerate() {
+                let got = f(n, w, &xq);
+                let want = row["ggml_vec_dot"].as_f64().unwrap() as f32;
+                if bit_exact {
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{ty} {level:?} row {i}: {got} vs ggml {want}"
+                    );
+                } else {
+                    let tol = 1e-6 * row["abs_dot_f64"].as_f64().unwrap() as f32;
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{ty} {level:?} row {i}: {got} vs ggml {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// xorshift64*: deterministic, no dependency.
+    pub struct Rng(u64);
+
+    impl Rng {
+        pub fn new(seed: u64) -> Rng {
+            Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+        }
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        /// Roughly normal: sum of uniforms, centred.
+        pub fn normal(&mut self) -> f32 {
+            (0..4)
+                .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32)
+                .sum::<f32>()
+                - 2.0
+        }
+    }
+
+    /// How the f16 scales of a generated block are drawn.
+    #[derive(Clone, Copy, Debug)]
+    enum Scales {
+        Random,
+        Max,
+        Subnormal,
+        Zero,
+        NegZero,
+        Mixed,
+    }
+
+    fn f16_scale(rng: &mut Rng, how: Scales) -> u16 {
+        let sign = if rng.next() & 1 == 1 { 0x8000 } else { 0 };
+        match how {
+            Scales::Random => {
+                let v = rng.normal() * (2f32).powi(rng.below(12) as i32 - 8);
+                half::f16::from_f32(v).to_bits()
+            }
+            Scales::Max => sign | 0x7bff,
+            Scales::Subnormal => sign | (1 + rng.below(0x3ff) as u16),
+            Scales::Zero => 0,
+            Scales::NegZero => 0x8000,
+            Scales::Mixed => {
+                let pick = [
+                    Scales::Random,
+                    Scales::Max,
+                    Scales::Subnormal,
+                    Scales::Zero,
+                    Scales::NegZero,
+                ];
+                let how = pick[rng.below(pick.len() as u64) as usize];
+                f16_scale(rng, how)
+            }
+        }
+    }
+
+    /// Leading f16 fields of a block: scale (and offset or scaled sum) of the 32-wide types.
+    fn f16_fields(ty: GgmlType) -> usize {
+        match ty {
+            GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q8_1 => 2,
+            _ => 1,
+        }
+    }
+
+    /// `nb` random blocks of `ty`. Activation quants stay in [-127, 127] like every ggml
+    /// activation quantizer's output; `extreme` pins every quant to its largest magnitude.
+    fn blocks_of(
+        rng: &mut Rng,
+        ty: GgmlType,
+        nb: usize,
+        how: Scales,
+        extreme: bool,
+        activation: bool,
+    ) -> Vec<u8> {
+        let size = ty.type_size();
+        let mut out = vec![0u8; nb * size];
+        for b in out.chunks_exact_mut(size) {
+            for byte in b.iter_mut() {
+                *byte = if extreme { 0xff } else { rng.next() as u8 };
+                if activation && *byte == 0x80 {
+                    *byte = 0x81;
+                }
+            }
+            if extreme && activation {
+                let v = if rng.next() & 1 == 1 { 127u8 } else { 0x81 };
+                b.iter_mut().for_each(|q| *q = v);
+            }
+            for f in 0..f16_fields(ty) {
+                b[2 * f..2 * f + 2].copy_from_slice(&f16_scale(rng, how).to_le_bytes());
+            }
+        }
+        out
+    }
+
+    fn assert_close(ty: GgmlType, level: SimdLevel, what: &str, got: f32, want: f32, scale: f64) {
+        let tol = (1e-5 * scale) as f32;
+        assert!(
+            (got - want).abs() <= tol || got.to_bits() == want.to_bits(),
+            "{ty} {level:?} {what}: {got} vs scalar {want} (tol {tol})"
+        );
+    }
+
+    /// Block-format kernels against the scalar reference on random and adversarial rows.
+    /// Tolerance: 1e-5 of the sum of the blocks' absolute contributions, which covers the
+    /// different summation order (8 lane accumulators and FMA instead of one running sum).
+    pub fn check_against_scalar(ty: GgmlType) {
+        let scalar = kernel(ty, SimdLevel::Scalar).unwrap();
+        let (wb, xty) = (ty.type_size(), ty.vec_dot_type());
+        let xb = xty.type_size();
+        let mut rng = Rng::new(ty.id() as u64 + 1);
+        let cases = [
+            (Scales::Random, false),
+            (Scales::Random, true),
+            (Scales::Max, true),
+            (Scales::Max, false),
+            (Scales::Subnormal, false),
+            (Scales::Zero, false),
+            (Scales::NegZero, false),
+            (Scales::Mixed, false),
+            (Scales::Mixed, true),
+        ];
+        for (level, f) in simd_levels(ty) {
+            for &(how, extreme) in &cases {
+                for nb in [1usize, 2, 3, 8, 17, 64] {
+                    let n = nb * ty.block_size();
+                    let w = blocks_of(&mut rng, ty, nb, how, extreme, false);
+                    let x = blocks_of(&mut rng, xty, nb, how, extreme, true);
+                    let scale: f64 = (0..nb)
+                        .map(|b| {
+                            let (wb, xb) = (&w[b * wb..(b + 1) * wb], &x[b * xb..(b + 1) * xb]);
+                            scalar(ty.block_size(), wb, xb).abs() as f64
+                        })
+                        .sum();
+                    let what = format!("{how:?} extreme={extreme} blocks={nb}");
+                    assert_close(ty, level, &what, f(n, &w, &x), scalar(n, &w, &x), scale);
+                }
+            }
+            let n = 4 * ty.block_size();
+            let zero_w = vec![0u8; 4 * wb];
+            let x = blocks_of(&mut rng, xty, 4, Scales::Random, false, true);
+            assert_eq!(
+                f(n, &zero_w, &x),
+                scalar(n, &zero_w, &x),
+                "{ty} {level:?}: all-zero row"
+            );
+        }
+    }
+
+    /// Float-format kernels (`to_bits` turns an f32 into the format's element bits) against
+    /// the scalar reference, with lengths that exercise every tail.
+    pub fn check_float_against_scalar(ty: GgmlType, to_bits: fn(f32) -> Vec<u8>) {
+        let scalar = kernel(ty, SimdLevel::Scalar).unwrap();
+        let mut rng = Rng::new(ty.id() as u64 + 7);
+        let row = |rng: &mut Rng, n: usize, kind: u64| -> Vec<f32> {
+            (0..n)
+                .map(|_| match kind {
+                    0 => rng.normal(),
+                    1 => rng.normal() * 1e-30, // f32 subnormal products
+                    2 => [0.0, -0.0, 1.0, -65504.0, 65504.0][rng.below(5) as usize],
+                    _ => rng.normal() * (2f32).powi(rng.below(30) as i32 - 15),
+                })
+                .collect()
+        };
+        for (level, f) in simd_levels(ty) {
+            for n in [1usize, 7, 16, 31, 32, 33, 64, 100, 128, 512, 1000, 4099] {
+                for kind in 0..4 {
+                    let (a, b) = (row(&mut rng, n, kind), row(&mut rng, n, kind));
+                    let (wa, xb): (Vec<u8>, Vec<u8>) = (
+                        a.iter().flat_map(|&v| to_bits(v)).collect(),
+                        b.iter().flat_map(|&v| to_bits(v)).collect(),
+                    );
+                    let mut da = vec![0f32; n];
+                    let mut db = vec![0f32; n];
+                    crate::dequantize_row(ty, &wa, &mut da).unwrap();
+                    crate::dequantize_row(ty, &xb, &mut db).unwrap();
+                    let scale: f64 = da.iter().zip(&db).map(|(p, q)| (p * q).abs() as f64).sum();
+                    let what = format!("n={n} kind={kind}");
+                    assert_close(ty, level, &what, f(n, &wa, &xb), scalar(n, &wa, &xb), scale);
+                }
+            }
+        }
+    }
+}

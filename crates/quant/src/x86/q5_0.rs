@@ -1,0 +1,78 @@
+//! Q5_0 x Q8_0 in the order of ggml's AVX2 `ggml_vec_dot_q5_0_q8_0`: per block, the 5-bit
+//! values offset to [-16, 15] (nibble, minus 16 where the high bit is clear), then the 32
+//! byte products (through ggml's sign trick) summed into 8 lanes of 4, converted to float
+//! and fused-multiply-added with `d_w * d_x` into 8 lane accumulators, reduced at the end.
+
+use std::arch::x86_64::*;
+
+use super::{
+    blocks, bytes_from_bits_32, bytes_from_nibbles_32, f16_at, hsum_float_8, mul_sum_i8_avx2,
+    mul_sum_i8_vnni,
+};
+use crate::q5_0::{BLOCK, BYTES};
+use crate::q8_0::BYTES as X_BYTES;
+
+macro_rules! kernel {
+    ($name:ident, $features:literal, $mul_sum:ident) => {
+        /// # Safety
+        /// The CPU must have the enabled features; `w` and `x` must hold `nb` blocks.
+        #[target_feature(enable = $features)]
+        unsafe fn $name(nb: usize, w: *const u8, x: *const u8) -> f32 {
+            let mut acc = _mm256_setzero_ps();
+            for i in 0..nb {
+                // SAFETY: block i of each row is in bounds (caller), and the offsets stay
+                // inside a block.
+                unsafe {
+                    let bw = w.add(i * BYTES);
+                    let bx = x.add(i * X_BYTES);
+                    let d = _mm256_set1_ps(f16_at(bw) * f16_at(bx));
+                    let hi = _mm256_andnot_si256(
+                        bytes_from_bits_32(bw.add(2)),
+                        _mm256_set1_epi8(0xf0u8 as i8),
+                    );
+                    let qx = _mm256_or_si256(bytes_from_nibbles_32(bw.add(6)), hi);
+                    let qy = _mm256_loadu_si256(bx.add(2) as *const __m256i);
+                    acc = _mm256_fmadd_ps(d, $mul_sum(qx, qy), acc);
+                }
+            }
+            hsum_float_8(acc)
+        }
+    };
+}
+
+kernel!(dot_avx2, "avx2,fma,f16c", mul_sum_i8_avx2);
+kernel!(
+    dot_avx512,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    mul_sum_i8_vnni
+);
+
+pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, BLOCK, w, BYTES, x, X_BYTES);
+    // SAFETY: only reachable through the dispatch table after AVX2/FMA/F16C detection;
+    // `blocks` checked the lengths.
+    unsafe { dot_avx2(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+pub(crate) fn vec_dot_avx512(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, BLOCK, w, BYTES, x, X_BYTES);
+    // SAFETY: only reachable through the dispatch table after AVX-512 VNNI detection;
+    // `blocks` checked the lengths.
+    unsafe { dot_avx512(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::x86::testkit::*;
+    use crate::GgmlType::Q5_0;
+
+    #[test]
+    fn equals_ggml_simd_result() {
+        check_fixture(Q5_0, Exact::Both);
+    }
+
+    #[test]
+    fn agrees_with_scalar_on_random_and_edge_blocks() {
+        check_against_scalar(Q5_0);
+    }
+}

@@ -1,0 +1,83 @@
+//! Q5_1 x Q8_1 in the order of ggml's AVX2 `ggml_vec_dot_q5_1_q8_1`: per block, the 5-bit
+//! values (nibble plus 16 where the high bit is set) times the activation bytes summed into
+//! 8 lanes of 4, converted to float and fused-multiply-added with `d_w * d_x` into 8 lane
+//! accumulators; the offsets `m_w * s_x` summed separately in f32 (an FMA once GCC
+//! contracts it); lanes reduced and offsets added at the end.
+
+use std::arch::x86_64::*;
+
+use super::{
+    blocks, bytes_from_bits_32, bytes_from_nibbles_32, f16_pair, hsum_float_8, mul_sum_us8_avx2,
+    mul_sum_us8_vnni,
+};
+use crate::q5_1::{BLOCK, BYTES};
+use crate::q8_1::BYTES as X_BYTES;
+
+macro_rules! kernel {
+    ($name:ident, $features:literal, $mul_sum:ident) => {
+        /// # Safety
+        /// The CPU must have the enabled features; `w` and `x` must hold `nb` blocks.
+        #[target_feature(enable = $features)]
+        unsafe fn $name(nb: usize, w: *const u8, x: *const u8) -> f32 {
+            let mut acc = _mm256_setzero_ps();
+            let mut summs = 0.0f32;
+            for i in 0..nb {
+                // SAFETY: block i of each row is in bounds (caller), and the offsets stay
+                // inside a block.
+                unsafe {
+                    let bw = w.add(i * BYTES);
+                    let bx = x.add(i * X_BYTES);
+                    let dm = f16_pair(bw);
+                    let ds = f16_pair(bx);
+                    let m = _mm_cvtss_f32(_mm_movehdup_ps(dm));
+                    let s = _mm_cvtss_f32(_mm_movehdup_ps(ds));
+                    summs = m.mul_add(s, summs);
+                    let hi =
+                        _mm256_and_si256(bytes_from_bits_32(bw.add(4)), _mm256_set1_epi8(0x10));
+                    let qx = _mm256_or_si256(bytes_from_nibbles_32(bw.add(8)), hi);
+                    let qy = _mm256_loadu_si256(bx.add(4) as *const __m256i);
+                    let d = _mm256_set1_ps(_mm_cvtss_f32(dm) * _mm_cvtss_f32(ds));
+                    acc = _mm256_fmadd_ps($mul_sum(qx, qy), d, acc);
+                }
+            }
+            hsum_float_8(acc) + summs
+        }
+    };
+}
+
+kernel!(dot_avx2, "avx2,fma,f16c", mul_sum_us8_avx2);
+kernel!(
+    dot_avx512,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    mul_sum_us8_vnni
+);
+
+pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, BLOCK, w, BYTES, x, X_BYTES);
+    // SAFETY: only reachable through the dispatch table after AVX2/FMA/F16C detection;
+    // `blocks` checked the lengths.
+    unsafe { dot_avx2(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+pub(crate) fn vec_dot_avx512(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, BLOCK, w, BYTES, x, X_BYTES);
+    // SAFETY: only reachable through the dispatch table after AVX-512 VNNI detection;
+    // `blocks` checked the lengths.
+    unsafe { dot_avx512(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::x86::testkit::*;
+    use crate::GgmlType::Q5_1;
+
+    #[test]
+    fn equals_ggml_simd_result() {
+        check_fixture(Q5_1, Exact::Both);
+    }
+
+    #[test]
+    fn agrees_with_scalar_on_random_and_edge_blocks() {
+        check_against_scalar(Q5_1);
+    }
+}
