@@ -1,0 +1,31 @@
+//! Hugging Face hub client for torchless: model search, repository listings with GGUF
+//! quantizations and split groups, resumable verified downloads into the standard HF cache
+//! (shared with the Python `huggingface_hub`), and [`resolve_model`], which turns a MODEL
+//! argument into a local path.
+//!
+//! Environment: `HF_ENDPOINT`, `HF_HUB_CACHE` / `HF_HOME`, `HF_TOKEN` (or `$HF_HOME/token`),
+//! `HF_HUB_OFFLINE`, `HF_HUB_DISABLE_PROGRESS_BARS`, and torchless' own `TORCHLESS_CACHE` (model
+//! folder, default `~/.cache/torchless`) and `TORCHLESS_PYTHON` (for the PyPI fallback).
+
+mod api;
+mod cache;
+mod config;
+mod download;
+mod error;
+mod files;
+#[cfg(feature = "mock")]
+pub mod mock;
+mod resolve;
+
+pub use api::{Hub, ModelSummary};
+pub use cache::{valid_repo_id, BlobLock, Cache, CachedFile};
+pub use config::{HubConfig, DEFAULT_ENDPOINT};
+pub use download::{sha256_file, FileMeta};
+pub use error::{HubError, Result};
+pub use files::{
+    describe_models, gguf_models, human_size, parse_quant, select_model, split_part, GgufModel,
+    RepoFile, SplitPart,
+};
+pub use resolve::{
+    parse_spec, resolve_default, resolve_model, resolve_model_with, DefaultModel, ModelSpec,
+};
