@@ -75,6 +75,9 @@ impl OutPtr {
 /// to balance the vocabulary projection across threads.
 const ROW_BLOCK: usize = 16;
 
+/// Activation rows processed against one row block at a time (see `matmul`).
+const TOKEN_TILE: usize = 32;
+
 /// `out[t][r] = dot(w.row(r), x[t])` for `n` activation rows `x` (`n * w.cols` floats);
 /// `out` holds `n * w.rows` floats. `qbuf` is scratch for the converted activations.
 pub fn matmul(
@@ -108,18 +111,26 @@ pub fn matmul(
     }
     let qx: &[u8] = qbuf;
     let rows = w.rows;
+    // Resolved once: the per-element call is then a plain indirect call, no type match or
+    // CPU-feature check. Lengths were validated above (whole rows of both operands).
+    let dot = quant::vec_dot_fn(w.ty).ok_or(ComputeError::UnsupportedWeight(w.ty))?;
     let ptr = OutPtr(out.as_mut_ptr());
     let n_blocks = rows.div_ceil(ROW_BLOCK);
     let run = |b: usize| -> Result<(), ComputeError> {
         let r0 = b * ROW_BLOCK;
         let r1 = (r0 + ROW_BLOCK).min(rows);
-        for r in r0..r1 {
-            let wr = w.row(r);
-            for t in 0..n {
-                let v = quant::vec_dot(w.ty, w.cols, wr, &qx[t * q_row..(t + 1) * q_row])?;
-                // SAFETY: t < n and r < rows, so the index is inside `out` (n * rows long,
-                // checked above); row r belongs to this block only.
-                unsafe { *ptr.at(t * rows + r) = v };
+        // Tokens in tiles so that a tile of activations stays in L2 while all the block's
+        // weight rows (in L1) pass over it, instead of streaming every activation per row.
+        for t0 in (0..n).step_by(TOKEN_TILE) {
+            let t1 = (t0 + TOKEN_TILE).min(n);
+            for r in r0..r1 {
+                let wr = w.row(r);
+                for t in t0..t1 {
+                    let v = dot(w.cols, wr, &qx[t * q_row..(t + 1) * q_row]);
+                    // SAFETY: t < n and r < rows, so the index is inside `out` (n * rows
+                    // long, checked above); row r belongs to this block only.
+                    unsafe { *ptr.at(t * rows + r) = v };
+                }
             }
         }
         Ok(())
