@@ -84,6 +84,14 @@ pub(crate) fn pre_config(name: &str) -> Option<PreConfig> {
         "gemma4" | "granite-embed-multi-311m" => c(Gemma4, true, false, false),
         "poro-chat" => c(Poro, false, false, false),
         "bloom" | "gpt3-finnish" => c(Poro, true, false, false),
+        "jina-v1-en" | "jina-v2-code" | "roberta-bpe" => c(Gpt2, true, false, false),
+        "trillion" | "granite-docling" => c(Gpt2, false, false, false),
+        "hunyuan" | "solar-open" => c(Qwen2, false, false, false),
+        "minimax-m2" => c(Gpt4o, false, false, false),
+        "glm4" | "glm5" => PreConfig {
+            no_bos: true,
+            ..c(Chatglm4, true, true, false)
+        },
         "chatglm-bpe" => PreConfig {
             no_bos: true,
             ..c(Chatglm4, true, false, false)
