@@ -142,6 +142,27 @@ pub(crate) unsafe fn f16_pair(p: *const u8) -> __m128 {
     _mm_cvtph_ps(_mm_cvtsi32_si128(bits))
 }
 
+/// `f16(*pw) * f16(*px)` in f32: a block's combined scale, as ggml computes it.
+///
+/// # Safety
+/// `pw` and `px` must each be readable for 2 bytes.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn f16_product(pw: *const u8, px: *const u8) -> f32 {
+    // SAFETY: the caller guarantees 2 readable bytes at each; unaligned reads.
+    let (a, b) = unsafe {
+        (
+            (pw as *const u16).read_unaligned(),
+            (px as *const u16).read_unaligned(),
+        )
+    };
+    // Both halves through one `vmovd`: inserting a 16-bit value (`vpinsrw`) would merge into
+    // whatever register LLVM picks, and picking the accumulator serialises the whole loop
+    // on it (3x slower).
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128((a as u32 | (b as u32) << 16) as i32));
+    _mm_cvtss_f32(v) * _mm_cvtss_f32(_mm_movehdup_ps(v))
+}
+
 /// One f16 at `p` widened.
 ///
 /// # Safety
@@ -151,7 +172,20 @@ pub(crate) unsafe fn f16_pair(p: *const u8) -> __m128 {
 pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
     // SAFETY: the caller guarantees 2 readable bytes; unaligned read.
     let bits = unsafe { (p as *const u16).read_unaligned() };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    // Moved with a plain `vmovd` written out in asm: left to itself LLVM turns the move into a
+    // 16-bit insert (`vpinsrw`) that merges into an arbitrary register, and when it picks a
+    // loop's accumulator the whole loop is serialised on it (3x slower).
+    let v: __m128i;
+    // SAFETY: register-only move from a general-purpose to a vector register; AVX is enabled.
+    unsafe {
+        std::arch::asm!(
+            "vmovd {v}, {b:e}",
+            v = out(xmm_reg) v,
+            b = in(reg) bits as u32,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    _mm_cvtss_f32(_mm_cvtph_ps(v))
 }
 
 /// 16 bytes of packed nibbles at `p` as 32 bytes in [0, 15]: low nibbles first, then high

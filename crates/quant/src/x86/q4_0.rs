@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::{
-    blocks, bytes_from_nibbles_32, f16_at, hsum_float_8, mul_sum_i8_avx2, mul_sum_i8_vnni,
+    blocks, bytes_from_nibbles_32, f16_product, hsum_float_8, mul_sum_i8_avx2, mul_sum_i8_vnni,
 };
 use crate::q4_0::{BLOCK, BYTES};
 use crate::q8_0::BYTES as X_BYTES;
@@ -24,7 +24,7 @@ macro_rules! kernel {
                 unsafe {
                     let bw = w.add(i * BYTES);
                     let bx = x.add(i * X_BYTES);
-                    let d = _mm256_set1_ps(f16_at(bw) * f16_at(bx));
+                    let d = _mm256_set1_ps(f16_product(bw, bx));
                     let qx = _mm256_sub_epi8(bytes_from_nibbles_32(bw.add(2)), _mm256_set1_epi8(8));
                     let qy = _mm256_loadu_si256(bx.add(2) as *const __m256i);
                     acc = _mm256_fmadd_ps(d, $mul_sum(qx, qy), acc);

@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::{
-    blocks, bytes_from_bits_32, bytes_from_nibbles_32, f16_at, hsum_float_8, mul_sum_i8_avx2,
+    blocks, bytes_from_bits_32, bytes_from_nibbles_32, f16_product, hsum_float_8, mul_sum_i8_avx2,
     mul_sum_i8_vnni,
 };
 use crate::q5_0::{BLOCK, BYTES};
@@ -25,7 +25,7 @@ macro_rules! kernel {
                 unsafe {
                     let bw = w.add(i * BYTES);
                     let bx = x.add(i * X_BYTES);
-                    let d = _mm256_set1_ps(f16_at(bw) * f16_at(bx));
+                    let d = _mm256_set1_ps(f16_product(bw, bx));
                     let hi = _mm256_andnot_si256(
                         bytes_from_bits_32(bw.add(2)),
                         _mm256_set1_epi8(0xf0u8 as i8),

@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{blocks, f16_at, hsum_float_8, mul_sum_i8_avx2, mul_sum_i8_vnni};
+use super::{blocks, f16_product, hsum_float_8, mul_sum_i8_avx2, mul_sum_i8_vnni};
 use crate::q8_0::{BLOCK, BYTES};
 
 macro_rules! kernel {
@@ -20,7 +20,7 @@ macro_rules! kernel {
                 unsafe {
                     let bw = w.add(i * BYTES);
                     let bx = x.add(i * BYTES);
-                    let d = _mm256_set1_ps(f16_at(bw) * f16_at(bx));
+                    let d = _mm256_set1_ps(f16_product(bw, bx));
                     let qx = _mm256_loadu_si256(bw.add(2) as *const __m256i);
                     let qy = _mm256_loadu_si256(bx.add(2) as *const __m256i);
                     acc = _mm256_fmadd_ps(d, $mul_sum(qx, qy), acc);

@@ -1,0 +1,56 @@
+//! One 4096-element row dot per iteration, for every weight type and every kernel level this
+//! CPU can run (`scalar`, `avx2`, `avx512`), so the levels can be compared directly:
+//! `cargo bench -p quant --bench vec_dot [-- FILTER]`.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use quant::dispatch::{kernel, scalar_kernel, SimdLevel};
+use quant::GgmlType;
+
+const N: usize = 4096;
+
+fn row(seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..N)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn encode(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+    let mut out = vec![0u8; ty.row_bytes(x.len() as u64).unwrap() as usize];
+    quant::quantize_row(ty, x, &mut out).unwrap();
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("vec_dot_4096");
+    group.throughput(Throughput::Elements(N as u64));
+    for ty in GgmlType::all().filter(|&t| scalar_kernel(t).is_some()) {
+        let w = encode(ty, &row(1));
+        let x = encode(ty.vec_dot_type(), &row(2));
+        for level in SimdLevel::ALL {
+            let Some(f) = kernel(ty, level) else {
+                continue;
+            };
+            group.bench_function(format!("{ty}/{}", level.name()), |b| {
+                b.iter(|| f(black_box(N), black_box(&w), black_box(&x)))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // Short runs: the machine is small and shared.
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_secs(1))
+        .sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);
