@@ -16,6 +16,11 @@ use crate::GgmlType;
 /// `vec_dot(n, w, x)`: dot of a weight row with an activation row of its `vec_dot_type`.
 pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
 
+/// `vec_dot_x4(n, w, [x0, x1, x2, x3])`: one weight row against four activation rows, each
+/// result bit-identical to `vec_dot(n, w, xi)` of the same level (the weight is unpacked once
+/// and four independent accumulations overlap, which is what makes it faster).
+pub type VecDotX4Fn = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
+
 /// An instruction-set level, ordered from least to most capable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SimdLevel {
@@ -124,26 +129,59 @@ pub fn kernel(ty: GgmlType, level: SimdLevel) -> Option<VecDotFn> {
     }
 }
 
+/// The four-row kernel written for exactly `level`, or `None` (no such kernel, or the CPU
+/// cannot run that level).
+pub fn kernel_x4(ty: GgmlType, level: SimdLevel) -> Option<VecDotX4Fn> {
+    if level > detected_level() {
+        return None;
+    }
+    match level {
+        SimdLevel::Scalar => None,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => crate::x86::avx2_kernel_x4(ty),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => crate::x86::avx512_kernel_x4(ty),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => None,
+    }
+}
+
 /// The best kernel for `ty` at or below `level` that this CPU can run.
 pub fn best_kernel(ty: GgmlType, level: SimdLevel) -> Option<VecDotFn> {
+    best(ty, level).map(|(_, f)| f)
+}
+
+/// [`best_kernel`] with the level it comes from.
+fn best(ty: GgmlType, level: SimdLevel) -> Option<(SimdLevel, VecDotFn)> {
     SimdLevel::ALL
         .into_iter()
         .rev()
         .filter(|&l| l <= level)
-        .find_map(|l| kernel(ty, l))
+        .find_map(|l| kernel(ty, l).map(|f| (l, f)))
 }
 
 /// Table index of a type: ggml's numeric id, which is small and dense enough.
 const TABLE_LEN: usize = 64;
 
-fn table() -> &'static [Option<VecDotFn>; TABLE_LEN] {
-    static TABLE: OnceLock<[Option<VecDotFn>; TABLE_LEN]> = OnceLock::new();
+struct Table {
+    one: [Option<VecDotFn>; TABLE_LEN],
+    four: [Option<VecDotX4Fn>; TABLE_LEN],
+}
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
         let level = active_level();
-        let mut t = [None; TABLE_LEN];
+        let mut t = Table {
+            one: [None; TABLE_LEN],
+            four: [None; TABLE_LEN],
+        };
         for ty in GgmlType::all() {
-            if let Some(slot) = t.get_mut(ty.id() as usize) {
-                *slot = best_kernel(ty, level);
+            let i = ty.id() as usize;
+            if let Some((l, f)) = best(ty, level).filter(|_| i < TABLE_LEN) {
+                t.one[i] = Some(f);
+                // Only from the same level: the two must agree bit for bit.
+                t.four[i] = kernel_x4(ty, l);
             }
         }
         t
@@ -155,7 +193,25 @@ fn table() -> &'static [Option<VecDotFn>; TABLE_LEN] {
 /// returned function checks that its buffers are long enough for `n` but not that they are
 /// exactly one row; callers pass `ty.row_bytes(n)` / `ty.vec_dot_type().row_bytes(n)`.
 pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
-    table().get(ty.id() as usize).copied().flatten()
+    table().one.get(ty.id() as usize).copied().flatten()
+}
+
+/// The four-row kernel matching [`vec_dot_fn`]`(ty)` bit for bit, if the level in use has one
+/// for `ty`. Same length contract as [`vec_dot_fn`].
+pub fn vec_dot_x4_fn(ty: GgmlType) -> Option<VecDotX4Fn> {
+    table().four.get(ty.id() as usize).copied().flatten()
+}
+
+/// Quantizes activations to Q8_K (`src` a multiple of 256 values, `dst` 292 bytes per 256)
+/// with the fastest available code. Every level gives exactly the bytes of
+/// [`crate::q8_k::quantize`], which is also what llama.cpp's x86 build uses (it has no SIMD
+/// Q8_K quantizer), so this only changes the speed.
+pub fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if active_level() >= SimdLevel::Avx2 {
+        return crate::x86::q8_k::quantize_avx2(src, dst);
+    }
+    crate::q8_k::quantize(src, dst)
 }
 
 #[cfg(test)]

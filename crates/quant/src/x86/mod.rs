@@ -19,17 +19,23 @@
 
 use std::arch::x86_64::*;
 
-use crate::dispatch::VecDotFn;
+use crate::dispatch::{VecDotFn, VecDotX4Fn};
 use crate::GgmlType;
 
 pub(crate) mod bf16;
 pub(crate) mod f16;
 pub(crate) mod f32;
+pub(crate) mod q2_k;
+pub(crate) mod q3_k;
 pub(crate) mod q4_0;
 pub(crate) mod q4_1;
+pub(crate) mod q4_k;
 pub(crate) mod q5_0;
 pub(crate) mod q5_1;
+pub(crate) mod q5_k;
+pub(crate) mod q6_k;
 pub(crate) mod q8_0;
+pub(crate) mod q8_k;
 
 pub(crate) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2")
@@ -64,6 +70,11 @@ pub(crate) fn avx2_kernel(ty: GgmlType) -> Option<VecDotFn> {
         Q5_1 => q5_1::vec_dot_avx2,
         Q8_0 => q8_0::vec_dot_avx2,
         // K-quant kernels go here.
+        Q2_K => q2_k::vec_dot_avx2,
+        Q3_K => q3_k::vec_dot_avx2,
+        Q4_K => q4_k::vec_dot_avx2,
+        Q5_K => q5_k::vec_dot_avx2,
+        Q6_K => q6_k::vec_dot_avx2,
         _ => return None,
     })
 }
@@ -82,8 +93,56 @@ pub(crate) fn avx512_kernel(ty: GgmlType) -> Option<VecDotFn> {
         Q5_1 => q5_1::vec_dot_avx512,
         Q8_0 => q8_0::vec_dot_avx512,
         // K-quant kernels go here.
+        Q4_K => q4_k::vec_dot_avx512,
+        Q6_K => q6_k::vec_dot_avx512,
         _ => return None,
     })
+}
+
+/// The four-activation-row kernel of `ty` at the `avx2` level (see
+/// [`crate::dispatch::VecDotX4Fn`]). Only call once [`has_avx2`] holds.
+pub(crate) fn avx2_kernel_x4(ty: GgmlType) -> Option<VecDotX4Fn> {
+    use GgmlType::*;
+    Some(match ty {
+        Q4_0 => q4_0::vec_dot_x4_avx2,
+        Q4_1 => q4_1::vec_dot_x4_avx2,
+        Q5_0 => q5_0::vec_dot_x4_avx2,
+        Q5_1 => q5_1::vec_dot_x4_avx2,
+        Q8_0 => q8_0::vec_dot_x4_avx2,
+        _ => return None,
+    })
+}
+
+/// The four-activation-row kernel of `ty` at the `avx512` level. Only call once
+/// [`has_avx512`] holds.
+pub(crate) fn avx512_kernel_x4(ty: GgmlType) -> Option<VecDotX4Fn> {
+    use GgmlType::*;
+    Some(match ty {
+        Q4_0 => q4_0::vec_dot_x4_avx512,
+        Q4_1 => q4_1::vec_dot_x4_avx512,
+        Q5_0 => q5_0::vec_dot_x4_avx512,
+        Q5_1 => q5_1::vec_dot_x4_avx512,
+        Q8_0 => q8_0::vec_dot_x4_avx512,
+        _ => return None,
+    })
+}
+
+/// [`blocks`] for one weight row and four activation rows.
+#[inline]
+pub(crate) fn blocks_x4(
+    n: usize,
+    block: usize,
+    w: &[u8],
+    w_bytes: usize,
+    x: [&[u8]; 4],
+    x_bytes: usize,
+) -> usize {
+    let nb = blocks(n, block, w, w_bytes, x[0], x_bytes);
+    assert!(
+        x.iter().all(|r| r.len() >= nb * x_bytes),
+        "vec_dot: buffers too short for {n} elements"
+    );
+    nb
 }
 
 /// Number of blocks in a row of `n` elements, after checking both buffers hold them: the
@@ -322,6 +381,43 @@ pub(crate) mod testkit {
                         (got - want).abs() <= tol,
                         "{ty} {level:?} row {i}: {got} vs ggml {want}"
                     );
+                }
+            }
+        }
+    }
+
+    /// The four-row kernel at every level must give each row exactly what the single-row
+    /// kernel of the same level gives, on random and adversarial rows.
+    pub fn check_x4(ty: GgmlType) {
+        let xty = ty.vec_dot_type();
+        let mut rng = Rng::new(ty.id() as u64 + 99);
+        for level in [SimdLevel::Avx2, SimdLevel::Avx512] {
+            let (Some(one), Some(four)) =
+                (kernel(ty, level), crate::dispatch::kernel_x4(ty, level))
+            else {
+                continue;
+            };
+            for how in [
+                Scales::Random,
+                Scales::Max,
+                Scales::Subnormal,
+                Scales::Mixed,
+            ] {
+                for nb in [1usize, 3, 64] {
+                    let n = nb * ty.block_size();
+                    let w = blocks_of(&mut rng, ty, nb, how, false, false);
+                    let xs: Vec<Vec<u8>> = (0..4)
+                        .map(|_| blocks_of(&mut rng, xty, nb, how, false, true))
+                        .collect();
+                    let got = four(n, &w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+                    for (r, x) in xs.iter().enumerate() {
+                        let want = one(n, &w, x);
+                        assert_eq!(
+                            got[r].to_bits(),
+                            want.to_bits(),
+                            "{ty} {level:?} {how:?} row {r}"
+                        );
+                    }
                 }
             }
         }

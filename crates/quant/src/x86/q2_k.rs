@@ -1,0 +1,107 @@
+//! Q2_K x Q8_K on AVX2.
+//!
+//! ggml folds the mins into the same 8 f32 lanes as the quants: per block first one FMA of
+//! `-d_y * dmin` times (min x bsum, summed over pairs of 16-groups), then one FMA of
+//! `d_y * d` times the 8 exact i32 lanes (lane `m` = bytes `4m..4m+4` of every 32-byte chunk,
+//! scaled per 16-value group). Repeating those two FMAs in order gives ggml's bits.
+
+use std::arch::x86_64::*;
+
+use super::q4_k::{pick16, Y_BSUMS, Y_QS};
+use super::{blocks, f16_at, hsum_float_8};
+use crate::k_common::QK_K;
+use crate::q2_k::BLOCK_BYTES;
+use crate::q8_k::BLOCK_BYTES as Q8K_BYTES;
+
+const W_QS: usize = 16;
+const W_D: usize = 80;
+const W_DMIN: usize = 82;
+
+/// Safe entry for the dispatch table.
+pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: the dispatch table hands this out only once `has_avx2` held, and `blocks`
+    // checked that both buffers hold `nb` blocks.
+    unsafe { dot_avx2(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+/// # Safety
+/// AVX2, FMA and F16C must be available; `w` and `x` must hold `nb` blocks each.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
+    // the caller guarantees; all loads are unaligned ones.
+    unsafe {
+        let m3 = _mm256_set1_epi8(3);
+        let m4 = _mm_set1_epi8(0x0f);
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let wb = w.add(i * BLOCK_BYTES);
+            let yb = x.add(i * Q8K_BYTES);
+            let yd = (yb as *const f32).read_unaligned();
+            let d = yd * f16_at(wb.add(W_D));
+            let dmin = -yd * f16_at(wb.add(W_DMIN));
+            let packed = _mm_loadu_si128(wb as *const __m128i);
+            let mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m4));
+            let bsums = _mm256_loadu_si256(yb.add(Y_BSUMS) as *const __m256i);
+            let prod = _mm256_madd_epi16(mins, bsums);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+
+            let all = _mm256_cvtepi8_epi16(_mm_and_si128(packed, m4));
+            let halves = [
+                _mm256_permute2x128_si256(all, all, 0x00),
+                _mm256_permute2x128_si256(all, all, 0x11),
+            ];
+            let mut sumi = _mm256_setzero_si256();
+            for (j, scales) in halves.iter().enumerate() {
+                let q2 = _mm256_loadu_si256(wb.add(W_QS + 32 * j) as *const __m256i);
+                let mut p = [_mm256_setzero_si256(); 4];
+                for (k, p) in p.iter_mut().enumerate() {
+                    let q =
+                        _mm256_and_si256(_mm256_srl_epi16(q2, _mm_cvtsi32_si128(2 * k as i32)), m3);
+                    let y = _mm256_loadu_si256(yb.add(Y_QS + 128 * j + 32 * k) as *const __m256i);
+                    // Bytes 0..16 of the chunk use scale 2k of this half, 16..32 scale 2k+1.
+                    let ctl = _mm256_set_m128i(
+                        _mm_set1_epi16(pick16(2 * k as i32 + 1)),
+                        _mm_set1_epi16(pick16(2 * k as i32)),
+                    );
+                    *p = _mm256_madd_epi16(
+                        _mm256_shuffle_epi8(*scales, ctl),
+                        _mm256_maddubs_epi16(q, y),
+                    );
+                }
+                let s =
+                    _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+                sumi = _mm256_add_epi32(sumi, s);
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_float_8(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x86::q8_k::ktest;
+
+    fn levels() -> Vec<(&'static str, ktest::Kernel)> {
+        let mut v: Vec<(&'static str, ktest::Kernel)> = Vec::new();
+        if ktest::has_avx2() {
+            v.push(("avx2", vec_dot_avx2));
+        }
+        v
+    }
+
+    #[test]
+    fn equals_ggml_x86_kernel_on_fixture() {
+        for (name, k) in levels() {
+            ktest::check_fixture_bit_exact("Q2_K", name, k);
+        }
+    }
+
+    #[test]
+    fn close_to_scalar() {
+        ktest::check_against_scalar(&ktest::Q2K, crate::q2_k::vec_dot, &levels());
+    }
+}

@@ -1,0 +1,106 @@
+//! Q5_K x Q8_K on AVX2.
+//!
+//! Same shape as Q4_K (8 exact i32 lanes per block, one FMA per block into 8 f32 lanes), but
+//! ggml sums the mins of each block to one integer and folds it into a scalar with
+//! `summs += dmin * (float)sum`, which GCC contracts to a single FMA in the build that made
+//! the fixtures (checked in its disassembly); the scalar is added after the lane reduction.
+
+use std::arch::x86_64::*;
+
+use super::q4_k::{mins_prod, pick16, scales_mins_k4, Y_BSUMS, Y_QS};
+use super::{blocks, f16_at, hsum_float_8};
+use crate::k_common::QK_K;
+use crate::q5_k::BLOCK_BYTES;
+use crate::q8_k::BLOCK_BYTES as Q8K_BYTES;
+
+const W_SCALES: usize = 4;
+const W_QH: usize = 16;
+const W_QS: usize = 48;
+
+/// Safe entry for the dispatch table.
+pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: the dispatch table hands this out only once `has_avx2` held, and `blocks`
+    // checked that both buffers hold `nb` blocks.
+    unsafe { dot_avx2(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+/// # Safety
+/// AVX2, FMA and F16C must be available; `w` and `x` must hold `nb` blocks each.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
+    // the caller guarantees; all loads are unaligned ones.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let one = _mm256_set1_epi8(1);
+        let mut acc = _mm256_setzero_ps();
+        let mut summs = 0f32;
+        for i in 0..nb {
+            let wb = w.add(i * BLOCK_BYTES);
+            let yb = x.add(i * Q8K_BYTES);
+            let yd = (yb as *const f32).read_unaligned();
+            let d = yd * f16_at(wb);
+            let dmin = -yd * f16_at(wb.add(2));
+            let sm = _mm256_cvtepu8_epi16(scales_mins_k4(wb.add(W_SCALES)));
+            let prod = mins_prod(_mm256_extracti128_si256(sm, 1), yb.add(Y_BSUMS));
+            let lanes: [i32; 4] = std::mem::transmute(prod);
+            let msum = lanes.iter().fold(0i32, |a, &b| a.wrapping_add(b));
+            summs = dmin.mul_add(msum as f32, summs);
+
+            let sc = _mm256_castsi256_si128(sm);
+            let scales = _mm256_set_m128i(sc, sc);
+            let hbits = _mm256_loadu_si256(wb.add(W_QH) as *const __m256i);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..4 {
+                let q5 = _mm256_loadu_si256(wb.add(W_QS + 32 * j) as *const __m256i);
+                let y = yb.add(Y_QS + 64 * j);
+                let yl = _mm256_loadu_si256(y as *const __m256i);
+                let yh = _mm256_loadu_si256(y.add(32) as *const __m256i);
+                // Bit 2j (resp. 2j+1) of each qh byte is the 5th bit of sub-block 2j (2j+1).
+                let hi = |b: i32| {
+                    let h = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(b)), one);
+                    _mm256_slli_epi16(h, 4)
+                };
+                let ql = _mm256_or_si256(_mm256_and_si256(q5, m4), hi(2 * j as i32));
+                let qh = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(q5, 4), m4),
+                    hi(2 * j as i32 + 1),
+                );
+                let sl = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pick16(2 * j as i32)));
+                let sh = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pick16(2 * j as i32 + 1)));
+                let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(ql, yl));
+                let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(qh, yh));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_float_8(acc) + summs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x86::q8_k::ktest;
+
+    fn levels() -> Vec<(&'static str, ktest::Kernel)> {
+        let mut v: Vec<(&'static str, ktest::Kernel)> = Vec::new();
+        if ktest::has_avx2() {
+            v.push(("avx2", vec_dot_avx2));
+        }
+        v
+    }
+
+    #[test]
+    fn equals_ggml_x86_kernel_on_fixture() {
+        for (name, k) in levels() {
+            ktest::check_fixture_bit_exact("Q5_K", name, k);
+        }
+    }
+
+    #[test]
+    fn close_to_scalar() {
+        ktest::check_against_scalar(&ktest::Q5K, crate::q5_k::vec_dot, &levels());
+    }
+}

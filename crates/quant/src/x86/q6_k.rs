@@ -1,0 +1,207 @@
+//! Q6_K x Q8_K on AVX2 (and AVX-512 for the integer part).
+//!
+//! ggml's AVX2 kernel multiplies the unsigned 6-bit quants (0..64, without the -32 offset)
+//! with the activations, then takes the offset back out of all 8 i32 lanes at once as
+//! `32 * scale * bsum` for pairs of 16-groups, so its lane integers are not the natural
+//! per-lane sums; they are reproduced exactly here (and from 512-bit registers in the AVX-512
+//! variant), then folded into 8 f32 lanes with one FMA per block as ggml does.
+
+use std::arch::x86_64::*;
+
+use super::q4_k::{Y_BSUMS, Y_QS};
+use super::{blocks, f16_at, hsum_float_8};
+use crate::k_common::QK_K;
+use crate::q6_k::BLOCK_BYTES;
+use crate::q8_k::BLOCK_BYTES as Q8K_BYTES;
+
+const W_QH: usize = 128;
+const W_SCALES: usize = 192;
+const W_D: usize = 208;
+
+/// Safe entry for the dispatch table.
+pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: the dispatch table hands this out only once `has_avx2` held, and `blocks`
+    // checked that both buffers hold `nb` blocks.
+    unsafe { dot_avx2(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+/// Safe entry for the dispatch table.
+pub(crate) fn vec_dot_avx512(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: the dispatch table hands this out only once `has_avx512` held, and `blocks`
+    // checked that both buffers hold `nb` blocks.
+    unsafe { dot_avx512(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+/// `shuffle_epi8` control repeating byte `s` 8 times, then byte `s + 1` 8 times.
+#[inline(always)]
+fn pick_pair(s: i64) -> __m128i {
+    const REP: i64 = 0x0101_0101_0101_0101;
+    // SAFETY: SSE2 is part of the x86-64 baseline.
+    unsafe { _mm_set_epi64x((s + 1) * REP, s * REP) }
+}
+
+/// The 6-bit quants of one 128-value half as four 32-byte vectors (values `32k..32k+32`),
+/// from its 64 `ql` bytes `(b1, b2)` and 32 `qh` bytes `hb`; written once for 256- and
+/// 512-bit registers.
+macro_rules! unpack_half {
+    ($and:ident, $or:ident, $slli:ident, $srli:ident, $set1:ident, $b1:expr, $b2:expr, $hb:expr) => {{
+        let m15 = $set1(15);
+        let (b1, b2, hb) = ($b1, $b2, $hb);
+        let h0 = $slli::<4>($and(hb, $set1(0x03)));
+        let h1 = $slli::<2>($and(hb, $set1(0x0c)));
+        let h2 = $and(hb, $set1(0x30));
+        let h3 = $srli::<2>($and(hb, $set1(0xc0u8 as i8)));
+        [
+            $or($and(b1, m15), h0),
+            $or($and(b2, m15), h1),
+            $or($and($srli::<4>(b1), m15), h2),
+            $or($and($srli::<4>(b2), m15), h3),
+        ]
+    }};
+}
+
+/// # Safety
+/// AVX2, FMA and F16C must be available; `w` and `x` must hold `nb` blocks each.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
+    // the caller guarantees; all loads are unaligned ones.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let wb = w.add(i * BLOCK_BYTES);
+            let yb = x.add(i * Q8K_BYTES);
+            let d = (yb as *const f32).read_unaligned() * f16_at(wb.add(W_D));
+            let sc8 = _mm_loadu_si128(wb.add(W_SCALES) as *const __m128i);
+            let bsums = _mm256_loadu_si256(yb.add(Y_BSUMS) as *const __m256i);
+            let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(sc8)), 5);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..2 {
+                let ld = |off: usize| _mm256_loadu_si256(wb.add(off) as *const __m256i);
+                let q = unpack_half!(
+                    _mm256_and_si256,
+                    _mm256_or_si256,
+                    _mm256_slli_epi16,
+                    _mm256_srli_epi16,
+                    _mm256_set1_epi8,
+                    ld(64 * j),
+                    ld(64 * j + 32),
+                    ld(W_QH + 32 * j)
+                );
+                let mut p = [_mm256_setzero_si256(); 4];
+                for (k, p) in p.iter_mut().enumerate() {
+                    let y = _mm256_loadu_si256(yb.add(Y_QS + 128 * j + 32 * k) as *const __m256i);
+                    let sc = _mm_shuffle_epi8(sc8, pick_pair((8 * j + 2 * k) as i64));
+                    *p = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), _mm256_maddubs_epi16(q[k], y));
+                }
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[0], p[1]));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[2], p[3]));
+            }
+            sumi = _mm256_sub_epi32(sumi, offset);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_float_8(acc)
+    }
+}
+
+/// 32 bytes at `p` in the low half of a 512-bit register and 32 bytes at `p + second` in
+/// the high half.
+///
+/// # Safety
+/// Both 32-byte ranges must be readable.
+#[inline]
+#[target_feature(enable = "avx2,avx512f")]
+unsafe fn load_pair(p: *const u8, second: usize) -> __m512i {
+    // SAFETY: the caller guarantees both ranges are readable; unaligned loads.
+    unsafe {
+        _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256(p as *const __m256i)),
+            _mm256_loadu_si256(p.add(second) as *const __m256i),
+            1,
+        )
+    }
+}
+
+/// Same lane integers as [`dot_avx2`], both 128-value halves at once: the upper 256 bits of
+/// every register hold the second half, and the halves are added (exactly) at the end.
+///
+/// # Safety
+/// AVX2, FMA, F16C and AVX-512 F/BW/VNNI must be available; `w` and `x` must hold `nb`
+/// blocks each.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn dot_avx512(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
+    // the caller guarantees; all loads are unaligned ones.
+    unsafe {
+        // 16-bit lane `l` of chunk `k` (half h = l / 16) takes scale 8h + 2k + (l % 16) / 8.
+        let idx: [__m512i; 4] = std::array::from_fn(|k| {
+            let v: [i16; 32] =
+                std::array::from_fn(|l| (8 * (l / 16) + 2 * k + (l % 16) / 8) as i16);
+            std::mem::transmute::<[i16; 32], __m512i>(v)
+        });
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let wb = w.add(i * BLOCK_BYTES);
+            let yb = x.add(i * Q8K_BYTES);
+            let d = (yb as *const f32).read_unaligned() * f16_at(wb.add(W_D));
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(W_SCALES) as *const __m128i));
+            let bsums = _mm256_loadu_si256(yb.add(Y_BSUMS) as *const __m256i);
+            let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
+            let sc = _mm512_castsi256_si512(sc16);
+            let q = unpack_half!(
+                _mm512_and_si512,
+                _mm512_or_si512,
+                _mm512_slli_epi16,
+                _mm512_srli_epi16,
+                _mm512_set1_epi8,
+                load_pair(wb, 64),
+                load_pair(wb.add(32), 64),
+                _mm512_loadu_si512(wb.add(W_QH) as *const _)
+            );
+            let mut sumi = _mm512_setzero_si512();
+            for (k, q) in q.iter().enumerate() {
+                let y = load_pair(yb.add(Y_QS + 32 * k), 128);
+                let s = _mm512_permutexvar_epi16(idx[k], sc);
+                sumi = _mm512_dpwssd_epi32(sumi, s, _mm512_maddubs_epi16(*q, y));
+            }
+            let sumi = _mm256_add_epi32(
+                _mm512_castsi512_si256(sumi),
+                _mm512_extracti64x4_epi64(sumi, 1),
+            );
+            let sumi = _mm256_sub_epi32(sumi, offset);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_float_8(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x86::q8_k::ktest;
+
+    fn levels() -> Vec<(&'static str, ktest::Kernel)> {
+        let mut v: Vec<(&'static str, ktest::Kernel)> = Vec::new();
+        if ktest::has_avx2() {
+            v.push(("avx2", vec_dot_avx2));
+        }
+        if ktest::has_avx512() {
+            v.push(("avx512", vec_dot_avx512));
+        }
+        v
+    }
+
+    #[test]
+    fn equals_ggml_x86_kernel_on_fixture() {
+        for (name, k) in levels() {
+            ktest::check_fixture_bit_exact("Q6_K", name, k);
+        }
+    }
+
+    #[test]
+    fn close_to_scalar_and_levels_agree_bitwise() {
+        ktest::check_against_scalar(&ktest::Q6K, crate::q6_k::vec_dot, &levels());
+    }
+}
