@@ -214,6 +214,36 @@ pub fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
     crate::q8_k::quantize(src, dst)
 }
 
+/// The two dot kernels that reproduce llama.cpp's matmul for a weight matrix its x86 build
+/// repacks into 8-row interleaved blocks (`GGML_CPU_REPACK`, on by default). Such a matmul
+/// does not use `vec_dot`: tokens `0..n - n % 4` go through `gemm` (use [`Self::gemm`] for
+/// them) and the last `n % 4` tokens through `gemv` ([`Self::gemv`]); the two sum in different
+/// orders, so the same token can get other last bits depending on its position in the batch.
+#[derive(Clone, Copy, Debug)]
+pub struct RepackedDot {
+    pub gemm: VecDotFn,
+    pub gemv: VecDotFn,
+}
+
+/// The repacked-order kernels for a `ty` weight matrix of `rows` rows, or `None` where
+/// llama.cpp at the active level would keep using `vec_dot` ([`vec_dot_fn`]). ggml repacks
+/// Q4_K when AVX2 is present and `rows % 8 == 0`; only that case is covered so far (ggml also
+/// repacks Q4_0 and IQ4_NL with AVX2 and Q2_K with AVX-512, not reproduced here). The
+/// activations are Q8_K as usual: ggml's 4-token quantizer gives the same bytes as
+/// [`quantize_q8_k`] except when a block's largest magnitude occurs with both signs, where it
+/// negates quants and scale together, which leaves every dot unchanged.
+pub fn repacked_dot(ty: GgmlType, rows: usize) -> Option<RepackedDot> {
+    #[cfg(target_arch = "x86_64")]
+    if ty == GgmlType::Q4_K && rows.is_multiple_of(8) && active_level() >= SimdLevel::Avx2 {
+        return Some(RepackedDot {
+            gemm: crate::x86::q4_k::vec_dot_repack_gemm_avx2,
+            gemv: crate::x86::q4_k::vec_dot_repack_gemv_avx2,
+        });
+    }
+    let _ = (ty, rows);
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

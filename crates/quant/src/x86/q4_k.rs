@@ -198,6 +198,84 @@ pub(super) unsafe fn dot_avx512(nb: usize, w: *const u8, x: *const u8) -> f32 {
     unsafe { drive(nb, w, x, lanes) }
 }
 
+/// Safe entry: the dot in the order of llama.cpp's repacked `gemm` (tokens in groups of 4).
+pub(crate) fn vec_dot_repack_gemm_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx2` held; `blocks` checked both buffers.
+    unsafe { dot_repack_avx2::<true>(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+/// Safe entry: the dot in the order of llama.cpp's repacked `gemv` (the last `n_tokens % 4`).
+pub(crate) fn vec_dot_repack_gemv_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx2` held; `blocks` checked both buffers.
+    unsafe { dot_repack_avx2::<false>(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+/// llama.cpp's x86 build does not use `vec_dot` for Q4_K matmuls: it repacks the weights of
+/// any matrix with a multiple of 8 rows into 8-row interleaved blocks (`q4_K_8x8_q8_K`) and
+/// runs `ggml_gemm_q4_K_8x8_q8_K` on tokens in groups of 4 and `ggml_gemv_q4_K_8x8_q8_K` on
+/// the rest. Per output element both keep two plain f32 accumulators (scales and mins) fed
+/// with FMAs of exact integers times `d_w * d_y` / `dmin_w * d_y`, and return their
+/// difference; `gemm` adds one term per 64 values (`PER_64`), `gemv` one per super-block.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `w` and `x` must hold `nb` blocks each.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_repack_avx2<const PER_64: bool>(
+    nb: usize,
+    w: *const u8,
+    x: *const u8,
+) -> f32 {
+    // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
+    // the caller guarantees; all loads are unaligned ones.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let mut acc = 0f32;
+        let mut acc_m = 0f32;
+        for i in 0..nb {
+            let wb = w.add(i * BLOCK_BYTES);
+            let yb = x.add(i * Q8K_BYTES);
+            let yd = (yb as *const f32).read_unaligned();
+            let dd = f16_at(wb) * yd;
+            let dm = f16_at(wb.add(2)) * yd;
+            let sm = _mm256_cvtepu8_epi16(scales_mins_k4(wb.add(W_SCALES)));
+            // Lane k: the mins of sub-blocks 2k, 2k+1 times their bsums, i.e. chunk k's part.
+            let mins = mins_prod(_mm256_extracti128_si256(sm, 1), yb.add(Y_BSUMS));
+            let sc = _mm256_castsi256_si128(sm);
+            let scales = _mm256_set_m128i(sc, sc);
+            let mut v = [_mm256_setzero_si256(); 4];
+            for (j, v) in v.iter_mut().enumerate() {
+                let q4 = _mm256_loadu_si256(wb.add(W_QS + 32 * j) as *const __m256i);
+                let y = yb.add(Y_QS + 64 * j);
+                let yl = _mm256_loadu_si256(y as *const __m256i);
+                let yh = _mm256_loadu_si256(y.add(32) as *const __m256i);
+                let sl = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pick16(2 * j as i32)));
+                let sh = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pick16(2 * j as i32 + 1)));
+                let pl = _mm256_maddubs_epi16(_mm256_and_si256(q4, m4), yl);
+                let ph = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q4, 4), m4), yh);
+                *v = _mm256_add_epi32(_mm256_madd_epi16(sl, pl), _mm256_madd_epi16(sh, ph));
+            }
+            // Horizontal sums of the four chunk vectors, lane k = chunk k.
+            let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+            let chunks = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+            let ci: [i32; 4] = std::mem::transmute(chunks);
+            let mi: [i32; 4] = std::mem::transmute(mins);
+            if PER_64 {
+                for k in 0..4 {
+                    acc = (ci[k] as f32).mul_add(dd, acc);
+                    acc_m = (mi[k] as f32).mul_add(dm, acc_m);
+                }
+            } else {
+                let sum = |a: [i32; 4]| a.iter().fold(0i32, |s, &v| s.wrapping_add(v));
+                acc = (sum(ci) as f32).mul_add(dd, acc);
+                acc_m = (sum(mi) as f32).mul_add(dm, acc_m);
+            }
+        }
+        acc - acc_m
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +302,151 @@ mod tests {
     #[test]
     fn close_to_scalar_and_levels_agree_bitwise() {
         ktest::check_against_scalar(&ktest::Q4K, crate::q4_k::vec_dot, &levels());
+    }
+
+    /// The repacked order spelled out on decoded values: exact integers per 64-value chunk.
+    fn repack_reference(per_64: bool, n: usize, w: &[u8], x: &[u8]) -> f32 {
+        let (mut acc, mut acc_m) = (0f32, 0f32);
+        for (wb, yb) in w
+            .chunks_exact(BLOCK_BYTES)
+            .zip(x.chunks_exact(Q8K_BYTES))
+            .take(n / QK_K)
+        {
+            let (sc, mn) = crate::k_common::unpack_scales_mins_k4(&wb[4..16]);
+            let yd = crate::q8_k::block_d(yb);
+            let dd = crate::scalar::le_f16(wb, 0) * yd;
+            let dm = crate::scalar::le_f16(wb, 2) * yd;
+            let q8 = crate::q8_k::block_qs(yb);
+            let (mut ib, mut mb) = (0i32, 0i32);
+            for c in 0..4 {
+                let mut ic = 0i32;
+                let mut mc = 0i32;
+                for half in 0..2 {
+                    let sub = 2 * c + half;
+                    let dot: i32 = (0..32)
+                        .map(|k| {
+                            let q = (wb[W_QS + 32 * c + k] >> (4 * half)) & 0xf;
+                            q as i32 * q8[32 * sub + k] as i8 as i32
+                        })
+                        .sum();
+                    ic += sc[sub] as i32 * dot;
+                    let bs = crate::q8_k::block_bsum(yb, 2 * sub)
+                        .wrapping_add(crate::q8_k::block_bsum(yb, 2 * sub + 1));
+                    mc += mn[sub] as i32 * bs as i32;
+                }
+                if per_64 {
+                    acc = (ic as f32).mul_add(dd, acc);
+                    acc_m = (mc as f32).mul_add(dm, acc_m);
+                }
+                ib += ic;
+                mb += mc;
+            }
+            if !per_64 {
+                acc = (ib as f32).mul_add(dd, acc);
+                acc_m = (mb as f32).mul_add(dm, acc_m);
+            }
+        }
+        acc - acc_m
+    }
+
+    #[test]
+    fn repack_orders_equal_their_reference_and_are_close_to_scalar() {
+        if !ktest::has_avx2() {
+            return;
+        }
+        let gemm: ktest::Kernel = |n, w, x| repack_reference(true, n, w, x);
+        let gemv: ktest::Kernel = |n, w, x| repack_reference(false, n, w, x);
+        // Bit-exact with the spelled-out order, and within rounding of the vec_dot order.
+        ktest::check_against_scalar(
+            &ktest::Q4K,
+            crate::q4_k::vec_dot,
+            &[("gemm ref", gemm), ("gemm avx2", vec_dot_repack_gemm_avx2)],
+        );
+        ktest::check_against_scalar(
+            &ktest::Q4K,
+            crate::q4_k::vec_dot,
+            &[("gemv ref", gemv), ("gemv avx2", vec_dot_repack_gemv_avx2)],
+        );
+    }
+
+    /// xorshift64 values in [-1, 1) that C computes to the same floats.
+    fn ggml_side_values(state: &mut u64, count: usize, scale: f32) -> Vec<f32> {
+        (0..count)
+            .map(|_| {
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                ((*state >> 40) as f32 / 16_777_216.0 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    /// Output bits of llama.cpp b11434's `ggml_mul_mat` on this machine's kind of CPU with
+    /// the weights in the CPU repack buffer (log: "repack tensor with q4_K_8x8"), 1 thread:
+    /// an 8 x 1024 Q4_K matrix (quantized by ggml from the values below) times 6 F32 tokens;
+    /// tokens 0..4 went through `gemm`, 4 and 5 through `gemv`. Row `t` = token `t`.
+    const GGML_REPACK_Q4K: [[u32; 8]; 6] = [
+        [
+            0xbf6f7ed0, 0xc206ec37, 0xc2cb49d9, 0xc0e0ac6b, 0x41083ae8, 0x4105feba, 0x414c734a,
+            0xc0fcc160,
+        ],
+        [
+            0xc0e4bfc0, 0x428c349a, 0x417fbe60, 0x40c8abd8, 0xc0aa3ce0, 0xc2ccef00, 0x41f7caf0,
+            0x420c2a8b,
+        ],
+        [
+            0xc061d0d8, 0x41118740, 0x41fa4c90, 0xbfa25118, 0xc0f23c28, 0xc202e8ab, 0xc16c94c5,
+            0x41a572aa,
+        ],
+        [
+            0xc00c36b0, 0xc2370a73, 0xc28171e2, 0xc18aad8d, 0xc192a334, 0xc28c29a8, 0x41d55149,
+            0x4282c663,
+        ],
+        [
+            0x413834f7, 0x4091bf9a, 0x41d36708, 0xc01116fc, 0xc19edb32, 0xc2478a4e, 0xc188640d,
+            0xc22b7390,
+        ],
+        [
+            0x4118b2ec, 0xc25ab414, 0xc0340a90, 0xc1d0ef7c, 0x421f3d90, 0x431de4c4, 0xbf041d68,
+            0xc24d688d,
+        ],
+    ];
+
+    #[test]
+    fn dispatch_offers_repacked_order_where_ggml_repacks() {
+        use crate::dispatch::{active_level, repacked_dot, SimdLevel};
+        use crate::GgmlType::{Q4_K, Q6_K};
+        let on = active_level() >= SimdLevel::Avx2;
+        assert_eq!(repacked_dot(Q4_K, 16).is_some(), on);
+        assert!(repacked_dot(Q4_K, 12).is_none());
+        assert!(repacked_dot(Q6_K, 16).is_none());
+    }
+
+    #[test]
+    fn repack_orders_equal_llama_cpp_repacked_matmul() {
+        if !ktest::has_avx2() {
+            return;
+        }
+        let (k, m) = (1024, 8);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut w = vec![0u8; m * 4 * BLOCK_BYTES];
+        for r in 0..m {
+            let v = ggml_side_values(&mut state, k, (1 << (r % 3)) as f32);
+            crate::q4_k::quantize(&v, &mut w[r * 4 * BLOCK_BYTES..(r + 1) * 4 * BLOCK_BYTES]);
+        }
+        for (t, want) in GGML_REPACK_Q4K.iter().enumerate() {
+            let v = ggml_side_values(&mut state, k, (1 << (t % 2)) as f32);
+            let mut xq = vec![0u8; 4 * Q8K_BYTES];
+            crate::q8_k::quantize(&v, &mut xq);
+            let f = if t < 4 {
+                vec_dot_repack_gemm_avx2
+            } else {
+                vec_dot_repack_gemv_avx2
+            };
+            for (r, &want) in want.iter().enumerate() {
+                let got = f(k, &w[r * 4 * BLOCK_BYTES..(r + 1) * 4 * BLOCK_BYTES], &xq);
+                assert_eq!(got.to_bits(), want, "token {t} row {r}: {got:e}");
+            }
+        }
     }
 }
