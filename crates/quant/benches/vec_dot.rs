@@ -1,9 +1,10 @@
 //! One 4096-element row dot per iteration, for every weight type and every kernel level this
-//! CPU can run (`scalar`, `avx2`, `avx512`), so the levels can be compared directly:
+//! CPU can run (`scalar`, `avx2`, `avx512`), so the levels can be compared directly, and the
+//! four-activation-row kernels against four single calls:
 //! `cargo bench -p quant --bench vec_dot [-- FILTER]`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use quant::dispatch::{kernel, scalar_kernel, SimdLevel};
+use quant::dispatch::{kernel, kernel_x4, scalar_kernel, SimdLevel};
 use quant::GgmlType;
 
 const N: usize = 4096;
@@ -38,6 +39,37 @@ fn bench(c: &mut Criterion) {
             };
             group.bench_function(format!("{ty}/{}", level.name()), |b| {
                 b.iter(|| f(black_box(N), black_box(&w), black_box(&x)))
+            });
+        }
+    }
+    group.finish();
+
+    // One weight row against four activation rows (the batched matmul's inner step), against
+    // four calls of the single-row kernel of the same level.
+    let mut group = c.benchmark_group("vec_dot_4096_times_4");
+    group.throughput(Throughput::Elements(4 * N as u64));
+    for ty in GgmlType::all().filter(|&t| scalar_kernel(t).is_some()) {
+        let w = encode(ty, &row(1));
+        let xs: Vec<Vec<u8>> = (2..6).map(|s| encode(ty.vec_dot_type(), &row(s))).collect();
+        for level in SimdLevel::ALL {
+            let (Some(one), Some(four)) = (kernel(ty, level), kernel_x4(ty, level)) else {
+                continue;
+            };
+            group.bench_function(format!("{ty}/{}/single", level.name()), |b| {
+                b.iter(|| {
+                    xs.iter()
+                        .map(|x| one(black_box(N), black_box(&w), black_box(x)))
+                        .sum::<f32>()
+                })
+            });
+            group.bench_function(format!("{ty}/{}/x4", level.name()), |b| {
+                b.iter(|| {
+                    four(
+                        black_box(N),
+                        black_box(&w),
+                        [&xs[0], &xs[1], &xs[2], &xs[3]],
+                    )
+                })
             });
         }
     }

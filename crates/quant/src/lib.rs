@@ -132,4 +132,4 @@ pub mod dispatch;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use dispatch::{vec_dot_fn, SimdLevel, VecDotFn};
+pub use dispatch::{vec_dot_fn, vec_dot_x4_fn, SimdLevel, VecDotFn, VecDotX4Fn};

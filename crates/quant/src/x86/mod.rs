@@ -201,27 +201,6 @@ pub(crate) unsafe fn f16_pair(p: *const u8) -> __m128 {
     _mm_cvtph_ps(_mm_cvtsi32_si128(bits))
 }
 
-/// `f16(*pw) * f16(*px)` in f32: a block's combined scale, as ggml computes it.
-///
-/// # Safety
-/// `pw` and `px` must each be readable for 2 bytes.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-pub(crate) unsafe fn f16_product(pw: *const u8, px: *const u8) -> f32 {
-    // SAFETY: the caller guarantees 2 readable bytes at each; unaligned reads.
-    let (a, b) = unsafe {
-        (
-            (pw as *const u16).read_unaligned(),
-            (px as *const u16).read_unaligned(),
-        )
-    };
-    // Both halves through one `vmovd`: inserting a 16-bit value (`vpinsrw`) would merge into
-    // whatever register LLVM picks, and picking the accumulator serialises the whole loop
-    // on it (3x slower).
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128((a as u32 | (b as u32) << 16) as i32));
-    _mm_cvtss_f32(v) * _mm_cvtss_f32(_mm_movehdup_ps(v))
-}
-
 /// One f16 at `p` widened.
 ///
 /// # Safety
