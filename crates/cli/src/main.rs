@@ -34,6 +34,10 @@ enum Command {
     Perplexity(commands::perplexity::Args),
     /// Show the token ids of a text (--json: one JSON array), as llama.cpp tokenizes it
     Tokenize(commands::tokenize::Args),
+    /// Download a GGUF model from the Hugging Face hub into the HF cache (prints its path)
+    Download(commands::download::Args),
+    /// Search the hub for GGUF models; list or remove downloaded ones
+    Models(commands::models::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,8 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Perplexity(args) => commands::perplexity::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
+        Command::Download(args) => commands::download::run(args),
+        Command::Models(args) => commands::models::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -148,6 +148,22 @@ impl Hub {
         Ok(path)
     }
 
+    /// [`download`](Self::download), and for the first part of a split model
+    /// (`-00001-of-0000N.gguf`) the other parts too; returns the path of `file`.
+    pub fn download_with_parts(&self, repo: &str, file: &str, revision: &str) -> Result<PathBuf> {
+        let path = self.download(repo, file, revision)?;
+        if let Some((prefix, part)) = crate::files::split_part(file).filter(|(_, p)| p.index == 1) {
+            for i in 2..=part.count {
+                self.download(
+                    repo,
+                    &crate::files::split_name(prefix, i, part.count),
+                    revision,
+                )?;
+            }
+        }
+        Ok(path)
+    }
+
     /// Downloads every part of `model` and returns the path of the first (the one to open).
     pub fn download_model(&self, repo: &str, model: &GgufModel, revision: &str) -> Result<PathBuf> {
         let mut first = None;

@@ -578,6 +578,11 @@ impl Drop for TempDir {
     }
 }
 
+/// Hex sha256 of `data`.
+pub fn content_sha256(data: &[u8]) -> String {
+    crate::download::hex(&Sha256::digest(data))
+}
+
 /// `n` bytes of deterministic, non-repeating-looking content.
 pub fn content(n: usize, seed: u8) -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9 ^ seed as u32;

@@ -129,12 +129,7 @@ fn resolve_file(hub: &Hub, repo: &str, revision: &str, file: &str) -> Result<Pat
     if let Some(paths) = cached {
         return Ok(paths[0].clone());
     }
-    let mut first = None;
-    for name in &names {
-        let p = hub.download(repo, name, revision)?;
-        first.get_or_insert(p);
-    }
-    Ok(first.unwrap_or_default())
+    hub.download_with_parts(repo, file, revision)
 }
 
 /// `owner/name[:QUANT]`: a quant already cached is used as is; otherwise the repository's

@@ -1,6 +1,8 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run(Args) -> anyhow::Result<()>`.
 
+pub mod download;
 pub mod info;
+pub mod models;
 pub mod perplexity;
 pub mod run;
 pub mod tokenize;

@@ -1,0 +1,173 @@
+//! `torchless models`: search the hub for GGUF models, list and remove downloaded ones.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use hub::{human_size, parse_quant, Hub, HubConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+#[derive(clap::Subcommand)]
+pub enum ModelsCommand {
+    /// Search the hub for GGUF models, most downloaded first
+    Search {
+        /// Words to look for in repository names
+        query: String,
+        /// Most results to show
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+    },
+    /// List the GGUF models on this machine (HF cache and torchless' model folder)
+    List,
+    /// Remove a repository, or one file of it, from the HF cache
+    Rm {
+        /// `owner/name` or `owner/name/FILE`
+        target: String,
+    },
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let hub = Hub::new(HubConfig::from_env());
+    match args.command {
+        ModelsCommand::Search { query, limit } => search(&hub, &query, limit),
+        ModelsCommand::List => list(&hub),
+        ModelsCommand::Rm { target } => rm(&hub, &target),
+    }
+}
+
+fn search(hub: &Hub, query: &str, limit: usize) -> Result<()> {
+    let found = hub.search(query, limit)?;
+    if found.is_empty() {
+        eprintln!("no GGUF models match `{query}`");
+        return Ok(());
+    }
+    let rows = found
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.clone(),
+                m.downloads.to_string(),
+                m.likes.to_string(),
+                m.updated.clone().unwrap_or_else(|| "-".to_string()),
+            ]
+        })
+        .collect();
+    super::print_stdout(&table(
+        &["REPO", "DOWNLOADS", "LIKES", "UPDATED"],
+        rows,
+        &[1, 2],
+    ))
+}
+
+fn list(hub: &Hub) -> Result<()> {
+    let mut rows: Vec<Vec<String>> = hub
+        .cache()
+        .list()?
+        .into_iter()
+        .filter(|f| f.file.ends_with(".gguf"))
+        .map(|f| {
+            let repo = if f.refs.is_empty() {
+                format!("{}@{}", f.repo, &f.commit[..f.commit.len().min(8)])
+            } else {
+                f.repo
+            };
+            row(repo, f.file, f.quant, f.size, f.path)
+        })
+        .collect();
+    // torchless' own folder holds the packaged default model (scripts/fetch-models.sh).
+    let dir = &hub.config().models_dir;
+    let mut local: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf") && p.is_file())
+        .collect();
+    local.sort();
+    for p in local {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        rows.push(row(
+            "(local)".to_string(),
+            name.clone(),
+            parse_quant(&name),
+            size,
+            p,
+        ));
+    }
+    if rows.is_empty() {
+        eprintln!(
+            "no models yet in {} or {}",
+            hub.cache().root().display(),
+            dir.display()
+        );
+        return Ok(());
+    }
+    super::print_stdout(&table(
+        &["REPO", "FILE", "QUANT", "SIZE", "PATH"],
+        rows,
+        &[3],
+    ))
+}
+
+fn row(repo: String, file: String, quant: Option<String>, size: u64, path: PathBuf) -> Vec<String> {
+    vec![
+        repo,
+        file,
+        quant.unwrap_or_else(|| "-".to_string()),
+        human_size(size),
+        path.display().to_string(),
+    ]
+}
+
+fn rm(hub: &Hub, target: &str) -> Result<()> {
+    let mut parts = target.splitn(3, '/');
+    let (owner, name, file) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next(),
+    );
+    let repo = format!("{owner}/{name}");
+    if !hub::valid_repo_id(&repo) {
+        bail!("`{target}` is not `owner/name` or `owner/name/FILE`");
+    }
+    for path in hub.cache().remove(&repo, file)? {
+        eprintln!("removed {}", path.display());
+    }
+    Ok(())
+}
+
+/// Left-aligned columns, except the `right` ones (numbers), two spaces apart.
+fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut out = String::new();
+    for r in std::iter::once(&head).chain(rows.iter()) {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if right.contains(&i) {
+                    format!("{c:>w$}", w = widths[i])
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
