@@ -113,10 +113,17 @@ pub fn matmul(
     let rows = w.rows;
     // Resolved once: the per-element call is then a plain indirect call, no type match or
     // CPU-feature check. Lengths were validated above (whole rows of both operands).
-    let dot = quant::vec_dot_fn(w.ty).ok_or(ComputeError::UnsupportedWeight(w.ty))?;
+    let mut dot = quant::vec_dot_fn(w.ty).ok_or(ComputeError::UnsupportedWeight(w.ty))?;
     // Four activation rows per weight row where the level has such a kernel: the same bits
     // as four single calls, with the weight unpacked once.
-    let dot4 = quant::vec_dot_x4_fn(w.ty);
+    let mut dot4 = quant::vec_dot_x4_fn(w.ty);
+    // Matrices llama.cpp repacks are summed in its gemm order for the first n - n % 4 tokens
+    // and its gemv order for the rest (see `quant::dispatch::repacked_dot`).
+    let mut n_gemm = 0;
+    let mut gemm = dot;
+    if let Some(rp) = quant::dispatch::repacked_dot(w.ty, rows) {
+        (dot, gemm, dot4, n_gemm) = (rp.gemv, rp.gemm, None, n - n % 4);
+    }
     let ptr = OutPtr(out.as_mut_ptr());
     let n_blocks = rows.div_ceil(ROW_BLOCK);
     let run = |b: usize| -> Result<(), ComputeError> {
@@ -142,7 +149,8 @@ pub fn matmul(
                     }
                 }
                 for t in t..t1 {
-                    let v = dot(w.cols, wr, xrow(t));
+                    let f = if t < n_gemm { gemm } else { dot };
+                    let v = f(w.cols, wr, xrow(t));
                     // SAFETY: t < n and r < rows, so the index is inside `out` (n * rows
                     // long, checked above); row r belongs to this block only.
                     unsafe { *ptr.at(t * rows + r) = v };
@@ -193,40 +201,48 @@ mod tests {
     fn every_output_is_exactly_the_single_vec_dot() {
         // Rows not a multiple of the row block, tokens spanning two tiles and a partial group
         // of four, so the four-row kernel, the single-row tail and the parallel path all run.
-        let (rows, cols, n) = (37, 256, TOKEN_TILE + 7);
-        let w: Vec<f32> = (0..rows * cols)
-            .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 0.3)
-            .collect();
-        let x: Vec<f32> = (0..n * cols)
-            .map(|i| ((i * 104_729 % 997) as f32 / 997.0 - 0.5) * 2.0)
-            .collect();
-        let mut q = Vec::new();
-        for ty in [
-            GgmlType::Q4_0,
-            GgmlType::Q4_1,
-            GgmlType::Q5_0,
-            GgmlType::Q5_1,
-            GgmlType::Q8_0,
-            GgmlType::Q4_K,
-            GgmlType::F16,
-        ] {
-            let bytes = encode(ty, rows, cols, &w);
-            let view = WeightView::new(ty, rows, cols, &bytes).unwrap();
-            let mut out = vec![0f32; n * rows];
-            matmul(&view, &x, n, &mut out, &mut q).unwrap();
-            let vdt = ty.vec_dot_type();
-            let q_row = vdt.row_bytes(cols as u64).unwrap() as usize;
-            let mut xq = vec![0u8; q_row];
-            for t in 0..n {
-                crate::actq::quantize_activation(vdt, &x[t * cols..(t + 1) * cols], &mut xq)
-                    .unwrap();
-                for r in 0..rows {
-                    let want = quant::vec_dot(ty, cols, view.row(r), &xq).unwrap();
-                    assert_eq!(
-                        out[t * rows + r].to_bits(),
-                        want.to_bits(),
-                        "{ty} t={t} r={r}"
-                    );
+        let (cols, n) = (256, TOKEN_TILE + 7);
+        // 40 rows: a multiple of 8, which llama.cpp repacks (Q4_K).
+        for rows in [37, 40] {
+            let w: Vec<f32> = (0..rows * cols)
+                .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 0.3)
+                .collect();
+            let x: Vec<f32> = (0..n * cols)
+                .map(|i| ((i * 104_729 % 997) as f32 / 997.0 - 0.5) * 2.0)
+                .collect();
+            let mut q = Vec::new();
+            for ty in [
+                GgmlType::Q4_0,
+                GgmlType::Q4_1,
+                GgmlType::Q5_0,
+                GgmlType::Q5_1,
+                GgmlType::Q8_0,
+                GgmlType::Q4_K,
+                GgmlType::F16,
+            ] {
+                let bytes = encode(ty, rows, cols, &w);
+                let view = WeightView::new(ty, rows, cols, &bytes).unwrap();
+                let mut out = vec![0f32; n * rows];
+                matmul(&view, &x, n, &mut out, &mut q).unwrap();
+                let vdt = ty.vec_dot_type();
+                let q_row = vdt.row_bytes(cols as u64).unwrap() as usize;
+                let mut xq = vec![0u8; q_row];
+                for t in 0..n {
+                    crate::actq::quantize_activation(vdt, &x[t * cols..(t + 1) * cols], &mut xq)
+                        .unwrap();
+                    let repacked = quant::dispatch::repacked_dot(ty, rows);
+                    for r in 0..rows {
+                        let want = match repacked {
+                            Some(rp) if t < n - n % 4 => (rp.gemm)(cols, view.row(r), &xq),
+                            Some(rp) => (rp.gemv)(cols, view.row(r), &xq),
+                            None => quant::vec_dot(ty, cols, view.row(r), &xq).unwrap(),
+                        };
+                        assert_eq!(
+                            out[t * rows + r].to_bits(),
+                            want.to_bits(),
+                            "{ty} t={t} r={r}"
+                        );
+                    }
                 }
             }
         }
