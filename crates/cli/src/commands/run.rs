@@ -15,6 +15,8 @@ use serde_json::json;
 Prompt handling: by default a model with a chat template gets the prompt as one user message \
 followed by the assistant turn; --raw feeds the text as is (with BOS if the model wants one); \
 --prompt-ids feeds token ids unchanged (no template, no BOS).\n\n\
+Generation ends after -n tokens (default 256), at an end-of-generation token, at a --stop \
+string or when the context is full; the reason is printed with the stats (and in --json).\n\n\
 Sampling follows llama.cpp: penalties -> top-k -> top-p -> min-p -> temperature; --temp 0 is \
 greedy (argmax, lowest id on ties). Without --seed a random seed is used and printed with the \
 stats, so any run can be replayed.")]
