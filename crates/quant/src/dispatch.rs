@@ -222,6 +222,8 @@ pub fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
 #[derive(Clone, Copy, Debug)]
 pub struct RepackedDot {
     pub gemm: VecDotFn,
+    /// [`Self::gemm`] for the 4 tokens of one group at once, bit-identical per token.
+    pub gemm_x4: VecDotX4Fn,
     pub gemv: VecDotFn,
 }
 
@@ -237,6 +239,7 @@ pub fn repacked_dot(ty: GgmlType, rows: usize) -> Option<RepackedDot> {
     if ty == GgmlType::Q4_K && rows.is_multiple_of(8) && active_level() >= SimdLevel::Avx2 {
         return Some(RepackedDot {
             gemm: crate::x86::q4_k::vec_dot_repack_gemm_avx2,
+            gemm_x4: crate::x86::q4_k::vec_dot_repack_gemm_x4_avx2,
             gemv: crate::x86::q4_k::vec_dot_repack_gemv_avx2,
         });
     }

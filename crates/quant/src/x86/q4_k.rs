@@ -276,6 +276,98 @@ pub(super) unsafe fn dot_repack_avx2<const PER_64: bool>(
     }
 }
 
+/// Safe entry: [`vec_dot_repack_gemm_avx2`] for four activation rows at once (the 4 tokens of
+/// one `gemm` group), each result bit-identical to the single-row kernel's.
+pub(crate) fn vec_dot_repack_gemm_x4_avx2(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    let nb = super::blocks_x4(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx2` held; `blocks_x4` checked all five buffers.
+    unsafe { dot_repack_gemm_x4_avx2(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
+}
+
+/// Rows of a 4 x 4 i32 matrix become columns.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn transpose4(r: [__m128i; 4]) -> [__m128i; 4] {
+    let a = _mm_unpacklo_epi32(r[0], r[1]);
+    let b = _mm_unpacklo_epi32(r[2], r[3]);
+    let c = _mm_unpackhi_epi32(r[0], r[1]);
+    let d = _mm_unpackhi_epi32(r[2], r[3]);
+    [
+        _mm_unpacklo_epi64(a, b),
+        _mm_unpackhi_epi64(a, b),
+        _mm_unpacklo_epi64(c, d),
+        _mm_unpackhi_epi64(c, d),
+    ]
+}
+
+/// The weight block is unpacked once for four tokens, and the per-token float chains become
+/// the four lanes of one vector: lane `t` sees exactly the operations of the one-row kernel.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `w` and each `x[t]` must hold `nb` blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_repack_gemm_x4_avx2(nb: usize, w: *const u8, x: [*const u8; 4]) -> [f32; 4] {
+    // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
+    // the caller guarantees; all loads are unaligned ones.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let mut acc = _mm_setzero_ps();
+        let mut acc_m = _mm_setzero_ps();
+        for i in 0..nb {
+            let wb = w.add(i * BLOCK_BYTES);
+            let yb = x.map(|p| p.add(i * Q8K_BYTES));
+            let yd = _mm_setr_ps(
+                (yb[0] as *const f32).read_unaligned(),
+                (yb[1] as *const f32).read_unaligned(),
+                (yb[2] as *const f32).read_unaligned(),
+                (yb[3] as *const f32).read_unaligned(),
+            );
+            let dd = _mm_mul_ps(_mm_set1_ps(f16_at(wb)), yd);
+            let dm = _mm_mul_ps(_mm_set1_ps(f16_at(wb.add(2))), yd);
+            let sm = _mm256_cvtepu8_epi16(scales_mins_k4(wb.add(W_SCALES)));
+            let mins16 = _mm256_extracti128_si256(sm, 1);
+            let sc = _mm256_castsi256_si128(sm);
+            let scales = _mm256_set_m128i(sc, sc);
+            let mut q = [_mm256_setzero_si256(); 8];
+            let mut s = [_mm256_setzero_si256(); 8];
+            for j in 0..4 {
+                let q4 = _mm256_loadu_si256(wb.add(W_QS + 32 * j) as *const __m256i);
+                q[2 * j] = _mm256_and_si256(q4, m4);
+                q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                for h in 0..2 {
+                    let ctl = _mm256_set1_epi16(pick16((2 * j + h) as i32));
+                    s[2 * j + h] = _mm256_shuffle_epi8(scales, ctl);
+                }
+            }
+            let mut chunks = [_mm_setzero_si128(); 4];
+            let mut mins = [_mm_setzero_si128(); 4];
+            for t in 0..4 {
+                let mut v = [_mm256_setzero_si256(); 4];
+                for (j, v) in v.iter_mut().enumerate() {
+                    let y = yb[t].add(Y_QS + 64 * j);
+                    let yl = _mm256_loadu_si256(y as *const __m256i);
+                    let yh = _mm256_loadu_si256(y.add(32) as *const __m256i);
+                    let pl = _mm256_madd_epi16(s[2 * j], _mm256_maddubs_epi16(q[2 * j], yl));
+                    let ph =
+                        _mm256_madd_epi16(s[2 * j + 1], _mm256_maddubs_epi16(q[2 * j + 1], yh));
+                    *v = _mm256_add_epi32(pl, ph);
+                }
+                let h =
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+                chunks[t] =
+                    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+                mins[t] = mins_prod(mins16, yb[t].add(Y_BSUMS));
+            }
+            let (chunks, mins) = (transpose4(chunks), transpose4(mins));
+            for k in 0..4 {
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(chunks[k]), dd, acc);
+                acc_m = _mm_fmadd_ps(_mm_cvtepi32_ps(mins[k]), dm, acc_m);
+            }
+        }
+        std::mem::transmute::<__m128, [f32; 4]>(_mm_sub_ps(acc, acc_m))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +503,38 @@ mod tests {
             0xc24d688d,
         ],
     ];
+
+    #[test]
+    fn repack_gemm_x4_equals_one_row_kernel_bitwise() {
+        if !ktest::has_avx2() {
+            return;
+        }
+        let mut rng = ktest::Rng::new(99);
+        for nb in [1usize, 2, 5, 27] {
+            let mut w = vec![0u8; nb * BLOCK_BYTES];
+            rng.bytes(&mut w);
+            for b in w.chunks_exact_mut(BLOCK_BYTES) {
+                b[1] = (b[1] & 0x83) | 0x30; // finite f16 d and dmin of moderate size
+                b[3] = (b[3] & 0x83) | 0x28;
+            }
+            let xs: Vec<Vec<u8>> = (0..4)
+                .map(|t| {
+                    let v: Vec<f32> = (0..nb * QK_K)
+                        .map(|_| rng.unit() * (t + 1) as f32)
+                        .collect();
+                    let mut q = vec![0u8; nb * Q8K_BYTES];
+                    crate::q8_k::quantize(&v, &mut q);
+                    q
+                })
+                .collect();
+            let n = nb * QK_K;
+            let got = vec_dot_repack_gemm_x4_avx2(n, &w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+            for (t, g) in got.iter().enumerate() {
+                let want = vec_dot_repack_gemm_avx2(n, &w, &xs[t]);
+                assert_eq!(g.to_bits(), want.to_bits(), "nb {nb} token {t}");
+            }
+        }
+    }
 
     #[test]
     fn dispatch_offers_repacked_order_where_ggml_repacks() {
