@@ -23,7 +23,16 @@ pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: the dispatch table hands this out only once `has_avx2` held, and `blocks`
     // checked that both buffers hold `nb` blocks.
-    unsafe { dot_avx2(nb, w.as_ptr(), x.as_ptr()) }
+    unsafe { dot_avx2::<1>(nb, w.as_ptr(), [x.as_ptr()])[0] }
+}
+
+/// Safe entry for the dispatch table: one weight row against four activation rows, each
+/// result bit-identical to [`vec_dot_avx2`]'s.
+pub(crate) fn vec_dot_x4_avx2(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    let nb = super::blocks_x4(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: the dispatch table hands this out only once `has_avx2` held, and `blocks_x4`
+    // checked that all five buffers hold `nb` blocks.
+    unsafe { dot_avx2::<4>(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
 }
 
 /// Safe entry for the dispatch table.
@@ -31,7 +40,15 @@ pub(crate) fn vec_dot_avx512(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: the dispatch table hands this out only once `has_avx512` held, and `blocks`
     // checked that both buffers hold `nb` blocks.
-    unsafe { dot_avx512(nb, w.as_ptr(), x.as_ptr()) }
+    unsafe { dot_avx512::<1>(nb, w.as_ptr(), [x.as_ptr()])[0] }
+}
+
+/// Safe entry for the dispatch table: [`vec_dot_avx512`] for four activation rows.
+pub(crate) fn vec_dot_x4_avx512(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    let nb = super::blocks_x4(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: the dispatch table hands this out only once `has_avx512` held, and `blocks_x4`
+    // checked that all five buffers hold `nb` blocks.
+    unsafe { dot_avx512::<4>(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
 }
 
 /// `shuffle_epi8` control repeating byte `s` 8 times, then byte `s + 1` 8 times.
@@ -62,22 +79,30 @@ macro_rules! unpack_half {
     }};
 }
 
+/// `R` activation rows against one weight row: the weight quants are unpacked once per block,
+/// and every row keeps its own accumulator, so each result is that of a one-row call.
+///
 /// # Safety
-/// AVX2, FMA and F16C must be available; `w` and `x` must hold `nb` blocks each.
+/// AVX2, FMA and F16C must be available; `w` and every `x[r]` must hold `nb` blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+pub(super) unsafe fn dot_avx2<const R: usize>(
+    nb: usize,
+    w: *const u8,
+    x: [*const u8; R],
+) -> [f32; R] {
     // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
     // the caller guarantees; all loads are unaligned ones.
     unsafe {
-        let mut acc = _mm256_setzero_ps();
+        let mut acc = [_mm256_setzero_ps(); R];
         for i in 0..nb {
             let wb = w.add(i * BLOCK_BYTES);
-            let yb = x.add(i * Q8K_BYTES);
-            let d = (yb as *const f32).read_unaligned() * f16_at(wb.add(W_D));
+            let dw = f16_at(wb.add(W_D));
             let sc8 = _mm_loadu_si128(wb.add(W_SCALES) as *const __m128i);
-            let bsums = _mm256_loadu_si256(yb.add(Y_BSUMS) as *const __m256i);
-            let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(sc8)), 5);
-            let mut sumi = _mm256_setzero_si256();
+            let sc16 = _mm256_cvtepi8_epi16(sc8);
+            let scales: [__m256i; 8] = std::array::from_fn(|c| {
+                _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick_pair(2 * c as i64)))
+            });
+            let mut sumi = [_mm256_setzero_si256(); R];
             for j in 0..2 {
                 let ld = |off: usize| _mm256_loadu_si256(wb.add(off) as *const __m256i);
                 let q = unpack_half!(
@@ -90,19 +115,28 @@ pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
                     ld(64 * j + 32),
                     ld(W_QH + 32 * j)
                 );
-                let mut p = [_mm256_setzero_si256(); 4];
-                for (k, p) in p.iter_mut().enumerate() {
-                    let y = _mm256_loadu_si256(yb.add(Y_QS + 128 * j + 32 * k) as *const __m256i);
-                    let sc = _mm_shuffle_epi8(sc8, pick_pair((8 * j + 2 * k) as i64));
-                    *p = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), _mm256_maddubs_epi16(q[k], y));
+                for (r, sumi) in sumi.iter_mut().enumerate() {
+                    let yb = x[r].add(i * Q8K_BYTES);
+                    let mut p = [_mm256_setzero_si256(); 4];
+                    for (k, p) in p.iter_mut().enumerate() {
+                        let y =
+                            _mm256_loadu_si256(yb.add(Y_QS + 128 * j + 32 * k) as *const __m256i);
+                        *p = _mm256_madd_epi16(scales[4 * j + k], _mm256_maddubs_epi16(q[k], y));
+                    }
+                    *sumi = _mm256_add_epi32(*sumi, _mm256_add_epi32(p[0], p[1]));
+                    *sumi = _mm256_add_epi32(*sumi, _mm256_add_epi32(p[2], p[3]));
                 }
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[0], p[1]));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[2], p[3]));
             }
-            sumi = _mm256_sub_epi32(sumi, offset);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let yb = x[r].add(i * Q8K_BYTES);
+                let d = (yb as *const f32).read_unaligned() * dw;
+                let bsums = _mm256_loadu_si256(yb.add(Y_BSUMS) as *const __m256i);
+                let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
+                let sumi = _mm256_sub_epi32(sumi[r], offset);
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
+            }
         }
-        hsum_float_8(acc)
+        acc.map(|a| hsum_float_8(a))
     }
 }
 
@@ -131,7 +165,11 @@ unsafe fn load_pair(p: *const u8, second: usize) -> __m512i {
 /// AVX2, FMA, F16C and AVX-512 F/BW/VNNI must be available; `w` and `x` must hold `nb`
 /// blocks each.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn dot_avx512(nb: usize, w: *const u8, x: *const u8) -> f32 {
+pub(super) unsafe fn dot_avx512<const R: usize>(
+    nb: usize,
+    w: *const u8,
+    x: [*const u8; R],
+) -> [f32; R] {
     // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
     // the caller guarantees; all loads are unaligned ones.
     unsafe {
@@ -141,15 +179,13 @@ pub(super) unsafe fn dot_avx512(nb: usize, w: *const u8, x: *const u8) -> f32 {
                 std::array::from_fn(|l| (8 * (l / 16) + 2 * k + (l % 16) / 8) as i16);
             std::mem::transmute::<[i16; 32], __m512i>(v)
         });
-        let mut acc = _mm256_setzero_ps();
+        let mut acc = [_mm256_setzero_ps(); R];
         for i in 0..nb {
             let wb = w.add(i * BLOCK_BYTES);
-            let yb = x.add(i * Q8K_BYTES);
-            let d = (yb as *const f32).read_unaligned() * f16_at(wb.add(W_D));
+            let dw = f16_at(wb.add(W_D));
             let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(W_SCALES) as *const __m128i));
-            let bsums = _mm256_loadu_si256(yb.add(Y_BSUMS) as *const __m256i);
-            let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
             let sc = _mm512_castsi256_si512(sc16);
+            let s: [__m512i; 4] = std::array::from_fn(|k| _mm512_permutexvar_epi16(idx[k], sc));
             let q = unpack_half!(
                 _mm512_and_si512,
                 _mm512_or_si512,
@@ -160,20 +196,25 @@ pub(super) unsafe fn dot_avx512(nb: usize, w: *const u8, x: *const u8) -> f32 {
                 load_pair(wb.add(32), 64),
                 _mm512_loadu_si512(wb.add(W_QH) as *const _)
             );
-            let mut sumi = _mm512_setzero_si512();
-            for (k, q) in q.iter().enumerate() {
-                let y = load_pair(yb.add(Y_QS + 32 * k), 128);
-                let s = _mm512_permutexvar_epi16(idx[k], sc);
-                sumi = _mm512_dpwssd_epi32(sumi, s, _mm512_maddubs_epi16(*q, y));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let yb = x[r].add(i * Q8K_BYTES);
+                let d = (yb as *const f32).read_unaligned() * dw;
+                let bsums = _mm256_loadu_si256(yb.add(Y_BSUMS) as *const __m256i);
+                let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
+                let mut sumi = _mm512_setzero_si512();
+                for (k, q) in q.iter().enumerate() {
+                    let y = load_pair(yb.add(Y_QS + 32 * k), 128);
+                    sumi = _mm512_dpwssd_epi32(sumi, s[k], _mm512_maddubs_epi16(*q, y));
+                }
+                let sumi = _mm256_add_epi32(
+                    _mm512_castsi512_si256(sumi),
+                    _mm512_extracti64x4_epi64(sumi, 1),
+                );
+                let sumi = _mm256_sub_epi32(sumi, offset);
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
             }
-            let sumi = _mm256_add_epi32(
-                _mm512_castsi512_si256(sumi),
-                _mm512_extracti64x4_epi64(sumi, 1),
-            );
-            let sumi = _mm256_sub_epi32(sumi, offset);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
-        hsum_float_8(acc)
+        acc.map(|a| hsum_float_8(a))
     }
 }
 
@@ -203,5 +244,19 @@ mod tests {
     #[test]
     fn close_to_scalar_and_levels_agree_bitwise() {
         ktest::check_against_scalar(&ktest::Q6K, crate::q6_k::vec_dot, &levels());
+    }
+
+    #[test]
+    fn four_row_kernels_equal_one_row_kernels_bitwise() {
+        let mut x4: Vec<(ktest::Kernel, ktest::KernelX4)> = Vec::new();
+        if ktest::has_avx2() {
+            x4.push((vec_dot_avx2, vec_dot_x4_avx2));
+        }
+        if ktest::has_avx512() {
+            x4.push((vec_dot_avx512, vec_dot_x4_avx512));
+        }
+        for (one, four) in x4 {
+            ktest::check_x4(&ktest::Q6K, one, four);
+        }
     }
 }

@@ -117,6 +117,7 @@ pub(crate) mod ktest {
     use crate::testutil::{fixture_rows, hex, load_dot_fixture};
 
     pub type Kernel = fn(usize, &[u8], &[u8]) -> f32;
+    pub type KernelX4 = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
     type Dequantize = fn(&[u8], &mut [f32]);
 
     pub fn has_avx2() -> bool {
@@ -290,6 +291,22 @@ pub(crate) mod ktest {
         let mut q = vec![0u8; nb * q8_k::BLOCK_BYTES];
         q8_k::quantize(&x, &mut q);
         q
+    }
+
+    /// A four-row kernel must give, per row, exactly the bits of its one-row kernel: on
+    /// random rows of several lengths and with four different activations per call.
+    pub fn check_x4(f: &Format, one: Kernel, four: KernelX4) {
+        let mut rng = Rng::new(0x4444 ^ f.block_bytes as u64);
+        for &nb in &[1usize, 2, 7, 27] {
+            let w = weights(f, &mut rng, nb, None, None);
+            let xs: Vec<Vec<u8>> = (0..4).map(|_| activations(&mut rng, nb)).collect();
+            let n = nb * QK_K;
+            let got = four(n, &w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+            for (r, g) in got.iter().enumerate() {
+                let want = one(n, &w, &xs[r]);
+                assert_eq!(g.to_bits(), want.to_bits(), "{} nb {nb} row {r}", f.name);
+            }
+        }
     }
 
     /// Random and adversarial rows: every level must be within a few ulps (relative to the
