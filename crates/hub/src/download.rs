@@ -236,7 +236,13 @@ impl Hub {
                 {
                     // A cut after progress is not the server failing: start counting afresh.
                     failures = if sink.have > before { 0 } else { failures + 1 };
-                    std::thread::sleep(self.backoff(failures));
+                    let pause = self.backoff(failures);
+                    if self.cfg.progress {
+                        bar.suspend(|| {
+                            eprintln!("torchless: {e}; retrying in {:.1}s", pause.as_secs_f32())
+                        });
+                    }
+                    std::thread::sleep(pause);
                 }
                 Err(e) => {
                     bar.abandon();
@@ -397,8 +403,10 @@ impl Sink<'_> {
     }
 
     fn cut(&self, url: &str, why: &str) -> HubError {
+        // The CDN's signed query string is long and says nothing to a reader.
+        let url = url.split('?').next().unwrap_or(url).to_string();
         HubError::Network {
-            url: url.to_string(),
+            url,
             message: format!("download cut at {} bytes: {why}", self.have),
         }
     }

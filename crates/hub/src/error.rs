@@ -61,7 +61,7 @@ pub enum HubError {
         status: u16,
         message: String,
     },
-    #[error("cannot reach {url}: {message}")]
+    #[error("network error with {url}: {message}")]
     Network { url: String, message: String },
     /// Not worth retrying: the name does not resolve.
     #[error("cannot reach {url}: {message}")]
@@ -88,6 +88,9 @@ pub enum HubError {
          name:\n{available}"
     )]
     Ambiguous { repo: String, available: String },
+    /// A helper program (python, pip) failed; the message says which and why.
+    #[error("{0}")]
+    Tool(String),
     #[error("no default model available: {0}")]
     DefaultModel(String),
 }

