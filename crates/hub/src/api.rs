@@ -71,7 +71,7 @@ impl Hub {
         self.online("search the hub")?;
         let url = format!(
             "{}/api/models?search={}&filter=gguf&sort=downloads&direction=-1&limit={}\
-             &expand[]=downloads&expand[]=likes&expand[]=lastModified",
+             &expand=downloads&expand=likes&expand=lastModified",
             self.cfg.endpoint,
             encode(query, false),
             limit.max(1)

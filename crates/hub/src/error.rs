@@ -129,3 +129,33 @@ pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
 }
 
 pub type Result<T, E = HubError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_is_named() {
+        let e = HubError::io("/x/blob", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(matches!(e, HubError::DiskFull { .. }));
+        assert!(
+            e.to_string().starts_with("disk full writing /x/blob"),
+            "{e}"
+        );
+        // The real thing, where the platform has a full device.
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+            let err = std::io::Write::write_all(&mut f, b"x")
+                .and_then(|_| std::io::Write::flush(&mut f))
+                .unwrap_err();
+            assert!(matches!(
+                HubError::io("/dev/full", err),
+                HubError::DiskFull { .. }
+            ));
+        }
+        let e = HubError::io(
+            "/x",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert!(matches!(e, HubError::Io { .. }));
+    }
+}
