@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use crate::api::{encode, Ctx, Hub};
+use crate::api::{encode, origin, Ctx, Hub};
 use crate::cache::{create_parent, valid_file_path};
 use crate::error::{HubError, Result};
 use crate::files::{human_size, GgufModel};
@@ -63,10 +63,13 @@ impl Hub {
             })?;
             let header = |name: &str| resp.header(name).map(str::to_string);
             let location = header("location").filter(|_| (300..400).contains(&resp.status()));
-            // A relative redirect is the hub pointing at a renamed repository: ask there.
-            if let Some(loc) = location.as_deref().filter(|l| l.starts_with('/')) {
-                url = self.absolute(loc);
-                continue;
+            // A redirect within the hub is a renamed repository: ask there. One to another
+            // host is the CDN, and this answer already carries the file's metadata.
+            if let Some(loc) = location.as_deref().map(|l| self.absolute(l)) {
+                if origin(&loc) == origin(&self.cfg.endpoint) {
+                    url = loc;
+                    continue;
+                }
             }
             let bad = |message: &str| HubError::BadResponse {
                 url: url.clone(),
@@ -95,7 +98,7 @@ impl Hub {
                 etag,
                 size,
                 sha256,
-                url: location.unwrap_or(url.clone()),
+                url: location.map(|l| self.absolute(&l)).unwrap_or(url.clone()),
             });
         }
         Err(HubError::BadResponse {

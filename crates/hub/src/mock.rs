@@ -464,7 +464,16 @@ fn resolve(st: &State, repo: &str, rev: &str, file: &str, base: &str, authorized
     };
     if f.lfs {
         common(Reply::new(302))
-            .header("Location", format!("{base}/cdn/{}?expires=1", f.sha256()))
+            // Another origin (still loopback), like the real CDN: clients must not send the
+            // token there, nor take it for a hub redirect.
+            .header(
+                "Location",
+                format!(
+                    "{}/cdn/{}?expires=1",
+                    base.replace("127.0.0.1", "localhost"),
+                    f.sha256()
+                ),
+            )
             .header("X-Linked-Etag", format!("\"{}\"", f.sha256()))
             .header("X-Linked-Size", f.content.len().to_string())
     } else {

@@ -279,10 +279,18 @@ fn hub_errors_are_specific() {
         .download("corp/gated-GGUF", "g-Q4_0.gguf", "main")
         .unwrap();
     let bearer = format!("Bearer {}", MockHub::TOKEN);
-    assert!(mock
-        .requests()
+    let seen = mock.requests();
+    assert!(seen
         .iter()
         .any(|r| r.authorization.as_deref() == Some(bearer.as_str())));
+    let cdn: Vec<_> = seen
+        .iter()
+        .filter(|r| r.path.starts_with("/cdn/"))
+        .collect();
+    assert!(
+        !cdn.is_empty() && cdn.iter().all(|r| r.authorization.is_none()),
+        "no token to the CDN"
+    );
 }
 
 #[test]
