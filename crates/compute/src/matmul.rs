@@ -119,10 +119,16 @@ pub fn matmul(
     let mut dot4 = quant::vec_dot_x4_fn(w.ty);
     // Matrices llama.cpp repacks are summed in its gemm order for the first n - n % 4 tokens
     // and its gemv order for the rest (see `quant::dispatch::repacked_dot`).
+    // Groups of four tokens start at multiples of 4, so a group is either wholly below
+    // n - n % 4 (gemm order) or never formed.
     let mut n_gemm = 0;
     let mut gemm = dot;
+    // Four weight rows per activation row for the tokens left over from the groups of four
+    // (all of them when n < 4, as in generation).
+    let mut dotw4 = quant::vec_dot_w4_fn(w.ty);
     if let Some(rp) = quant::dispatch::repacked_dot(w.ty, rows) {
-        (dot, gemm, dot4, n_gemm) = (rp.gemv, rp.gemm, None, n - n % 4);
+        (dot, gemm, n_gemm) = (rp.gemv, rp.gemm, n - n % 4);
+        (dot4, dotw4) = (Some(rp.gemm_x4), None);
     }
     let ptr = OutPtr(out.as_mut_ptr());
     let n_blocks = rows.div_ceil(ROW_BLOCK);
@@ -133,27 +139,43 @@ pub fn matmul(
         // weight rows (in L1) pass over it, instead of streaming every activation per row.
         for t0 in (0..n).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(n);
-            for r in r0..r1 {
-                let wr = w.row(r);
-                let xrow = |t: usize| &qx[t * q_row..(t + 1) * q_row];
-                let mut t = t0;
-                if let Some(dot4) = dot4 {
-                    while t + 4 <= t1 {
-                        let v = dot4(w.cols, wr, [xrow(t), xrow(t + 1), xrow(t + 2), xrow(t + 3)]);
-                        for (k, v) in v.into_iter().enumerate() {
-                            // SAFETY: t + k < n and r < rows, so the index is inside `out`
-                            // (n * rows long, checked above); row r belongs to this block only.
-                            unsafe { *ptr.at((t + k) * rows + r) = v };
+            let xrow = |t: usize| &qx[t * q_row..(t + 1) * q_row];
+            let put = |t: usize, r: usize, v: f32| {
+                debug_assert!(t < n && r < rows);
+                // SAFETY: every caller below passes t < n and r in this block's rows, so the
+                // index is inside `out` (n * rows long, checked above) and no other worker
+                // writes it.
+                unsafe { *ptr.at(t * rows + r) = v }
+            };
+            let t4 = if dot4.is_some() {
+                t0 + (t1 - t0) / 4 * 4
+            } else {
+                t0
+            };
+            if let Some(dot4) = dot4 {
+                for r in r0..r1 {
+                    for t in (t0..t4).step_by(4) {
+                        let xs = [xrow(t), xrow(t + 1), xrow(t + 2), xrow(t + 3)];
+                        for (k, v) in dot4(w.cols, w.row(r), xs).into_iter().enumerate() {
+                            put(t + k, r, v);
                         }
-                        t += 4;
                     }
                 }
-                for t in t..t1 {
-                    let f = if t < n_gemm { gemm } else { dot };
-                    let v = f(w.cols, wr, xrow(t));
-                    // SAFETY: t < n and r < rows, so the index is inside `out` (n * rows
-                    // long, checked above); row r belongs to this block only.
-                    unsafe { *ptr.at(t * rows + r) = v };
+            }
+            for t in t4..t1 {
+                let f = if t < n_gemm { gemm } else { dot };
+                let mut r = r0;
+                if let Some(dotw4) = dotw4 {
+                    while r + 4 <= r1 {
+                        let ws = [w.row(r), w.row(r + 1), w.row(r + 2), w.row(r + 3)];
+                        for (k, v) in dotw4(w.cols, ws, xrow(t)).into_iter().enumerate() {
+                            put(t, r + k, v);
+                        }
+                        r += 4;
+                    }
+                }
+                for r in r..r1 {
+                    put(t, r, f(w.cols, w.row(r), xrow(t)));
                 }
             }
         }
@@ -201,47 +223,54 @@ mod tests {
     fn every_output_is_exactly_the_single_vec_dot() {
         // Rows not a multiple of the row block, tokens spanning two tiles and a partial group
         // of four, so the four-row kernel, the single-row tail and the parallel path all run.
-        let (cols, n) = (256, TOKEN_TILE + 7);
-        // 40 rows: a multiple of 8, which llama.cpp repacks (Q4_K).
-        for rows in [37, 40] {
-            let w: Vec<f32> = (0..rows * cols)
-                .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 0.3)
-                .collect();
-            let x: Vec<f32> = (0..n * cols)
-                .map(|i| ((i * 104_729 % 997) as f32 / 997.0 - 0.5) * 2.0)
-                .collect();
-            let mut q = Vec::new();
-            for ty in [
-                GgmlType::Q4_0,
-                GgmlType::Q4_1,
-                GgmlType::Q5_0,
-                GgmlType::Q5_1,
-                GgmlType::Q8_0,
-                GgmlType::Q4_K,
-                GgmlType::F16,
-            ] {
-                let bytes = encode(ty, rows, cols, &w);
-                let view = WeightView::new(ty, rows, cols, &bytes).unwrap();
-                let mut out = vec![0f32; n * rows];
-                matmul(&view, &x, n, &mut out, &mut q).unwrap();
-                let vdt = ty.vec_dot_type();
-                let q_row = vdt.row_bytes(cols as u64).unwrap() as usize;
-                let mut xq = vec![0u8; q_row];
-                for t in 0..n {
-                    crate::actq::quantize_activation(vdt, &x[t * cols..(t + 1) * cols], &mut xq)
+        let cols = 256;
+        // One token (generation: four-weight-row kernel) and a batch of two tiles.
+        for n in [1, TOKEN_TILE + 7] {
+            // 40 rows: a multiple of 8, which llama.cpp repacks (Q4_K).
+            for rows in [37, 40] {
+                let w: Vec<f32> = (0..rows * cols)
+                    .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 0.3)
+                    .collect();
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| ((i * 104_729 % 997) as f32 / 997.0 - 0.5) * 2.0)
+                    .collect();
+                let mut q = Vec::new();
+                for ty in [
+                    GgmlType::Q4_0,
+                    GgmlType::Q4_1,
+                    GgmlType::Q5_0,
+                    GgmlType::Q5_1,
+                    GgmlType::Q8_0,
+                    GgmlType::Q4_K,
+                    GgmlType::F16,
+                ] {
+                    let bytes = encode(ty, rows, cols, &w);
+                    let view = WeightView::new(ty, rows, cols, &bytes).unwrap();
+                    let mut out = vec![0f32; n * rows];
+                    matmul(&view, &x, n, &mut out, &mut q).unwrap();
+                    let vdt = ty.vec_dot_type();
+                    let q_row = vdt.row_bytes(cols as u64).unwrap() as usize;
+                    let mut xq = vec![0u8; q_row];
+                    for t in 0..n {
+                        crate::actq::quantize_activation(
+                            vdt,
+                            &x[t * cols..(t + 1) * cols],
+                            &mut xq,
+                        )
                         .unwrap();
-                    let repacked = quant::dispatch::repacked_dot(ty, rows);
-                    for r in 0..rows {
-                        let want = match repacked {
-                            Some(rp) if t < n - n % 4 => (rp.gemm)(cols, view.row(r), &xq),
-                            Some(rp) => (rp.gemv)(cols, view.row(r), &xq),
-                            None => quant::vec_dot(ty, cols, view.row(r), &xq).unwrap(),
-                        };
-                        assert_eq!(
-                            out[t * rows + r].to_bits(),
-                            want.to_bits(),
-                            "{ty} t={t} r={r}"
-                        );
+                        let repacked = quant::dispatch::repacked_dot(ty, rows);
+                        for r in 0..rows {
+                            let want = match repacked {
+                                Some(rp) if t < n - n % 4 => (rp.gemm)(cols, view.row(r), &xq),
+                                Some(rp) => (rp.gemv)(cols, view.row(r), &xq),
+                                None => quant::vec_dot(ty, cols, view.row(r), &xq).unwrap(),
+                            };
+                            assert_eq!(
+                                out[t * rows + r].to_bits(),
+                                want.to_bits(),
+                                "{ty} t={t} r={r}"
+                            );
+                        }
                     }
                 }
             }

@@ -1,10 +1,10 @@
 //! One 4096-element row dot per iteration, for every weight type and every kernel level this
 //! CPU can run (`scalar`, `avx2`, `avx512`), so the levels can be compared directly, and the
-//! four-activation-row kernels against four single calls:
+//! four-activation-row (`x4`) and four-weight-row (`w4`) kernels against four single calls:
 //! `cargo bench -p quant --bench vec_dot [-- FILTER]`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use quant::dispatch::{kernel, kernel_x4, scalar_kernel, SimdLevel};
+use quant::dispatch::{kernel, kernel_w4, kernel_x4, scalar_kernel, SimdLevel};
 use quant::GgmlType;
 
 const N: usize = 4096;
@@ -71,6 +71,18 @@ fn bench(c: &mut Criterion) {
                     )
                 })
             });
+            if let Some(four_w) = kernel_w4(ty, level) {
+                let ws: Vec<Vec<u8>> = (6..10).map(|s| encode(ty, &row(s))).collect();
+                group.bench_function(format!("{ty}/{}/w4", level.name()), |b| {
+                    b.iter(|| {
+                        four_w(
+                            black_box(N),
+                            [&ws[0], &ws[1], &ws[2], &ws[3]],
+                            black_box(&xs[0]),
+                        )
+                    })
+                });
+            }
         }
     }
     group.finish();

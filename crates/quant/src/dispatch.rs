@@ -21,6 +21,11 @@ pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
 /// and four independent accumulations overlap, which is what makes it faster).
 pub type VecDotX4Fn = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
 
+/// `vec_dot_w4(n, [w0, w1, w2, w3], x)`: four weight rows against one activation row, each
+/// result bit-identical to `vec_dot(n, wi, x)` of the same level (four independent
+/// accumulations overlap; for single-token matmuls).
+pub type VecDotW4Fn = fn(usize, [&[u8]; 4], &[u8]) -> [f32; 4];
+
 /// An instruction-set level, ordered from least to most capable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SimdLevel {
@@ -146,6 +151,22 @@ pub fn kernel_x4(ty: GgmlType, level: SimdLevel) -> Option<VecDotX4Fn> {
     }
 }
 
+/// The four-weight-row kernel written for exactly `level`, or `None`.
+pub fn kernel_w4(ty: GgmlType, level: SimdLevel) -> Option<VecDotW4Fn> {
+    if level > detected_level() {
+        return None;
+    }
+    match level {
+        SimdLevel::Scalar => None,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => crate::x86::avx2_kernel_w4(ty),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => crate::x86::avx512_kernel_w4(ty),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => None,
+    }
+}
+
 /// The best kernel for `ty` at or below `level` that this CPU can run.
 pub fn best_kernel(ty: GgmlType, level: SimdLevel) -> Option<VecDotFn> {
     best(ty, level).map(|(_, f)| f)
@@ -166,6 +187,7 @@ const TABLE_LEN: usize = 64;
 struct Table {
     one: [Option<VecDotFn>; TABLE_LEN],
     four: [Option<VecDotX4Fn>; TABLE_LEN],
+    four_w: [Option<VecDotW4Fn>; TABLE_LEN],
 }
 
 fn table() -> &'static Table {
@@ -175,6 +197,7 @@ fn table() -> &'static Table {
         let mut t = Table {
             one: [None; TABLE_LEN],
             four: [None; TABLE_LEN],
+            four_w: [None; TABLE_LEN],
         };
         for ty in GgmlType::all() {
             let i = ty.id() as usize;
@@ -182,6 +205,7 @@ fn table() -> &'static Table {
                 t.one[i] = Some(f);
                 // Only from the same level: the two must agree bit for bit.
                 t.four[i] = kernel_x4(ty, l);
+                t.four_w[i] = kernel_w4(ty, l);
             }
         }
         t
@@ -200,6 +224,12 @@ pub fn vec_dot_fn(ty: GgmlType) -> Option<VecDotFn> {
 /// for `ty`. Same length contract as [`vec_dot_fn`].
 pub fn vec_dot_x4_fn(ty: GgmlType) -> Option<VecDotX4Fn> {
     table().four.get(ty.id() as usize).copied().flatten()
+}
+
+/// The four-weight-row kernel matching [`vec_dot_fn`]`(ty)` bit for bit, if the level in use
+/// has one for `ty`. Same length contract as [`vec_dot_fn`].
+pub fn vec_dot_w4_fn(ty: GgmlType) -> Option<VecDotW4Fn> {
+    table().four_w.get(ty.id() as usize).copied().flatten()
 }
 
 /// Quantizes activations to Q8_K (`src` a multiple of 256 values, `dst` 292 bytes per 256)

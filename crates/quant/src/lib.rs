@@ -132,4 +132,6 @@ pub mod dispatch;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use dispatch::{vec_dot_fn, vec_dot_x4_fn, SimdLevel, VecDotFn, VecDotX4Fn};
+pub use dispatch::{
+    vec_dot_fn, vec_dot_w4_fn, vec_dot_x4_fn, SimdLevel, VecDotFn, VecDotW4Fn, VecDotX4Fn,
+};

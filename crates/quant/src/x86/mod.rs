@@ -19,7 +19,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::dispatch::{VecDotFn, VecDotX4Fn};
+use crate::dispatch::{VecDotFn, VecDotW4Fn, VecDotX4Fn};
 use crate::GgmlType;
 
 pub(crate) mod bf16;
@@ -127,6 +127,52 @@ pub(crate) fn avx512_kernel_x4(ty: GgmlType) -> Option<VecDotX4Fn> {
         Q6_K => q6_k::vec_dot_x4_avx512,
         _ => return None,
     })
+}
+
+/// The four-weight-row kernel of `ty` at the `avx2` level (see
+/// [`crate::dispatch::VecDotW4Fn`]). Only call once [`has_avx2`] holds.
+pub(crate) fn avx2_kernel_w4(ty: GgmlType) -> Option<VecDotW4Fn> {
+    use GgmlType::*;
+    Some(match ty {
+        Q4_0 => q4_0::vec_dot_w4_avx2,
+        Q4_1 => q4_1::vec_dot_w4_avx2,
+        Q5_0 => q5_0::vec_dot_w4_avx2,
+        Q5_1 => q5_1::vec_dot_w4_avx2,
+        Q8_0 => q8_0::vec_dot_w4_avx2,
+        _ => return None,
+    })
+}
+
+/// The four-weight-row kernel of `ty` at the `avx512` level. Only call once [`has_avx512`]
+/// holds.
+pub(crate) fn avx512_kernel_w4(ty: GgmlType) -> Option<VecDotW4Fn> {
+    use GgmlType::*;
+    Some(match ty {
+        Q4_0 => q4_0::vec_dot_w4_avx512,
+        Q4_1 => q4_1::vec_dot_w4_avx512,
+        Q5_0 => q5_0::vec_dot_w4_avx512,
+        Q5_1 => q5_1::vec_dot_w4_avx512,
+        Q8_0 => q8_0::vec_dot_w4_avx512,
+        _ => return None,
+    })
+}
+
+/// [`blocks`] for four weight rows and one activation row.
+#[inline]
+pub(crate) fn blocks_w4(
+    n: usize,
+    block: usize,
+    w: [&[u8]; 4],
+    w_bytes: usize,
+    x: &[u8],
+    x_bytes: usize,
+) -> usize {
+    let nb = blocks(n, block, w[0], w_bytes, x, x_bytes);
+    assert!(
+        w.iter().all(|r| r.len() >= nb * w_bytes),
+        "vec_dot: buffers too short for {n} elements"
+    );
+    nb
 }
 
 /// [`blocks`] for one weight row and four activation rows.
@@ -393,6 +439,43 @@ pub(crate) mod testkit {
                     let got = four(n, &w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
                     for (r, x) in xs.iter().enumerate() {
                         let want = one(n, &w, x);
+                        assert_eq!(
+                            got[r].to_bits(),
+                            want.to_bits(),
+                            "{ty} {level:?} {how:?} row {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The four-weight-row kernel at every level must give each row exactly what the
+    /// single-row kernel of the same level gives.
+    pub fn check_w4(ty: GgmlType) {
+        let xty = ty.vec_dot_type();
+        let mut rng = Rng::new(ty.id() as u64 + 199);
+        for level in [SimdLevel::Avx2, SimdLevel::Avx512] {
+            let (Some(one), Some(four)) =
+                (kernel(ty, level), crate::dispatch::kernel_w4(ty, level))
+            else {
+                continue;
+            };
+            for how in [
+                Scales::Random,
+                Scales::Max,
+                Scales::Subnormal,
+                Scales::Mixed,
+            ] {
+                for nb in [1usize, 3, 64] {
+                    let n = nb * ty.block_size();
+                    let ws: Vec<Vec<u8>> = (0..4)
+                        .map(|_| blocks_of(&mut rng, ty, nb, how, false, false))
+                        .collect();
+                    let x = blocks_of(&mut rng, xty, nb, how, false, true);
+                    let got = four(n, [&ws[0], &ws[1], &ws[2], &ws[3]], &x);
+                    for (r, w) in ws.iter().enumerate() {
+                        let want = one(n, w, &x);
                         assert_eq!(
                             got[r].to_bits(),
                             want.to_bits(),

@@ -7,8 +7,8 @@
 use std::arch::x86_64::*;
 
 use super::{
-    blocks, blocks_x4, bytes_from_bits_32, bytes_from_nibbles_32, f16_pair, hsum_float_8,
-    mul_sum_us8_avx2, mul_sum_us8_vnni,
+    blocks, blocks_w4, blocks_x4, bytes_from_bits_32, bytes_from_nibbles_32, f16_pair,
+    hsum_float_8, mul_sum_us8_avx2, mul_sum_us8_vnni,
 };
 use crate::q5_1::{BLOCK, BYTES};
 use crate::q8_1::BYTES as X_BYTES;
@@ -16,37 +16,46 @@ use crate::q8_1::BYTES as X_BYTES;
 macro_rules! kernel {
     ($name:ident, $features:literal, $mul_sum:ident) => {
         /// # Safety
-        /// The CPU must have the enabled features; `w` and each of the `R` activation rows in
-        /// `x` must hold `nb` blocks. Each row gets its own accumulators, so the result per
-        /// row is the same whatever `R` (several rows only share the weight unpacking).
+        /// The CPU must have the enabled features; each of the `RW` weight rows in `w` and `R`
+        /// activation rows in `x` must hold `nb` blocks. Every pair gets its own accumulators,
+        /// so each result is the same whatever `RW` and `R` (several rows only share loads
+        /// and unpacking, and overlap their dependency chains).
         #[target_feature(enable = $features)]
-        unsafe fn $name<const R: usize>(nb: usize, w: *const u8, x: [*const u8; R]) -> [f32; R] {
-            let mut acc = [_mm256_setzero_ps(); R];
-            let mut summs = [0.0f32; R];
+        unsafe fn $name<const RW: usize, const R: usize>(
+            nb: usize,
+            w: [*const u8; RW],
+            x: [*const u8; R],
+        ) -> [[f32; R]; RW] {
+            let mut acc = [[_mm256_setzero_ps(); R]; RW];
+            let mut summs = [[0.0f32; R]; RW];
             for i in 0..nb {
                 // SAFETY: block i of each row is in bounds (caller), and the offsets stay
                 // inside a block.
                 unsafe {
-                    let bw = w.add(i * BYTES);
-                    let dm = f16_pair(bw);
-                    let (dw, m) = (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
-                    let qx = _mm256_or_si256(
-                        bytes_from_nibbles_32(bw.add(8)),
-                        _mm256_and_si256(bytes_from_bits_32(bw.add(4)), _mm256_set1_epi8(0x10)),
-                    );
-                    for ((acc, summs), xr) in acc.iter_mut().zip(summs.iter_mut()).zip(x) {
-                        let bx = xr.add(i * X_BYTES);
-                        let ds = f16_pair(bx);
-                        *summs = m.mul_add(_mm_cvtss_f32(_mm_movehdup_ps(ds)), *summs);
-                        let d = _mm256_set1_ps(dw * _mm_cvtss_f32(ds));
-                        let qy = _mm256_loadu_si256(bx.add(4) as *const __m256i);
-                        *acc = _mm256_fmadd_ps($mul_sum(qx, qy), d, *acc);
+                    for ((acc, summs), wr) in acc.iter_mut().zip(summs.iter_mut()).zip(w) {
+                        let bw = wr.add(i * BYTES);
+                        let dm = f16_pair(bw);
+                        let (dw, m) = (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
+                        let qx = _mm256_or_si256(
+                            bytes_from_nibbles_32(bw.add(8)),
+                            _mm256_and_si256(bytes_from_bits_32(bw.add(4)), _mm256_set1_epi8(0x10)),
+                        );
+                        for ((acc, summs), xr) in acc.iter_mut().zip(summs.iter_mut()).zip(x) {
+                            let bx = xr.add(i * X_BYTES);
+                            let ds = f16_pair(bx);
+                            *summs = m.mul_add(_mm_cvtss_f32(_mm_movehdup_ps(ds)), *summs);
+                            let d = _mm256_set1_ps(dw * _mm_cvtss_f32(ds));
+                            let qy = _mm256_loadu_si256(bx.add(4) as *const __m256i);
+                            *acc = _mm256_fmadd_ps($mul_sum(qx, qy), d, *acc);
+                        }
                     }
                 }
             }
-            let mut out = [0.0f32; R];
-            for ((o, a), s) in out.iter_mut().zip(acc).zip(summs) {
-                *o = hsum_float_8(a) + s;
+            let mut out = [[0.0f32; R]; RW];
+            for ((ow, aw), sw) in out.iter_mut().zip(acc).zip(summs) {
+                for ((o, a), s) in ow.iter_mut().zip(aw).zip(sw) {
+                    *o = hsum_float_8(a) + s;
+                }
             }
             out
         }
@@ -64,26 +73,38 @@ pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, BLOCK, w, BYTES, x, X_BYTES);
     // SAFETY: only reachable through the dispatch table after AVX2/FMA/F16C detection;
     // `blocks` checked the lengths.
-    unsafe { dot_avx2(nb, w.as_ptr(), [x.as_ptr()])[0] }
+    unsafe { dot_avx2(nb, [w.as_ptr()], [x.as_ptr()])[0][0] }
 }
 
 pub(crate) fn vec_dot_x4_avx2(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
     let nb = blocks_x4(n, BLOCK, w, BYTES, x, X_BYTES);
     // SAFETY: as for the single-row kernel; `blocks_x4` checked all five lengths.
-    unsafe { dot_avx2(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
+    unsafe { dot_avx2(nb, [w.as_ptr()], x.map(|r| r.as_ptr()))[0] }
+}
+
+pub(crate) fn vec_dot_w4_avx2(n: usize, w: [&[u8]; 4], x: &[u8]) -> [f32; 4] {
+    let nb = blocks_w4(n, BLOCK, w, BYTES, x, X_BYTES);
+    // SAFETY: as for the single-row kernel; `blocks_w4` checked all five lengths.
+    unsafe { dot_avx2(nb, w.map(|r| r.as_ptr()), [x.as_ptr()]).map(|r| r[0]) }
 }
 
 pub(crate) fn vec_dot_avx512(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, BLOCK, w, BYTES, x, X_BYTES);
     // SAFETY: only reachable through the dispatch table after AVX-512 VNNI detection;
     // `blocks` checked the lengths.
-    unsafe { dot_avx512(nb, w.as_ptr(), [x.as_ptr()])[0] }
+    unsafe { dot_avx512(nb, [w.as_ptr()], [x.as_ptr()])[0][0] }
 }
 
 pub(crate) fn vec_dot_x4_avx512(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
     let nb = blocks_x4(n, BLOCK, w, BYTES, x, X_BYTES);
     // SAFETY: as for the single-row kernel; `blocks_x4` checked all five lengths.
-    unsafe { dot_avx512(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
+    unsafe { dot_avx512(nb, [w.as_ptr()], x.map(|r| r.as_ptr()))[0] }
+}
+
+pub(crate) fn vec_dot_w4_avx512(n: usize, w: [&[u8]; 4], x: &[u8]) -> [f32; 4] {
+    let nb = blocks_w4(n, BLOCK, w, BYTES, x, X_BYTES);
+    // SAFETY: as for the single-row kernel; `blocks_w4` checked all five lengths.
+    unsafe { dot_avx512(nb, w.map(|r| r.as_ptr()), [x.as_ptr()]).map(|r| r[0]) }
 }
 
 #[cfg(test)]
@@ -99,6 +120,11 @@ mod tests {
     #[test]
     fn four_row_kernel_equals_single_row_kernel() {
         check_x4(Q5_1);
+    }
+
+    #[test]
+    fn four_weight_row_kernel_equals_single_row_kernel() {
+        check_w4(Q5_1);
     }
 
     #[test]
