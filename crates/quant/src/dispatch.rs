@@ -277,6 +277,50 @@ pub fn repacked_dot(ty: GgmlType, rows: usize) -> Option<RepackedDot> {
     None
 }
 
+/// The kernels reproducing llama.cpp's tiled K-quant matmul (`GGML_CPU_TILED_MM`, on by
+/// default), which its x86 build uses instead of `vec_dot` when a matmul has 8 or more tokens
+/// and the weights are not repacked (see [`repacked_dot`], which takes precedence). Each
+/// output is its own chain (one term per super-block), so `x4` is just a faster way to get
+/// four of them.
+#[derive(Clone, Copy, Debug)]
+pub struct TiledDot {
+    pub one: VecDotFn,
+    pub x4: Option<VecDotX4Fn>,
+}
+
+/// Smallest batch (tokens) for which llama.cpp takes the tiled path.
+pub const TILED_MIN_TOKENS: usize = 8;
+
+/// The tiled-order kernels for `ty` at the active level, or `None` where they are not
+/// written yet (so far Q4_K and Q6_K; ggml also tiles Q2_K, Q3_K, Q5_K and IQ types).
+pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let level = active_level();
+        if level >= SimdLevel::Avx2 {
+            use crate::x86::{q4_k, q6_k};
+            let avx512 = level >= SimdLevel::Avx512;
+            return match ty {
+                GgmlType::Q4_K => Some(TiledDot {
+                    one: q4_k::vec_dot_tiled_avx2,
+                    x4: None,
+                }),
+                GgmlType::Q6_K if avx512 => Some(TiledDot {
+                    one: q6_k::vec_dot_tiled_avx512,
+                    x4: Some(q6_k::vec_dot_tiled_x4_avx512),
+                }),
+                GgmlType::Q6_K => Some(TiledDot {
+                    one: q6_k::vec_dot_tiled_avx2,
+                    x4: Some(q6_k::vec_dot_tiled_x4_avx2),
+                }),
+                _ => None,
+            };
+        }
+    }
+    let _ = ty;
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

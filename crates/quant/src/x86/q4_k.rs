@@ -202,31 +202,42 @@ pub(super) unsafe fn dot_avx512(nb: usize, w: *const u8, x: *const u8) -> f32 {
 pub(crate) fn vec_dot_repack_gemm_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: handed out only once `has_avx2` held; `blocks` checked both buffers.
-    unsafe { dot_repack_avx2::<true>(nb, w.as_ptr(), x.as_ptr()) }
+    unsafe { dot_repack_avx2::<GEMM>(nb, w.as_ptr(), x.as_ptr()) }
 }
 
 /// Safe entry: the dot in the order of llama.cpp's repacked `gemv` (the last `n_tokens % 4`).
 pub(crate) fn vec_dot_repack_gemv_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: handed out only once `has_avx2` held; `blocks` checked both buffers.
-    unsafe { dot_repack_avx2::<false>(nb, w.as_ptr(), x.as_ptr()) }
+    unsafe { dot_repack_avx2::<GEMV>(nb, w.as_ptr(), x.as_ptr()) }
 }
+
+/// Safe entry: the dot in the order of llama.cpp's tiled K-quant matmul, which it uses for
+/// batches of 8 or more tokens when the weights are not repacked (see `dispatch::tiled_dot`).
+pub(crate) fn vec_dot_tiled_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx2` held; `blocks` checked both buffers.
+    unsafe { dot_repack_avx2::<TILED>(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+/// Float orders of [`dot_repack_avx2`].
+const GEMV: u8 = 0;
+const GEMM: u8 = 1;
+const TILED: u8 = 2;
 
 /// llama.cpp's x86 build does not use `vec_dot` for Q4_K matmuls: it repacks the weights of
 /// any matrix with a multiple of 8 rows into 8-row interleaved blocks (`q4_K_8x8_q8_K`) and
 /// runs `ggml_gemm_q4_K_8x8_q8_K` on tokens in groups of 4 and `ggml_gemv_q4_K_8x8_q8_K` on
 /// the rest. Per output element both keep two plain f32 accumulators (scales and mins) fed
 /// with FMAs of exact integers times `d_w * d_y` / `dmin_w * d_y`, and return their
-/// difference; `gemm` adds one term per 64 values (`PER_64`), `gemv` one per super-block.
+/// difference; `gemm` adds one term per 64 values, `gemv` one per super-block. `TILED` is
+/// the tiled matmul's order instead: per block `r = S * d_w - dmin_w * M` (a multiply, then
+/// a fused negative multiply-add), then one FMA `acc += r * d_y` (GCC fuses that one).
 ///
 /// # Safety
 /// AVX2, FMA and F16C must be available; `w` and `x` must hold `nb` blocks each.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_repack_avx2<const PER_64: bool>(
-    nb: usize,
-    w: *const u8,
-    x: *const u8,
-) -> f32 {
+pub(super) unsafe fn dot_repack_avx2<const MODE: u8>(nb: usize, w: *const u8, x: *const u8) -> f32 {
     // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
     // the caller guarantees; all loads are unaligned ones.
     unsafe {
@@ -261,15 +272,23 @@ pub(super) unsafe fn dot_repack_avx2<const PER_64: bool>(
             let chunks = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
             let ci: [i32; 4] = std::mem::transmute(chunks);
             let mi: [i32; 4] = std::mem::transmute(mins);
-            if PER_64 {
-                for k in 0..4 {
-                    acc = (ci[k] as f32).mul_add(dd, acc);
-                    acc_m = (mi[k] as f32).mul_add(dm, acc_m);
+            let sum = |a: [i32; 4]| a.iter().fold(0i32, |s, &v| s.wrapping_add(v));
+            match MODE {
+                GEMM => {
+                    for k in 0..4 {
+                        acc = (ci[k] as f32).mul_add(dd, acc);
+                        acc_m = (mi[k] as f32).mul_add(dm, acc_m);
+                    }
                 }
-            } else {
-                let sum = |a: [i32; 4]| a.iter().fold(0i32, |s, &v| s.wrapping_add(v));
-                acc = (sum(ci) as f32).mul_add(dd, acc);
-                acc_m = (sum(mi) as f32).mul_add(dm, acc_m);
+                GEMV => {
+                    acc = (sum(ci) as f32).mul_add(dd, acc);
+                    acc_m = (sum(mi) as f32).mul_add(dm, acc_m);
+                }
+                _ => {
+                    let dw = f16_at(wb);
+                    let r = (-f16_at(wb.add(2))).mul_add(sum(mi) as f32, sum(ci) as f32 * dw);
+                    acc = r.mul_add(yd, acc);
+                }
             }
         }
         acc - acc_m
@@ -533,6 +552,74 @@ mod tests {
                 let want = vec_dot_repack_gemm_avx2(n, &w, &xs[t]);
                 assert_eq!(g.to_bits(), want.to_bits(), "nb {nb} token {t}");
             }
+        }
+    }
+
+    /// FNV-1a over the little-endian bits of `y[token][row]`, as the generator hashed them.
+    fn fnv(y: &[Vec<f32>]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for b in y.iter().flatten().flat_map(|v| v.to_bits().to_le_bytes()) {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
+
+    /// Larger matrices reach ggml's AVX-512 `gemm` branch (16 columns and 16 tokens at a
+    /// time) and its AVX2 remainder loops; the generator printed only a hash of all outputs
+    /// (same inputs as above with these sizes, 1 and 2 threads alike). `plain` is the same
+    /// matmul with the weights in an ordinary CPU buffer, which ggml computes with its tiled
+    /// K-quant matmul for 8 or more tokens (and with `vec_dot` for fewer).
+    #[test]
+    fn repack_orders_equal_llama_cpp_on_larger_matrices() {
+        if !ktest::has_avx2() {
+            return;
+        }
+        for (k, m, n, want, plain) in [
+            (
+                512,
+                32,
+                22,
+                0xa6f1_9000_a9d6_2cd7u64,
+                0xcaa7_ea1c_6498_d4b8u64,
+            ),
+            (768, 48, 37, 0xacad_fda2_d266_24fc, 0xc07a_f409_1b56_e98b),
+        ] {
+            let nb = k / QK_K;
+            let mut state = 0x9e37_79b9_7f4a_7c15u64;
+            let mut w = vec![0u8; m * nb * BLOCK_BYTES];
+            for (r, row) in w.chunks_exact_mut(nb * BLOCK_BYTES).enumerate() {
+                let v = ggml_side_values(&mut state, k, (1 << (r % 3)) as f32);
+                crate::q4_k::quantize(&v, row);
+            }
+            let xq: Vec<Vec<u8>> = (0..n)
+                .map(|t| {
+                    let v = ggml_side_values(&mut state, k, (1 << (t % 2)) as f32);
+                    let mut xq = vec![0u8; nb * Q8K_BYTES];
+                    crate::q8_k::quantize(&v, &mut xq);
+                    xq
+                })
+                .collect();
+            let matmul = |f: &dyn Fn(usize) -> ktest::Kernel| -> Vec<Vec<f32>> {
+                xq.iter()
+                    .enumerate()
+                    .map(|(t, x)| {
+                        w.chunks_exact(nb * BLOCK_BYTES)
+                            .map(|row| f(t)(k, row, x))
+                            .collect()
+                    })
+                    .collect()
+            };
+            let repacked = matmul(&|t| {
+                if t < n - n % 4 {
+                    vec_dot_repack_gemm_avx2
+                } else {
+                    vec_dot_repack_gemv_avx2
+                }
+            });
+            assert_eq!(fnv(&repacked), want, "{k} x {m} times {n} tokens");
+            // 22 and 37 tokens are at least 8, so the plain matmul took the tiled path.
+            let tiled = matmul(&|_| vec_dot_tiled_avx2);
+            assert_eq!(fnv(&tiled), plain, "tiled {k} x {m}");
         }
     }
 

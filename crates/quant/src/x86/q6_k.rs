@@ -23,7 +23,7 @@ pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: the dispatch table hands this out only once `has_avx2` held, and `blocks`
     // checked that both buffers hold `nb` blocks.
-    unsafe { dot_avx2::<1>(nb, w.as_ptr(), [x.as_ptr()])[0] }
+    unsafe { dot_avx2::<1, false>(nb, w.as_ptr(), [x.as_ptr()])[0] }
 }
 
 /// Safe entry for the dispatch table: one weight row against four activation rows, each
@@ -32,7 +32,7 @@ pub(crate) fn vec_dot_x4_avx2(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
     let nb = super::blocks_x4(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: the dispatch table hands this out only once `has_avx2` held, and `blocks_x4`
     // checked that all five buffers hold `nb` blocks.
-    unsafe { dot_avx2::<4>(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
+    unsafe { dot_avx2::<4, false>(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
 }
 
 /// Safe entry for the dispatch table.
@@ -40,7 +40,37 @@ pub(crate) fn vec_dot_avx512(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: the dispatch table hands this out only once `has_avx512` held, and `blocks`
     // checked that both buffers hold `nb` blocks.
-    unsafe { dot_avx512::<1>(nb, w.as_ptr(), [x.as_ptr()])[0] }
+    unsafe { dot_avx512::<1, false>(nb, w.as_ptr(), [x.as_ptr()])[0] }
+}
+
+/// Safe entry: the dot in the order of llama.cpp's tiled K-quant matmul, which ggml uses for
+/// Q6_K (never repacked on x86) whenever a batch has 8 or more tokens: per block the exact
+/// integer total `S` becomes `r = S * d_w`, then `acc += r * d_y` in one FMA.
+pub(crate) fn vec_dot_tiled_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx2` held; `blocks` checked both buffers.
+    unsafe { dot_avx2::<1, true>(nb, w.as_ptr(), [x.as_ptr()])[0] }
+}
+
+/// [`vec_dot_tiled_avx2`] for four activation rows, bit-identical per row.
+pub(crate) fn vec_dot_tiled_x4_avx2(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    let nb = super::blocks_x4(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx2` held; `blocks_x4` checked all five buffers.
+    unsafe { dot_avx2::<4, true>(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
+}
+
+/// [`vec_dot_tiled_avx2`] with the integer part on AVX-512 (same integers, same result).
+pub(crate) fn vec_dot_tiled_avx512(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx512` held; `blocks` checked both buffers.
+    unsafe { dot_avx512::<1, true>(nb, w.as_ptr(), [x.as_ptr()])[0] }
+}
+
+/// [`vec_dot_tiled_avx512`] for four activation rows, bit-identical per row.
+pub(crate) fn vec_dot_tiled_x4_avx512(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    let nb = super::blocks_x4(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx512` held; `blocks_x4` checked all five buffers.
+    unsafe { dot_avx512::<4, true>(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
 }
 
 /// Safe entry for the dispatch table: [`vec_dot_avx512`] for four activation rows.
@@ -48,7 +78,16 @@ pub(crate) fn vec_dot_x4_avx512(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
     let nb = super::blocks_x4(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: the dispatch table hands this out only once `has_avx512` held, and `blocks_x4`
     // checked that all five buffers hold `nb` blocks.
-    unsafe { dot_avx512::<4>(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
+    unsafe { dot_avx512::<4, false>(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
+}
+
+/// Sum of the 8 lanes; exact (wrapping), so the order does not matter.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01)))
 }
 
 /// `shuffle_epi8` control repeating byte `s` 8 times, then byte `s + 1` 8 times.
@@ -85,7 +124,7 @@ macro_rules! unpack_half {
 /// # Safety
 /// AVX2, FMA and F16C must be available; `w` and every `x[r]` must hold `nb` blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_avx2<const R: usize>(
+pub(super) unsafe fn dot_avx2<const R: usize, const TILED: bool>(
     nb: usize,
     w: *const u8,
     x: [*const u8; R],
@@ -94,6 +133,7 @@ pub(super) unsafe fn dot_avx2<const R: usize>(
     // the caller guarantees; all loads are unaligned ones.
     unsafe {
         let mut acc = [_mm256_setzero_ps(); R];
+        let mut tiled = [0f32; R];
         for i in 0..nb {
             let wb = w.add(i * BLOCK_BYTES);
             let dw = f16_at(wb.add(W_D));
@@ -129,12 +169,21 @@ pub(super) unsafe fn dot_avx2<const R: usize>(
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let yb = x[r].add(i * Q8K_BYTES);
-                let d = (yb as *const f32).read_unaligned() * dw;
+                let yd = (yb as *const f32).read_unaligned();
+                let d = yd * dw;
                 let bsums = _mm256_loadu_si256(yb.add(Y_BSUMS) as *const __m256i);
                 let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
                 let sumi = _mm256_sub_epi32(sumi[r], offset);
-                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
+                if TILED {
+                    let t = hsum_i32(sumi) as f32 * dw;
+                    tiled[r] = t.mul_add(yd, tiled[r]);
+                } else {
+                    *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
+                }
             }
+        }
+        if TILED {
+            return tiled;
         }
         acc.map(|a| hsum_float_8(a))
     }
@@ -165,7 +214,7 @@ unsafe fn load_pair(p: *const u8, second: usize) -> __m512i {
 /// AVX2, FMA, F16C and AVX-512 F/BW/VNNI must be available; `w` and `x` must hold `nb`
 /// blocks each.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn dot_avx512<const R: usize>(
+pub(super) unsafe fn dot_avx512<const R: usize, const TILED: bool>(
     nb: usize,
     w: *const u8,
     x: [*const u8; R],
@@ -180,6 +229,7 @@ pub(super) unsafe fn dot_avx512<const R: usize>(
             std::mem::transmute::<[i16; 32], __m512i>(v)
         });
         let mut acc = [_mm256_setzero_ps(); R];
+        let mut tiled = [0f32; R];
         for i in 0..nb {
             let wb = w.add(i * BLOCK_BYTES);
             let dw = f16_at(wb.add(W_D));
@@ -198,7 +248,8 @@ pub(super) unsafe fn dot_avx512<const R: usize>(
             );
             for (r, acc) in acc.iter_mut().enumerate() {
                 let yb = x[r].add(i * Q8K_BYTES);
-                let d = (yb as *const f32).read_unaligned() * dw;
+                let yd = (yb as *const f32).read_unaligned();
+                let d = yd * dw;
                 let bsums = _mm256_loadu_si256(yb.add(Y_BSUMS) as *const __m256i);
                 let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
                 let mut sumi = _mm512_setzero_si512();
@@ -211,8 +262,16 @@ pub(super) unsafe fn dot_avx512<const R: usize>(
                     _mm512_extracti64x4_epi64(sumi, 1),
                 );
                 let sumi = _mm256_sub_epi32(sumi, offset);
-                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
+                if TILED {
+                    let t = hsum_i32(sumi) as f32 * dw;
+                    tiled[r] = t.mul_add(yd, tiled[r]);
+                } else {
+                    *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
+                }
             }
+        }
+        if TILED {
+            return tiled;
         }
         acc.map(|a| hsum_float_8(a))
     }
@@ -246,6 +305,41 @@ mod tests {
         ktest::check_against_scalar(&ktest::Q6K, crate::q6_k::vec_dot, &levels());
     }
 
+    /// Whole llama.cpp matmuls: 6 tokens go through `vec_dot`, 22 and 37 through the tiled
+    /// K-quant matmul (hashes from the generator described at `ktest::check_matmul_hash`).
+    #[test]
+    fn matmuls_equal_llama_cpp_vec_dot_and_tiled_paths() {
+        let q = crate::q6_k::quantize;
+        type Pair = (ktest::Kernel, ktest::Kernel);
+        let mut sets: Vec<Pair> = Vec::new();
+        if ktest::has_avx2() {
+            sets.push((vec_dot_avx2, vec_dot_tiled_avx2));
+        }
+        if ktest::has_avx512() {
+            sets.push((vec_dot_avx512, vec_dot_tiled_avx512));
+        }
+        for (plain, tiled) in sets {
+            let f = &ktest::Q6K;
+            ktest::check_matmul_hash(f, q, (512, 32, 6), &|_| plain, 0x5f98_17cf_40d8_23b3);
+            ktest::check_matmul_hash(f, q, (512, 32, 22), &|_| tiled, 0x6059_5aff_2abd_5a03);
+            ktest::check_matmul_hash(f, q, (768, 48, 37), &|_| tiled, 0xee50_6d25_2afd_a2d5);
+        }
+    }
+
+    #[test]
+    fn dispatch_offers_tiled_order() {
+        use crate::dispatch::{active_level, tiled_dot, SimdLevel};
+        let t = tiled_dot(crate::GgmlType::Q6_K);
+        assert_eq!(t.is_some(), active_level() >= SimdLevel::Avx2);
+        if let Some(t) = t {
+            let f = ktest::Q6K;
+            let q = crate::q6_k::quantize;
+            ktest::check_matmul_hash(&f, q, (512, 32, 22), &|_| t.one, 0x6059_5aff_2abd_5a03);
+            ktest::check_x4(&f, t.one, t.x4.unwrap());
+        }
+        assert!(tiled_dot(crate::GgmlType::Q8_0).is_none());
+    }
+
     #[test]
     fn four_row_kernels_equal_one_row_kernels_bitwise() {
         let mut x4: Vec<(ktest::Kernel, ktest::KernelX4)> = Vec::new();
@@ -254,6 +348,12 @@ mod tests {
         }
         if ktest::has_avx512() {
             x4.push((vec_dot_avx512, vec_dot_x4_avx512));
+        }
+        if ktest::has_avx2() {
+            x4.push((vec_dot_tiled_avx2, vec_dot_tiled_x4_avx2));
+        }
+        if ktest::has_avx512() {
+            x4.push((vec_dot_tiled_avx512, vec_dot_tiled_x4_avx512));
         }
         for (one, four) in x4 {
             ktest::check_x4(&ktest::Q6K, one, four);

@@ -293,6 +293,50 @@ pub(crate) mod ktest {
         q
     }
 
+    /// xorshift64 values in [-1, 1) that the C generator of the matmul hashes below computes
+    /// to the same floats.
+    pub fn ggml_side_values(state: &mut u64, count: usize, scale: f32) -> Vec<f32> {
+        (0..count)
+            .map(|_| {
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                ((*state >> 40) as f32 / 16_777_216.0 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    /// A whole `ggml_mul_mat` of an `m x k` weight matrix (rows quantized by ggml from
+    /// [`ggml_side_values`] scaled by 1, 2, 4, ...) with `n` F32 tokens, computed with
+    /// `kernel(t)` for token `t`, must hash (FNV-1a over the output bits, token-major) to the
+    /// value llama.cpp b11434 produced on this kind of machine.
+    pub fn check_matmul_hash(
+        f: &Format,
+        quantize: fn(&[f32], &mut [u8]),
+        (k, m, n): (usize, usize, usize),
+        kernel: &dyn Fn(usize) -> Kernel,
+        want: u64,
+    ) {
+        let nb = k / QK_K;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut w = vec![0u8; m * nb * f.block_bytes];
+        for (r, row) in w.chunks_exact_mut(nb * f.block_bytes).enumerate() {
+            quantize(&ggml_side_values(&mut state, k, (1 << (r % 3)) as f32), row);
+        }
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for t in 0..n {
+            let v = ggml_side_values(&mut state, k, (1 << (t % 2)) as f32);
+            let mut xq = vec![0u8; nb * q8_k::BLOCK_BYTES];
+            q8_k::quantize(&v, &mut xq);
+            for row in w.chunks_exact(nb * f.block_bytes) {
+                for b in kernel(t)(k, row, &xq).to_bits().to_le_bytes() {
+                    h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+        }
+        assert_eq!(h, want, "{} {k} x {m} times {n} tokens", f.name);
+    }
+
     /// A four-row kernel must give, per row, exactly the bits of its one-row kernel: on
     /// random rows of several lengths and with four different activations per call.
     pub fn check_x4(f: &Format, one: Kernel, four: KernelX4) {
