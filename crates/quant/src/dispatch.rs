@@ -292,17 +292,29 @@ pub struct TiledDot {
 pub const TILED_MIN_TOKENS: usize = 8;
 
 /// The tiled-order kernels for `ty` at the active level, or `None` where they are not
-/// written yet (so far Q4_K and Q6_K; ggml also tiles Q2_K, Q3_K, Q5_K and IQ types).
+/// written yet (Q2_K..Q6_K are; ggml also tiles the IQ types).
 pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
     #[cfg(target_arch = "x86_64")]
     {
         let level = active_level();
         if level >= SimdLevel::Avx2 {
-            use crate::x86::{q4_k, q6_k};
+            use crate::x86::{q2_k, q3_k, q4_k, q5_k, q6_k};
             let avx512 = level >= SimdLevel::Avx512;
             return match ty {
+                GgmlType::Q2_K => Some(TiledDot {
+                    one: q2_k::vec_dot_tiled_avx2,
+                    x4: None,
+                }),
+                GgmlType::Q3_K => Some(TiledDot {
+                    one: q3_k::vec_dot_tiled_avx2,
+                    x4: None,
+                }),
                 GgmlType::Q4_K => Some(TiledDot {
                     one: q4_k::vec_dot_tiled_avx2,
+                    x4: None,
+                }),
+                GgmlType::Q5_K => Some(TiledDot {
+                    one: q5_k::vec_dot_tiled_avx2,
                     x4: None,
                 }),
                 GgmlType::Q6_K if avx512 => Some(TiledDot {

@@ -8,6 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::q4_k::{pick16, Y_BSUMS, Y_QS};
+use super::q6_k::hsum_i32;
 use super::{blocks, f16_at, hsum_float_8};
 use crate::k_common::QK_K;
 use crate::q2_k::BLOCK_BYTES;
@@ -22,19 +23,28 @@ pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: the dispatch table hands this out only once `has_avx2` held, and `blocks`
     // checked that both buffers hold `nb` blocks.
-    unsafe { dot_avx2(nb, w.as_ptr(), x.as_ptr()) }
+    unsafe { dot_avx2::<false>(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+/// Safe entry: the dot in the order of llama.cpp's tiled K-quant matmul (8 or more tokens,
+/// weights not repacked): per block `r = S * d_w - dmin_w * M`, then `acc += r * d_y`.
+pub(crate) fn vec_dot_tiled_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx2` held; `blocks` checked both buffers.
+    unsafe { dot_avx2::<true>(nb, w.as_ptr(), x.as_ptr()) }
 }
 
 /// # Safety
 /// AVX2, FMA and F16C must be available; `w` and `x` must hold `nb` blocks each.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+pub(super) unsafe fn dot_avx2<const TILED: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
     // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
     // the caller guarantees; all loads are unaligned ones.
     unsafe {
         let m3 = _mm256_set1_epi8(3);
         let m4 = _mm_set1_epi8(0x0f);
         let mut acc = _mm256_setzero_ps();
+        let mut tiled = 0f32;
         for i in 0..nb {
             let wb = w.add(i * BLOCK_BYTES);
             let yb = x.add(i * Q8K_BYTES);
@@ -45,7 +55,9 @@ pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
             let mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m4));
             let bsums = _mm256_loadu_si256(yb.add(Y_BSUMS) as *const __m256i);
             let prod = _mm256_madd_epi16(mins, bsums);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+            if !TILED {
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+            }
 
             let all = _mm256_cvtepi8_epi16(_mm_and_si128(packed, m4));
             let halves = [
@@ -74,7 +86,16 @@ pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
                     _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
                 sumi = _mm256_add_epi32(sumi, s);
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            if TILED {
+                let s = hsum_i32(sumi) as f32 * f16_at(wb.add(W_D));
+                let r = (-f16_at(wb.add(W_DMIN))).mul_add(hsum_i32(prod) as f32, s);
+                tiled = r.mul_add(yd, tiled);
+            } else {
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            }
+        }
+        if TILED {
+            return tiled;
         }
         hsum_float_8(acc)
     }
@@ -103,5 +124,30 @@ mod tests {
     #[test]
     fn close_to_scalar() {
         ktest::check_against_scalar(&ktest::Q2K, crate::q2_k::vec_dot, &levels());
+    }
+    /// Whole llama.cpp matmuls: 6 tokens go through `vec_dot`, 22 and 37 through the tiled
+    /// K-quant matmul (hashes from the generator described at `ktest::check_matmul_hash`).
+    #[test]
+    fn matmuls_equal_llama_cpp_vec_dot_and_tiled_paths() {
+        if !ktest::has_avx2() {
+            return;
+        }
+        let (f, q) = (&ktest::Q2K, crate::q2_k::quantize);
+        ktest::check_against_scalar(f, crate::q2_k::vec_dot, &[("tiled", vec_dot_tiled_avx2)]);
+        ktest::check_matmul_hash(f, q, (512, 32, 6), &|_| vec_dot_avx2, 0x01b5_6ad9_6251_56db);
+        ktest::check_matmul_hash(
+            f,
+            q,
+            (512, 32, 22),
+            &|_| vec_dot_tiled_avx2,
+            0x0380_29c3_d80d_6cdd,
+        );
+        ktest::check_matmul_hash(
+            f,
+            q,
+            (768, 48, 37),
+            &|_| vec_dot_tiled_avx2,
+            0xa5db_36d5_17f5_f332,
+        );
     }
 }

@@ -8,6 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::q4_k::Y_QS;
+use super::q6_k::hsum_i32;
 use super::{blocks, f16_at, hsum_float_8};
 use crate::k_common::QK_K;
 use crate::q3_k::BLOCK_BYTES;
@@ -22,7 +23,15 @@ pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: the dispatch table hands this out only once `has_avx2` held, and `blocks`
     // checked that both buffers hold `nb` blocks.
-    unsafe { dot_avx2(nb, w.as_ptr(), x.as_ptr()) }
+    unsafe { dot_avx2::<false>(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+/// Safe entry: the dot in the order of llama.cpp's tiled K-quant matmul (8 or more tokens,
+/// weights not repacked): per block `r = S * d_w`, then `acc += r * d_y`.
+pub(crate) fn vec_dot_tiled_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx2` held; `blocks` checked both buffers.
+    unsafe { dot_avx2::<true>(nb, w.as_ptr(), x.as_ptr()) }
 }
 
 /// The 16 six-bit scales of a block at `p` (12 bytes), minus their +32 offset, as i8.
@@ -57,16 +66,19 @@ unsafe fn scales_q3(p: *const u8) -> __m128i {
 /// # Safety
 /// AVX2, FMA and F16C must be available; `w` and `x` must hold `nb` blocks each.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+pub(super) unsafe fn dot_avx2<const TILED: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
     // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
     // the caller guarantees; all loads are unaligned ones.
     unsafe {
         let m3 = _mm256_set1_epi8(3);
         let mut acc = _mm256_setzero_ps();
+        let mut tiled = 0f32;
         for i in 0..nb {
             let wb = w.add(i * BLOCK_BYTES);
             let yb = x.add(i * Q8K_BYTES);
-            let d = (yb as *const f32).read_unaligned() * f16_at(wb.add(W_D));
+            let yd = (yb as *const f32).read_unaligned();
+            let dw = f16_at(wb.add(W_D));
+            let d = yd * dw;
             let all = _mm256_cvtepi8_epi16(scales_q3(wb.add(W_SCALES)));
             let halves = [
                 _mm256_permute2x128_si256(all, all, 0x00),
@@ -100,7 +112,14 @@ pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
                     _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
                 sumi = _mm256_add_epi32(sumi, s);
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            if TILED {
+                tiled = (hsum_i32(sumi) as f32 * dw).mul_add(yd, tiled);
+            } else {
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            }
+        }
+        if TILED {
+            return tiled;
         }
         hsum_float_8(acc)
     }
@@ -129,5 +148,30 @@ mod tests {
     #[test]
     fn close_to_scalar() {
         ktest::check_against_scalar(&ktest::Q3K, crate::q3_k::vec_dot, &levels());
+    }
+    /// Whole llama.cpp matmuls: 6 tokens go through `vec_dot`, 22 and 37 through the tiled
+    /// K-quant matmul (hashes from the generator described at `ktest::check_matmul_hash`).
+    #[test]
+    fn matmuls_equal_llama_cpp_vec_dot_and_tiled_paths() {
+        if !ktest::has_avx2() {
+            return;
+        }
+        let (f, q) = (&ktest::Q3K, crate::q3_k::quantize);
+        ktest::check_against_scalar(f, crate::q3_k::vec_dot, &[("tiled", vec_dot_tiled_avx2)]);
+        ktest::check_matmul_hash(f, q, (512, 32, 6), &|_| vec_dot_avx2, 0x4644_b38f_ade3_4e1c);
+        ktest::check_matmul_hash(
+            f,
+            q,
+            (512, 32, 22),
+            &|_| vec_dot_tiled_avx2,
+            0xf59d_1509_19a8_cd1e,
+        );
+        ktest::check_matmul_hash(
+            f,
+            q,
+            (768, 48, 37),
+            &|_| vec_dot_tiled_avx2,
+            0xf4fa_1d6c_6d6b_b6ae,
+        );
     }
 }

@@ -618,6 +618,11 @@ mod tests {
             });
             assert_eq!(fnv(&repacked), want, "{k} x {m} times {n} tokens");
             // 22 and 37 tokens are at least 8, so the plain matmul took the tiled path.
+            ktest::check_against_scalar(
+                &ktest::Q4K,
+                crate::q4_k::vec_dot,
+                &[("tiled", vec_dot_tiled_avx2)],
+            );
             let tiled = matmul(&|_| vec_dot_tiled_avx2);
             assert_eq!(fnv(&tiled), plain, "tiled {k} x {m}");
         }

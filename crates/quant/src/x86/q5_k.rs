@@ -8,6 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::q4_k::{mins_prod, pick16, scales_mins_k4, Y_BSUMS, Y_QS};
+use super::q6_k::hsum_i32;
 use super::{blocks, f16_at, hsum_float_8};
 use crate::k_common::QK_K;
 use crate::q5_k::BLOCK_BYTES;
@@ -22,19 +23,28 @@ pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: the dispatch table hands this out only once `has_avx2` held, and `blocks`
     // checked that both buffers hold `nb` blocks.
-    unsafe { dot_avx2(nb, w.as_ptr(), x.as_ptr()) }
+    unsafe { dot_avx2::<false>(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+/// Safe entry: the dot in the order of llama.cpp's tiled K-quant matmul (8 or more tokens,
+/// weights not repacked): per block `r = S * d_w - dmin_w * M`, then `acc += r * d_y`.
+pub(crate) fn vec_dot_tiled_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx2` held; `blocks` checked both buffers.
+    unsafe { dot_avx2::<true>(nb, w.as_ptr(), x.as_ptr()) }
 }
 
 /// # Safety
 /// AVX2, FMA and F16C must be available; `w` and `x` must hold `nb` blocks each.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+pub(super) unsafe fn dot_avx2<const TILED: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
     // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
     // the caller guarantees; all loads are unaligned ones.
     unsafe {
         let m4 = _mm256_set1_epi8(0x0f);
         let one = _mm256_set1_epi8(1);
         let mut acc = _mm256_setzero_ps();
+        let mut tiled = 0f32;
         let mut summs = 0f32;
         for i in 0..nb {
             let wb = w.add(i * BLOCK_BYTES);
@@ -46,7 +56,9 @@ pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
             let prod = mins_prod(_mm256_extracti128_si256(sm, 1), yb.add(Y_BSUMS));
             let lanes: [i32; 4] = std::mem::transmute(prod);
             let msum = lanes.iter().fold(0i32, |a, &b| a.wrapping_add(b));
-            summs = dmin.mul_add(msum as f32, summs);
+            if !TILED {
+                summs = dmin.mul_add(msum as f32, summs);
+            }
 
             let sc = _mm256_castsi256_si128(sm);
             let scales = _mm256_set_m128i(sc, sc);
@@ -73,7 +85,16 @@ pub(super) unsafe fn dot_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
                 let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(qh, yh));
                 sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            if TILED {
+                let s = hsum_i32(sumi) as f32 * f16_at(wb);
+                let r = (-f16_at(wb.add(2))).mul_add(msum as f32, s);
+                tiled = r.mul_add(yd, tiled);
+            } else {
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            }
+        }
+        if TILED {
+            return tiled;
         }
         hsum_float_8(acc) + summs
     }
@@ -102,5 +123,30 @@ mod tests {
     #[test]
     fn close_to_scalar() {
         ktest::check_against_scalar(&ktest::Q5K, crate::q5_k::vec_dot, &levels());
+    }
+    /// Whole llama.cpp matmuls: 6 tokens go through `vec_dot`, 22 and 37 through the tiled
+    /// K-quant matmul (hashes from the generator described at `ktest::check_matmul_hash`).
+    #[test]
+    fn matmuls_equal_llama_cpp_vec_dot_and_tiled_paths() {
+        if !ktest::has_avx2() {
+            return;
+        }
+        let (f, q) = (&ktest::Q5K, crate::q5_k::quantize);
+        ktest::check_against_scalar(f, crate::q5_k::vec_dot, &[("tiled", vec_dot_tiled_avx2)]);
+        ktest::check_matmul_hash(f, q, (512, 32, 6), &|_| vec_dot_avx2, 0xab61_a5db_7bc8_27ef);
+        ktest::check_matmul_hash(
+            f,
+            q,
+            (512, 32, 22),
+            &|_| vec_dot_tiled_avx2,
+            0x0cdf_df6d_4d1e_9b61,
+        );
+        ktest::check_matmul_hash(
+            f,
+            q,
+            (768, 48, 37),
+            &|_| vec_dot_tiled_avx2,
+            0x85f7_d7ac_454e_73a0,
+        );
     }
 }

@@ -84,7 +84,7 @@ pub(crate) fn vec_dot_x4_avx512(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
 /// Sum of the 8 lanes; exact (wrapping), so the order does not matter.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn hsum_i32(v: __m256i) -> i32 {
+pub(super) fn hsum_i32(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
     _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01)))
@@ -320,6 +320,7 @@ mod tests {
         }
         for (plain, tiled) in sets {
             let f = &ktest::Q6K;
+            ktest::check_against_scalar(f, crate::q6_k::vec_dot, &[("tiled", tiled)]);
             ktest::check_matmul_hash(f, q, (512, 32, 6), &|_| plain, 0x5f98_17cf_40d8_23b3);
             ktest::check_matmul_hash(f, q, (512, 32, 22), &|_| tiled, 0x6059_5aff_2abd_5a03);
             ktest::check_matmul_hash(f, q, (768, 48, 37), &|_| tiled, 0xee50_6d25_2afd_a2d5);
