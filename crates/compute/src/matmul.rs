@@ -2,6 +2,11 @@
 //! weight type's `vec_dot_type` (Q8_0 / Q8_1 / Q8_K / F16 / F32), then each output element is
 //! one `quant::vec_dot`. This is what makes the results track llama.cpp's to ~1e-5 rather
 //! than the ~1e-1 a float-activation product gives on quantized weights.
+//!
+//! The kernels come from `quant`'s run-time dispatch and sum in the order of ggml's x86
+//! kernels for the same instruction set, so each output equals llama.cpp's bit for bit where
+//! the activations agree. The multi-row kernels (four tokens, or four weight rows) only
+//! overlap independent sums and give exactly the single-row bits.
 
 use quant::GgmlType;
 use rayon::prelude::*;
