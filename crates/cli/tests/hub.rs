@@ -146,6 +146,18 @@ fn download_list_rm() {
         "{}",
         stderr(&o)
     );
+    let o = run(&[
+        "models",
+        "rm",
+        "org/tiny-GGUF/tiny-Q2_K-00001-of-00002.gguf",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !Path::new(&first)
+            .with_file_name("tiny-Q2_K-00002-of-00002.gguf")
+            .exists(),
+        "all parts go"
+    );
     let o = run(&["models", "rm", "org/tiny-GGUF"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run(&["models", "list"]);

@@ -70,8 +70,13 @@ fn list(hub: &Hub) -> Result<()> {
         .into_iter()
         .filter(|f| f.file.ends_with(".gguf"))
         .map(|f| {
+            // A snapshot no branch points to any more: show which commit it is.
             let repo = if f.refs.is_empty() {
-                format!("{}@{}", f.repo, &f.commit[..f.commit.len().min(8)])
+                format!(
+                    "{}@{}",
+                    f.repo,
+                    f.commit.chars().take(8).collect::<String>()
+                )
             } else {
                 f.repo
             };
@@ -138,7 +143,15 @@ fn rm(hub: &Hub, target: &str) -> Result<()> {
     if !hub::valid_repo_id(&repo) {
         bail!("`{target}` is not `owner/name` or `owner/name/FILE`");
     }
-    for path in hub.cache().remove(&repo, file)? {
+    let mut removed = hub.cache().remove(&repo, file)?;
+    // The first part of a split model stands for the whole model.
+    if let Some((prefix, part)) = file.and_then(hub::split_part).filter(|(_, p)| p.index == 1) {
+        for i in 2..=part.count {
+            let name = format!("{prefix}-{i:05}-of-{:05}.gguf", part.count);
+            removed.extend(hub.cache().remove(&repo, Some(&name)).unwrap_or_default());
+        }
+    }
+    for path in removed {
         eprintln!("removed {}", path.display());
     }
     Ok(())
