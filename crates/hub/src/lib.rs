@@ -6,6 +6,18 @@
 //! Environment: `HF_ENDPOINT`, `HF_HUB_CACHE` / `HF_HOME`, `HF_TOKEN` (or `$HF_HOME/token`),
 //! `HF_HUB_OFFLINE`, `HF_HUB_DISABLE_PROGRESS_BARS`, and torchless' own `TORCHLESS_CACHE` (model
 //! folder, default `~/.cache/torchless`) and `TORCHLESS_PYTHON` (for the PyPI fallback).
+//!
+//! A command taking a MODEL argument declares it optional and resolves it first:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), hub::HubError> {
+//! let arg: Option<String> = None; // clap: `model: Option<String>`
+//! let path = hub::resolve_model(arg.as_deref())?; // then open `path` as a GGUF file
+//! # Ok(()) }
+//! ```
+//!
+//! MODEL may be a path, `owner/name[@rev][:QUANT]` or `owner/name[@rev]/file.gguf`; none
+//! means [`DefaultModel::SMOLLM2`]. Downloads print their progress on stderr.
 
 mod api;
 mod cache;

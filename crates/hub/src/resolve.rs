@@ -88,6 +88,10 @@ pub fn parse_spec(spec: &str) -> Result<ModelSpec> {
 /// Resolves a MODEL argument (or the default model for `None`) to a local GGUF path,
 /// downloading into the Hugging Face cache when needed. Configured from the environment.
 pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
+    // The common case, a local file, needs no client (nor its TLS setup).
+    if let Some(path) = spec.map(Path::new).filter(|p| p.exists()) {
+        return Ok(path.to_path_buf());
+    }
     resolve_model_with(&Hub::from_env(), spec)
 }
 
