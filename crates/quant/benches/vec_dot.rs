@@ -4,7 +4,9 @@
 //! `cargo bench -p quant --bench vec_dot [-- FILTER]`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use quant::dispatch::{kernel, kernel_w4, kernel_x4, scalar_kernel, SimdLevel};
+use quant::dispatch::{
+    kernel, kernel_w4, kernel_x4, repacked_dot, scalar_kernel, tiled_dot, SimdLevel,
+};
 use quant::GgmlType;
 
 const N: usize = 4096;
@@ -83,6 +85,53 @@ fn bench(c: &mut Criterion) {
                     })
                 });
             }
+        }
+    }
+    group.finish();
+
+    // The K-quant kernels in llama.cpp's other matmul orders (repacked Q4_K gemm/gemv, tiled
+    // matmul), at the active level, per 4 activation rows like the group above.
+    let mut group = c.benchmark_group("llama_cpp_orders_4096_times_4");
+    group.throughput(Throughput::Elements(4 * N as u64));
+    for ty in GgmlType::all().filter(|&t| tiled_dot(t).is_some()) {
+        let w = encode(ty, &row(1));
+        let xs: Vec<Vec<u8>> = (2..6).map(|s| encode(ty.vec_dot_type(), &row(s))).collect();
+        let (w, xs) = (&w, &xs);
+        let four_rows = |one: quant::dispatch::VecDotFn| {
+            move || {
+                xs.iter()
+                    .map(|x| one(black_box(N), black_box(w), black_box(x)))
+                    .sum::<f32>()
+            }
+        };
+        let t = tiled_dot(ty).unwrap();
+        let f = four_rows(t.one);
+        group.bench_function(format!("{ty}/tiled/single"), |b| b.iter(&f));
+        if let Some(x4) = t.x4 {
+            group.bench_function(format!("{ty}/tiled/x4"), |b| {
+                b.iter(|| {
+                    x4(
+                        black_box(N),
+                        black_box(w),
+                        [&xs[0], &xs[1], &xs[2], &xs[3]],
+                    )
+                })
+            });
+        }
+        if let Some(r) = repacked_dot(ty, 8) {
+            let f = four_rows(r.gemv);
+            group.bench_function(format!("{ty}/repacked-gemv/single"), |b| b.iter(&f));
+            let f = four_rows(r.gemm);
+            group.bench_function(format!("{ty}/repacked-gemm/single"), |b| b.iter(&f));
+            group.bench_function(format!("{ty}/repacked-gemm/x4"), |b| {
+                b.iter(|| {
+                    (r.gemm_x4)(
+                        black_box(N),
+                        black_box(w),
+                        [&xs[0], &xs[1], &xs[2], &xs[3]],
+                    )
+                })
+            });
         }
     }
     group.finish();
