@@ -93,6 +93,8 @@ pub struct Behaviour {
     pub chunk_delay: Option<Duration>,
     /// Tree listings are paginated with `Link` headers every this many entries.
     pub page_size: Option<usize>,
+    /// Answer the first this many requests with 503, like an overloaded hub.
+    pub unavailable: usize,
 }
 
 /// One request as the mock saw it.
@@ -108,6 +110,7 @@ struct State {
     repos: Vec<MockRepo>,
     behaviour: Behaviour,
     cuts_left: usize,
+    unavailable_left: usize,
     seen: Vec<SeenRequest>,
 }
 
@@ -133,10 +136,12 @@ impl MockHub {
             .set_nonblocking(true)
             .expect("nonblocking listener");
         let cuts_left = behaviour.cuts;
+        let unavailable_left = behaviour.unavailable;
         let state = Arc::new(Mutex::new(State {
             repos,
             behaviour,
             cuts_left,
+            unavailable_left,
             seen: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -337,6 +342,10 @@ fn route(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
+    if st.unavailable_left > 0 {
+        st.unavailable_left -= 1;
+        return Reply::new(503);
+    }
     let authorized = headers
         .get("authorization")
         .is_some_and(|a| a == &format!("Bearer {}", MockHub::TOKEN));

@@ -457,3 +457,39 @@ fn cache_rm_file_and_repo() {
     ));
     assert!(hub.cache().list().unwrap().is_empty());
 }
+
+#[test]
+fn overloaded_hub_is_retried_then_reported() {
+    let (_mock, _dir, hub) = setup(Behaviour {
+        unavailable: 2,
+        ..Default::default()
+    });
+    let p = hub
+        .download("org/tiny-GGUF", "tiny-Q8_0.gguf", "main")
+        .unwrap();
+    assert_same(&fs::read(p).unwrap(), &content(SIZE / 2, 2));
+    let (_mock, dir, _) = setup(Behaviour {
+        unavailable: 5,
+        ..Default::default()
+    });
+    let mut cfg = HubConfig::isolated(_mock.url(), dir.path());
+    cfg.retries = 1;
+    let e = Hub::new(cfg)
+        .list_files("org/tiny-GGUF", "main")
+        .unwrap_err();
+    assert!(matches!(e, HubError::Http { status: 503, .. }), "{e}");
+}
+
+#[test]
+fn revision_by_commit_hash() {
+    let (_mock, dir, hub) = setup(Behaviour::default());
+    let commit = MockRepo::new("org/tiny-GGUF", vec![]).commit;
+    let p = hub
+        .download("org/tiny-GGUF", "tiny-Q8_0.gguf", &commit)
+        .unwrap();
+    assert!(p.to_string_lossy().contains(&commit));
+    let refs = dir.path().join("hub/models--org--tiny-GGUF/refs");
+    assert!(!refs.exists(), "a commit needs no ref");
+    let spec = format!("org/tiny-GGUF@{commit}:Q8_0");
+    assert_eq!(hub::resolve_model_with(&hub, Some(&spec)).unwrap(), p);
+}
