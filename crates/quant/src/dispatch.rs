@@ -267,10 +267,15 @@ pub struct RepackedDot {
 pub fn repacked_dot(ty: GgmlType, rows: usize) -> Option<RepackedDot> {
     #[cfg(target_arch = "x86_64")]
     if ty == GgmlType::Q4_K && rows.is_multiple_of(8) && active_level() >= SimdLevel::Avx2 {
+        use crate::x86::q4_k;
         return Some(RepackedDot {
-            gemm: crate::x86::q4_k::vec_dot_repack_gemm_avx2,
-            gemm_x4: crate::x86::q4_k::vec_dot_repack_gemm_x4_avx2,
-            gemv: crate::x86::q4_k::vec_dot_repack_gemv_avx2,
+            gemm: q4_k::vec_dot_repack_gemm_avx2,
+            gemm_x4: if active_level() >= SimdLevel::Avx512 {
+                q4_k::vec_dot_repack_gemm_x4_avx512
+            } else {
+                q4_k::vec_dot_repack_gemm_x4_avx2
+            },
+            gemv: q4_k::vec_dot_repack_gemv_avx2,
         });
     }
     let _ = (ty, rows);

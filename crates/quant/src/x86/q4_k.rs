@@ -387,6 +387,89 @@ unsafe fn dot_repack_gemm_x4_avx2(nb: usize, w: *const u8, x: [*const u8; 4]) ->
     }
 }
 
+/// Safe entry: [`vec_dot_repack_gemm_x4_avx2`] with the integer part on AVX-512.
+pub(crate) fn vec_dot_repack_gemm_x4_avx512(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    let nb = super::blocks_x4(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx512` held; `blocks_x4` checked all five buffers.
+    unsafe { dot_repack_gemm_x4_avx512(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
+}
+
+/// The chunk integers of [`dot_repack_gemm_x4_avx2`] from 512-bit registers laid out as in
+/// [`dot_avx512`] (the upper half holds the next 64-value chunk); float steps unchanged.
+///
+/// # Safety
+/// AVX2, FMA, F16C and AVX-512 F/BW/VNNI must be available; `w` and each `x[t]` must hold
+/// `nb` blocks.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni")]
+unsafe fn dot_repack_gemm_x4_avx512(nb: usize, w: *const u8, x: [*const u8; 4]) -> [f32; 4] {
+    // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
+    // the caller guarantees; all loads are unaligned ones.
+    unsafe {
+        let m4 = _mm512_set1_epi8(0x0f);
+        let mut acc = _mm_setzero_ps();
+        let mut acc_m = _mm_setzero_ps();
+        for i in 0..nb {
+            let wb = w.add(i * BLOCK_BYTES);
+            let yb = x.map(|p| p.add(i * Q8K_BYTES));
+            let yd = _mm_setr_ps(
+                (yb[0] as *const f32).read_unaligned(),
+                (yb[1] as *const f32).read_unaligned(),
+                (yb[2] as *const f32).read_unaligned(),
+                (yb[3] as *const f32).read_unaligned(),
+            );
+            let dd = _mm_mul_ps(_mm_set1_ps(f16_at(wb)), yd);
+            let dm = _mm_mul_ps(_mm_set1_ps(f16_at(wb.add(2))), yd);
+            let sm = _mm256_cvtepu8_epi16(scales_mins_k4(wb.add(W_SCALES)));
+            let mins16 = _mm256_extracti128_si256(sm, 1);
+            let scales = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm));
+            let sel = |lo: i32, hi: i32| {
+                let c = _mm512_inserti64x4(
+                    _mm512_set1_epi16(pick16(lo)),
+                    _mm256_set1_epi16(pick16(hi)),
+                    1,
+                );
+                _mm512_shuffle_epi8(scales, c)
+            };
+            let mut q = [_mm512_setzero_si512(); 4];
+            let mut sc = [_mm512_setzero_si512(); 4];
+            for j in 0..2 {
+                let q4 = _mm512_loadu_si512(wb.add(W_QS + 64 * j) as *const _);
+                q[2 * j] = _mm512_and_si512(q4, m4);
+                q[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(q4, 4), m4);
+                let s = 4 * j as i32;
+                sc[2 * j] = sel(s, s + 2);
+                sc[2 * j + 1] = sel(s + 1, s + 3);
+            }
+            let mut chunks = [_mm_setzero_si128(); 4];
+            let mut mins = [_mm_setzero_si128(); 4];
+            for t in 0..4 {
+                let mut v = [_mm256_setzero_si256(); 4];
+                for j in 0..2 {
+                    let a = _mm512_loadu_si512(yb[t].add(Y_QS + 128 * j) as *const _);
+                    let b = _mm512_loadu_si512(yb[t].add(Y_QS + 128 * j + 64) as *const _);
+                    let pl = _mm512_maddubs_epi16(q[2 * j], _mm512_shuffle_i64x2(a, b, 0x44));
+                    let ph = _mm512_maddubs_epi16(q[2 * j + 1], _mm512_shuffle_i64x2(a, b, 0xee));
+                    let s =
+                        _mm512_dpwssd_epi32(_mm512_madd_epi16(sc[2 * j], pl), sc[2 * j + 1], ph);
+                    v[2 * j] = _mm512_castsi512_si256(s);
+                    v[2 * j + 1] = _mm512_extracti64x4_epi64(s, 1);
+                }
+                let h =
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+                chunks[t] =
+                    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+                mins[t] = mins_prod(mins16, yb[t].add(Y_BSUMS));
+            }
+            let (chunks, mins) = (transpose4(chunks), transpose4(mins));
+            for k in 0..4 {
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(chunks[k]), dd, acc);
+                acc_m = _mm_fmadd_ps(_mm_cvtepi32_ps(mins[k]), dm, acc_m);
+            }
+        }
+        std::mem::transmute::<__m128, [f32; 4]>(_mm_sub_ps(acc, acc_m))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,10 +630,16 @@ mod tests {
                 })
                 .collect();
             let n = nb * QK_K;
-            let got = vec_dot_repack_gemm_x4_avx2(n, &w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
-            for (t, g) in got.iter().enumerate() {
-                let want = vec_dot_repack_gemm_avx2(n, &w, &xs[t]);
-                assert_eq!(g.to_bits(), want.to_bits(), "nb {nb} token {t}");
+            let mut x4: Vec<ktest::KernelX4> = vec![vec_dot_repack_gemm_x4_avx2];
+            if ktest::has_avx512() {
+                x4.push(vec_dot_repack_gemm_x4_avx512);
+            }
+            for f in x4 {
+                let got = f(n, &w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+                for (t, g) in got.iter().enumerate() {
+                    let want = vec_dot_repack_gemm_avx2(n, &w, &xs[t]);
+                    assert_eq!(g.to_bits(), want.to_bits(), "nb {nb} token {t}");
+                }
             }
         }
     }
