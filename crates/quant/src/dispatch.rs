@@ -259,8 +259,8 @@ pub struct RepackedDot {
 
 /// The repacked-order kernels for a `ty` weight matrix of `rows` rows, or `None` where
 /// llama.cpp at the active level would keep using `vec_dot` ([`vec_dot_fn`]). ggml repacks
-/// Q4_K when AVX2 is present and `rows % 8 == 0`; only that case is covered so far (ggml also
-/// repacks Q4_0 and IQ4_NL with AVX2 and Q2_K with AVX-512, not reproduced here). The
+/// Q4_K when AVX2 is present and Q2_K with AVX-512, if `rows % 8 == 0`; both are covered
+/// (ggml also repacks Q4_0, IQ4_NL and MXFP4 with AVX2, not reproduced here). The
 /// activations are Q8_K as usual: ggml's 4-token quantizer gives the same bytes as
 /// [`quantize_q8_k`] except when a block's largest magnitude occurs with both signs, where it
 /// negates quants and scale together, which leaves every dot unchanged.
@@ -276,6 +276,15 @@ pub fn repacked_dot(ty: GgmlType, rows: usize) -> Option<RepackedDot> {
                 q4_k::vec_dot_repack_gemm_x4_avx2
             },
             gemv: q4_k::vec_dot_repack_gemv_avx2,
+        });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if ty == GgmlType::Q2_K && rows.is_multiple_of(8) && active_level() >= SimdLevel::Avx512 {
+        use crate::x86::q2_k;
+        return Some(RepackedDot {
+            gemm: q2_k::vec_dot_repack_gemm_avx2,
+            gemm_x4: q2_k::vec_dot_repack_gemm_x4,
+            gemv: q2_k::vec_dot_repack_gemv_avx2,
         });
     }
     let _ = (ty, rows);
