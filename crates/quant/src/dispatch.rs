@@ -329,7 +329,7 @@ pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
                 }),
                 GgmlType::Q5_K => Some(TiledDot {
                     one: q5_k::vec_dot_tiled_avx2,
-                    x4: None,
+                    x4: Some(q5_k::vec_dot_tiled_x4_avx2),
                 }),
                 GgmlType::Q6_K if avx512 => Some(TiledDot {
                     one: q6_k::vec_dot_tiled_avx512,

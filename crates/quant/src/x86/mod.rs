@@ -110,6 +110,7 @@ pub(crate) fn avx2_kernel_x4(ty: GgmlType) -> Option<VecDotX4Fn> {
         Q5_1 => q5_1::vec_dot_x4_avx2,
         Q8_0 => q8_0::vec_dot_x4_avx2,
         Q6_K => q6_k::vec_dot_x4_avx2,
+        Q5_K => q5_k::vec_dot_x4_avx2,
         _ => return None,
     })
 }

@@ -23,7 +23,15 @@ pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: the dispatch table hands this out only once `has_avx2` held, and `blocks`
     // checked that both buffers hold `nb` blocks.
-    unsafe { dot_avx2::<false>(nb, w.as_ptr(), x.as_ptr()) }
+    unsafe { dot_avx2::<1, false>(nb, w.as_ptr(), [x.as_ptr()])[0] }
+}
+
+/// Safe entry for the dispatch table: one weight row against four activation rows, each
+/// result bit-identical to [`vec_dot_avx2`]'s.
+pub(crate) fn vec_dot_x4_avx2(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    let nb = super::blocks_x4(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx2` held; `blocks_x4` checked all five buffers.
+    unsafe { dot_avx2::<4, false>(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
 }
 
 /// Safe entry: the dot in the order of llama.cpp's tiled K-quant matmul (8 or more tokens,
@@ -31,72 +39,93 @@ pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
 pub(crate) fn vec_dot_tiled_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: handed out only once `has_avx2` held; `blocks` checked both buffers.
-    unsafe { dot_avx2::<true>(nb, w.as_ptr(), x.as_ptr()) }
+    unsafe { dot_avx2::<1, true>(nb, w.as_ptr(), [x.as_ptr()])[0] }
 }
 
+/// [`vec_dot_tiled_avx2`] for four activation rows, bit-identical per row.
+pub(crate) fn vec_dot_tiled_x4_avx2(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    let nb = super::blocks_x4(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
+    // SAFETY: handed out only once `has_avx2` held; `blocks_x4` checked all five buffers.
+    unsafe { dot_avx2::<4, true>(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
+}
+
+/// `R` activation rows against one weight row: the 5-bit quants and scales are unpacked once
+/// per block and every row keeps its own accumulators, so each result is a one-row call's.
+///
 /// # Safety
-/// AVX2, FMA and F16C must be available; `w` and `x` must hold `nb` blocks each.
+/// AVX2, FMA and F16C must be available; `w` and every `x[r]` must hold `nb` blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_avx2<const TILED: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+pub(super) unsafe fn dot_avx2<const R: usize, const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    x: [*const u8; R],
+) -> [f32; R] {
     // SAFETY (whole body): every pointer stays inside block `i` < `nb` of its buffer, which
     // the caller guarantees; all loads are unaligned ones.
     unsafe {
         let m4 = _mm256_set1_epi8(0x0f);
         let one = _mm256_set1_epi8(1);
-        let mut acc = _mm256_setzero_ps();
-        let mut tiled = 0f32;
-        let mut summs = 0f32;
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut tiled = [0f32; R];
+        let mut summs = [0f32; R];
         for i in 0..nb {
             let wb = w.add(i * BLOCK_BYTES);
-            let yb = x.add(i * Q8K_BYTES);
-            let yd = (yb as *const f32).read_unaligned();
-            let d = yd * f16_at(wb);
-            let dmin = -yd * f16_at(wb.add(2));
+            let (dw, dminw) = (f16_at(wb), f16_at(wb.add(2)));
             let sm = _mm256_cvtepu8_epi16(scales_mins_k4(wb.add(W_SCALES)));
-            let prod = mins_prod(_mm256_extracti128_si256(sm, 1), yb.add(Y_BSUMS));
-            let lanes: [i32; 4] = std::mem::transmute(prod);
-            let msum = lanes.iter().fold(0i32, |a, &b| a.wrapping_add(b));
-            if !TILED {
-                summs = dmin.mul_add(msum as f32, summs);
-            }
-
+            let mins16 = _mm256_extracti128_si256(sm, 1);
             let sc = _mm256_castsi256_si128(sm);
             let scales = _mm256_set_m128i(sc, sc);
             let hbits = _mm256_loadu_si256(wb.add(W_QH) as *const __m256i);
-            let mut sumi = _mm256_setzero_si256();
+            // Bit 2j (resp. 2j+1) of each qh byte is the 5th bit of sub-block 2j (2j+1).
+            let hi = |b: usize| {
+                let h = _mm256_srl_epi16(hbits, _mm_cvtsi32_si128(b as i32));
+                _mm256_slli_epi16(_mm256_and_si256(h, one), 4)
+            };
+            let mut q = [_mm256_setzero_si256(); 8];
+            let mut s = [_mm256_setzero_si256(); 8];
             for j in 0..4 {
                 let q5 = _mm256_loadu_si256(wb.add(W_QS + 32 * j) as *const __m256i);
-                let y = yb.add(Y_QS + 64 * j);
-                let yl = _mm256_loadu_si256(y as *const __m256i);
-                let yh = _mm256_loadu_si256(y.add(32) as *const __m256i);
-                // Bit 2j (resp. 2j+1) of each qh byte is the 5th bit of sub-block 2j (2j+1).
-                let hi = |b: i32| {
-                    let h = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(b)), one);
-                    _mm256_slli_epi16(h, 4)
-                };
-                let ql = _mm256_or_si256(_mm256_and_si256(q5, m4), hi(2 * j as i32));
-                let qh = _mm256_or_si256(
+                q[2 * j] = _mm256_or_si256(_mm256_and_si256(q5, m4), hi(2 * j));
+                q[2 * j + 1] = _mm256_or_si256(
                     _mm256_and_si256(_mm256_srli_epi16(q5, 4), m4),
-                    hi(2 * j as i32 + 1),
+                    hi(2 * j + 1),
                 );
-                let sl = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pick16(2 * j as i32)));
-                let sh = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pick16(2 * j as i32 + 1)));
-                let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(ql, yl));
-                let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(qh, yh));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                for h in 0..2 {
+                    let ctl = _mm256_set1_epi16(pick16((2 * j + h) as i32));
+                    s[2 * j + h] = _mm256_shuffle_epi8(scales, ctl);
+                }
             }
-            if TILED {
-                let s = hsum_i32(sumi) as f32 * f16_at(wb);
-                let r = (-f16_at(wb.add(2))).mul_add(msum as f32, s);
-                tiled = r.mul_add(yd, tiled);
-            } else {
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            for r in 0..R {
+                let yb = x[r].add(i * Q8K_BYTES);
+                let yd = (yb as *const f32).read_unaligned();
+                let prod = mins_prod(mins16, yb.add(Y_BSUMS));
+                let lanes: [i32; 4] = std::mem::transmute(prod);
+                let msum = lanes.iter().fold(0i32, |a, &b| a.wrapping_add(b));
+                let mut sumi = _mm256_setzero_si256();
+                for j in 0..4 {
+                    let y = yb.add(Y_QS + 64 * j);
+                    let yl = _mm256_loadu_si256(y as *const __m256i);
+                    let yh = _mm256_loadu_si256(y.add(32) as *const __m256i);
+                    let pl = _mm256_madd_epi16(s[2 * j], _mm256_maddubs_epi16(q[2 * j], yl));
+                    let ph =
+                        _mm256_madd_epi16(s[2 * j + 1], _mm256_maddubs_epi16(q[2 * j + 1], yh));
+                    sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                }
+                if TILED {
+                    let t = (-dminw).mul_add(msum as f32, hsum_i32(sumi) as f32 * dw);
+                    tiled[r] = t.mul_add(yd, tiled[r]);
+                } else {
+                    let d = yd * dw;
+                    let dmin = -yd * dminw;
+                    summs[r] = dmin.mul_add(msum as f32, summs[r]);
+                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
+                }
             }
         }
         if TILED {
             return tiled;
         }
-        hsum_float_8(acc) + summs
+        std::array::from_fn(|r| hsum_float_8(acc[r]) + summs[r])
     }
 }
 
@@ -117,6 +146,14 @@ mod tests {
     fn equals_ggml_x86_kernel_on_fixture() {
         for (name, k) in levels() {
             ktest::check_fixture_bit_exact("Q5_K", name, k);
+        }
+    }
+
+    #[test]
+    fn four_row_kernels_equal_one_row_kernels_bitwise() {
+        if ktest::has_avx2() {
+            ktest::check_x4(&ktest::Q5K, vec_dot_avx2, vec_dot_x4_avx2);
+            ktest::check_x4(&ktest::Q5K, vec_dot_tiled_avx2, vec_dot_tiled_x4_avx2);
         }
     }
 
