@@ -109,13 +109,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("{ty}/tiled/single"), |b| b.iter(&f));
         if let Some(x4) = t.x4 {
             group.bench_function(format!("{ty}/tiled/x4"), |b| {
-                b.iter(|| {
-                    x4(
-                        black_box(N),
-                        black_box(w),
-                        [&xs[0], &xs[1], &xs[2], &xs[3]],
-                    )
-                })
+                b.iter(|| x4(black_box(N), black_box(w), [&xs[0], &xs[1], &xs[2], &xs[3]]))
             });
         }
         if let Some(r) = repacked_dot(ty, 8) {
@@ -124,13 +118,7 @@ fn bench(c: &mut Criterion) {
             let f = four_rows(r.gemm);
             group.bench_function(format!("{ty}/repacked-gemm/single"), |b| b.iter(&f));
             group.bench_function(format!("{ty}/repacked-gemm/x4"), |b| {
-                b.iter(|| {
-                    (r.gemm_x4)(
-                        black_box(N),
-                        black_box(w),
-                        [&xs[0], &xs[1], &xs[2], &xs[3]],
-                    )
-                })
+                b.iter(|| (r.gemm_x4)(black_box(N), black_box(w), [&xs[0], &xs[1], &xs[2], &xs[3]]))
             });
         }
     }
