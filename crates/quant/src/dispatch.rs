@@ -347,6 +347,33 @@ pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
     None
 }
 
+/// Which kernel family llama.cpp's x86 CPU build uses for a matmul of a `ty` weight matrix
+/// with `rows` rows and `n_tokens` activation rows, as far as this crate reproduces it.
+#[derive(Clone, Copy, Debug)]
+pub enum LlamaCppOrder {
+    /// Plain `vec_dot` ([`vec_dot_fn`], or the bit-identical `x4`/`w4` kernels).
+    VecDot,
+    /// Repacked weights: [`RepackedDot::gemm`] for tokens `0..n - n % 4`, `gemv` for the rest.
+    Repacked(RepackedDot),
+    /// The tiled K-quant matmul, every token alike.
+    Tiled(TiledDot),
+}
+
+/// ggml's choice for K-quant weights: repacking wins (when ggml repacks the type at this
+/// level and `rows % 8 == 0`), else the tiled matmul for 8 or more tokens, else `vec_dot`.
+/// Other types always get [`LlamaCppOrder::VecDot`] here although ggml has further paths for
+/// some of them (repacked Q4_0/IQ4_NL, and llamafile's sgemm for Q4_0/Q5_0/Q8_0/IQ4_NL and
+/// the float types when there are 2 or more tokens), which this does not model.
+pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOrder {
+    if let Some(r) = repacked_dot(ty, rows) {
+        return LlamaCppOrder::Repacked(r);
+    }
+    match tiled_dot(ty) {
+        Some(t) if n_tokens >= TILED_MIN_TOKENS => LlamaCppOrder::Tiled(t),
+        _ => LlamaCppOrder::VecDot,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

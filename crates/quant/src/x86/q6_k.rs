@@ -342,6 +342,19 @@ mod tests {
     }
 
     #[test]
+    fn llama_cpp_order_follows_ggml_rules() {
+        use crate::dispatch::{active_level, llama_cpp_order, LlamaCppOrder as O, SimdLevel};
+        use crate::GgmlType::{Q4_K, Q6_K, Q8_0};
+        let simd = active_level() >= SimdLevel::Avx2;
+        assert!(matches!(llama_cpp_order(Q6_K, 16, 7), O::VecDot));
+        assert_eq!(matches!(llama_cpp_order(Q6_K, 16, 8), O::Tiled(_)), simd);
+        assert_eq!(matches!(llama_cpp_order(Q4_K, 16, 1), O::Repacked(_)), simd);
+        assert_eq!(matches!(llama_cpp_order(Q4_K, 12, 9), O::Tiled(_)), simd);
+        assert!(matches!(llama_cpp_order(Q4_K, 12, 2), O::VecDot));
+        assert!(matches!(llama_cpp_order(Q8_0, 16, 100), O::VecDot));
+    }
+
+    #[test]
     fn four_row_kernels_equal_one_row_kernels_bitwise() {
         let mut x4: Vec<(ktest::Kernel, ktest::KernelX4)> = Vec::new();
         if ktest::has_avx2() {
