@@ -217,7 +217,7 @@ fn malformed_file_fails_with_the_file_named() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     assert!(
-        stderr(&out).contains("nope.gguf: No such file"),
+        stderr(&out).contains("nope.gguf`: no such file"),
         "{}",
         stderr(&out)
     );

@@ -215,6 +215,10 @@ fn missing_default_model_says_how_to_fetch() {
     let out = Command::new(env!("CARGO_BIN_EXE_torchless"))
         .args(["run", "-p", "hi"])
         .env("TORCHLESS_CACHE", "/nonexistent-torchless-cache")
+        .env("HF_HUB_CACHE", "/nonexistent-hf-cache")
+        // No hub and no Python: every source of the default model fails.
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TORCHLESS_PYTHON", "/nonexistent/python3")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -105,5 +105,8 @@ fn missing_model_is_a_clear_error() {
     let out = torchless(&["tokenize", "/nonexistent/model.gguf", "x"]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("cannot open /nonexistent/model.gguf"), "{err}");
+    assert!(
+        err.contains("/nonexistent/model.gguf`: no such file"),
+        "{err}"
+    );
 }

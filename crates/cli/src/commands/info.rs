@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use gguf::{GgmlType, GgufFile, Metadata, TensorInfo, Value};
@@ -11,8 +10,9 @@ use serde_json::{json, Map, Value as Json};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Path to a .gguf model (for split models, the first part: *-00001-of-000NN.gguf)
-    pub model: PathBuf,
+    /// Model: a .gguf path (for split models the first part), owner/name[:QUANT] or
+    /// owner/name/FILE.gguf on the Hugging Face hub (downloaded into its cache)
+    pub model: String,
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
@@ -71,7 +71,8 @@ struct Report<'a> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let file = GgufFile::open(&args.model).context("cannot read model")?;
+    let path = super::model_path(Some(&args.model))?;
+    let file = GgufFile::open(&path).context("cannot read model")?;
     let report = Report::gather(&file)?;
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&report.to_json(args.tensors))?;

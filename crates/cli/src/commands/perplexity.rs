@@ -15,8 +15,9 @@ each evaluated from an empty cache with its first token replaced by BOS when the
 only the second half of each window is scored. Prints the running perplexity per window on \
 stderr and the final estimate with its standard error, like llama-perplexity.")]
 pub struct Args {
-    /// GGUF model
-    pub model: PathBuf,
+    /// Model: a .gguf path (for split models the first part), owner/name[:QUANT] or
+    /// owner/name/FILE.gguf on the Hugging Face hub (downloaded into its cache)
+    pub model: String,
     /// Text file to score
     pub file: PathBuf,
     /// Window size in tokens (the text needs at least twice as many)
@@ -46,7 +47,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let lm = LoadedModel::load(&args.model)?;
+    let path = super::model_path(Some(&args.model))?;
+    let lm = LoadedModel::load(&path)?;
     let mut err = std::io::stderr().lock();
     let r = lm.perplexity(&text, args.ctx, kv, |p| {
         if p.chunk == 1 {

@@ -2,7 +2,6 @@
 //! stdout (streamed); statistics go to stderr so output can be piped.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use engine::{
@@ -21,8 +20,9 @@ Sampling follows llama.cpp: penalties -> top-k -> top-p -> min-p -> temperature;
 greedy (argmax, lowest id on ties). Without --seed a random seed is used and printed with the \
 stats, so any run can be replayed.")]
 pub struct Args {
-    /// GGUF model [default: ~/.cache/torchless/models/smollm2-135m-instruct-q4_1.gguf]
-    pub model: Option<PathBuf>,
+    /// Model: a .gguf path, owner/name[:QUANT] or owner/name/FILE.gguf on the Hugging Face hub
+    /// (downloaded into its cache) [default: SmolLM2-135M-Instruct Q4_1, fetched on first use]
+    pub model: Option<String>,
     /// Prompt text; `-` reads it from stdin
     #[arg(short = 'p', long, conflicts_with = "prompt_ids")]
     pub prompt: Option<String>,
@@ -91,34 +91,6 @@ pub struct Args {
     /// With --json: how many top candidates to list per step
     #[arg(long, value_name = "K", default_value_t = 5, requires = "json")]
     pub logprobs: usize,
-}
-
-/// Location of the model used when none is given (written by scripts/fetch-models.sh).
-pub fn default_model_path() -> Result<PathBuf> {
-    let cache = match std::env::var_os("TORCHLESS_CACHE") {
-        Some(c) => PathBuf::from(c),
-        None => {
-            let home = std::env::var_os("HOME").context("HOME is not set; pass a model path")?;
-            PathBuf::from(home).join(".cache/torchless")
-        }
-    };
-    Ok(cache.join("models/smollm2-135m-instruct-q4_1.gguf"))
-}
-
-/// The model path given, or the default one if it was fetched.
-pub fn resolve_model(model: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(m) = model {
-        return Ok(m);
-    }
-    let p = default_model_path()?;
-    if !p.exists() {
-        bail!(
-            "no model given and the default model {} is missing; run scripts/fetch-models.sh \
-             to download it, or pass a .gguf path",
-            p.display()
-        );
-    }
-    Ok(p)
 }
 
 pub fn parse_kv_dtype(s: &str) -> Result<KvDtype> {
@@ -215,7 +187,7 @@ pub fn run(args: Args) -> Result<()> {
         engine::set_threads(n);
     }
 
-    let path = resolve_model(args.model.clone())?;
+    let path = super::model_path(args.model.as_deref())?;
     let lm = LoadedModel::load(&path)?;
     let prompt_ids = match (&prompt_text, &args.prompt_ids) {
         (Some(text), _) => {

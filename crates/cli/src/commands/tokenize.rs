@@ -1,7 +1,6 @@
 //! `torchless tokenize`: the token ids of a text, as llama.cpp's `llama-tokenize` gives them.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use gguf::GgufFile;
@@ -9,8 +8,9 @@ use tokenizer::{ChatMessage, Tokenizer};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Path to a .gguf model (only its tokenizer is read)
-    pub model: PathBuf,
+    /// Model: a .gguf path (for split models the first part), owner/name[:QUANT] or
+    /// owner/name/FILE.gguf on the Hugging Face hub (downloaded into its cache)
+    pub model: String,
     /// Text to tokenize (with --chat: the user message)
     pub text: String,
     /// Print exactly one JSON array of token ids on stdout
@@ -29,11 +29,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let file = GgufFile::open(&args.model)
-        .with_context(|| format!("cannot open {}", args.model.display()))?;
+    let path = super::model_path(Some(&args.model))?;
+    let file = GgufFile::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     let md = file.metadata();
     let tok = Tokenizer::from_gguf(md)
-        .with_context(|| format!("cannot load the tokenizer of {}", args.model.display()))?;
+        .with_context(|| format!("cannot load the tokenizer of {}", path.display()))?;
 
     let text = if args.chat {
         let arch = md
