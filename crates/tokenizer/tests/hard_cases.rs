@@ -1,10 +1,8 @@
 //! Edge cases on the real vocabularies and the fixture: whitespace runs, digits,
 //! CJK, emoji with modifiers, combining marks, long words, empty input, bad ids,
-//! bad metadata, and linear-time behaviour on large inputs.
+//! and bad metadata. Throughput on large inputs is measured in benches/encode.rs.
 
 mod common;
-
-use std::time::Instant;
 
 use tokenizer::{Tokenizer, TokenizerConfig, TokenizerError};
 
@@ -100,39 +98,6 @@ fn stream_decoder_matches_decode_on_split_characters() {
         .map(|&id| shown.push(&tok, id).unwrap())
         .collect();
     assert_eq!(all, text);
-}
-
-/// Encoding time must grow about linearly: 10x the text may not cost 30x
-/// (quadratic work would cost 100x).
-fn assert_linear(tok: &Tokenizer, unit: &str, small_bytes: usize) {
-    let small = unit.repeat(small_bytes / unit.len());
-    let big = unit.repeat(10 * small_bytes / unit.len());
-    let t0 = Instant::now();
-    let n_small = tok.encode(&small, false, false).unwrap().len();
-    let t_small = t0.elapsed();
-    let t1 = Instant::now();
-    let n_big = tok.encode(&big, false, false).unwrap().len();
-    let t_big = t1.elapsed();
-    assert!(n_big >= 9 * n_small, "{n_small} vs {n_big} tokens");
-    let ratio = t_big.as_secs_f64() / t_small.as_secs_f64().max(1e-3);
-    eprintln!(
-        "{unit:.20?}: {} bytes {t_small:?}, x10 {t_big:?} (x{ratio:.1})",
-        small.len()
-    );
-    assert!(ratio < 30.0, "x10 took {t_big:?}, x1 {t_small:?}");
-    assert!(t_big.as_secs() < 60, "x10 took {t_big:?}");
-}
-
-#[test]
-fn large_inputs_take_linear_time() {
-    let smol = common::load(&common::model("smollm2-135m-instruct-q4_1.gguf"));
-    let text = "The quick brown fox, 1234 jumps: naïve café 東京 🚀\n\tover the lazy dog.  ";
-    assert_linear(&smol, text, 1_000_000);
-    // One huge "word": no pre-tokenizer split, all work in one merge heap.
-    assert_linear(&smol, "abcdefghij", 300_000);
-    let gemma = common::load(&common::model("gemma3-270m-q4_k_m.gguf"));
-    // SentencePiece runs over the whole text at once.
-    assert_linear(&gemma, text, 1_000_000);
 }
 
 fn tiny_config() -> TokenizerConfig {
