@@ -38,6 +38,8 @@ enum Command {
     Download(commands::download::Args),
     /// Search the hub for GGUF models; list or remove downloaded ones
     Models(commands::models::Args),
+    /// Measure prompt-processing and generation speed (tokens/s) the way llama-bench does
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Download(args) => commands::download::run(args),
         Command::Models(args) => commands::models::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

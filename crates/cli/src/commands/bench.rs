@@ -1,0 +1,227 @@
+//! `torchless bench`: prompt-processing and generation throughput measured the way llama-bench
+//! does. `pp` runs P token ids as one batch into an empty cache; `tg` runs N single-token
+//! forward calls from an empty cache. Each test runs once untimed (warm-up), then R timed
+//! repetitions; the table (or `--json`) shows tokens/s mean ± sample stddev. Progress goes to
+//! stderr.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use engine::{KvDtype, LoadedModel};
+use serde_json::json;
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Token ids are pseudo-random in [0, n_vocab) from a fixed seed (the sequences are the same in \
+every run), as llama-bench feeds random ids; logits are computed but not sampled. \
+-p 0 or -n 0 skips that test (its value in --json is null).")]
+pub struct Args {
+    /// Model: a .gguf path, owner/name[:QUANT] or owner/name/FILE.gguf on the Hugging Face hub
+    /// [default: SmolLM2-135M-Instruct Q4_1, fetched on first use]
+    pub model: Option<String>,
+    /// Prompt tokens processed in one batch (pp test); 0 = skip
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 128)]
+    pub n_prompt: usize,
+    /// Tokens generated one forward call at a time (tg test); 0 = skip
+    #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
+    pub n_gen: usize,
+    /// Timed repetitions of each test (after one untimed warm-up)
+    #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
+    pub repetitions: usize,
+    /// Worker threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// KV cache element type
+    #[arg(long, value_name = "f16|f32", default_value = "f16")]
+    pub kv_dtype: String,
+    /// Print one JSON object on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Tokens/s of each timed repetition, with their mean and sample standard deviation.
+struct Measured {
+    tps: Vec<f64>,
+    mean: f64,
+    stddev: f64,
+}
+
+impl Measured {
+    fn new(tps: Vec<f64>) -> Measured {
+        let n = tps.len() as f64;
+        let mean = tps.iter().sum::<f64>() / n;
+        let stddev = if tps.len() > 1 {
+            (tps.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        Measured { tps, mean, stddev }
+    }
+
+    fn to_json(&self, n_tokens: usize) -> serde_json::Value {
+        json!({
+            "n_tokens": n_tokens,
+            "runs_tps": self.tps,
+            "mean_tps": self.mean,
+            "stddev_tps": self.stddev,
+        })
+    }
+}
+
+/// Fixed pseudo-random token ids in `[0, n_vocab)` (64-bit LCG, high bits).
+fn token_ids(n: usize, n_vocab: usize, seed: u64) -> Vec<u32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((s >> 33) % n_vocab as u64) as u32
+        })
+        .collect()
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.repetitions == 0 {
+        bail!("-r: must be at least 1");
+    }
+    if args.n_prompt == 0 && args.n_gen == 0 {
+        bail!("nothing to measure: -p and -n are both 0");
+    }
+    let kv_dtype: KvDtype = super::run::parse_kv_dtype(&args.kv_dtype)?;
+    let threads = match args.threads {
+        Some(0) => bail!("--threads: must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    engine::set_threads(threads);
+
+    let path = super::model_path(args.model.as_deref())?;
+    let lm = LoadedModel::load(&path)?;
+    let model = lm.model();
+    let n_vocab = lm.n_vocab();
+    let file = model.file();
+    let size_bytes: u64 = file.tensors().iter().map(|t| t.size).sum();
+    let n_params: u64 = file.tensors().iter().map(|t| t.n_elements()).sum();
+    let model_name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    );
+    let simd = quant::dispatch::active_level().name();
+    let max_seq_len = args.n_prompt.max(args.n_gen);
+    if max_seq_len > lm.trained_context() {
+        bail!(
+            "the test needs {max_seq_len} positions but the model's context is {}",
+            lm.trained_context()
+        );
+    }
+    let mut state = model.new_state(max_seq_len, kv_dtype);
+    let reps = args.repetitions;
+
+    let pp = if args.n_prompt > 0 {
+        let ids = token_ids(args.n_prompt, n_vocab, 1);
+        let mut tps = Vec::with_capacity(reps);
+        for rep in 0..=reps {
+            eprintln!(
+                "bench: pp{} {}",
+                args.n_prompt,
+                if rep == 0 {
+                    "warm-up".to_string()
+                } else {
+                    format!("run {rep}/{reps}")
+                }
+            );
+            let t = Instant::now();
+            model.forward(&mut state, &ids, 0, false)?; // start 0: the cache is emptied
+            let secs = t.elapsed().as_secs_f64();
+            if rep > 0 {
+                tps.push(args.n_prompt as f64 / secs);
+            }
+        }
+        Some(Measured::new(tps))
+    } else {
+        None
+    };
+
+    let tg = if args.n_gen > 0 {
+        let ids = token_ids(args.n_gen, n_vocab, 2);
+        let mut tps = Vec::with_capacity(reps);
+        for rep in 0..=reps {
+            eprintln!(
+                "bench: tg{} {}",
+                args.n_gen,
+                if rep == 0 {
+                    "warm-up".to_string()
+                } else {
+                    format!("run {rep}/{reps}")
+                }
+            );
+            let t = Instant::now();
+            for (pos, id) in ids.iter().enumerate() {
+                model.forward(&mut state, std::slice::from_ref(id), pos, false)?;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            if rep > 0 {
+                tps.push(args.n_gen as f64 / secs);
+            }
+        }
+        Some(Measured::new(tps))
+    } else {
+        None
+    };
+
+    if args.json {
+        let obj = json!({
+            "model": path.display().to_string(),
+            "model_name": model_name,
+            "arch": lm.arch(),
+            "size_bytes": size_bytes,
+            "n_params": n_params,
+            "threads": threads,
+            "simd": simd,
+            "kv_dtype": args.kv_dtype.to_ascii_lowercase(),
+            "repetitions": reps,
+            "pp_tps": pp.as_ref().map(|m| m.mean),
+            "tg_tps": tg.as_ref().map(|m| m.mean),
+            "pp": pp.as_ref().map(|m| m.to_json(args.n_prompt)),
+            "tg": tg.as_ref().map(|m| m.to_json(args.n_gen)),
+        });
+        return super::print_stdout(&format!("{obj}\n"));
+    }
+
+    let size = format!("{:.2} MiB", size_bytes as f64 / (1024.0 * 1024.0));
+    let mut rows = Vec::new();
+    if let Some(m) = &pp {
+        rows.push((format!("pp{}", args.n_prompt), m));
+    }
+    if let Some(m) = &tg {
+        rows.push((format!("tg{}", args.n_gen), m));
+    }
+    let mut out = format!(
+        "simd: {simd}, repetitions: {reps}\n\n| model | size | threads | test | t/s |\n\
+         | --- | ---: | ---: | ---: | ---: |\n"
+    );
+    for (test, m) in rows {
+        out.push_str(&format!(
+            "| {model_name} | {size} | {threads} | {test} | {:.2} ± {:.2} |\n",
+            m.mean, m.stddev
+        ));
+    }
+    super::print_stdout(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_and_ids() {
+        let m = Measured::new(vec![1.0, 2.0, 3.0]);
+        assert_eq!(m.mean, 2.0);
+        assert!((m.stddev - 1.0).abs() < 1e-12);
+        assert_eq!(Measured::new(vec![5.0]).stddev, 0.0);
+        let ids = token_ids(100, 7, 1);
+        assert_eq!(ids, token_ids(100, 7, 1));
+        assert!(ids.iter().all(|&i| i < 7));
+    }
+}
