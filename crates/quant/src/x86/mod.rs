@@ -22,6 +22,52 @@ use std::arch::x86_64::*;
 use crate::dispatch::{VecDotFn, VecDotW4Fn, VecDotX4Fn};
 use crate::GgmlType;
 
+/// The six safe entry points of a 32-element block format (one row, four activation rows,
+/// four weight rows; AVX2 and AVX-512), written once: they differ between formats only in
+/// the block geometry and the `dot_avx2` / `dot_avx512` kernels of the calling module, which
+/// are taken from the call site (`BLOCK`, `BYTES`, the activation block size given here).
+macro_rules! block_entry_points {
+    ($x_bytes:expr) => {
+        pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
+            let nb = blocks(n, BLOCK, w, BYTES, x, $x_bytes);
+            // SAFETY: only reachable through the dispatch table after AVX2/FMA/F16C
+            // detection; `blocks` checked the lengths.
+            unsafe { dot_avx2(nb, [w.as_ptr()], [x.as_ptr()])[0][0] }
+        }
+
+        pub(crate) fn vec_dot_x4_avx2(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+            let nb = blocks_x4(n, BLOCK, w, BYTES, x, $x_bytes);
+            // SAFETY: as for the single-row kernel; `blocks_x4` checked all five lengths.
+            unsafe { dot_avx2(nb, [w.as_ptr()], x.map(|r| r.as_ptr()))[0] }
+        }
+
+        pub(crate) fn vec_dot_w4_avx2(n: usize, w: [&[u8]; 4], x: &[u8]) -> [f32; 4] {
+            let nb = blocks_w4(n, BLOCK, w, BYTES, x, $x_bytes);
+            // SAFETY: as for the single-row kernel; `blocks_w4` checked all five lengths.
+            unsafe { dot_avx2(nb, w.map(|r| r.as_ptr()), [x.as_ptr()]).map(|r| r[0]) }
+        }
+
+        pub(crate) fn vec_dot_avx512(n: usize, w: &[u8], x: &[u8]) -> f32 {
+            let nb = blocks(n, BLOCK, w, BYTES, x, $x_bytes);
+            // SAFETY: only reachable through the dispatch table after AVX-512 VNNI
+            // detection; `blocks` checked the lengths.
+            unsafe { dot_avx512(nb, [w.as_ptr()], [x.as_ptr()])[0][0] }
+        }
+
+        pub(crate) fn vec_dot_x4_avx512(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+            let nb = blocks_x4(n, BLOCK, w, BYTES, x, $x_bytes);
+            // SAFETY: as for the single-row kernel; `blocks_x4` checked all five lengths.
+            unsafe { dot_avx512(nb, [w.as_ptr()], x.map(|r| r.as_ptr()))[0] }
+        }
+
+        pub(crate) fn vec_dot_w4_avx512(n: usize, w: [&[u8]; 4], x: &[u8]) -> [f32; 4] {
+            let nb = blocks_w4(n, BLOCK, w, BYTES, x, $x_bytes);
+            // SAFETY: as for the single-row kernel; `blocks_w4` checked all five lengths.
+            unsafe { dot_avx512(nb, w.map(|r| r.as_ptr()), [x.as_ptr()]).map(|r| r[0]) }
+        }
+    };
+}
+
 pub(crate) mod bf16;
 pub(crate) mod f16;
 pub(crate) mod f32;

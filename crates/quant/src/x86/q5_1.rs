@@ -69,43 +69,7 @@ kernel!(
     mul_sum_us8_vnni
 );
 
-pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
-    let nb = blocks(n, BLOCK, w, BYTES, x, X_BYTES);
-    // SAFETY: only reachable through the dispatch table after AVX2/FMA/F16C detection;
-    // `blocks` checked the lengths.
-    unsafe { dot_avx2(nb, [w.as_ptr()], [x.as_ptr()])[0][0] }
-}
-
-pub(crate) fn vec_dot_x4_avx2(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
-    let nb = blocks_x4(n, BLOCK, w, BYTES, x, X_BYTES);
-    // SAFETY: as for the single-row kernel; `blocks_x4` checked all five lengths.
-    unsafe { dot_avx2(nb, [w.as_ptr()], x.map(|r| r.as_ptr()))[0] }
-}
-
-pub(crate) fn vec_dot_w4_avx2(n: usize, w: [&[u8]; 4], x: &[u8]) -> [f32; 4] {
-    let nb = blocks_w4(n, BLOCK, w, BYTES, x, X_BYTES);
-    // SAFETY: as for the single-row kernel; `blocks_w4` checked all five lengths.
-    unsafe { dot_avx2(nb, w.map(|r| r.as_ptr()), [x.as_ptr()]).map(|r| r[0]) }
-}
-
-pub(crate) fn vec_dot_avx512(n: usize, w: &[u8], x: &[u8]) -> f32 {
-    let nb = blocks(n, BLOCK, w, BYTES, x, X_BYTES);
-    // SAFETY: only reachable through the dispatch table after AVX-512 VNNI detection;
-    // `blocks` checked the lengths.
-    unsafe { dot_avx512(nb, [w.as_ptr()], [x.as_ptr()])[0][0] }
-}
-
-pub(crate) fn vec_dot_x4_avx512(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
-    let nb = blocks_x4(n, BLOCK, w, BYTES, x, X_BYTES);
-    // SAFETY: as for the single-row kernel; `blocks_x4` checked all five lengths.
-    unsafe { dot_avx512(nb, [w.as_ptr()], x.map(|r| r.as_ptr()))[0] }
-}
-
-pub(crate) fn vec_dot_w4_avx512(n: usize, w: [&[u8]; 4], x: &[u8]) -> [f32; 4] {
-    let nb = blocks_w4(n, BLOCK, w, BYTES, x, X_BYTES);
-    // SAFETY: as for the single-row kernel; `blocks_w4` checked all five lengths.
-    unsafe { dot_avx512(nb, w.map(|r| r.as_ptr()), [x.as_ptr()]).map(|r| r[0]) }
-}
+block_entry_points!(X_BYTES);
 
 #[cfg(test)]
 mod tests {
