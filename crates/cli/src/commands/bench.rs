@@ -88,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.n_prompt == 0 && args.n_gen == 0 {
         bail!("nothing to measure: -p and -n are both 0");
     }
-    let kv_dtype: KvDtype = super::run::parse_kv_dtype(&args.kv_dtype)?;
+    let kv_dtype: KvDtype = super::args::parse_kv_dtype(&args.kv_dtype)?;
     let threads = match args.threads {
         Some(0) => bail!("--threads: must be at least 1"),
         Some(n) => n,

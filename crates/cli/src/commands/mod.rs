@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run(Args) -> anyhow::Result<()>`.
 
+pub mod args;
 pub mod bench;
 pub mod download;
 pub mod info;

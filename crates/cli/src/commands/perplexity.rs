@@ -38,13 +38,8 @@ pub fn run(args: Args) -> Result<()> {
     if args.ctx < 4 {
         bail!("--ctx: must be at least 4, got {}", args.ctx);
     }
-    let kv = super::run::parse_kv_dtype(&args.kv_dtype)?;
-    if let Some(n) = args.threads {
-        if n == 0 {
-            bail!("--threads: must be at least 1");
-        }
-        engine::set_threads(n);
-    }
+    let kv = super::args::parse_kv_dtype(&args.kv_dtype)?;
+    super::args::apply_threads(args.threads)?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let path = super::model_path(Some(&args.model))?;

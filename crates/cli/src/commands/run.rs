@@ -4,9 +4,7 @@
 use std::io::{Read, Write};
 
 use anyhow::{bail, Context, Result};
-use engine::{
-    random_seed, GenerateOptions, KvDtype, LoadedModel, SamplingParams, SessionOptions, TokenEvent,
-};
+use engine::{GenerateOptions, LoadedModel, TokenEvent};
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -37,42 +35,10 @@ pub struct Args {
         allow_negative_numbers = true
     )]
     pub n_predict: i64,
-    /// Temperature; 0 = greedy
-    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
-    pub temp: f32,
-    /// Keep the K most likely tokens; 0 = off
-    #[arg(long, default_value_t = 40, allow_negative_numbers = true)]
-    pub top_k: i64,
-    /// Nucleus sampling mass in (0, 1]; 1 = off
-    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
-    pub top_p: f32,
-    /// Drop tokens less likely than P x the most likely one; 0 = off
-    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
-    pub min_p: f32,
-    /// Penalise repeated tokens (>1 discourages, 1 = off)
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    pub repeat_penalty: f32,
-    /// How many recent tokens (prompt included) the penalties consider; 0 = off
-    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
-    pub repeat_last_n: i64,
-    /// Subtract X from the logit of every token already in the window
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub presence_penalty: f32,
-    /// Subtract X per occurrence in the window
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub frequency_penalty: f32,
-    /// Random seed (reproducible output); random when omitted
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// KV cache size in tokens [default: min(trained context, 4096)]
-    #[arg(long, value_name = "N")]
-    pub max_seq_len: Option<usize>,
-    /// KV cache element type
-    #[arg(long, value_name = "f16|f32", default_value = "f16")]
-    pub kv_dtype: String,
-    /// Worker threads [default: all cores]
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub sampling: super::args::SamplingArgs,
+    #[command(flatten)]
+    pub runtime: super::args::RuntimeArgs,
     /// Require the model's chat template (error if it has none)
     #[arg(long, conflicts_with = "raw")]
     pub chat_template: bool,
@@ -93,14 +59,6 @@ pub struct Args {
     pub logprobs: usize,
 }
 
-pub fn parse_kv_dtype(s: &str) -> Result<KvDtype> {
-    match s.to_ascii_lowercase().as_str() {
-        "f16" => Ok(KvDtype::F16),
-        "f32" => Ok(KvDtype::F32),
-        other => bail!("--kv-dtype: expected f16 or f32, got {other:?}"),
-    }
-}
-
 fn parse_ids(s: &str) -> Result<Vec<u32>> {
     let ids = s
         .split(',')
@@ -115,31 +73,6 @@ fn parse_ids(s: &str) -> Result<Vec<u32>> {
         bail!("--prompt-ids: no ids given");
     }
     Ok(ids)
-}
-
-fn sampling(args: &Args) -> Result<SamplingParams> {
-    if args.top_k < 0 {
-        bail!("--top-k: must be >= 0 (0 = off), got {}", args.top_k);
-    }
-    if args.repeat_last_n < 0 {
-        bail!(
-            "--repeat-last-n: must be >= 0 (0 = off), got {}",
-            args.repeat_last_n
-        );
-    }
-    let p = SamplingParams {
-        temperature: args.temp,
-        top_k: args.top_k as usize,
-        top_p: args.top_p,
-        min_p: args.min_p,
-        repeat_penalty: args.repeat_penalty,
-        repeat_last_n: args.repeat_last_n as usize,
-        presence_penalty: args.presence_penalty,
-        frequency_penalty: args.frequency_penalty,
-        seed: args.seed.unwrap_or_else(random_seed),
-    };
-    p.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(p)
 }
 
 fn max_tokens(n: i64) -> Result<Option<usize>> {
@@ -163,12 +96,9 @@ fn read_prompt(p: &str) -> Result<String> {
 
 pub fn run(args: Args) -> Result<()> {
     // Everything that can be checked without the model is, so typos fail fast.
-    let sampling = sampling(&args)?;
+    let sampling = args.sampling.params()?;
     let max_tokens = max_tokens(args.n_predict)?;
-    let kv_dtype = parse_kv_dtype(&args.kv_dtype)?;
-    if args.max_seq_len == Some(0) {
-        bail!("--max-seq-len: must be at least 1");
-    }
+    let session_opts = args.runtime.session_options()?;
     let prompt_text = match (&args.prompt, &args.prompt_ids) {
         (Some(p), None) => {
             let text = read_prompt(p)?;
@@ -180,13 +110,6 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(_)) => None,
         _ => bail!("give a prompt with -p TEXT (or -p - for stdin) or --prompt-ids"),
     };
-    if let Some(n) = args.threads {
-        if n == 0 {
-            bail!("--threads: must be at least 1");
-        }
-        engine::set_threads(n);
-    }
-
     let path = super::model_path(args.model.as_deref())?;
     let lm = LoadedModel::load(&path)?;
     let prompt_ids = match (&prompt_text, &args.prompt_ids) {
@@ -211,10 +134,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("the prompt produced no tokens");
     }
 
-    let mut session = lm.new_session(&SessionOptions {
-        max_seq_len: args.max_seq_len,
-        kv_dtype,
-    })?;
+    let mut session = lm.new_session(&session_opts)?;
     let opts = GenerateOptions {
         max_tokens,
         sampling,
