@@ -6,7 +6,9 @@
 #   LLAMA_BENCH=/path/to/llama-bench scripts/bench-vs-llama-cpp.sh [MODEL.gguf ...]
 #
 # Environment: LLAMA_BENCH (required), THREADS (default 2), PP (128), TG (64), REPS (3),
-# TORCHLESS (a torchless binary; default: built here with cargo --release).
+# TORCHLESS (a torchless binary; default: built here with cargo --release), MEMBW (read
+# bandwidth in GB/s for the tg roofline column; default: measured with the membw example).
+# Peak RSS of each whole benchmark process is reported too (both engines mmap the file).
 # Defaults to the two real models under ${TORCHLESS_CACHE:-~/.cache/torchless}/models.
 set -euo pipefail
 
@@ -30,6 +32,21 @@ if [[ -z "${TORCHLESS:-}" ]]; then
     (cd "$root" && cargo build --release -q -p torchless) >&2
     TORCHLESS="${CARGO_TARGET_DIR:-$root/target}/release/torchless"
 fi
+if [[ -z "${MEMBW:-}" ]]; then
+    (cd "$root" && cargo build --release -q -p models --example membw) >&2
+    MEMBW="$("${CARGO_TARGET_DIR:-$root/target}/release/examples/membw" "$THREADS" 512 |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["gb_per_s"])')"
+fi
+
+# Runs a command and writes the peak RSS (KiB) of its process tree to $1.
+peak_rss() {
+    local out="$1"
+    shift
+    python3 -c 'import resource, subprocess, sys
+r = subprocess.run(sys.argv[2:])
+open(sys.argv[1], "w").write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(r.returncode)' "$out" "$@"
+}
 
 if [[ $# -gt 0 ]]; then
     models=("$@")
@@ -46,30 +63,37 @@ i=0
 for m in "${models[@]}"; do
     [[ -f "$m" ]] || { echo "error: $m not found" >&2; exit 1; }
     echo "== $(basename "$m"): llama-bench" >&2
-    "$LLAMA_BENCH" -m "$m" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" -o json \
+    peak_rss "$tmp/llama.$i.rss" "$LLAMA_BENCH" -m "$m" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" -o json \
         >"$tmp/llama.$i.json" 2>"$tmp/llama.$i.err" \
         || { cat "$tmp/llama.$i.err" >&2; exit 1; }
     echo "== $(basename "$m"): torchless bench" >&2
-    "$TORCHLESS" bench "$m" --threads "$THREADS" -p "$PP" -n "$TG" -r "$REPS" --json \
+    peak_rss "$tmp/torchless.$i.rss" "$TORCHLESS" bench "$m" --threads "$THREADS" -p "$PP" -n "$TG" -r "$REPS" --json \
         >"$tmp/torchless.$i.json"
     echo "$m" >"$tmp/model.$i"
     i=$((i + 1))
 done
 
-python3 - "$tmp" "$i" "$THREADS" "$PP" "$TG" <<'PY'
+python3 - "$tmp" "$i" "$THREADS" "$PP" "$TG" "$MEMBW" <<'PY'
 import json, os, sys
 
 tmp, n, threads, pp, tg = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+membw = float(sys.argv[6])
 version = open(os.path.join(tmp, "version")).read().strip().splitlines()
 print(f"llama.cpp: {' '.join(version[-2:]) if version else 'unknown'}")
-print(f"threads: {threads}\n")
-print("| model | test | llama.cpp t/s | torchless t/s | ratio |")
-print("| --- | --- | ---: | ---: | ---: |")
+print(f"threads: {threads}; read bandwidth: {membw:.1f} GB/s\n")
+print("| model | test | llama.cpp t/s | torchless t/s | ratio | roofline use (llama.cpp / torchless) |")
+print("| --- | --- | ---: | ---: | ---: | ---: |")
+rss_rows = []
 for i in range(n):
     model = os.path.basename(open(os.path.join(tmp, f"model.{i}")).read().strip())
     ref = json.load(open(os.path.join(tmp, f"llama.{i}.json")))
     ours = json.load(open(os.path.join(tmp, f"torchless.{i}.json")))
     simd = ours.get("simd")
+    size = os.path.getsize(open(os.path.join(tmp, f"model.{i}")).read().strip())
+    # A decode step streams every weight once: tokens/s <= bandwidth / file size.
+    roof = membw * 1e9 / size
+    rss = [int(open(os.path.join(tmp, f"{e}.{i}.rss")).read()) / 1024 for e in ("llama", "torchless")]
+    rss_rows.append((model, size / 2**20, rss[0], rss[1]))
     for test, n_tok in (("pp", pp), ("tg", tg)):
         if n_tok == 0:
             continue
@@ -80,7 +104,12 @@ for i in range(n):
         r = rows[0]
         t = ours[test]
         ratio = t["mean_tps"] / r["avg_ts"]
+        use = (f"{r['avg_ts'] / roof:.0%} / {t['mean_tps'] / roof:.0%}" if test == "tg" else "")
         print(f"| {model} | {test}{n_tok} | {r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} "
-              f"| {t['mean_tps']:.2f} ± {t['stddev_tps']:.2f} | {ratio:.2f} |")
-print(f"\ntorchless simd: {simd}; ratio = torchless / llama.cpp")
+              f"| {t['mean_tps']:.2f} ± {t['stddev_tps']:.2f} | {ratio:.2f} | {use} |")
+print(f"\ntorchless simd: {simd}; ratio = torchless / llama.cpp; roofline = {membw:.1f} GB/s / file size")
+print("\n| model | file MiB | llama.cpp peak RSS MiB | torchless peak RSS MiB | ratio |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for model, mib, ref_rss, our_rss in rss_rows:
+    print(f"| {model} | {mib:.0f} | {ref_rss:.0f} | {our_rss:.0f} | {our_rss / ref_rss:.2f} |")
 PY
