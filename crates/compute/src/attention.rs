@@ -9,7 +9,7 @@
 //!   or more go through ggml's tiled kernel, which keeps Q and the accumulator in f32.
 
 use half::f16;
-use rayon::prelude::*;
+use std::cell::RefCell;
 
 use crate::{shape_err, ComputeError};
 
@@ -226,19 +226,21 @@ pub fn attention(
             }
         }
     };
+    thread_local! {
+        // Per-thread score buffer, kept across calls so decoding does not allocate.
+        static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
+    let with_scores = |i: usize, o: &mut [f32]| {
+        SCORES.with(|s| job((i, o), &mut s.borrow_mut()));
+    };
     let rows = n_tokens * p.n_head;
     let work = rows * (start_pos + n_tokens) * (dk + dv);
     if work < 64 * 1024 {
-        let mut scores = Vec::new();
         out.chunks_mut(dv)
             .enumerate()
-            .for_each(|x| job(x, &mut scores));
+            .for_each(|(i, o)| with_scores(i, o));
     } else {
-        crate::pool::pool().install(|| {
-            out.par_chunks_mut(dv)
-                .enumerate()
-                .for_each_init(Vec::new, |s, x| job(x, s))
-        });
+        crate::pool::par_chunks_mut(out, dv, with_scores);
     }
     Ok(())
 }

@@ -9,7 +9,6 @@
 //! overlap independent sums and give exactly the single-row bits.
 
 use quant::GgmlType;
-use rayon::prelude::*;
 
 use crate::{shape_err, ComputeError};
 
@@ -137,7 +136,7 @@ pub fn matmul(
     }
     let ptr = OutPtr(out.as_mut_ptr());
     let n_blocks = rows.div_ceil(ROW_BLOCK);
-    let run = |b: usize| -> Result<(), ComputeError> {
+    let run = |b: usize| {
         let r0 = b * ROW_BLOCK;
         let r1 = (r0 + ROW_BLOCK).min(rows);
         // Tokens in tiles so that a tile of activations stays in L2 while all the block's
@@ -184,14 +183,14 @@ pub fn matmul(
                 }
             }
         }
-        Ok(())
     };
     let work = w.rows * w.cols * n;
     if n_blocks == 1 || work < 32 * 1024 {
-        (0..n_blocks).try_for_each(run)
+        (0..n_blocks).for_each(run)
     } else {
-        crate::pool::pool().install(|| (0..n_blocks).into_par_iter().try_for_each(run))
+        crate::pool::run(n_blocks, run)
     }
+    Ok(())
 }
 
 /// Embedding lookup: row `id` of `w` decoded to floats into `out` (`w.cols` long).

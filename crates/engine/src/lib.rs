@@ -45,7 +45,7 @@ pub mod text;
 
 pub use error::EngineError;
 pub use model::{LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
-pub use models::{set_threads, KvDtype};
+pub use models::{default_threads, set_threads, KvDtype};
 pub use perplexity::{perplexity, ChunkProgress, PerplexityResult};
 pub use sampling::{random_seed, Sampler, SamplingParams, TokenLogprob};
 pub use session::{

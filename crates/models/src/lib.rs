@@ -20,7 +20,7 @@ mod weights;
 
 use std::sync::Arc;
 
-pub use compute::{set_threads, KvDtype};
+pub use compute::{default_threads, set_threads, KvDtype};
 pub use config::Config;
 pub use error::ModelError;
 

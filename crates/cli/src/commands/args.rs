@@ -102,7 +102,7 @@ pub fn parse_kv_dtype(s: &str) -> Result<KvDtype> {
     }
 }
 
-/// `--threads N` (None: all cores).
+/// `--threads N` (None: one per physical core).
 pub fn apply_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
         if n == 0 {

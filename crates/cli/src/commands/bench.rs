@@ -92,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
     let threads = match args.threads {
         Some(0) => bail!("--threads: must be at least 1"),
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => engine::default_threads(),
     };
     engine::set_threads(threads);
 
