@@ -33,16 +33,25 @@
 //! a later `generate` continues the conversation, [`Session::reset`] empties the cache.
 //! [`LoadedModel::perplexity`] reproduces llama-perplexity's numbers.
 //!
+//! Chat: a [`Conversation`] is re-rendered with the chat template every turn and
+//! [`LoadedModel::prepare_turn`] keeps the part of the KV cache the new rendering shares with
+//! the session, so a turn only processes its new tokens. Reasoning models are recognised by
+//! their `<think>`/`</think>` tokens ([`LoadedModel::thinking_tags`]); a [`ThinkingSplitter`]
+//! separates the trace from the answer as tokens stream.
+//!
 //! The decode loop and perplexity are written against two small traits, [`LogitsSource`] and
 //! [`TokenText`], so they are unit-tested with scripted models.
 
+pub mod conversation;
 pub mod error;
 pub mod model;
 pub mod perplexity;
 pub mod sampling;
 pub mod session;
 pub mod text;
+pub mod thinking;
 
+pub use conversation::{Conversation, Message, TurnPrompt};
 pub use error::EngineError;
 pub use model::{LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
 pub use models::{default_threads, set_threads, KvDtype};
@@ -52,3 +61,4 @@ pub use session::{
     GenerateOptions, Generation, GenerationStats, LogitsSource, Session, StopReason, TokenEvent,
     TokenText,
 };
+pub use thinking::{Segment, ThinkingSplitter, ThinkingTags};

@@ -168,6 +168,32 @@ impl Session {
         self.source.n_vocab()
     }
 
+    /// Keeps the first `n` tokens of [`Session::tokens`] and forgets the rest, cache included;
+    /// `n` past the end changes nothing.
+    pub fn truncate(&mut self, n: usize) {
+        if n > self.history.len() {
+            return; // keeps everything, including a pending token when n covers it
+        }
+        self.source.truncate(n);
+        self.history.truncate(n);
+        self.pending = None;
+    }
+
+    /// Prepares the session for `ids`, a prompt that repeats the conversation so far and adds
+    /// to it (a chat re-rendered with its template each turn): keeps the prefix the session
+    /// shares with `ids`, forgets what differs, and returns how many leading ids are already
+    /// there. Feed `ids[n..]` to [`Session::generate`]. At least one id is always left to
+    /// feed, since the next token's logits come from the last one fed.
+    pub fn reuse_prefix(&mut self, ids: &[u32]) -> usize {
+        let have = self.tokens();
+        let mut common = have.iter().zip(ids).take_while(|(a, b)| a == b).count();
+        if common == ids.len() {
+            common = common.saturating_sub(1);
+        }
+        self.truncate(common);
+        common
+    }
+
     pub fn reset(&mut self) {
         self.source.truncate(0);
         self.history.clear();
@@ -289,6 +315,11 @@ impl Generation<'_> {
             stop: self.stop_reason?,
             seed: self.sampler.params().seed,
         })
+    }
+
+    /// Tokens the prefill of this generation processed.
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt_tokens
     }
 
     fn step(&mut self) -> Result<TokenEvent, EngineError> {

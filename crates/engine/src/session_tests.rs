@@ -237,3 +237,44 @@ fn logprobs_reported_when_asked() {
     assert_eq!(e.top[1].id, 0);
     assert!((e.top[1].logprob + z).abs() < 1e-9);
 }
+
+#[test]
+fn reuse_prefix_feeds_only_what_differs() {
+    let (mut s, calls) = session(letters(), 99, 64);
+    collect(&mut s, &[0, 1], &greedy(Some(2)));
+    // Session holds 0 1 2 (cached) + 3 (sampled, pending).
+    assert_eq!(s.tokens(), vec![0, 1, 2, 3]);
+    // Same conversation plus two new tokens: everything is kept, the pending token included.
+    let ids = [0, 1, 2, 3, 5, 6];
+    let skip = s.reuse_prefix(&ids);
+    assert_eq!(skip, 4);
+    assert_eq!(s.position(), 3);
+    let (_, _, st) = collect(&mut s, &ids[skip..], &greedy(Some(1)));
+    assert_eq!(st.prompt_tokens, 3); // pending 3, then 5 6
+    assert_eq!(calls.lock().unwrap().last().unwrap(), &(vec![3, 5, 6], 3));
+
+    // A re-render that differs at position 2 drops the cache from there on.
+    let ids = [0, 1, 4, 4];
+    let skip = s.reuse_prefix(&ids);
+    assert_eq!((skip, s.position(), s.tokens()), (2, 2, vec![0, 1]));
+    let (_, _, st) = collect(&mut s, &ids[skip..], &greedy(Some(1)));
+    assert_eq!(st.prompt_tokens, 2);
+    assert_eq!(calls.lock().unwrap().last().unwrap(), &(vec![4, 4], 2));
+
+    // A prompt the session already holds entirely still leaves its last id to feed.
+    let have = s.tokens();
+    let skip = s.reuse_prefix(&have[..3]);
+    assert_eq!(skip, 2);
+    assert_eq!(s.tokens(), vec![0, 1]);
+}
+
+#[test]
+fn truncate_past_the_end_changes_nothing() {
+    let (mut s, _) = session(letters(), 99, 64);
+    collect(&mut s, &[0], &greedy(Some(2)));
+    assert_eq!(s.tokens(), vec![0, 1, 2]);
+    s.truncate(10);
+    assert_eq!(s.tokens(), vec![0, 1, 2]);
+    s.truncate(1);
+    assert_eq!((s.tokens(), s.position()), (vec![0], 1));
+}

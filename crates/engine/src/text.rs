@@ -123,7 +123,7 @@ impl StopMatcher {
 }
 
 /// Length of the longest proper prefix of `stop` that `text` ends with.
-fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
+pub(crate) fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
     (1..stop.len())
         .rev()
         .find(|&n| stop.is_char_boundary(n) && text.ends_with(&stop[..n]))
