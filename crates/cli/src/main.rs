@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
     long_about = "Run large language models from GGUF files on the CPU.\n\n\
         torchless reads llama.cpp's GGUF model files (single or split) and aims to produce the \
         same tokens as llama.cpp for the same model, prompt and sampling settings.\n\n\
+        `torchless --chat [OPTIONS] [MODEL]` is another spelling of `torchless chat`.\n\n\
         Run `torchless <COMMAND> --help` for the options of each command."
 )]
 struct Cli {
@@ -30,6 +31,8 @@ enum Command {
     Info(commands::info::Args),
     /// Generate text from a prompt (streams to stdout; statistics on stderr)
     Run(commands::run::Args),
+    /// Chat with a model: multi-turn, KV cache reused across turns, reasoning traces hidden or shown
+    Chat(commands::chat::Args),
     /// Measure perplexity on a text file the way llama-perplexity does
     Perplexity(commands::perplexity::Args),
     /// Show the token ids of a text (--json: one JSON array), as llama.cpp tokenizes it
@@ -43,10 +46,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(chat_spelling(std::env::args_os().collect()));
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Chat(args) => commands::chat::run(args),
         Command::Perplexity(args) => commands::perplexity::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Download(args) => commands::download::run(args),
@@ -59,5 +63,56 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `torchless --chat [OPTIONS] MODEL` is the spelling the torchless-rs document shows; it means
+/// `torchless chat [OPTIONS] MODEL`. Only a `--chat` before any subcommand or value counts.
+fn chat_spelling(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let flag = args
+        .iter()
+        .enumerate()
+        .skip(1)
+        .take_while(|(_, a)| a.to_str().is_some_and(|a| a.starts_with('-')))
+        .find(|(_, a)| *a == "--chat")
+        .map(|(i, _)| i);
+    if let Some(i) = flag {
+        args.remove(i);
+        args.insert(1, "chat".into());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chat_spelling;
+
+    fn spell(args: &[&str]) -> Vec<String> {
+        let v = args.iter().map(|a| a.into()).collect();
+        chat_spelling(v)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn chat_flag_becomes_the_subcommand() {
+        assert_eq!(
+            spell(&["torchless", "--chat", "--show-thinking", "m.gguf"]),
+            ["torchless", "chat", "--show-thinking", "m.gguf"]
+        );
+        assert_eq!(
+            spell(&["torchless", "--show-thinking", "--chat", "m.gguf"]),
+            ["torchless", "chat", "--show-thinking", "m.gguf"]
+        );
+        // Not a spelling of chat: a prompt or value that happens to read --chat.
+        assert_eq!(
+            spell(&["torchless", "run", "-p", "--chat"]),
+            ["torchless", "run", "-p", "--chat"]
+        );
+        assert_eq!(
+            spell(&["torchless", "info", "x"]),
+            ["torchless", "info", "x"]
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod chat;
 pub mod download;
 pub mod info;
 pub mod models;
