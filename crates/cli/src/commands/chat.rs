@@ -122,7 +122,7 @@ impl Chat {
     fn context_line(&self) -> String {
         format!(
             "context {}/{}",
-            self.session.tokens().len(),
+            self.session.position(),
             self.session.max_seq_len()
         )
     }
@@ -229,11 +229,12 @@ impl Chat {
         )
     }
 
-    fn context_full(&self, needed: usize) {
+    /// `total`: tokens of the conversation rendered with the new message.
+    fn context_full(&self, total: usize) {
         self.say(&format!(
-            "the context is full: this turn needs {needed} more tokens and {} are in use of {}. \
-             /clear starts a new conversation (or restart with a larger --max-seq-len)",
-            self.session.position(),
+            "the context is full: with this message the conversation takes {total} tokens, plus \
+             the answer, and the context holds {}. /clear starts a new conversation (or restart \
+             with a larger --max-seq-len)",
             self.session.max_seq_len()
         ));
     }
@@ -251,7 +252,7 @@ impl Chat {
         // The answer needs room for at least one generated token beyond the prompt.
         if self.session.position() + new >= self.session.max_seq_len() {
             self.conv.messages.pop();
-            self.context_full(new);
+            self.context_full(prompt.ids.len());
             return Ok(());
         }
         let splitter = self.lm.thinking_splitter(&prompt);
@@ -297,7 +298,7 @@ impl Chat {
             Ok(()) => {}
             Err(EngineError::PromptTooLong { .. }) => {
                 self.conv.messages.pop();
-                self.context_full(new);
+                self.context_full(prompt.ids.len());
                 return Ok(());
             }
             Err(e) => {
