@@ -21,6 +21,8 @@ pub enum EngineError {
     BadToken { id: u32, n_vocab: usize },
     #[error("cannot open model {path}: {msg}")]
     Load { path: String, msg: String },
+    #[error("{0}")]
+    InsufficientMemory(String),
     #[error("model: {0}")]
     Model(String),
     #[error("tokenizer: {0}")]

@@ -42,8 +42,10 @@
 //! The decode loop and perplexity are written against two small traits, [`LogitsSource`] and
 //! [`TokenText`], so they are unit-tested with scripted models.
 
+mod available;
 pub mod conversation;
 pub mod error;
+pub mod memory;
 pub mod model;
 pub mod perplexity;
 pub mod sampling;
@@ -53,7 +55,8 @@ pub mod thinking;
 
 pub use conversation::{Conversation, Message, TurnPrompt};
 pub use error::EngineError;
-pub use model::{LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
+pub use memory::{LoadDecision, LoadMode, MemoryPlan, Planner};
+pub use model::{LoadOptions, LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
 pub use models::{default_threads, set_threads, KvDtype};
 pub use perplexity::{perplexity, ChunkProgress, PerplexityResult};
 pub use sampling::{random_seed, Sampler, SamplingParams, TokenLogprob};

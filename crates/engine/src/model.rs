@@ -8,6 +8,7 @@ use models::{KvDtype, Model, State};
 use tokenizer::Tokenizer;
 
 use crate::error::EngineError;
+use crate::memory::{self, LoadDecision, LoadMode, Planner};
 use crate::perplexity::{perplexity, ChunkProgress, PerplexityResult};
 use crate::session::{LogitsSource, Session, TokenText};
 
@@ -32,27 +33,89 @@ impl Default for SessionOptions {
     }
 }
 
+/// How to load a model, and what it will be used for (the memory check plans the KV cache of
+/// a session with `session`'s settings).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    pub mode: LoadMode,
+    pub session: SessionOptions,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            mode: LoadMode::Auto,
+            session: SessionOptions::default(),
+        }
+    }
+}
+
 /// A model file opened for inference. Cheap to share: sessions hold `Arc`s to its parts.
 pub struct LoadedModel {
     model: Arc<Model>,
     tokenizer: Arc<Tokenizer>,
+    planner: Planner,
+    decision: LoadDecision,
 }
 
 impl LoadedModel {
+    /// Loads with [`LoadMode::Auto`] and default session settings.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, EngineError> {
+        Self::load_with(path, &LoadOptions::default(), |_, _| {})
+    }
+
+    /// Plans memory for `opts` before reading any weight, refuses with
+    /// [`EngineError::InsufficientMemory`] when even lazy loading cannot fit, then loads in
+    /// the chosen mode. `progress(done, total)` reports bytes copied by eager loading.
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        opts: &LoadOptions,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Self, EngineError> {
         let path = path.as_ref();
         let load_err = |msg: String| EngineError::Load {
             path: path.display().to_string(),
             msg,
         };
-        let file = Arc::new(gguf::GgufFile::open(path).map_err(|e| load_err(e.to_string()))?);
+        let mut file = gguf::GgufFile::open(path).map_err(|e| load_err(e.to_string()))?;
+        let planner = Planner::from_gguf(&file).map_err(load_err)?;
+        let seq = opts
+            .session
+            .max_seq_len
+            .map_or_else(|| memory::default_seq_len(&planner.shape), |n| n as u64);
+        let decision = memory::decide(
+            &planner,
+            opts.mode,
+            seq,
+            opts.session.kv_dtype,
+            memory::available_memory(),
+        )
+        .map_err(EngineError::InsufficientMemory)?;
+        match decision.mode {
+            LoadMode::Eager => file
+                .load_into_memory(progress)
+                .map_err(|e| load_err(e.to_string()))?,
+            _ => file.set_release_pages(true),
+        }
+        let file = Arc::new(file);
         let tokenizer = Tokenizer::from_gguf(file.metadata())
             .map_err(|e| load_err(format!("tokenizer: {e}")))?;
         let model = Model::load(file).map_err(|e| load_err(e.to_string()))?;
         Ok(LoadedModel {
             model: Arc::new(model),
             tokenizer: Arc::new(tokenizer),
+            planner,
+            decision,
         })
+    }
+
+    /// The mode chosen, why, and the memory plans it was chosen from.
+    pub fn load_decision(&self) -> &LoadDecision {
+        &self.decision
+    }
+
+    pub fn planner(&self) -> &Planner {
+        &self.planner
     }
 
     pub fn model(&self) -> &Arc<Model> {

@@ -13,6 +13,7 @@ mod ftype;
 #[doc(hidden)]
 pub mod fuzzing;
 mod parse;
+mod residency;
 mod split;
 mod value;
 mod writer;
@@ -83,6 +84,22 @@ impl Backing {
         }
     }
 
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Backing::Mmap(_) => &mut [],
+            Backing::Owned { buf, start, len } => &mut buf[*start..*start + *len],
+        }
+    }
+
+    /// `len` zero bytes at a 64-byte aligned start. The zeroed allocation maps fresh pages,
+    /// so nothing is resident until it is written.
+    fn zeroed(len: usize) -> Backing {
+        const ALIGN: usize = 64;
+        let buf = vec![0u8; len + ALIGN];
+        let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+        Backing::Owned { buf, start, len }
+    }
+
     fn owned(bytes: &[u8]) -> Backing {
         const ALIGN: usize = 64;
         let mut buf: Vec<u8> = Vec::with_capacity(bytes.len() + ALIGN);
@@ -102,6 +119,16 @@ struct Part {
     path: PathBuf,
     backing: Backing,
     data_offset: u64,
+    /// Where the data section starts in `backing`: `data_offset` while the whole file is
+    /// held, 0 once only the data section is (see [`GgufFile::load_into_memory`]).
+    data_start: u64,
+    file_len: u64,
+}
+
+impl Part {
+    fn data(&self) -> &[u8] {
+        &self.backing.bytes()[self.data_start as usize..]
+    }
 }
 
 /// An opened GGUF model: metadata and tensor directory of all its split files, with tensor bytes
@@ -114,6 +141,8 @@ pub struct GgufFile {
     tensors: Vec<TensorInfo>,
     index: HashMap<String, usize>,
     parts: Vec<Part>,
+    /// Lazy paging: [`GgufFile::release`] gives mapped pages back to the kernel.
+    release_pages: bool,
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -156,6 +185,8 @@ fn open_part(path: &Path) -> Result<(Part, parse::Parsed)> {
     let parsed = parse::parse(backing.bytes()).map_err(|e| malformed(path, e))?;
     let part = Part {
         path: path.to_path_buf(),
+        data_start: parsed.data_offset,
+        file_len: backing.bytes().len() as u64,
         backing,
         data_offset: parsed.data_offset,
     };
@@ -184,6 +215,8 @@ impl GgufFile {
         let parsed = parse::parse(backing.bytes()).map_err(|e| malformed(&path, e))?;
         let part = Part {
             path,
+            data_start: parsed.data_offset,
+            file_len: backing.bytes().len() as u64,
             backing,
             data_offset: parsed.data_offset,
         };
@@ -205,6 +238,7 @@ impl GgufFile {
             tensors: parsed.tensors,
             index,
             parts: vec![part],
+            release_pages: false,
         }
     }
 
@@ -236,19 +270,18 @@ impl GgufFile {
         self.index.get(name).map(|&i| &self.tensors[i])
     }
 
-    /// The tensor's bytes, borrowed from the memory map of its split.
+    /// The tensor's bytes, borrowed from the memory map of its split (or from the heap copy
+    /// after [`GgufFile::load_into_memory`]).
     ///
     /// # Panics
     /// If `t` does not come from this file (the reader has checked every tensor of this file
     /// lies inside its data section).
     pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
-        let start = self.tensor_file_offset(t);
         self.parts
             .get(t.split)
             .and_then(|p| {
-                p.backing
-                    .bytes()
-                    .get(start as usize..(start + t.size) as usize)
+                p.data()
+                    .get(t.offset as usize..(t.offset + t.size) as usize)
             })
             .expect("TensorInfo does not belong to this GgufFile")
     }
@@ -270,10 +303,13 @@ impl GgufFile {
 
     /// Total bytes of all split files.
     pub fn file_size(&self) -> u64 {
-        self.parts
-            .iter()
-            .map(|p| p.backing.bytes().len() as u64)
-            .sum()
+        self.parts.iter().map(|p| p.file_len).sum()
+    }
+
+    /// Total bytes of the tensor-data sections of all split files (what
+    /// [`GgufFile::load_into_memory`] copies).
+    pub fn data_bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.file_len - p.data_offset).sum()
     }
 }
 

@@ -192,6 +192,7 @@ impl Decoder {
                 compute::rms_norm_in_place(o, Some(w), self.eps)?;
             }
             compute::add_in_place(&mut s.x[..n * n_embd], o);
+            l.release(file);
         }
 
         // Without all_logits only the last row is projected.
@@ -200,7 +201,8 @@ impl Decoder {
         let h = sized(&mut s.h, rows * n_embd);
         compute::rms_norm(x, Some(&self.output_norm), self.eps, h)?;
         let mut logits = vec![0f32; rows * self.output.rows];
-        compute::matmul(&self.output.view(file)?, h, rows, &mut logits, &mut s.qbuf)?;
+        self.output
+            .matmul_paged(file, h, rows, &mut logits, &mut s.qbuf)?;
         Ok(logits)
     }
 }

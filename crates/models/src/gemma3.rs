@@ -18,20 +18,33 @@ const DEFAULT_FREQ_BASE_SWA: f32 = 10000.0;
 
 /// Marks sliding-window layers in `cfg` from the metadata.
 pub(crate) fn configure(md: &gguf::Metadata, cfg: &mut Config) -> Result<(), ModelError> {
+    let (window, layers) = sliding_window(md, cfg.n_layer)?;
+    cfg.sliding_window = window;
+    if window > 0 {
+        cfg.swa_layers = layers;
+    }
+    Ok(())
+}
+
+/// Sliding-window size of a gemma3 file (0 = none) and which of its `n_layer` layers use it,
+/// as llama.cpp reads them. Public so memory planning sees the same layers the model runs.
+pub fn sliding_window(
+    md: &gguf::Metadata,
+    n_layer: usize,
+) -> Result<(usize, Vec<bool>), ModelError> {
     let h = Hparams { md, arch: "gemma3" };
     let window = h.opt_usize("attention.sliding_window")?.unwrap_or(0);
-    cfg.sliding_window = window;
     if window == 0 {
-        return Ok(());
+        return Ok((0, vec![false; n_layer]));
     }
     let key = h.key("attention.sliding_window_pattern");
-    cfg.swa_layers = match md.get(&key) {
-        None => pattern(DEFAULT_SWA_PATTERN, cfg.n_layer),
+    let layers = match md.get(&key) {
+        None => pattern(DEFAULT_SWA_PATTERN, n_layer),
         Some(Value::Array(items)) => {
-            if items.len() != cfg.n_layer {
+            if items.len() != n_layer {
                 return Err(hparam(
                     key,
-                    format!("{} entries for {} layers", items.len(), cfg.n_layer),
+                    format!("{} entries for {} layers", items.len(), n_layer),
                 ));
             }
             items
@@ -47,10 +60,10 @@ pub(crate) fn configure(md: &gguf::Metadata, cfg: &mut Config) -> Result<(), Mod
         }
         Some(_) => {
             let p = h.positive("attention.sliding_window_pattern")?;
-            pattern(p, cfg.n_layer)
+            pattern(p, n_layer)
         }
     };
-    Ok(())
+    Ok((window, layers))
 }
 
 /// llama.cpp's `set_swa_pattern`: in every group of `p` layers all but the last slide.

@@ -23,6 +23,8 @@ use std::sync::Arc;
 pub use compute::{default_threads, set_threads, KvDtype};
 pub use config::Config;
 pub use error::ModelError;
+pub use gemma3::sliding_window as gemma3_sliding_window;
+pub use weights::LAZY_OUTPUT_CHUNK_BYTES;
 
 use compute::KvCache;
 use decoder::{Decoder, Scratch};

@@ -107,3 +107,71 @@ impl<'a> Loader<'a> {
         }
     }
 }
+
+/// With lazy paging, the output projection (often the largest matrix: the whole vocabulary)
+/// runs in row chunks of about this many weight bytes, each given back after use, so resident
+/// memory holds one chunk of it rather than all of it.
+pub const LAZY_OUTPUT_CHUNK_BYTES: usize = 16 << 20;
+
+impl Matrix {
+    /// Gives this matrix's pages back to the kernel (lazy paging only; see
+    /// [`GgufFile::release`]).
+    pub fn release(&self, file: &GgufFile) {
+        file.release(&self.info);
+    }
+
+    /// `matmul` that, under lazy paging, walks the rows in chunks and releases each chunk
+    /// once done. Every output row is computed exactly as in one call: chunks are whole
+    /// multiples of 64 rows and chunking is skipped when it would change which kernel runs.
+    pub fn matmul_paged(
+        &self,
+        file: &GgufFile,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        qbuf: &mut Vec<u8>,
+    ) -> Result<(), ModelError> {
+        let view = self.view(file)?;
+        let row_bytes = view.row_bytes();
+        let chunk = (LAZY_OUTPUT_CHUNK_BYTES / row_bytes.max(1)) / 64 * 64;
+        let repacked = |r: usize| quant::dispatch::repacked_dot(self.info.ty, r).is_some();
+        let tail = self.rows % chunk.max(1);
+        let same_kernel = repacked(self.rows) == repacked(chunk)
+            && (tail == 0 || repacked(self.rows) == repacked(tail));
+        if !file.releases_pages() || chunk == 0 || chunk >= self.rows || !same_kernel {
+            compute::matmul(&view, x, n, out, qbuf)?;
+            self.release(file);
+            return Ok(());
+        }
+        let mut part = Vec::new();
+        let data = file.tensor_data(&self.info);
+        for r0 in (0..self.rows).step_by(chunk) {
+            let rows = chunk.min(self.rows - r0);
+            let bytes = &data[r0 * row_bytes..(r0 + rows) * row_bytes];
+            let v = WeightView::new(self.info.ty, rows, self.cols, bytes)?;
+            if n == 1 {
+                compute::matmul(&v, x, 1, &mut out[r0..r0 + rows], qbuf)?;
+            } else {
+                part.resize(n * rows, 0.0);
+                compute::matmul(&v, x, n, &mut part, qbuf)?;
+                for t in 0..n {
+                    out[t * self.rows + r0..][..rows].copy_from_slice(&part[t * rows..][..rows]);
+                }
+            }
+            file.release_bytes(&self.info, (r0 * row_bytes) as u64, bytes.len() as u64);
+        }
+        Ok(())
+    }
+}
+
+impl crate::decoder::Layer {
+    /// Gives the layer's weight matrices back to the kernel once a forward pass is done with
+    /// them (lazy paging only).
+    pub(crate) fn release(&self, file: &GgufFile) {
+        for m in [
+            &self.wq, &self.wk, &self.wv, &self.wo, &self.gate, &self.up, &self.down,
+        ] {
+            m.release(file);
+        }
+    }
+}

@@ -19,6 +19,16 @@ pub struct Args {
     /// Also list every tensor: name, type, shape, file offset, size
     #[arg(long)]
     pub tensors: bool,
+    /// Show only the memory plan: eager and lazy totals (weights, KV cache, scratch) at the
+    /// default and the trained context, and what --load auto would choose here
+    #[arg(long, conflicts_with = "tensors")]
+    pub memory: bool,
+    /// With --memory: plan for this context instead of the default one
+    #[arg(long, value_name = "N", requires = "memory")]
+    pub max_seq_len: Option<usize>,
+    /// With --memory: KV cache element type
+    #[arg(long, value_name = "f16|f32", default_value = "f16")]
+    pub kv_dtype: String,
 }
 
 /// Special tokens shown when the model defines them: (role, metadata key). The key names are
@@ -73,6 +83,14 @@ struct Report<'a> {
 pub fn run(args: Args) -> Result<()> {
     let path = super::model_path(Some(&args.model))?;
     let file = GgufFile::open(&path).context("cannot read model")?;
+    if args.memory {
+        let kv = super::args::parse_kv_dtype(&args.kv_dtype)?;
+        if args.max_seq_len == Some(0) {
+            anyhow::bail!("--max-seq-len: must be at least 1");
+        }
+        let text = super::info_memory::render(&file, args.max_seq_len, kv, args.json)?;
+        return super::print_stdout(&text);
+    }
     let report = Report::gather(&file)?;
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&report.to_json(args.tensors))?;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chat;
 pub mod download;
 pub mod info;
+mod info_memory;
 pub mod models;
 pub mod perplexity;
 pub mod run;

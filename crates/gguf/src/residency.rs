@@ -1,0 +1,150 @@
+//! Where tensor bytes live: in the memory map (the default, and lazy loading) or in a heap
+//! copy (eager loading).
+//!
+//! Eager loading reads the data sections with plain `pread`s in large chunks rather than
+//! pre-faulting and `mlock`ing the map: the copy is anonymous memory the kernel cannot evict
+//! behind our back, needs no `RLIMIT_MEMLOCK` (8 MiB by default for unprivileged users, far
+//! below a model), reports progress chunk by chunk, and never has the mapped and copied pages
+//! resident at once (the file is read through the page cache, which is not charged to RSS).
+//!
+//! Lazy loading keeps the map and lets the forward pass hand pages back with
+//! [`GgufFile::release`] once a layer is done: `MADV_DONTNEED` on a private read-only file
+//! mapping drops the pages from this process while the page cache keeps them, so the next
+//! token re-maps them cheaply and resident memory stays near one layer of weights.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use crate::error::{GgufError, Result};
+use crate::{Backing, GgufFile, TensorInfo};
+
+/// Bytes read per `pread` while loading into memory.
+const READ_CHUNK: usize = 64 << 20;
+
+fn page_size() -> usize {
+    // SAFETY: sysconf only reads a system constant.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+impl GgufFile {
+    /// Copies the tensor data of every memory-mapped split into the heap (64-byte aligned, as
+    /// tensor data is in the map) and drops the maps. `progress(done, total)` is called after
+    /// every chunk. Afterwards [`GgufFile::tensor_data`] borrows from the copy.
+    pub fn load_into_memory(&mut self, mut progress: impl FnMut(u64, u64)) -> Result<()> {
+        let total: u64 = self
+            .parts
+            .iter()
+            .filter(|p| matches!(p.backing, Backing::Mmap(_)))
+            .map(|p| p.file_len - p.data_offset)
+            .sum();
+        let mut done = 0u64;
+        progress(0, total);
+        for part in &mut self.parts {
+            if !matches!(part.backing, Backing::Mmap(_)) {
+                continue;
+            }
+            let io = |io| GgufError::Io {
+                path: part.path.clone(),
+                io,
+            };
+            let file = File::open(&part.path).map_err(io)?;
+            let len = (part.file_len - part.data_offset) as usize;
+            let mut heap = Backing::zeroed(len);
+            let buf = heap.bytes_mut();
+            for (i, chunk) in buf.chunks_mut(READ_CHUNK).enumerate() {
+                let at = part.data_offset + (i * READ_CHUNK) as u64;
+                file.read_exact_at(chunk, at).map_err(io)?;
+                done += chunk.len() as u64;
+                progress(done, total);
+            }
+            part.backing = heap;
+            part.data_start = 0;
+        }
+        Ok(())
+    }
+
+    /// Whether every tensor's bytes are in the heap (eager) rather than mapped.
+    pub fn is_in_memory(&self) -> bool {
+        self.parts
+            .iter()
+            .all(|p| !matches!(p.backing, Backing::Mmap(_)))
+    }
+
+    /// Turns lazy paging on or off: when on, [`GgufFile::release`] gives mapped pages back
+    /// to the kernel, and turning it on gives back the header pages at once (the metadata has
+    /// been parsed into owned values).
+    pub fn set_release_pages(&mut self, on: bool) {
+        self.release_pages = on;
+        if on {
+            for part in &self.parts {
+                release_range(&part.backing, 0, part.data_offset as usize);
+            }
+        }
+    }
+
+    pub fn releases_pages(&self) -> bool {
+        self.release_pages
+    }
+
+    /// Tells the kernel this process is done with `t`'s bytes for now. With lazy paging on
+    /// and the tensor memory-mapped, its whole pages leave the process's resident set (the
+    /// page cache keeps them; the next access maps them again). Otherwise a no-op. Borrowed
+    /// slices stay valid either way.
+    pub fn release(&self, t: &TensorInfo) {
+        self.release_bytes(t, 0, t.size);
+    }
+
+    /// [`GgufFile::release`] for `len` bytes of `t` starting `start` bytes into it.
+    pub fn release_bytes(&self, t: &TensorInfo, start: u64, len: u64) {
+        if !self.release_pages {
+            return;
+        }
+        let Some(part) = self.parts.get(t.split) else {
+            return;
+        };
+        let len = len.min(t.size.saturating_sub(start));
+        let begin = part.data_start + t.offset + start;
+        release_range(&part.backing, begin as usize, (begin + len) as usize);
+    }
+}
+
+/// `MADV_DONTNEED` on the whole pages inside `begin..end` of a mapped backing (pages shared
+/// with a neighbouring tensor stay).
+fn release_range(backing: &Backing, begin: usize, end: usize) {
+    let Backing::Mmap(map) = backing else {
+        return;
+    };
+    let page = page_size();
+    let a = begin.div_ceil(page) * page;
+    let b = (end.min(map.len()) / page) * page;
+    if b <= a {
+        return;
+    }
+    // SAFETY: `map` is a read-only private file mapping this process never writes, so its
+    // pages are clean copies of the file: dropping them loses nothing, and any later access
+    // (through slices handed out by `tensor_data`, which stay valid because the range stays
+    // mapped) faults the same bytes back in from the page cache or the file. The range lies
+    // inside the map. Failure only means the pages stay resident.
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_heap_is_aligned_and_sized() {
+        for n in [1usize, 4095, 1 << 20] {
+            let mut b = Backing::zeroed(n);
+            assert_eq!(b.bytes().len(), n);
+            assert_eq!(b.bytes().as_ptr() as usize % 64, 0);
+            b.bytes_mut()[n - 1] = 7;
+            assert_eq!(b.bytes()[n - 1], 7);
+        }
+    }
+}
