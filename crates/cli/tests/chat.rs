@@ -213,3 +213,31 @@ fn chat_flag_spelling_reaches_the_chat_command() {
         "{help}"
     );
 }
+
+#[test]
+fn closed_stdout_ends_the_chat_quietly() {
+    use std::io::Read;
+    let m = data("llama.gguf");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_torchless"))
+        .args(["chat", m.to_str().unwrap(), "--temp", "0", "-n", "3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        // Far more turns than fit in a pipe's buffer of answers; a broken pipe is expected.
+        let _ = stdin.write_all("Once upon a time\n/clear\n".repeat(20_000).as_bytes());
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stop: output closed"), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}

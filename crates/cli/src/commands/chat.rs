@@ -75,6 +75,7 @@ struct TurnStats {
     gen_time: Duration,
     stop: Option<StopReason>,
     interrupted: bool,
+    output_closed: bool,
 }
 
 fn tps(n: usize, t: Duration) -> f64 {
@@ -130,10 +131,7 @@ impl Chat {
     fn input(&mut self, text: &str) -> Result<Next> {
         match slash::classify(text) {
             Input::Empty => Ok(Next::Continue),
-            Input::Message(m) => {
-                self.answer(m)?;
-                Ok(Next::Continue)
-            }
+            Input::Message(m) => self.answer(m),
             Input::Command(c) => self.command(c),
         }
     }
@@ -213,10 +211,11 @@ impl Chat {
     }
 
     fn stats_line(&self, t: &TurnStats) -> String {
-        let stop = match (t.interrupted, t.stop) {
-            (true, _) => "interrupted".to_string(),
-            (false, Some(s)) => s.to_string(),
-            (false, None) => "error".to_string(),
+        let stop = match (t.interrupted, t.output_closed, t.stop) {
+            (true, _, _) => "interrupted".to_string(),
+            (_, true, _) => "output closed".to_string(),
+            (_, _, Some(s)) => s.to_string(),
+            (_, _, None) => "error".to_string(),
         };
         format!(
             "[prompt: {} new + {} reused tokens, {:.1} tok/s | answer: {} tokens, {:.1} tok/s | {} | stop: {stop}]",
@@ -239,7 +238,8 @@ impl Chat {
         ));
     }
 
-    fn answer(&mut self, user: String) -> Result<()> {
+    /// Answers one user message; `Exit` when stdout has gone away (`| head`).
+    fn answer(&mut self, user: String) -> Result<Next> {
         self.conv.push_user(user);
         let prompt = match self.lm.prepare_turn(&mut self.session, &self.conv) {
             Ok(p) => p,
@@ -253,7 +253,7 @@ impl Chat {
         if self.session.position() + new >= self.session.max_seq_len() {
             self.conv.messages.pop();
             self.context_full(prompt.ids.len());
-            return Ok(());
+            return Ok(Next::Continue);
         }
         let splitter = self.lm.thinking_splitter(&prompt);
         let mut display = AnswerDisplay::new(
@@ -281,8 +281,9 @@ impl Chat {
                 let Some(ev) = g.next() else { break };
                 let ev = ev?;
                 stats.generated += 1;
-                // A closed stdout (`| head`) ends the answer early but not with an error.
+                // A closed stdout (`| head`) ends the chat quietly, not with an error.
                 if display.token(ev.id, &ev.text).is_err() {
+                    stats.output_closed = true;
                     break;
                 }
             }
@@ -299,7 +300,7 @@ impl Chat {
             Err(EngineError::PromptTooLong { .. }) => {
                 self.conv.messages.pop();
                 self.context_full(prompt.ids.len());
-                return Ok(());
+                return Ok(Next::Continue);
             }
             Err(e) => {
                 self.conv.messages.pop();
@@ -321,8 +322,9 @@ impl Chat {
         if !self.quiet {
             self.say(&self.stats_line(&stats));
         }
+        let closed = stats.output_closed;
         self.last = Some(stats);
-        Ok(())
+        Ok(if closed { Next::Exit } else { Next::Continue })
     }
 
     /// Runs one input, reporting errors without leaving the chat.
@@ -362,12 +364,13 @@ pub fn run(args: Args) -> Result<()> {
     let generating = Arc::new(AtomicBool::new(false));
     {
         let (interrupt, generating) = (interrupt.clone(), generating.clone());
-        // While an answer is written Ctrl-C stops it; otherwise it leaves as usual. (At the
-        // interactive prompt the line editor reads Ctrl-C as a key and never raises SIGINT.)
+        // While an answer is written Ctrl-C stops it. Otherwise a piped chat leaves as usual,
+        // and an interactive one ignores it: at its prompt the line editor reads Ctrl-C as a
+        // key, and a stray press between answers should not end the conversation.
         ctrlc::set_handler(move || {
             if generating.load(Ordering::SeqCst) {
                 interrupt.store(true, Ordering::SeqCst);
-            } else {
+            } else if !interactive {
                 std::process::exit(130);
             }
         })
