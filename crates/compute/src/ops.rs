@@ -116,8 +116,15 @@ pub fn silu(x: &mut [f32]) {
     }
 }
 
-/// `gate = silu(gate) * up` (SwiGLU, the FFN activation of llama/qwen).
+/// `gate = silu(gate) * up` (SwiGLU, the FFN activation of llama/qwen), with the exp of the
+/// active SIMD level as ggml's `ggml_vec_swiglu_f32` (whole vectors through its polynomial
+/// exp, the rest through libm).
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    crate::attention::kernels::swiglu(quant::dispatch::active_level(), gate, up)
+}
+
+/// SwiGLU with libm's exp throughout (ggml's portable build, and its leftover elements).
+pub(crate) fn swiglu_libm(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = silu1(*g) * u;
     }
@@ -131,13 +138,26 @@ pub fn gelu_scalar(x: f32) -> f32 {
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh())
 }
 
+/// The table entry as ggml's SIMD builds compute it: GCC contracts `1 + a*x*x` into
+/// `fma(x, a*x, 1)` when the target has FMA (seen in the llama.cpp binaries).
+fn gelu_fused(x: f32) -> f32 {
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * x.mul_add(GELU_COEF_A * x, 1.0)).tanh())
+}
+
 /// ggml's CPU GELU is a lookup indexed by the fp16 bits of the input, holding fp16 results;
 /// matching llama.cpp on GELU models requires the same double rounding.
 fn gelu_table() -> &'static [f16] {
-    static TABLE: OnceLock<Vec<f16>> = OnceLock::new();
-    TABLE.get_or_init(|| {
+    static PORTABLE: OnceLock<Vec<f16>> = OnceLock::new();
+    static FUSED: OnceLock<Vec<f16>> = OnceLock::new();
+    let fused = quant::dispatch::active_level() != quant::dispatch::SimdLevel::Scalar;
+    let (slot, f): (_, fn(f32) -> f32) = if fused {
+        (&FUSED, gelu_fused)
+    } else {
+        (&PORTABLE, gelu_scalar)
+    };
+    slot.get_or_init(|| {
         (0..=u16::MAX)
-            .map(|bits| f16::from_f32(gelu_scalar(f16::from_bits(bits).to_f32())))
+            .map(|bits| f16::from_f32(f(f16::from_bits(bits).to_f32())))
             .collect()
     })
 }

@@ -87,9 +87,49 @@ impl Rope {
     }
 
     /// Rotates `n_heads` heads of `head_dim` (laid out contiguously in `x`) with `cache`
-    /// from [`Rope::fill_cache`].
+    /// from [`Rope::fill_cache`], in the arithmetic of the active SIMD level for a rope that
+    /// ggml computes into a separate buffer (llama.cpp's Q).
     pub fn apply_cached(&self, x: &mut [f32], n_heads: usize, head_dim: usize, cache: &[f32]) {
+        let level = quant::dispatch::active_level();
+        self.apply_cached_at(level, x, n_heads, head_dim, cache, false)
+    }
+
+    /// [`Rope::apply_cached`] for a rope ggml computes in place (llama.cpp's K: its graph
+    /// allocator reuses the input buffer), which changes the adjacent-pair arithmetic.
+    pub fn apply_cached_in_place(
+        &self,
+        x: &mut [f32],
+        n_heads: usize,
+        head_dim: usize,
+        cache: &[f32],
+    ) {
+        let level = quant::dispatch::active_level();
+        self.apply_cached_at(level, x, n_heads, head_dim, cache, true)
+    }
+
+    /// The rotation as ggml's SIMD builds compile it: GCC contracts `x0*c - x1*s` and
+    /// `x0*s + x1*c` into one FMA each (the other product rounded first). Half-split pairs
+    /// run a scalar loop, every pair fused (x0's products kept exact). Adjacent pairs run a
+    /// vectorised loop over whole groups of 4 pairs (the products with `c` kept exact) with
+    /// unfused leftovers, unless source and destination overlap (in place), where a
+    /// pair-at-a-time unfused loop runs instead. The portable build rounds both products.
+    pub fn apply_cached_at(
+        &self,
+        level: quant::dispatch::SimdLevel,
+        x: &mut [f32],
+        n_heads: usize,
+        head_dim: usize,
+        cache: &[f32],
+        in_place: bool,
+    ) {
         let half = self.n_rot / 2;
+        let simd = level != quant::dispatch::SimdLevel::Scalar;
+        let fused_pairs = match (simd, self.mode) {
+            (false, _) => 0,
+            (true, RopeMode::Norm) if in_place => 0,
+            (true, RopeMode::Norm) => half / 4 * 4,
+            (true, RopeMode::Neox) => half,
+        };
         for h in 0..n_heads {
             let v = &mut x[h * head_dim..(h + 1) * head_dim];
             for i in 0..half {
@@ -99,8 +139,15 @@ impl Rope {
                     RopeMode::Neox => (i, i + half),
                 };
                 let (x0, x1) = (v[a], v[b]);
-                v[a] = x0 * c - x1 * s;
-                v[b] = x0 * s + x1 * c;
+                let (y0, y1) = if i >= fused_pairs {
+                    (x0 * c - x1 * s, x0 * s + x1 * c)
+                } else if self.mode == RopeMode::Norm {
+                    (x0.mul_add(c, -(x1 * s)), x1.mul_add(c, x0 * s))
+                } else {
+                    (x0.mul_add(c, -(x1 * s)), x0.mul_add(s, x1 * c))
+                };
+                v[a] = y0;
+                v[b] = y1;
             }
         }
     }
@@ -208,6 +255,39 @@ mod tests {
         r.apply(&mut z, 2, 16, 13);
         for d in 0..12 {
             assert!((z[d] - 2.0 * y[d]).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn simd_orders_differ_only_in_rounding_and_scalar_rounds_both_products() {
+        use quant::dispatch::SimdLevel;
+        let x: Vec<f32> = (0..2 * 40)
+            .map(|i| (i as f32 * 0.91).cos() * 3.0 + 0.01 * i as f32)
+            .collect();
+        for mode in [RopeMode::Norm, RopeMode::Neox] {
+            // 18 pairs: four groups of 4 plus 2 leftover pairs in the adjacent-pair order.
+            let r = Rope::new(mode, 36, 10000.0);
+            let mut cache = vec![0f32; 36];
+            r.fill_cache(29, &mut cache);
+            let mut want = x.clone();
+            r.apply_cached_at(SimdLevel::Scalar, &mut want, 2, 40, &cache, false);
+            for (i, v) in want.iter().enumerate().take(40) {
+                if i >= 36 {
+                    assert_eq!(*v, x[i]);
+                }
+            }
+            for level in [SimdLevel::Avx2, SimdLevel::Avx512] {
+                for in_place in [false, true] {
+                    let mut y = x.clone();
+                    r.apply_cached_at(level, &mut y, 2, 40, &cache, in_place);
+                    for (a, b) in y.iter().zip(&want) {
+                        assert!((a - b).abs() <= 4e-7 * b.abs().max(1.0), "{a} vs {b}");
+                    }
+                    if mode == RopeMode::Norm && in_place {
+                        assert_eq!(y, want, "in-place adjacent pairs are unfused");
+                    }
+                }
+            }
         }
     }
 }

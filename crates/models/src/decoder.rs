@@ -142,7 +142,7 @@ impl Decoder {
                 l.rope
                     .apply_cached(&mut q[t * nh * dk..(t + 1) * nh * dk], nh, dk, rc);
                 l.rope
-                    .apply_cached(&mut k[t * nkv * dk..(t + 1) * nkv * dk], nkv, dk, rc);
+                    .apply_cached_in_place(&mut k[t * nkv * dk..(t + 1) * nkv * dk], nkv, dk, rc);
             }
             if l.q_scale != 1.0 {
                 compute::scale(q, l.q_scale);

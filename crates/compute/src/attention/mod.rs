@@ -1,0 +1,405 @@
+//! Causal multi-head attention with grouped KV heads over a per-layer KV cache.
+//!
+//! Two numerical recipes, one per cache type, each the one llama.cpp uses by default for it:
+//! * F32 cache: plain attention (K·Q in f32, scale, mask, softmax with f64 denominator,
+//!   probabilities times V), as with flash attention disabled.
+//! * F16 cache: ggml's CPU flash attention. For a batch shorter than 64 queries (always the
+//!   case while decoding) Q is rounded to f16, scores use f16·f16 products, the softmax is
+//!   online and the V accumulator itself is stored in f16 after every update. Batches of 64
+//!   or more go through ggml's tiled kernel, which keeps Q and the accumulator in f32.
+
+use half::f16;
+use quant::dispatch::SimdLevel;
+use std::cell::RefCell;
+
+use crate::{shape_err, ComputeError};
+
+mod flash;
+pub(crate) mod kernels;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Storage type of the KV cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvDtype {
+    F16,
+    F32,
+}
+
+/// Batches at least this long use ggml's tiled flash-attention kernel (GGML_FA_TILE_Q).
+const FA_TILE_Q: usize = 64;
+
+/// Largest head dimension the F16 path keeps on the stack.
+const MAX_HEAD_DIM: usize = 512;
+
+enum Store {
+    F32 { k: Vec<f32>, v: Vec<f32> },
+    F16 { k: Vec<f16>, v: Vec<f16> },
+}
+
+/// Keys and values of one layer, head-major: `[kv_head][pos][dim]`, so that attention reads
+/// one head's keys as one contiguous run. Room for `alloc` positions per head is reserved and
+/// doubled when full (up to `capacity`), so short sessions do not pay for the full context.
+pub struct KvCache {
+    store: Store,
+    n_head_kv: usize,
+    dk: usize,
+    dv: usize,
+    capacity: usize,
+    /// Positions written so far (entries past it are stale).
+    len: usize,
+    /// Positions each head has room for.
+    alloc: usize,
+}
+
+impl KvCache {
+    pub fn new(dtype: KvDtype, capacity: usize, n_head_kv: usize, dk: usize, dv: usize) -> KvCache {
+        let store = match dtype {
+            KvDtype::F32 => Store::F32 {
+                k: Vec::new(),
+                v: Vec::new(),
+            },
+            KvDtype::F16 => Store::F16 {
+                k: Vec::new(),
+                v: Vec::new(),
+            },
+        };
+        KvCache {
+            store,
+            n_head_kv,
+            dk,
+            dv,
+            capacity,
+            len: 0,
+            alloc: 0,
+        }
+    }
+
+    /// Makes room for position `pos` in every head, moving the heads apart if needed.
+    fn reserve(&mut self, pos: usize) {
+        if pos < self.alloc {
+            return;
+        }
+        let new = (self.alloc * 2).max(pos + 1).max(64).min(self.capacity);
+        let (old, nkv, len) = (self.alloc, self.n_head_kv, self.len);
+        fn regrow<T: Copy + Default>(
+            buf: &mut Vec<T>,
+            nkv: usize,
+            d: usize,
+            (old, new, len): (usize, usize, usize),
+        ) {
+            let mut next = vec![T::default(); nkv * new * d];
+            for h in 0..nkv {
+                next[h * new * d..][..len * d].copy_from_slice(&buf[h * old * d..][..len * d]);
+            }
+            *buf = next;
+        }
+        let sizes = (old, new, len);
+        match &mut self.store {
+            Store::F32 { k, v } => {
+                regrow(k, nkv, self.dk, sizes);
+                regrow(v, nkv, self.dv, sizes);
+            }
+            Store::F16 { k, v } => {
+                regrow(k, nkv, self.dk, sizes);
+                regrow(v, nkv, self.dv, sizes);
+            }
+        }
+        self.alloc = new;
+    }
+
+    pub fn dtype(&self) -> KvDtype {
+        match self.store {
+            Store::F32 { .. } => KvDtype::F32,
+            Store::F16 { .. } => KvDtype::F16,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every position at or after `n`.
+    pub fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+    }
+
+    /// Writes keys `k` (`n_head_kv * dk`) and values `v` (`n_head_kv * dv`) for `pos`.
+    /// Positions must be written in order without gaps.
+    pub fn store(&mut self, pos: usize, k: &[f32], v: &[f32]) -> Result<(), ComputeError> {
+        if pos >= self.capacity {
+            return Err(shape_err(
+                "KV cache position",
+                format!("< {}", self.capacity),
+                pos,
+            ));
+        }
+        if pos > self.len {
+            return Err(shape_err(
+                "KV cache position (no gaps)",
+                format!("<= {}", self.len),
+                pos,
+            ));
+        }
+        let (kr, vr) = (self.n_head_kv * self.dk, self.n_head_kv * self.dv);
+        if k.len() != kr || v.len() != vr {
+            return Err(shape_err(
+                "KV row",
+                format!("{kr} keys, {vr} values"),
+                format!("{}, {}", k.len(), v.len()),
+            ));
+        }
+        self.reserve(pos);
+        let (dk, dv, al) = (self.dk, self.dv, self.alloc);
+        match &mut self.store {
+            Store::F32 { k: ks, v: vs } => {
+                for h in 0..self.n_head_kv {
+                    ks[(h * al + pos) * dk..][..dk].copy_from_slice(&k[h * dk..][..dk]);
+                    vs[(h * al + pos) * dv..][..dv].copy_from_slice(&v[h * dv..][..dv]);
+                }
+            }
+            Store::F16 { k: ks, v: vs } => {
+                for h in 0..self.n_head_kv {
+                    let dst = &mut ks[(h * al + pos) * dk..][..dk];
+                    for (d, &s) in dst.iter_mut().zip(&k[h * dk..][..dk]) {
+                        *d = f16::from_f32(s);
+                    }
+                    let dst = &mut vs[(h * al + pos) * dv..][..dv];
+                    for (d, &s) in dst.iter_mut().zip(&v[h * dv..][..dv]) {
+                        *d = f16::from_f32(s);
+                    }
+                }
+            }
+        }
+        self.len = pos + 1;
+        Ok(())
+    }
+}
+
+/// Attention hyperparameters of one layer.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnParams {
+    pub n_head: usize,
+    /// Multiplies K·Q before the softmax.
+    pub scale: f32,
+    /// Logit soft-capping `c * tanh(s / c)`; 0 disables it.
+    pub softcap: f32,
+    /// Sliding window: a query at p sees keys at j with `p - j < window`; 0 = unlimited.
+    pub window: usize,
+}
+
+/// Attends `n_tokens` queries at positions `start_pos..` (`q`: `[token][head][dk]`) to the
+/// cached keys/values `0..=pos` (the batch's own K/V must already be stored), writing
+/// `[token][head][dv]` into `out`.
+pub fn attention(
+    p: &AttnParams,
+    cache: &KvCache,
+    q: &[f32],
+    n_tokens: usize,
+    start_pos: usize,
+    out: &mut [f32],
+) -> Result<(), ComputeError> {
+    let (dk, dv, nkv) = (cache.dk, cache.dv, cache.n_head_kv);
+    if p.n_head == 0 || !p.n_head.is_multiple_of(nkv) {
+        return Err(shape_err(
+            "attention heads (multiple of KV heads)",
+            format!("k * {nkv}"),
+            p.n_head,
+        ));
+    }
+    if q.len() != n_tokens * p.n_head * dk {
+        return Err(shape_err(
+            "attention queries",
+            n_tokens * p.n_head * dk,
+            q.len(),
+        ));
+    }
+    if out.len() != n_tokens * p.n_head * dv {
+        return Err(shape_err(
+            "attention output",
+            n_tokens * p.n_head * dv,
+            out.len(),
+        ));
+    }
+    if start_pos + n_tokens > cache.len {
+        return Err(shape_err(
+            "cached positions",
+            start_pos + n_tokens,
+            cache.len,
+        ));
+    }
+    if cache.dtype() == KvDtype::F16 && (dk > MAX_HEAD_DIM || dv > MAX_HEAD_DIM) {
+        return Err(shape_err(
+            "head dim for F16 KV",
+            format!("<= {MAX_HEAD_DIM}"),
+            dk.max(dv),
+        ));
+    }
+    attention_at(
+        quant::dispatch::active_level(),
+        p,
+        cache,
+        q,
+        n_tokens,
+        start_pos,
+        out,
+    );
+    Ok(())
+}
+
+/// Output rows shared by tasks that each write their own rows.
+struct OutRows(*mut f32);
+// SAFETY: tasks write disjoint rows of the output, which outlives the parallel region.
+unsafe impl Sync for OutRows {}
+
+impl OutRows {
+    /// Row `r` (`len` floats) of the output.
+    ///
+    /// # Safety
+    /// The caller must be the only one touching that row, inside the buffer.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, r: usize, len: usize) -> &mut [f32] {
+        // SAFETY: per the contract above.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(r * len), len) }
+    }
+}
+
+/// Query rows per task of the tiled (prefill) kernel: rows are independent, so this only
+/// trades K/V packing per task against balance across threads.
+const TILE_ROWS: usize = 16;
+
+/// [`attention`] with the arithmetic of one SIMD level (shapes already checked).
+pub(crate) fn attention_at(
+    level: SimdLevel,
+    p: &AttnParams,
+    cache: &KvCache,
+    q: &[f32],
+    n_tokens: usize,
+    start_pos: usize,
+    out: &mut [f32],
+) {
+    let (dk, dv, nkv, al) = (cache.dk, cache.dv, cache.n_head_kv, cache.alloc);
+    let group = p.n_head / nkv;
+    let first_of = |pos: usize| {
+        if p.window > 0 {
+            (pos + 1).saturating_sub(p.window)
+        } else {
+            0
+        }
+    };
+    let rows = OutRows(out.as_mut_ptr());
+    let work = n_tokens * p.n_head * (start_pos + n_tokens) * (dk + dv);
+    let small = work < 64 * 1024;
+    let run = |n: usize, f: &(dyn Fn(usize) + Sync)| {
+        if small {
+            (0..n).for_each(f)
+        } else {
+            crate::pool::run(n, f)
+        }
+    };
+    match &cache.store {
+        Store::F16 { k, v } if n_tokens >= FA_TILE_Q => {
+            let tiles = n_tokens.div_ceil(TILE_ROWS);
+            run(p.n_head * tiles, &|task| {
+                let (h, tile) = (task / tiles, task % tiles);
+                let kvh = h / group;
+                let t0 = tile * TILE_ROWS;
+                let t1 = (t0 + TILE_ROWS).min(n_tokens);
+                let head = flash::Head {
+                    k: &k[kvh * al * dk..][..cache.len * dk],
+                    v: &v[kvh * al * dv..][..cache.len * dv],
+                    dk,
+                    dv,
+                };
+                let mut ranges = [(0usize, 0usize); TILE_ROWS];
+                for (r, t) in ranges.iter_mut().zip(t0..t1) {
+                    *r = (first_of(start_pos + t), start_pos + t);
+                }
+                let qrow = |r: usize| &q[((t0 + r) * p.n_head + h) * dk..][..dk];
+                flash::tiled(level, p, &head, qrow, &ranges[..t1 - t0], |r, o| {
+                    // SAFETY: row (t0 + r, h) belongs to this task only.
+                    unsafe { rows.row((t0 + r) * p.n_head + h, dv) }.copy_from_slice(o)
+                });
+            });
+        }
+        Store::F16 { k, v } => {
+            run(n_tokens * p.n_head, &|idx| {
+                let (t, h) = (idx / p.n_head, idx % p.n_head);
+                let kvh = h / group;
+                let pos = start_pos + t;
+                let head = flash::Head {
+                    k: &k[kvh * al * dk..][..cache.len * dk],
+                    v: &v[kvh * al * dv..][..cache.len * dv],
+                    dk,
+                    dv,
+                };
+                // SAFETY: row idx belongs to this task only.
+                let o = unsafe { rows.row(idx, dv) };
+                let qh = &q[idx * dk..][..dk];
+                flash::decode_row(level, p, &head, qh, first_of(pos), pos, o);
+            });
+        }
+        Store::F32 { k, v } => {
+            thread_local! {
+                // Per-thread score buffer, kept across calls so decoding does not allocate.
+                static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+            }
+            run(n_tokens * p.n_head, &|idx| {
+                let (t, h) = (idx / p.n_head, idx % p.n_head);
+                let kvh = h / group;
+                let pos = start_pos + t;
+                let key = |j: usize| &k[(kvh * al + j) * dk..][..dk];
+                let val = |j: usize| &v[(kvh * al + j) * dv..][..dv];
+                // SAFETY: row idx belongs to this task only.
+                let o = unsafe { rows.row(idx, dv) };
+                let qh = &q[idx * dk..][..dk];
+                SCORES.with(|s| {
+                    let s = &mut s.borrow_mut();
+                    plain(p, qh, first_of(pos), pos, key, val, s, o)
+                });
+            });
+        }
+    }
+}
+
+/// Scores for keys `first..=pos`, soft cap then scale (ggml's soft_max_ext order), softmax,
+/// weighted sum of values: llama.cpp's recipe without flash attention.
+#[allow(clippy::too_many_arguments)]
+fn plain<'a>(
+    p: &AttnParams,
+    q: &[f32],
+    first: usize,
+    pos: usize,
+    key: impl Fn(usize) -> &'a [f32],
+    val: impl Fn(usize) -> &'a [f32],
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    scores.clear();
+    for j in first..=pos {
+        let dot: f64 = key(j).iter().zip(q).map(|(a, &b)| (a * b) as f64).sum();
+        let mut s = dot as f32;
+        if p.softcap != 0.0 {
+            s = (s * (1.0 / p.softcap)).tanh() * p.softcap;
+        }
+        s *= p.scale;
+        scores.push(s);
+    }
+    crate::ops::softmax(scores);
+    out.fill(0.0);
+    for (j, &w) in (first..=pos).zip(scores.iter()) {
+        for (o, x) in out.iter_mut().zip(val(j)) {
+            *o += w * x;
+        }
+    }
+}

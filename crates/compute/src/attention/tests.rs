@@ -1,0 +1,351 @@
+use super::*;
+
+fn data(n: usize, seed: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i as f32 * 0.731 + seed) * 1.37).sin())
+        .collect()
+}
+
+/// Straightforward f64 attention for one query.
+/// `flash`: scale before the soft cap (flash attention) rather than after (soft_max_ext).
+fn naive(
+    q: &[f32],
+    ks: &[Vec<f32>],
+    vs: &[Vec<f32>],
+    scale: f64,
+    cap: f64,
+    flash: bool,
+) -> Vec<f64> {
+    let mut s: Vec<f64> = ks
+        .iter()
+        .map(|k| {
+            let d: f64 = k.iter().zip(q).map(|(a, b)| *a as f64 * *b as f64).sum();
+            match (cap > 0.0, flash) {
+                (false, _) => d * scale,
+                (true, false) => cap * (d / cap).tanh() * scale,
+                (true, true) => cap * (d * scale / cap).tanh(),
+            }
+        })
+        .collect();
+    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let z: f64 = s
+        .iter_mut()
+        .map(|x| {
+            *x = (*x - m).exp();
+            *x
+        })
+        .sum();
+    let mut o = vec![0f64; vs[0].len()];
+    for (w, v) in s.iter().zip(vs) {
+        for (a, b) in o.iter_mut().zip(v) {
+            *a += w / z * *b as f64;
+        }
+    }
+    o
+}
+
+fn run(dtype: KvDtype, n_tokens: usize, window: usize, cap: f32) -> (Vec<f32>, Vec<Vec<f64>>) {
+    run_at(
+        quant::dispatch::active_level(),
+        dtype,
+        n_tokens,
+        window,
+        cap,
+        (4, 2, 8, 6),
+    )
+}
+
+fn run_at(
+    level: SimdLevel,
+    dtype: KvDtype,
+    n_tokens: usize,
+    window: usize,
+    cap: f32,
+    (n_head, nkv, dk, dv): (usize, usize, usize, usize),
+) -> (Vec<f32>, Vec<Vec<f64>>) {
+    let mut cache = KvCache::new(dtype, 128, nkv, dk, dv);
+    let k = data(n_tokens * nkv * dk, 0.3);
+    let v = data(n_tokens * nkv * dv, 1.1);
+    let q = data(n_tokens * n_head * dk, 2.0);
+    for t in 0..n_tokens {
+        cache
+            .store(
+                t,
+                &k[t * nkv * dk..][..nkv * dk],
+                &v[t * nkv * dv..][..nkv * dv],
+            )
+            .unwrap();
+    }
+    let p = AttnParams {
+        n_head,
+        scale: 0.35,
+        softcap: cap,
+        window,
+    };
+    let mut out = vec![0f32; n_tokens * n_head * dv];
+    attention_at(level, &p, &cache, &q, n_tokens, 0, &mut out);
+    let mut want = Vec::new();
+    for t in 0..n_tokens {
+        for h in 0..n_head {
+            let kvh = h / (n_head / nkv);
+            let first = if window > 0 {
+                (t + 1).saturating_sub(window)
+            } else {
+                0
+            };
+            let ks: Vec<Vec<f32>> = (first..=t)
+                .map(|j| k[(j * nkv + kvh) * dk..][..dk].to_vec())
+                .collect();
+            let vs: Vec<Vec<f32>> = (first..=t)
+                .map(|j| v[(j * nkv + kvh) * dv..][..dv].to_vec())
+                .collect();
+            want.push(naive(
+                &q[(t * n_head + h) * dk..][..dk],
+                &ks,
+                &vs,
+                0.35,
+                cap as f64,
+                dtype == KvDtype::F16,
+            ));
+        }
+    }
+    (out, want)
+}
+
+fn max_err(out: &[f32], want: &[Vec<f64>]) -> f64 {
+    let flat: Vec<f64> = want.iter().flatten().copied().collect();
+    out.iter()
+        .zip(&flat)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn f32_cache_matches_naive_with_gqa_window_and_softcap() {
+    for (window, cap) in [(0, 0.0), (3, 0.0), (0, 1.5)] {
+        let (out, want) = run(KvDtype::F32, 10, window, cap);
+        let e = max_err(&out, &want);
+        assert!(e < 1e-6, "window {window} cap {cap}: {e}");
+    }
+}
+
+#[test]
+fn f16_cache_tracks_naive_within_f16_precision() {
+    // short batch: flash path with f16 accumulator; long batch: tiled (f32) path
+    for n in [10, 70] {
+        let (out, want) = run(KvDtype::F16, n, 5, 0.0);
+        let e = max_err(&out, &want);
+        assert!(e < 4e-3 && e > 0.0, "n {n}: {e}");
+    }
+}
+
+#[test]
+fn first_token_returns_its_value_and_bad_shapes_fail() {
+    let mut cache = KvCache::new(KvDtype::F16, 4, 1, 2, 2);
+    cache.store(0, &[1.0, 2.0], &[0.5, -0.25]).unwrap();
+    let p = AttnParams {
+        n_head: 2,
+        scale: 1.0,
+        softcap: 0.0,
+        window: 0,
+    };
+    let mut out = [0f32; 4];
+    attention(&p, &cache, &[1.0, 0.0, 0.0, 1.0], 1, 0, &mut out).unwrap();
+    assert_eq!(out, [0.5, -0.25, 0.5, -0.25]);
+    assert!(cache.store(2, &[0.0; 2], &[0.0; 2]).is_err());
+    assert!(cache.store(4, &[0.0; 2], &[0.0; 2]).is_err());
+    assert!(attention(&p, &cache, &[1.0; 4], 1, 1, &mut out).is_err());
+    cache.truncate(0);
+    assert!(cache.is_empty());
+}
+
+fn levels() -> Vec<SimdLevel> {
+    SimdLevel::ALL
+        .into_iter()
+        .filter(|&l| l <= quant::dispatch::detected_level())
+        .collect()
+}
+
+#[test]
+fn f16_cache_at_every_level_and_head_size() {
+    // Head sizes below, at and above the vector widths, so whole vectors and leftovers run;
+    // 70 tokens take the tiled kernel across two KV tiles.
+    for level in levels() {
+        for dims in [
+            (4, 2, 8, 6),
+            (4, 2, 64, 64),
+            (2, 1, 256, 256),
+            (3, 1, 72, 40),
+        ] {
+            for (n, window, cap) in [(10, 0, 0.0), (10, 4, 1.5), (70, 0, 0.0), (70, 33, 2.0)] {
+                let (out, want) = run_at(level, KvDtype::F16, n, window, cap, dims);
+                let e = max_err(&out, &want);
+                assert!(e < 4e-3, "{level:?} {dims:?} n {n}: {e}");
+            }
+        }
+    }
+}
+
+/// Deterministic pseudo-random floats with the awkward values mixed in.
+fn adversarial(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            match i % 23 {
+                5 => -0.0,
+                11 => 0.0,
+                17 => scale * 0.999,
+                _ => ((x >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * scale,
+            }
+        })
+        .collect()
+}
+
+fn simd_levels() -> Vec<SimdLevel> {
+    levels()
+        .into_iter()
+        .filter(|&l| l != SimdLevel::Scalar)
+        .collect()
+}
+
+#[test]
+fn mad_and_scale_f16_equal_their_references() {
+    use kernels::*;
+    for level in simd_levels() {
+        for n in [0, 1, 7, 8, 31, 32, 63, 64, 65, 128, 200, 256] {
+            for (seed, mag) in [(1, 1.0f32), (2, 60000.0), (3, 1e-5)] {
+                let y0: Vec<f16> = adversarial(n, seed, mag)
+                    .into_iter()
+                    .map(f16::from_f32)
+                    .collect();
+                let x: Vec<f16> = adversarial(n, seed + 7, mag)
+                    .into_iter()
+                    .map(f16::from_f32)
+                    .collect();
+                for v in [0.0f32, -0.0, 1.0, 0.37, 3.5, 1e-3, -2.0] {
+                    let (mut a, mut b) = (y0.clone(), y0.clone());
+                    mad_f16(level, &mut a, &x, v);
+                    mad_f16_ref(level, &mut b, &x, v);
+                    let bits = |s: &[f16]| s.iter().map(|h| h.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&a), bits(&b), "mad {level:?} n {n} v {v}");
+                    let (mut a, mut b) = (y0.clone(), y0.clone());
+                    scale_f16(level, &mut a, v);
+                    scale_f16_ref(&mut b, v);
+                    assert_eq!(bits(&a), bits(&b), "scale {level:?} n {n} v {v}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_acc_equals_reference_chains() {
+    use kernels::*;
+    for level in simd_levels() {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (3, 8, 64),
+            (16, 64, 64),
+            (5, 70, 40),
+            (4, 64, 256),
+            (7, 3, 19),
+        ] {
+            let a = adversarial(m * k, 1, 3.0);
+            let b = adversarial(k * n, 2, 1e4);
+            let c0 = adversarial(m * n, 3, 0.5);
+            let (mut x, mut y) = (c0.clone(), c0.clone());
+            gemm_acc(level, &mut x, &a, &b, m, k, n);
+            gemm_acc_ref(level, &mut y, &a, &b, m, k, n);
+            let bits = |s: &[f32]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&x), bits(&y), "{level:?} {m}x{k}x{n}");
+        }
+    }
+}
+
+#[test]
+fn softmax_tile_equals_reference_lanes_and_sum() {
+    use kernels::*;
+    for level in simd_levels() {
+        for n in [64, 16, 8, 70, 5] {
+            for (seed, mag) in [(1, 1.0f32), (2, 30.0), (3, 200.0), (4, 1e-3)] {
+                let mut x = adversarial(n, seed, mag);
+                // Masked positions, as the tiled kernel leaves them.
+                for i in (0..n).step_by(9) {
+                    x[i] = f32::NEG_INFINITY;
+                }
+                for max in [0.0f32, mag, -mag, 150.0] {
+                    let (mut a, mut b) = (x.clone(), x.clone());
+                    let sa = softmax_tile(level, &mut a, max);
+                    let sb = softmax_tile_ref(level, &mut b, max);
+                    let bits = |s: &[f32]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&a), bits(&b), "{level:?} n {n} mag {mag} max {max}");
+                    assert_eq!(sa.to_bits(), sb.to_bits(), "{level:?} n {n} sum");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn polynomial_exp_is_close_to_libm_and_handles_the_extremes() {
+    use kernels::{expf_avx2_lane, expf_avx512_lane};
+    for f in [expf_avx2_lane, expf_avx512_lane] {
+        for i in -1700..1700 {
+            let x = i as f32 * 0.05;
+            let (a, b) = (f(x), x.exp());
+            assert!(
+                (a - b).abs() <= b * 4e-7 + f32::MIN_POSITIVE,
+                "{x}: {a} vs {b}"
+            );
+        }
+        assert_eq!(f(f32::NEG_INFINITY), 0.0);
+        assert_eq!(f(-200.0), 0.0);
+        assert_eq!(f(100.0), f32::INFINITY);
+        assert!(f(f32::NAN).is_nan());
+    }
+}
+
+#[test]
+fn cache_keeps_every_head_when_it_grows() {
+    let (nkv, dk, dv) = (3, 4, 2);
+    let mut cache = KvCache::new(KvDtype::F32, 300, nkv, dk, dv);
+    for pos in 0..300 {
+        let k: Vec<f32> = (0..nkv * dk).map(|i| (pos * 100 + i) as f32).collect();
+        let v: Vec<f32> = (0..nkv * dv).map(|i| -((pos * 100 + i) as f32)).collect();
+        cache.store(pos, &k, &v).unwrap();
+    }
+    let Store::F32 { k, v } = &cache.store else {
+        unreachable!()
+    };
+    for h in 0..nkv {
+        for pos in 0..300 {
+            let row = &k[(h * cache.alloc + pos) * dk..][..dk];
+            assert_eq!(row[1], (pos * 100 + h * dk + 1) as f32);
+            assert_eq!(
+                v[(h * cache.alloc + pos) * dv],
+                -((pos * 100 + h * dv) as f32)
+            );
+        }
+    }
+}
+
+#[test]
+fn swiglu_equals_reference_lanes() {
+    use kernels::*;
+    for level in simd_levels() {
+        for n in [0, 5, 16, 37, 64, 1536] {
+            for (seed, mag) in [(1, 1.0f32), (2, 20.0), (3, 150.0)] {
+                let g = adversarial(n, seed, mag);
+                let u = adversarial(n, seed + 3, 2.0);
+                let (mut a, mut b) = (g.clone(), g.clone());
+                swiglu(level, &mut a, &u);
+                swiglu_ref(level, &mut b, &u);
+                let bits = |s: &[f32]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "{level:?} n {n} mag {mag}");
+            }
+        }
+    }
+}
