@@ -50,19 +50,18 @@ fn second_turn_reuses_the_cache_and_matches_a_fresh_run() {
 
     let p2 = lm.prepare_turn(&mut s, &conv).unwrap();
     assert!(p2.text.starts_with(&p1.text), "turn 2 extends turn 1");
-    // At least the whole first prompt stays in the cache; only the rest is processed.
-    assert!(
-        p2.reused >= p1.ids.len(),
-        "{} < {}",
-        p2.reused,
-        p1.ids.len()
-    );
+    // The whole first prompt stays in the cache; only the rest is processed. (The fixture's
+    // answer is random bytes, rendered back as U+FFFD after a space the [INST] fallback
+    // template adds, so it re-tokenizes differently and is recomputed; the real-model test in
+    // the cli crate shows a whole answer reused.)
+    assert_eq!(p2.reused, p1.ids.len());
     assert_eq!(p2.ids[..p1.ids.len()], p1.ids[..]);
     let (ids2, text2, fed2) = answer(&mut s, p2.new_ids(), 6);
     assert_eq!(fed2 + p2.reused, p2.ids.len());
     assert!(fed2 < p2.ids.len() - p1.ids.len() + 1 + 6, "fed {fed2}");
     eprintln!(
-        "turn 2: {} prompt tokens, {} reused, {} processed",
+        "turn 1: {} prompt tokens; turn 2: {} prompt tokens, {} reused, {} processed",
+        p1.ids.len(),
         p2.ids.len(),
         p2.reused,
         fed2
