@@ -78,12 +78,6 @@ impl Tmux {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-
-    fn pane(&self, fmt: &str) -> String {
-        self.ok(&["display-message", "-p", "-t", "chat", fmt])
-            .trim()
-            .to_string()
-    }
 }
 
 impl Tmux {
@@ -94,7 +88,13 @@ impl Tmux {
         let tmux = Tmux {
             socket: format!("torchless-test-{}-{n}", std::process::id()),
         };
-        let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_torchless"));
+        // The pane's shell reports the exit status itself: tmux can mark a pane dead before it
+        // has reaped the process, and then never shows the status. The trap keeps that shell
+        // alive through Ctrl-C (the child gets default signal handling back on exec).
+        let cmd = format!(
+            "trap : INT; {} {args}; echo \"[exited: $?]\"",
+            env!("CARGO_BIN_EXE_torchless")
+        );
         tmux.ok(&[
             "-f",
             "/dev/null",
@@ -115,18 +115,11 @@ impl Tmux {
         tmux
     }
 
-    /// Waits for the program to end; returns its exit status.
+    /// Waits for the program to end; returns its exit status as the shell reports it.
     fn exit_status(&self) -> String {
-        let start = Instant::now();
-        while self.pane("#{pane_dead}") != "1" {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "chat did not exit:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.pane("#{pane_dead_status}")
+        let s = self.wait("the chat to exit", 10, |s| s.contains("[exited: "));
+        let rest = &s[s.rfind("[exited: ").unwrap() + "[exited: ".len()..];
+        rest[..rest.find(']').unwrap()].to_string()
     }
 }
 
