@@ -227,4 +227,21 @@ mod tests {
         );
         assert_eq!(Conversation::new(Some(String::new())).system, None);
     }
+
+    #[test]
+    fn templates_decide_about_past_traces() {
+        let mut c = Conversation::new(None);
+        c.push_user("q");
+        c.push_assistant("a", Some("r".into()));
+        c.push_user("q2");
+        let render = |t: &str| {
+            tokenizer::render_chat_json(t, &c.messages_json(), &Default::default()).unwrap()
+        };
+        // A Qwen3-style template re-inserts the trace it is given ...
+        let keeps = "{% for m in messages %}{{ m.role }}:{% if m.reasoning_content %}<think>{{ m.reasoning_content }}</think>{% endif %}{{ m.content }}|{% endfor %}";
+        assert_eq!(render(keeps), "user:q|assistant:<think>r</think>a|user:q2|");
+        // ... one that knows nothing of reasoning (or strips it, as DeepSeek-R1's) shows none.
+        let plain = "{% for m in messages %}{{ m.role }}:{{ m.content }}|{% endfor %}";
+        assert_eq!(render(plain), "user:q|assistant:a|user:q2|");
+    }
 }
