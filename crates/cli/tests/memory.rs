@@ -104,3 +104,210 @@ fn info_memory_reports_the_refusal_it_would_make() {
     );
     assert!(t.contains("sliding window: 1 of 2 layers"), "{t}");
 }
+
+/// A real model fetched by scripts/fetch-models.sh; failing (not skipping) keeps CI honest.
+fn real_model(name: &str) -> PathBuf {
+    let cache = std::env::var_os("TORCHLESS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/torchless")
+        });
+    let p = cache.join("models").join(format!("{name}.gguf"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-models.sh first",
+        p.display()
+    );
+    p
+}
+
+/// `run --json` with greedy sampling; returns the parsed output.
+fn run_json(model: &Path, mode: &str, extra: &[&str], env: &[(&str, &str)]) -> Json {
+    let mut args = vec![
+        "run",
+        model.to_str().unwrap(),
+        "--temp",
+        "0",
+        "--json",
+        "--load",
+        mode,
+    ];
+    args.extend_from_slice(extra);
+    json_out(&torchless(&args, env))
+}
+
+fn ids(j: &Json) -> Vec<u64> {
+    j["generated_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn eager_and_lazy_give_identical_tokens_on_fixtures() {
+    for f in ["llama.gguf", "qwen3.gguf", "gemma3.gguf"] {
+        let m = fixture(f);
+        let args = ["--prompt-ids", "1,5,9,33,2,7", "-n", "12"];
+        let eager = run_json(&m, "eager", &args, &[]);
+        let lazy = run_json(&m, "lazy", &args, &[]);
+        assert_eq!(eager["load"], "eager");
+        assert_eq!(lazy["load"], "lazy");
+        assert_eq!(ids(&eager), ids(&lazy), "{f}");
+        assert_eq!(eager["steps"], lazy["steps"], "{f}: logprobs differ");
+    }
+}
+
+#[test]
+fn auto_says_what_it_chose_and_why() {
+    let m = fixture("llama.gguf");
+    let args = ["run", m.to_str().unwrap(), "--prompt-ids", "1,2", "-n", "1"];
+    let o = torchless(&args, &[("TORCHLESS_MEM_AVAILABLE", "64G")]);
+    let e = text(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("load: eager: ") && e.contains("TORCHLESS_MEM_AVAILABLE"),
+        "{e}"
+    );
+    // Between the lazy and the eager need: lazy, with both figures.
+    let j = json_out(&torchless(
+        &["info", m.to_str().unwrap(), "--memory", "--json"],
+        &[],
+    ));
+    let eager = j["contexts"][0]["eager"]["total_bytes"].as_u64().unwrap();
+    let lazy = j["contexts"][0]["lazy"]["total_bytes"].as_u64().unwrap();
+    let between = ((eager as f64 * 1.1) as u64).max(lazy).to_string();
+    let o = torchless(&args, &[("TORCHLESS_MEM_AVAILABLE", &between)]);
+    let e = text(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("load: lazy: eager would need"), "{e}");
+    // An explicit mode says nothing.
+    let mut explicit = args.to_vec();
+    explicit.extend(["--load", "eager"]);
+    let o = torchless(&explicit, &[]);
+    assert!(!text(&o.stderr).contains("load:"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn refuses_when_even_lazy_cannot_fit() {
+    let m = real_model("smollm2-135m-instruct-q4_1");
+    let o = torchless(
+        &[
+            "run",
+            m.to_str().unwrap(),
+            "-p",
+            "hi",
+            "--kv-dtype",
+            "f32",
+            "--max-seq-len",
+            "8192",
+        ],
+        &[("TORCHLESS_MEM_AVAILABLE", "150M")],
+    );
+    let e = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(o.stdout.is_empty());
+    assert!(
+        e.contains("error: not enough memory: even lazy loading needs about"),
+        "{e}"
+    );
+    assert!(
+        e.contains("but 150.0 MiB is available (TORCHLESS_MEM_AVAILABLE)"),
+        "{e}"
+    );
+    assert!(e.contains("for 8192 tokens in f32"), "{e}");
+    assert!(
+        e.contains("--max-seq-len") && e.contains("--kv-dtype f16"),
+        "{e}"
+    );
+    // The suggested context does load and run.
+    let n: String = e
+        .split("--max-seq-len ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let j = run_json(
+        &m,
+        "lazy",
+        &[
+            "--prompt-ids",
+            "1,2,3",
+            "-n",
+            "2",
+            "--kv-dtype",
+            "f32",
+            "--max-seq-len",
+            &n,
+        ],
+        &[("TORCHLESS_MEM_AVAILABLE", "150M")],
+    );
+    assert_eq!(ids(&j).len(), 2);
+}
+
+/// Peak RSS of a generation that fills a 512-token context, and the planner's estimate.
+fn measured_vs_planned(model: &Path, mode: &str) -> (f64, Json, Vec<u64>) {
+    let prompt: Vec<String> = (0..480)
+        .map(|i| (1000 + (i * 7) % 3000).to_string())
+        .collect();
+    let prompt = prompt.join(",");
+    let j = run_json(
+        model,
+        mode,
+        &["--prompt-ids", &prompt, "-n", "32", "--max-seq-len", "512"],
+        &[],
+    );
+    let peak = j["peak_rss_bytes"].as_u64().expect("VmHWM on Linux") as f64;
+    let plan = json_out(&torchless(
+        &[
+            "info",
+            model.to_str().unwrap(),
+            "--memory",
+            "--json",
+            "--max-seq-len",
+            "512",
+        ],
+        &[],
+    ));
+    (peak, plan["contexts"][0][mode].clone(), ids(&j))
+}
+
+#[test]
+fn peak_rss_matches_the_plan_and_lazy_keeps_weights_out() {
+    for name in ["smollm2-135m-instruct-q4_1", "gemma3-270m-q4_k_m"] {
+        let m = real_model(name);
+        let (eager_peak, eager_plan, eager_ids) = measured_vs_planned(&m, "eager");
+        let (lazy_peak, lazy_plan, lazy_ids) = measured_vs_planned(&m, "lazy");
+        assert_eq!(eager_ids, lazy_ids, "{name}: eager and lazy tokens differ");
+        let est = eager_plan["total_bytes"].as_u64().unwrap() as f64;
+        let err = (eager_peak - est) / est;
+        eprintln!(
+            "{name}: eager peak {:.1} MiB, plan {:.1} MiB ({:+.1}%); lazy peak {:.1} MiB, plan {:.1} MiB",
+            eager_peak / 1048576.0,
+            est / 1048576.0,
+            err * 100.0,
+            lazy_peak / 1048576.0,
+            lazy_plan["total_bytes"].as_f64().unwrap() / 1048576.0
+        );
+        assert!(
+            err.abs() < 0.10,
+            "{name}: eager peak {eager_peak} vs plan {est}"
+        );
+        // What lazy keeps of the weights: its peak minus everything that is not weights
+        // (measured in the eager run as peak minus the weights it holds).
+        let weights = eager_plan["weights_bytes"].as_f64().unwrap();
+        let not_weights = eager_peak - weights;
+        let lazy_weights = lazy_peak - not_weights;
+        assert!(
+            lazy_weights < 0.35 * weights,
+            "{name}: lazy holds {lazy_weights} of {weights} weight bytes"
+        );
+        let lazy_est = lazy_plan["total_bytes"].as_f64().unwrap();
+        assert!(
+            ((lazy_peak - lazy_est) / lazy_est).abs() < 0.15,
+            "{name}: lazy peak {lazy_peak} vs plan {lazy_est}"
+        );
+    }
+}

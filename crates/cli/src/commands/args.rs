@@ -2,7 +2,12 @@
 //! (cache size and type, threads). One definition so every command spells them the same.
 
 use anyhow::{bail, Result};
-use engine::{random_seed, KvDtype, SamplingParams, SessionOptions};
+use std::io::IsTerminal;
+use std::path::Path;
+
+use engine::{
+    random_seed, KvDtype, LoadMode, LoadOptions, LoadedModel, SamplingParams, SessionOptions,
+};
 
 /// Sampling flags. The chain order follows llama.cpp (see `run --help`).
 #[derive(clap::Args, Debug, Clone)]
@@ -76,6 +81,8 @@ pub struct RuntimeArgs {
     /// Worker threads [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 impl RuntimeArgs {
@@ -87,11 +94,76 @@ impl RuntimeArgs {
             bail!("--max-seq-len: must be at least 1");
         }
         apply_threads(self.threads)?;
+        self.load.mode()?;
         Ok(SessionOptions {
             max_seq_len: self.max_seq_len,
             kv_dtype,
         })
     }
+}
+
+/// `--load`: how the weights are brought into memory. Shared by every command that runs a
+/// model.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// eager: copy the weights into RAM (fastest); lazy: keep them memory-mapped and page
+    /// them in layer by layer (RAM stays near KV cache + one layer, even for models larger
+    /// than RAM); auto: eager when it fits comfortably in the available memory
+    #[arg(long = "load", value_name = "eager|lazy|auto", default_value = "auto")]
+    pub mode: String,
+}
+
+impl LoadArgs {
+    pub fn mode(&self) -> Result<LoadMode> {
+        self.mode
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--load: {e}"))
+    }
+
+    /// Loads `path` in the chosen mode, planning memory for sessions with `session`'s
+    /// settings. Says on stderr what auto chose and why (unless `quiet`), warns when an
+    /// explicit eager load is not expected to fit, and shows progress while a large model is
+    /// copied into RAM on a terminal.
+    pub fn load(&self, path: &Path, session: SessionOptions, quiet: bool) -> Result<LoadedModel> {
+        let opts = LoadOptions {
+            mode: self.mode()?,
+            session,
+        };
+        let show = !quiet && std::io::stderr().is_terminal();
+        let mut last = 0u64;
+        let lm = LoadedModel::load_with(path, &opts, |done, total| {
+            if show && total >= PROGRESS_MIN_BYTES && (done == total || done - last >= 1 << 28) {
+                last = done;
+                eprint!(
+                    "\rloading weights into memory: {:>3}% of {}",
+                    done * 100 / total,
+                    engine::memory::fmt_bytes(total)
+                );
+                if done == total {
+                    eprintln!();
+                }
+            }
+        })?;
+        let d = lm.load_decision();
+        if let Some(w) = &d.warning {
+            eprintln!("warning: {w}");
+        }
+        if !quiet && opts.mode == LoadMode::Auto {
+            eprintln!("load: {}", d.reason);
+        }
+        Ok(lm)
+    }
+}
+
+/// Eager loads smaller than this finish too fast to be worth a progress line.
+const PROGRESS_MIN_BYTES: u64 = 1 << 30;
+
+/// Peak resident memory of this process so far (`VmHWM`), when the platform reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 pub fn parse_kv_dtype(s: &str) -> Result<KvDtype> {

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use engine::{KvDtype, LoadedModel};
+use engine::KvDtype;
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -37,6 +37,8 @@ pub struct Args {
     /// Print one JSON object on stdout instead of the table
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub load: super::args::LoadArgs,
 }
 
 /// Tokens/s of each timed repetition, with their mean and sample standard deviation.
@@ -97,7 +99,11 @@ pub fn run(args: Args) -> Result<()> {
     engine::set_threads(threads);
 
     let path = super::model_path(args.model.as_deref())?;
-    let lm = LoadedModel::load(&path)?;
+    let session = engine::SessionOptions {
+        max_seq_len: Some(args.n_prompt.max(args.n_gen).max(1)),
+        kv_dtype,
+    };
+    let lm = args.load.load(&path, session, args.json)?;
     let model = lm.model();
     let n_vocab = lm.n_vocab();
     let file = model.file();

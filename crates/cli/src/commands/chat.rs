@@ -352,7 +352,7 @@ pub fn run(args: Args) -> Result<()> {
     let max_tokens = max_tokens(args.n_predict)?;
     let session_opts = args.runtime.session_options()?;
     let path = super::model_path(args.model.as_deref())?;
-    let lm = LoadedModel::load(&path)?;
+    let lm = args.runtime.load.load(&path, session_opts, false)?;
     let session = lm.new_session(&session_opts)?;
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let style = if interactive {

@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use engine::LoadedModel;
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -32,6 +31,8 @@ pub struct Args {
     /// Print one JSON object on stdout instead of the text summary
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub load: super::args::LoadArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -43,7 +44,11 @@ pub fn run(args: Args) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let path = super::model_path(Some(&args.model))?;
-    let lm = LoadedModel::load(&path)?;
+    let session = engine::SessionOptions {
+        max_seq_len: Some(args.ctx),
+        kv_dtype: kv,
+    };
+    let lm = args.load.load(&path, session, args.json)?;
     let mut err = std::io::stderr().lock();
     let r = lm.perplexity(&text, args.ctx, kv, |p| {
         if p.chunk == 1 {

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 
 use anyhow::{bail, Context, Result};
-use engine::{GenerateOptions, LoadedModel, TokenEvent};
+use engine::{GenerateOptions, TokenEvent};
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -111,7 +111,10 @@ pub fn run(args: Args) -> Result<()> {
         _ => bail!("give a prompt with -p TEXT (or -p - for stdin) or --prompt-ids"),
     };
     let path = super::model_path(args.model.as_deref())?;
-    let lm = LoadedModel::load(&path)?;
+    let lm = args
+        .runtime
+        .load
+        .load(&path, session_opts, args.quiet || args.json)?;
     let prompt_ids = match (&prompt_text, &args.prompt_ids) {
         (Some(text), _) => {
             let rendered = if args.raw {
@@ -179,6 +182,8 @@ pub fn run(args: Args) -> Result<()> {
             "text": text,
             "stop": stats.stop.as_str(),
             "steps": steps,
+            "load": lm.load_decision().mode.as_str(),
+            "peak_rss_bytes": super::args::peak_rss_bytes(),
         });
         super::print_stdout(&format!("{obj}\n"))?;
     }
