@@ -11,7 +11,7 @@ pub mod pool;
 mod rope;
 
 pub use attention::{attention, AttnParams, KvCache, KvDtype};
-pub use matmul::{get_rows, matmul, WeightView};
+pub use matmul::{get_rows, matmul, matmul_many, WeightView};
 pub use ops::{
     add_bias, add_in_place, geglu, gelu, gelu_scalar, layer_norm, rms_norm, rms_norm_in_place,
     scale, silu, softmax, swiglu,

@@ -62,6 +62,7 @@ impl<'a> WeightView<'a> {
 }
 
 /// Raw output pointer shared by workers that write disjoint elements.
+#[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
 // SAFETY: workers only write through the pointer at indices no other worker touches (each
 // owns a distinct range of output rows), and the buffer outlives the parallel region.
@@ -91,52 +92,155 @@ pub fn matmul(
     out: &mut [f32],
     qbuf: &mut Vec<u8>,
 ) -> Result<(), ComputeError> {
-    if x.len() != n * w.cols {
-        return Err(shape_err("matmul input", n * w.cols, x.len()));
+    matmul_many(&mut [(w, out)], x, n, qbuf)
+}
+
+/// [`matmul`] of several weight matrices against the same activations (Q, K and V; gate and
+/// up): the activations are converted once when the matrices share a `vec_dot_type`, and all
+/// row blocks of all matrices run in one parallel region, so a decode step pays one pool
+/// barrier instead of one per matrix. Each output is bit-identical to its own [`matmul`].
+pub fn matmul_many(
+    jobs: &mut [(&WeightView, &mut [f32])],
+    x: &[f32],
+    n: usize,
+    qbuf: &mut Vec<u8>,
+) -> Result<(), ComputeError> {
+    let Some((w0, _)) = jobs.first() else {
+        return Ok(());
+    };
+    let (cols, vdt) = (w0.cols, w0.ty.vec_dot_type());
+    if jobs
+        .iter()
+        .any(|(w, _)| w.cols != cols || w.ty.vec_dot_type() != vdt)
+    {
+        // Different activation encodings: one region per matrix.
+        for (w, out) in jobs.iter_mut() {
+            matmul_many(&mut [(*w, &mut **out)], x, n, qbuf)?;
+        }
+        return Ok(());
     }
-    if out.len() != n * w.rows {
-        return Err(shape_err("matmul output", n * w.rows, out.len()));
+    if x.len() != n * cols {
+        return Err(shape_err("matmul input", n * cols, x.len()));
     }
-    let vdt = w.ty.vec_dot_type();
-    let q_row = vdt.row_bytes(w.cols as u64).ok_or_else(|| {
+    for (w, out) in jobs.iter() {
+        if out.len() != n * w.rows {
+            return Err(shape_err("matmul output", n * w.rows, out.len()));
+        }
+    }
+    let q_row = vdt.row_bytes(cols as u64).ok_or_else(|| {
         shape_err(
             "activation row",
             format!("a multiple of {}", vdt.block_size()),
-            w.cols,
+            cols,
         )
     })? as usize;
     qbuf.resize(n * q_row, 0);
     for t in 0..n {
         crate::actq::quantize_activation(
             vdt,
-            &x[t * w.cols..(t + 1) * w.cols],
+            &x[t * cols..(t + 1) * cols],
             &mut qbuf[t * q_row..(t + 1) * q_row],
         )?;
     }
     let qx: &[u8] = qbuf;
-    let rows = w.rows;
-    // Resolved once: the per-element call is then a plain indirect call, no type match or
-    // CPU-feature check. Lengths were validated above (whole rows of both operands).
-    let mut dot = quant::vec_dot_fn(w.ty).ok_or(ComputeError::UnsupportedWeight(w.ty))?;
-    // Four activation rows per weight row where the level has such a kernel: the same bits
-    // as four single calls, with the weight unpacked once.
-    let mut dot4 = quant::vec_dot_x4_fn(w.ty);
-    // Matrices llama.cpp repacks are summed in its gemm order for the first n - n % 4 tokens
-    // and its gemv order for the rest (see `quant::dispatch::repacked_dot`).
-    // Groups of four tokens start at multiples of 4, so a group is either wholly below
-    // n - n % 4 (gemm order) or never formed.
-    let mut n_gemm = 0;
-    let mut gemm = dot;
-    // Four weight rows per activation row for the tokens left over from the groups of four
-    // (all of them when n < 4, as in generation).
-    let mut dotw4 = quant::vec_dot_w4_fn(w.ty);
-    if let Some(rp) = quant::dispatch::repacked_dot(w.ty, rows) {
-        (dot, gemm, n_gemm) = (rp.gemv, rp.gemm, n - n % 4);
-        (dot4, dotw4) = (Some(rp.gemm_x4), None);
+    // At most a handful of matrices per call (Q/K/V): plans live on the stack.
+    const MAX_JOBS: usize = 4;
+    if jobs.len() > MAX_JOBS {
+        let (a, b) = jobs.split_at_mut(MAX_JOBS);
+        matmul_many(a, x, n, qbuf)?;
+        return matmul_many(b, x, n, qbuf);
     }
-    let ptr = OutPtr(out.as_mut_ptr());
-    let n_blocks = rows.div_ceil(ROW_BLOCK);
+    let mut plans: [Option<Plan>; MAX_JOBS] = [None, None, None, None];
+    let mut first_block = [0usize; MAX_JOBS + 1];
+    let mut work = 0;
+    for (i, (w, out)) in jobs.iter_mut().enumerate() {
+        let plan = Plan::new(w, n, qx, q_row, out)?;
+        first_block[i + 1] = first_block[i] + plan.n_blocks();
+        work += w.rows * w.cols * n;
+        plans[i] = Some(plan);
+    }
+    let n_blocks = first_block[jobs.len()];
     let run = |b: usize| {
+        // The matrix whose block range holds b (a linear scan over at most four).
+        let i = (0..jobs.len())
+            .find(|&i| b < first_block[i + 1])
+            .expect("block index inside the region");
+        if let Some(p) = &plans[i] {
+            p.run_block(b - first_block[i]);
+        }
+    };
+    if n_blocks == 1 || work < 32 * 1024 {
+        (0..n_blocks).for_each(run)
+    } else {
+        crate::pool::run(n_blocks, run)
+    }
+    Ok(())
+}
+
+/// One matrix of a [`matmul_many`] region: its kernels, resolved once, and where it writes.
+struct Plan<'a> {
+    w: WeightView<'a>,
+    n: usize,
+    qx: &'a [u8],
+    q_row: usize,
+    out: OutPtr,
+    dot: quant::dispatch::VecDotFn,
+    dot4: Option<quant::dispatch::VecDotX4Fn>,
+    dotw4: Option<quant::dispatch::VecDotW4Fn>,
+    gemm: quant::dispatch::VecDotFn,
+    n_gemm: usize,
+}
+
+impl<'a> Plan<'a> {
+    fn new(
+        w: &WeightView<'a>,
+        n: usize,
+        qx: &'a [u8],
+        q_row: usize,
+        out: &mut [f32],
+    ) -> Result<Plan<'a>, ComputeError> {
+        let rows = w.rows;
+        // Resolved once: the per-element call is then a plain indirect call, no type match
+        // or CPU-feature check. Lengths were validated by the caller.
+        let mut dot = quant::vec_dot_fn(w.ty).ok_or(ComputeError::UnsupportedWeight(w.ty))?;
+        // Four activation rows per weight row where the level has such a kernel: the same
+        // bits as four single calls, with the weight unpacked once.
+        let mut dot4 = quant::vec_dot_x4_fn(w.ty);
+        // Matrices llama.cpp repacks are summed in its gemm order for the first n - n % 4
+        // tokens and its gemv order for the rest (see `quant::dispatch::repacked_dot`).
+        // Groups of four tokens start at multiples of 4, so a group is either wholly below
+        // n - n % 4 (gemm order) or never formed.
+        let mut n_gemm = 0;
+        let mut gemm = dot;
+        // Four weight rows per activation row for the tokens left over from the groups of
+        // four (all of them when n < 4, as in generation).
+        let mut dotw4 = quant::vec_dot_w4_fn(w.ty);
+        if let Some(rp) = quant::dispatch::repacked_dot(w.ty, rows) {
+            (dot, gemm, n_gemm) = (rp.gemv, rp.gemm, n - n % 4);
+            (dot4, dotw4) = (Some(rp.gemm_x4), None);
+        }
+        Ok(Plan {
+            w: *w,
+            n,
+            qx,
+            q_row,
+            out: OutPtr(out.as_mut_ptr()),
+            dot,
+            dot4,
+            dotw4,
+            gemm,
+            n_gemm,
+        })
+    }
+
+    fn n_blocks(&self) -> usize {
+        self.w.rows.div_ceil(ROW_BLOCK)
+    }
+
+    /// Output rows `b * ROW_BLOCK..` for every token.
+    fn run_block(&self, b: usize) {
+        let (w, n, rows) = (&self.w, self.n, self.w.rows);
+        let (qx, q_row, ptr) = (self.qx, self.q_row, &self.out);
         let r0 = b * ROW_BLOCK;
         let r1 = (r0 + ROW_BLOCK).min(rows);
         // Tokens in tiles so that a tile of activations stays in L2 while all the block's
@@ -147,16 +251,16 @@ pub fn matmul(
             let put = |t: usize, r: usize, v: f32| {
                 debug_assert!(t < n && r < rows);
                 // SAFETY: every caller below passes t < n and r in this block's rows, so the
-                // index is inside `out` (n * rows long, checked above) and no other worker
-                // writes it.
+                // index is inside `out` (n * rows long, checked by the caller) and no other
+                // task writes it.
                 unsafe { *ptr.at(t * rows + r) = v }
             };
-            let t4 = if dot4.is_some() {
+            let t4 = if self.dot4.is_some() {
                 t0 + (t1 - t0) / 4 * 4
             } else {
                 t0
             };
-            if let Some(dot4) = dot4 {
+            if let Some(dot4) = self.dot4 {
                 for r in r0..r1 {
                     for t in (t0..t4).step_by(4) {
                         let xs = [xrow(t), xrow(t + 1), xrow(t + 2), xrow(t + 3)];
@@ -167,9 +271,9 @@ pub fn matmul(
                 }
             }
             for t in t4..t1 {
-                let f = if t < n_gemm { gemm } else { dot };
+                let f = if t < self.n_gemm { self.gemm } else { self.dot };
                 let mut r = r0;
-                if let Some(dotw4) = dotw4 {
+                if let Some(dotw4) = self.dotw4 {
                     while r + 4 <= r1 {
                         let ws = [w.row(r), w.row(r + 1), w.row(r + 2), w.row(r + 3)];
                         for (k, v) in dotw4(w.cols, ws, xrow(t)).into_iter().enumerate() {
@@ -183,14 +287,7 @@ pub fn matmul(
                 }
             }
         }
-    };
-    let work = w.rows * w.cols * n;
-    if n_blocks == 1 || work < 32 * 1024 {
-        (0..n_blocks).for_each(run)
-    } else {
-        crate::pool::run(n_blocks, run)
     }
-    Ok(())
 }
 
 /// Embedding lookup: row `id` of `w` decoded to floats into `out` (`w.cols` long).
@@ -319,5 +416,60 @@ mod tests {
         let view = WeightView::new(GgmlType::F32, rows, cols, &bytes).unwrap();
         assert!(matmul(&view, &x[1..], n, &mut vec![0f32; n * rows], &mut q).is_err());
         assert!(get_rows(&view, rows, &mut vec![0f32; cols]).is_err());
+    }
+
+    #[test]
+    fn many_matrices_in_one_region_equal_separate_products() {
+        let cols = 256;
+        for n in [1, 5] {
+            let x: Vec<f32> = (0..n * cols)
+                .map(|i| ((i * 7 % 31) as f32 - 15.0) * 0.07)
+                .collect();
+            // Q4_K and Q5_0 share the Q8_K / Q8_0 split: the last pair takes the fallback
+            // (different activation encodings), the first three share one conversion.
+            let specs = [
+                (GgmlType::Q5_0, 48),
+                (GgmlType::Q8_0, 16),
+                (GgmlType::Q4_0, 33),
+                (GgmlType::Q4_K, 40),
+            ];
+            let bytes: Vec<Vec<u8>> = specs
+                .iter()
+                .map(|&(ty, rows)| {
+                    let w: Vec<f32> = (0..rows * cols)
+                        .map(|i| ((i * 13 % 101) as f32 / 101.0 - 0.5) * 0.4)
+                        .collect();
+                    encode(ty, rows, cols, &w)
+                })
+                .collect();
+            let views: Vec<WeightView> = specs
+                .iter()
+                .zip(&bytes)
+                .map(|(&(ty, rows), b)| WeightView::new(ty, rows, cols, b).unwrap())
+                .collect();
+            let mut q = Vec::new();
+            let want: Vec<Vec<f32>> = views
+                .iter()
+                .map(|v| {
+                    let mut o = vec![0f32; n * v.rows];
+                    matmul(v, &x, n, &mut o, &mut q).unwrap();
+                    o
+                })
+                .collect();
+            for group in [&views[..3], &views[..]] {
+                let mut outs: Vec<Vec<f32>> =
+                    group.iter().map(|v| vec![0f32; n * v.rows]).collect();
+                let mut jobs: Vec<(&WeightView, &mut [f32])> = group
+                    .iter()
+                    .zip(outs.iter_mut())
+                    .map(|(v, o)| (v, o.as_mut_slice()))
+                    .collect();
+                matmul_many(&mut jobs, &x, n, &mut q).unwrap();
+                for (o, w) in outs.iter().zip(&want) {
+                    let bits = |s: &[f32]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(o), bits(w), "n {n}");
+                }
+            }
+        }
     }
 }

@@ -242,6 +242,17 @@ impl LogitsSource for ModelSource {
             .forward(&mut self.state, tokens, pos, all_logits)
             .map_err(|e| EngineError::Model(e.to_string()))
     }
+    fn forward_into(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        all_logits: bool,
+        logits: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
+        self.model
+            .forward_into(&mut self.state, tokens, pos, all_logits, logits)
+            .map_err(|e| EngineError::Model(e.to_string()))
+    }
     fn truncate(&mut self, n_tokens: usize) {
         self.state.truncate(n_tokens);
     }

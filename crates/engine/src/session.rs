@@ -21,6 +21,17 @@ pub trait LogitsSource: Send {
         pos: usize,
         all_logits: bool,
     ) -> Result<Vec<f32>, EngineError>;
+    /// [`LogitsSource::forward`] into a reused buffer, so decode steps need not allocate.
+    fn forward_into(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        all_logits: bool,
+        logits: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
+        *logits = self.forward(tokens, pos, all_logits)?;
+        Ok(())
+    }
     /// Forgets every cached position from `n_tokens` on.
     fn truncate(&mut self, n_tokens: usize);
 }
@@ -325,7 +336,8 @@ impl Generation<'_> {
     fn step(&mut self) -> Result<TokenEvent, EngineError> {
         let s = &mut *self.session;
         if let Some(id) = self.to_feed.take() {
-            self.logits = s.source.forward(&[id], s.history.len(), false)?;
+            s.source
+                .forward_into(&[id], s.history.len(), false, &mut self.logits)?;
             check_len(&self.logits, s.source.n_vocab())?;
             s.history.push(id);
             s.pending = None;

@@ -92,7 +92,8 @@ impl Decoder {
         tokens: &[u32],
         start_pos: usize,
         all_logits: bool,
-    ) -> Result<Vec<f32>, ModelError> {
+        logits: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
         let n_embd = self.tok_embd.cols;
         let n_vocab = self.tok_embd.rows;
         let mut n = tokens.len();
@@ -120,11 +121,12 @@ impl Decoder {
             let h = sized(&mut s.h, n * n_embd);
             compute::rms_norm(&s.x[..n * n_embd], Some(&l.attn_norm), self.eps, h)?;
             let q = sized(&mut s.q, n * nh * dk);
-            compute::matmul(&l.wq.view(file)?, h, n, q, &mut s.qbuf)?;
             let k = sized(&mut s.k, n * nkv * dk);
-            compute::matmul(&l.wk.view(file)?, h, n, k, &mut s.qbuf)?;
             let v = sized(&mut s.v, n * nkv * dv);
-            compute::matmul(&l.wv.view(file)?, h, n, v, &mut s.qbuf)?;
+            let (wq, wk, wv) = (l.wq.view(file)?, l.wk.view(file)?, l.wv.view(file)?);
+            // One parallel region for the three projections of the same input.
+            let mut qkv = [(&wq, &mut *q), (&wk, &mut *k), (&wv, &mut *v)];
+            compute::matmul_many(&mut qkv, h, n, &mut s.qbuf)?;
             for (buf, b) in [(&mut *q, &l.bq), (&mut *k, &l.bk), (&mut *v, &l.bv)] {
                 if let Some(b) = b {
                     compute::add_bias(buf, b);
@@ -179,9 +181,9 @@ impl Decoder {
             compute::rms_norm(x, Some(&l.ffn_norm), self.eps, h)?;
             let n_ff = l.gate.rows;
             let g = sized(&mut s.gate, n * n_ff);
-            compute::matmul(&l.gate.view(file)?, h, n, g, &mut s.qbuf)?;
             let u = sized(&mut s.up, n * n_ff);
-            compute::matmul(&l.up.view(file)?, h, n, u, &mut s.qbuf)?;
+            let (wg, wu) = (l.gate.view(file)?, l.up.view(file)?);
+            compute::matmul_many(&mut [(&wg, &mut *g), (&wu, &mut *u)], h, n, &mut s.qbuf)?;
             match self.act {
                 Act::SwiGlu => compute::swiglu(g, u),
                 Act::GeGlu => compute::geglu(g, u),
@@ -200,10 +202,12 @@ impl Decoder {
         let x = &s.x[(n - rows) * n_embd..n * n_embd];
         let h = sized(&mut s.h, rows * n_embd);
         compute::rms_norm(x, Some(&self.output_norm), self.eps, h)?;
-        let mut logits = vec![0f32; rows * self.output.rows];
+        // Every element is overwritten: resizing a reused buffer neither allocates nor
+        // zeroes (a fresh 1 MiB vocabulary row per token would do both).
+        logits.resize(rows * self.output.rows, 0.0);
         self.output
-            .matmul_paged(file, h, rows, &mut logits, &mut s.qbuf)?;
-        Ok(logits)
+            .matmul_paged(file, h, rows, logits, &mut s.qbuf)?;
+        Ok(())
     }
 }
 

@@ -133,6 +133,21 @@ impl Model {
         start_pos: usize,
         all_logits: bool,
     ) -> Result<Vec<f32>, ModelError> {
+        let mut logits = Vec::new();
+        self.forward_into(state, tokens, start_pos, all_logits, &mut logits)?;
+        Ok(logits)
+    }
+
+    /// [`Model::forward`] writing the logits into `logits` (resized as needed). Reusing one
+    /// buffer across decode steps keeps the per-token path free of heap allocation.
+    pub fn forward_into(
+        &self,
+        state: &mut State,
+        tokens: &[u32],
+        start_pos: usize,
+        all_logits: bool,
+        logits: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
         if tokens.is_empty() {
             return Err(ModelError::Input("no tokens to run".into()));
         }
@@ -156,6 +171,6 @@ impl Model {
         }
         state.truncate(start_pos);
         self.decoder
-            .forward(&self.file, state, tokens, start_pos, all_logits)
+            .forward(&self.file, state, tokens, start_pos, all_logits, logits)
     }
 }

@@ -122,6 +122,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let mut state = model.new_state(max_seq_len, kv_dtype);
+    let mut logits = Vec::new();
     let reps = args.repetitions;
 
     let pp = if args.n_prompt > 0 {
@@ -138,7 +139,8 @@ pub fn run(args: Args) -> Result<()> {
                 }
             );
             let t = Instant::now();
-            model.forward(&mut state, &ids, 0, false)?; // start 0: the cache is emptied
+            // start 0: the cache is emptied
+            model.forward_into(&mut state, &ids, 0, false, &mut logits)?;
             let secs = t.elapsed().as_secs_f64();
             if rep > 0 {
                 tps.push(args.n_prompt as f64 / secs);
@@ -164,7 +166,8 @@ pub fn run(args: Args) -> Result<()> {
             );
             let t = Instant::now();
             for (pos, id) in ids.iter().enumerate() {
-                model.forward(&mut state, std::slice::from_ref(id), pos, false)?;
+                let id = std::slice::from_ref(id);
+                model.forward_into(&mut state, id, pos, false, &mut logits)?;
             }
             let secs = t.elapsed().as_secs_f64();
             if rep > 0 {
