@@ -103,7 +103,7 @@ pub fn run(args: Args) -> Result<()> {
         max_seq_len: Some(args.n_prompt.max(args.n_gen).max(1)),
         kv_dtype,
     };
-    let lm = args.load.load(&path, session, args.json)?;
+    let lm = args.load.load(&path, session, false)?;
     let model = lm.model();
     let n_vocab = lm.n_vocab();
     let file = model.file();

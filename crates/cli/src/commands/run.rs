@@ -111,10 +111,7 @@ pub fn run(args: Args) -> Result<()> {
         _ => bail!("give a prompt with -p TEXT (or -p - for stdin) or --prompt-ids"),
     };
     let path = super::model_path(args.model.as_deref())?;
-    let lm = args
-        .runtime
-        .load
-        .load(&path, session_opts, args.quiet || args.json)?;
+    let lm = args.runtime.load.load(&path, session_opts, args.quiet)?;
     let prompt_ids = match (&prompt_text, &args.prompt_ids) {
         (Some(text), _) => {
             let rendered = if args.raw {
