@@ -175,6 +175,8 @@ fn terminal_session_two_turns_slash_command_ctrl_c_and_exit() {
         s.contains("(interrupted") && answers(s) == 2
     });
     assert!(s.contains("stop: interrupted"), "{s}");
+    // Echo is off while an answer streams: no "^C" inside it.
+    assert!(!s.contains("^C"), "{s}");
 
     // Still in the chat: a third turn reuses the cache of the first two.
     tmux.line("What is 2+2?");

@@ -5,6 +5,7 @@
 
 mod display;
 mod slash;
+mod tty;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,6 +95,8 @@ struct Chat {
     tags: Option<ThinkingTags>,
     show_thinking: bool,
     style: Style,
+    /// A terminal on both ends: echo is turned off while answers stream.
+    interactive: bool,
     quiet: bool,
     /// Set by Ctrl-C while an answer is being written.
     interrupt: Arc<AtomicBool>,
@@ -262,6 +265,7 @@ impl Chat {
             self.show_thinking,
             splitter,
         );
+        let _quiet = self.interactive.then(tty::QuietInput::new);
         self.interrupt.store(false, Ordering::SeqCst);
         self.generating.store(true, Ordering::SeqCst);
         let mut stats = TurnStats {
@@ -389,6 +393,7 @@ pub fn run(args: Args) -> Result<()> {
         },
         show_thinking: args.show_thinking,
         style,
+        interactive,
         quiet: args.quiet,
         interrupt,
         generating,
