@@ -21,15 +21,16 @@ fn real_model(name: &str) -> PathBuf {
     p
 }
 
-/// A tmux server of its own (own socket), killed on drop.
+/// A tmux server of its own (socket in the temp dir), killed and removed on drop.
 struct Tmux {
-    socket: String,
+    socket: PathBuf,
 }
 
 impl Tmux {
     fn cmd(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
-            .args(["-L", &self.socket])
+            .arg("-S")
+            .arg(&self.socket)
             .args(args)
             .output()
             .unwrap_or_else(|e| {
@@ -86,7 +87,7 @@ impl Tmux {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let tmux = Tmux {
-            socket: format!("torchless-test-{}-{n}", std::process::id()),
+            socket: std::env::temp_dir().join(format!("torchless-tmux-{}-{n}", std::process::id())),
         };
         // The pane's shell reports the exit status itself: tmux can mark a pane dead before it
         // has reaped the process, and then never shows the status. The trap keeps that shell
@@ -126,6 +127,7 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]);
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
