@@ -10,6 +10,7 @@
 //! for one fresh sequence; masked keys inside a tile get probability 0, as there.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use quant::dispatch::SimdLevel;
 use std::cell::RefCell;
 
@@ -101,6 +102,7 @@ pub(super) fn decode_row(
 #[derive(Default)]
 struct TileScratch {
     q: Vec<f32>,
+    kf: Vec<f32>,
     kt: Vec<f32>,
     vt: Vec<f32>,
     kq: Vec<f32>,
@@ -144,10 +146,13 @@ pub(super) fn tiled<'q>(
         for ic in (lo / KV_TILE * KV_TILE..=hi).step_by(KV_TILE) {
             let kv = KV_TILE.min(n_keys - ic);
             // K transposed ([dk][tile]) so the score product runs along positions.
+            // Widened a whole tile at a time (vectorised by `half`), then transposed.
+            let kf = sized(&mut s.kf, kv * dk);
+            head.k[ic * dk..(ic + kv) * dk].convert_to_f32_slice(kf);
             let kt = sized(&mut s.kt, dk * KV_TILE);
-            for t in 0..kv {
-                for (d, x) in head.k[(ic + t) * dk..][..dk].iter().enumerate() {
-                    kt[d * KV_TILE + t] = x.to_f32();
+            for (t, row) in kf.chunks_exact(dk).enumerate() {
+                for (d, &x) in row.iter().enumerate() {
+                    kt[d * KV_TILE + t] = x;
                 }
             }
             let kq = sized(&mut s.kq, rows * KV_TILE);
@@ -181,9 +186,7 @@ pub(super) fn tiled<'q>(
                 sum[r] = (sum[r] as f64 + kernels::softmax_tile(level, row, new_m)) as f32;
             }
             let vt = sized(&mut s.vt, KV_TILE * dv);
-            for (d, x) in vt.iter_mut().zip(&head.v[ic * dv..(ic + kv) * dv]) {
-                *d = x.to_f32();
-            }
+            head.v[ic * dv..(ic + kv) * dv].convert_to_f32_slice(&mut vt[..kv * dv]);
             kernels::gemm_acc(level, acc, kq, vt, rows, KV_TILE, dv);
         }
         for r in 0..rows {
