@@ -259,6 +259,25 @@ mod tests {
     }
 
     #[test]
+    fn this_machine_reports_some_memory() {
+        if std::env::var_os(OVERRIDE_ENV).is_some() {
+            return;
+        }
+        let a = available_memory().expect("/proc/meminfo on Linux");
+        let total = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let total_kib: u64 = total
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(a.bytes > 0 && a.bytes <= total_kib * 1024, "{a:?}");
+    }
+
+    #[test]
     fn the_tighter_of_host_and_cgroup_wins() {
         let cg = CgroupMemory {
             limit: 1000,

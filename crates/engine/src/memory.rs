@@ -368,6 +368,8 @@ impl MemoryPlan {
 pub struct Planner {
     pub shape: ModelShape,
     pub weights: WeightStats,
+    /// Logits of every position are wanted (perplexity), not only the last one's.
+    pub all_logits: bool,
 }
 
 impl Planner {
@@ -375,6 +377,7 @@ impl Planner {
         Ok(Planner {
             shape: ModelShape::from_gguf(file)?,
             weights: WeightStats::from_gguf(file),
+            all_logits: false,
         })
     }
 
@@ -399,7 +402,12 @@ impl Planner {
             kv_dtype: kv,
             weights_bytes,
             kv_bytes: self.shape.kv_bytes(max_seq_len, kv),
-            scratch_bytes: self.shape.scratch_bytes(max_seq_len),
+            scratch_bytes: self.shape.scratch_bytes(max_seq_len)
+                + if self.all_logits {
+                    max_seq_len.saturating_sub(1) * self.shape.n_vocab * 4
+                } else {
+                    0
+                },
             overhead_bytes: BASE_OVERHEAD_BYTES + OVERHEAD_PER_TOKEN * self.shape.n_tokens,
         }
     }
@@ -485,7 +493,7 @@ pub fn decide(
     };
     let a = avail.bytes;
     if lazy.total() > a {
-        return Err(refusal(planner, &lazy, requested, kv, &avail));
+        return Err(refusal(planner, &lazy, kv, &avail));
     }
     let comfortable = (a as f64 * EAGER_COMFORT) as u64;
     let (mode, reason, warning) = match requested {
@@ -534,13 +542,7 @@ pub fn decide(
     })
 }
 
-fn refusal(
-    planner: &Planner,
-    lazy: &MemoryPlan,
-    requested: LoadMode,
-    kv: KvDtype,
-    avail: &Available,
-) -> String {
+fn refusal(planner: &Planner, lazy: &MemoryPlan, kv: KvDtype, avail: &Available) -> String {
     let a = avail.bytes;
     let mut msg = format!(
         "not enough memory: even lazy loading needs about {} (KV cache {} for {} tokens in {}, \
@@ -574,9 +576,6 @@ fn refusal(
                 hints.push(format!("--kv-dtype f16 --max-seq-len {fit16} --load lazy"));
             }
         }
-    }
-    if requested == LoadMode::Eager {
-        hints.push("(eager needs more still)".to_string());
     }
     if hints.is_empty() {
         msg.push_str("; the model does not fit even with a 1-token context");

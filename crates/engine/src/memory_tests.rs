@@ -214,7 +214,18 @@ fn planner() -> Planner {
             largest_layer_bytes: 100 * MIB,
             output_bytes: 70 * MIB,
         },
+        all_logits: false,
     }
+}
+
+#[test]
+fn all_logits_adds_a_row_of_logits_per_position() {
+    let mut p = planner();
+    let one = p.plan(LoadMode::Lazy, 512, KvDtype::F16);
+    p.all_logits = true;
+    let all = p.plan(LoadMode::Lazy, 512, KvDtype::F16);
+    assert_eq!(all.scratch_bytes - one.scratch_bytes, 511 * 32_000 * 4);
+    assert_eq!(all.kv_bytes, one.kv_bytes);
 }
 
 fn avail(bytes: u64) -> Option<Available> {

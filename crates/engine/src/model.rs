@@ -39,6 +39,9 @@ impl Default for SessionOptions {
 pub struct LoadOptions {
     pub mode: LoadMode,
     pub session: SessionOptions,
+    /// The model will be asked for the logits of every position (perplexity), which the
+    /// memory check then counts.
+    pub all_logits: bool,
 }
 
 impl Default for LoadOptions {
@@ -46,6 +49,7 @@ impl Default for LoadOptions {
         LoadOptions {
             mode: LoadMode::Auto,
             session: SessionOptions::default(),
+            all_logits: false,
         }
     }
 }
@@ -78,7 +82,8 @@ impl LoadedModel {
             msg,
         };
         let mut file = gguf::GgufFile::open(path).map_err(|e| load_err(e.to_string()))?;
-        let planner = Planner::from_gguf(&file).map_err(load_err)?;
+        let mut planner = Planner::from_gguf(&file).map_err(load_err)?;
+        planner.all_logits = opts.all_logits;
         let seq = opts
             .session
             .max_seq_len

@@ -125,9 +125,21 @@ impl LoadArgs {
     /// explicit eager load is not expected to fit, and shows progress while a large model is
     /// copied into RAM on a terminal.
     pub fn load(&self, path: &Path, session: SessionOptions, quiet: bool) -> Result<LoadedModel> {
+        self.load_for(path, session, false, quiet)
+    }
+
+    /// [`LoadArgs::load`] for a model whose every position's logits are wanted (perplexity).
+    pub fn load_for(
+        &self,
+        path: &Path,
+        session: SessionOptions,
+        all_logits: bool,
+        quiet: bool,
+    ) -> Result<LoadedModel> {
         let opts = LoadOptions {
             mode: self.mode()?,
             session,
+            all_logits,
         };
         let show = !quiet && std::io::stderr().is_terminal();
         let mut last = 0u64;

@@ -48,7 +48,7 @@ pub fn run(args: Args) -> Result<()> {
         max_seq_len: Some(args.ctx),
         kv_dtype: kv,
     };
-    let lm = args.load.load(&path, session, false)?;
+    let lm = args.load.load_for(&path, session, true, false)?;
     let mut err = std::io::stderr().lock();
     let r = lm.perplexity(&text, args.ctx, kv, |p| {
         if p.chunk == 1 {
