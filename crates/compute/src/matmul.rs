@@ -3,10 +3,12 @@
 //! one `quant::vec_dot`. This is what makes the results track llama.cpp's to ~1e-5 rather
 //! than the ~1e-1 a float-activation product gives on quantized weights.
 //!
-//! The kernels come from `quant`'s run-time dispatch and sum in the order of ggml's x86
-//! kernels for the same instruction set, so each output equals llama.cpp's bit for bit where
-//! the activations agree. The multi-row kernels (four tokens, or four weight rows) only
-//! overlap independent sums and give exactly the single-row bits.
+//! The kernels come from `quant::dispatch::matmul_plan`, which picks the summation order
+//! llama.cpp's x86 build uses for the weight type, row count and batch size (`vec_dot`, which
+//! llamafile's sgemm also keeps for Q8_0/Q5_0; repacked Q4_0 and Q4_K/Q2_K; tiled K-quants),
+//! so each output equals llama.cpp's bit for bit where the activations agree. The tile
+//! kernels (several weight rows times several tokens, register-blocked) only overlap
+//! independent sums and give exactly the single-product bits.
 
 use quant::GgmlType;
 
@@ -76,9 +78,17 @@ impl OutPtr {
     }
 }
 
-/// Rows of the weight handled by one task: large enough to amortize scheduling, small enough
-/// to balance the vocabulary projection across threads.
+/// Smallest number of weight rows handled by one task, a multiple of every tile's rows.
 const ROW_BLOCK: usize = 16;
+
+/// Row blocks per worker thread and matrix, at least (large matrices): each task claim is an
+/// atomic operation, so a generation step over the vocabulary (up to 262k rows) gets a few
+/// dozen large tasks per thread rather than thousands of 16-row ones, still enough of them
+/// that a descheduled thread's share moves elsewhere.
+const TASKS_PER_THREAD: usize = 16;
+
+/// Largest tile side (weight rows or tokens) a kernel may have.
+const MAX_TILE: usize = 8;
 
 /// Activation rows processed against one row block at a time (see `matmul`).
 const TOKEN_TILE: usize = 32;
@@ -184,11 +194,8 @@ struct Plan<'a> {
     qx: &'a [u8],
     q_row: usize,
     out: OutPtr,
-    dot: quant::dispatch::VecDotFn,
-    dot4: Option<quant::dispatch::VecDotX4Fn>,
-    dotw4: Option<quant::dispatch::VecDotW4Fn>,
-    gemm: quant::dispatch::VecDotFn,
-    n_gemm: usize,
+    kernels: quant::dispatch::MatmulPlan,
+    row_block: usize,
 }
 
 impl<'a> Plan<'a> {
@@ -199,92 +206,108 @@ impl<'a> Plan<'a> {
         q_row: usize,
         out: &mut [f32],
     ) -> Result<Plan<'a>, ComputeError> {
-        let rows = w.rows;
-        // Resolved once: the per-element call is then a plain indirect call, no type match
+        // Resolved once: the per-element calls are then plain indirect calls, no type match
         // or CPU-feature check. Lengths were validated by the caller.
-        let mut dot = quant::vec_dot_fn(w.ty).ok_or(ComputeError::UnsupportedWeight(w.ty))?;
-        // Four activation rows per weight row where the level has such a kernel: the same
-        // bits as four single calls, with the weight unpacked once.
-        let mut dot4 = quant::vec_dot_x4_fn(w.ty);
-        // Matrices llama.cpp repacks are summed in its gemm order for the first n - n % 4
-        // tokens and its gemv order for the rest (see `quant::dispatch::repacked_dot`).
-        // Groups of four tokens start at multiples of 4, so a group is either wholly below
-        // n - n % 4 (gemm order) or never formed.
-        let mut n_gemm = 0;
-        let mut gemm = dot;
-        // Four weight rows per activation row for the tokens left over from the groups of
-        // four (all of them when n < 4, as in generation).
-        let mut dotw4 = quant::vec_dot_w4_fn(w.ty);
-        if let Some(rp) = quant::dispatch::repacked_dot(w.ty, rows) {
-            (dot, gemm, n_gemm) = (rp.gemv, rp.gemm, n - n % 4);
-            (dot4, dotw4) = (Some(rp.gemm_x4), None);
+        let kernels = quant::dispatch::matmul_plan(w.ty, w.rows, n)
+            .ok_or(ComputeError::UnsupportedWeight(w.ty))?;
+        for k in [kernels.first, kernels.rest] {
+            if let Some(t) = k.tile {
+                assert!(
+                    t.rows <= MAX_TILE && t.toks <= MAX_TILE && ROW_BLOCK.is_multiple_of(t.rows),
+                    "tile {t:?} does not fit the row blocks"
+                );
+            }
         }
+        let row_block = (w.rows / (crate::pool::n_threads() * TASKS_PER_THREAD))
+            .next_multiple_of(ROW_BLOCK)
+            .max(ROW_BLOCK);
         Ok(Plan {
             w: *w,
             n,
             qx,
             q_row,
             out: OutPtr(out.as_mut_ptr()),
-            dot,
-            dot4,
-            dotw4,
-            gemm,
-            n_gemm,
+            kernels,
+            row_block,
         })
     }
 
     fn n_blocks(&self) -> usize {
-        self.w.rows.div_ceil(ROW_BLOCK)
+        self.w.rows.div_ceil(self.row_block)
     }
 
-    /// Output rows `b * ROW_BLOCK..` for every token.
+    fn xrow(&self, t: usize) -> &'a [u8] {
+        &self.qx[t * self.q_row..(t + 1) * self.q_row]
+    }
+
+    fn put(&self, t: usize, r: usize, v: f32) {
+        assert!(t < self.n && r < self.w.rows);
+        // SAFETY: the index is inside `out` (n * rows long, checked by the caller), and each
+        // output row belongs to one block, which one task runs.
+        unsafe { *self.out.at(t * self.w.rows + r) = v }
+    }
+
+    /// Output rows `b * row_block..` for every token.
     fn run_block(&self, b: usize) {
-        let (w, n, rows) = (&self.w, self.n, self.w.rows);
-        let (qx, q_row, ptr) = (self.qx, self.q_row, &self.out);
-        let r0 = b * ROW_BLOCK;
-        let r1 = (r0 + ROW_BLOCK).min(rows);
+        let r0 = b * self.row_block;
+        let r1 = (r0 + self.row_block).min(self.w.rows);
+        let k = &self.kernels;
         // Tokens in tiles so that a tile of activations stays in L2 while all the block's
-        // weight rows (in L1) pass over it, instead of streaming every activation per row.
-        for t0 in (0..n).step_by(TOKEN_TILE) {
-            let t1 = (t0 + TOKEN_TILE).min(n);
-            let xrow = |t: usize| &qx[t * q_row..(t + 1) * q_row];
-            let put = |t: usize, r: usize, v: f32| {
-                debug_assert!(t < n && r < rows);
-                // SAFETY: every caller below passes t < n and r in this block's rows, so the
-                // index is inside `out` (n * rows long, checked by the caller) and no other
-                // task writes it.
-                unsafe { *ptr.at(t * rows + r) = v }
-            };
-            let t4 = if self.dot4.is_some() {
-                t0 + (t1 - t0) / 4 * 4
-            } else {
-                t0
-            };
-            if let Some(dot4) = self.dot4 {
-                for r in r0..r1 {
-                    for t in (t0..t4).step_by(4) {
-                        let xs = [xrow(t), xrow(t + 1), xrow(t + 2), xrow(t + 3)];
-                        for (k, v) in dot4(w.cols, w.row(r), xs).into_iter().enumerate() {
-                            put(t + k, r, v);
+        // weight rows pass over it, instead of streaming every activation per row.
+        for t0 in (0..self.n).step_by(TOKEN_TILE) {
+            let t1 = (t0 + TOKEN_TILE).min(self.n);
+            let mid = k.n_first.clamp(t0, t1);
+            if t0 < mid {
+                self.block(&k.first, r0, r1, t0, mid);
+            }
+            if mid < t1 {
+                self.block(&k.rest, r0, r1, mid, t1);
+            }
+        }
+    }
+
+    /// Weight rows `r0..r1` times tokens `t0..t1`, all in the order of `k`.
+    fn block(&self, k: &quant::dispatch::Kernels, r0: usize, r1: usize, t0: usize, t1: usize) {
+        let (w, cols) = (&self.w, self.w.cols);
+        let mut r = r0;
+        if let Some(tile) = k.tile {
+            let mut res = [0f32; MAX_TILE * MAX_TILE];
+            // Row groups outside, tokens inside: a group's weights stay in L1 while the
+            // token tile passes over them.
+            while r + tile.rows <= r1 {
+                let ws: [&[u8]; MAX_TILE] = std::array::from_fn(|i| w.row((r + i).min(r1 - 1)));
+                for t in (t0..t1).step_by(tile.toks) {
+                    let m = tile.toks.min(t1 - t);
+                    let xs: [&[u8]; MAX_TILE] =
+                        std::array::from_fn(|i| self.xrow((t + i).min(t1 - 1)));
+                    (tile.f)(cols, &ws[..tile.rows], &xs[..m], &mut res);
+                    for (dt, chunk) in res[..m * tile.rows].chunks_exact(tile.rows).enumerate() {
+                        for (dr, &v) in chunk.iter().enumerate() {
+                            self.put(t + dt, r + dr, v);
                         }
                     }
+                }
+                r += tile.rows;
+            }
+        }
+        for r in r..r1 {
+            let mut t = t0;
+            if let Some(x4) = k.x4 {
+                while t + 4 <= t1 {
+                    let xs = [
+                        self.xrow(t),
+                        self.xrow(t + 1),
+                        self.xrow(t + 2),
+                        self.xrow(t + 3),
+                    ];
+                    for (i, v) in x4(cols, w.row(r), xs).into_iter().enumerate() {
+                        self.put(t + i, r, v);
+                    }
+                    t += 4;
                 }
             }
-            for t in t4..t1 {
-                let f = if t < self.n_gemm { self.gemm } else { self.dot };
-                let mut r = r0;
-                if let Some(dotw4) = self.dotw4 {
-                    while r + 4 <= r1 {
-                        let ws = [w.row(r), w.row(r + 1), w.row(r + 2), w.row(r + 3)];
-                        for (k, v) in dotw4(w.cols, ws, xrow(t)).into_iter().enumerate() {
-                            put(t, r + k, v);
-                        }
-                        r += 4;
-                    }
-                }
-                for r in r..r1 {
-                    put(t, r, f(w.cols, w.row(r), xrow(t)));
-                }
+            for t in t..t1 {
+                self.put(t, r, (k.one)(cols, w.row(r), self.xrow(t)));
             }
         }
     }
@@ -359,13 +382,14 @@ mod tests {
                             &mut xq,
                         )
                         .unwrap();
-                        let repacked = quant::dispatch::repacked_dot(ty, rows);
+                        let plan = quant::dispatch::matmul_plan(ty, rows, n).unwrap();
+                        let one = if t < plan.n_first {
+                            plan.first.one
+                        } else {
+                            plan.rest.one
+                        };
                         for r in 0..rows {
-                            let want = match repacked {
-                                Some(rp) if t < n - n % 4 => (rp.gemm)(cols, view.row(r), &xq),
-                                Some(rp) => (rp.gemv)(cols, view.row(r), &xq),
-                                None => quant::vec_dot(ty, cols, view.row(r), &xq).unwrap(),
-                            };
+                            let want = one(cols, view.row(r), &xq);
                             assert_eq!(
                                 out[t * rows + r].to_bits(),
                                 want.to_bits(),

@@ -26,6 +26,94 @@ pub type VecDotX4Fn = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
 /// accumulations overlap; for single-token matmuls).
 pub type VecDotW4Fn = fn(usize, [&[u8]; 4], &[u8]) -> [f32; 4];
 
+/// `tile(n, w, x, out)`: every weight row in `w` against every activation row in `x`, with
+/// `out[t * w.len() + r]` the dot of `w[r]` and `x[t]`. `w.len()` must be the kernel's
+/// [`Tile::rows`] and `x.len()` from 1 to its [`Tile::toks`]; `out` at least
+/// `w.len() * x.len()` long. Each result equals the single-row kernel of the same order bit
+/// for bit: a tile only shares loads and unpacking between independent sums.
+pub type TileFn = fn(usize, &[&[u8]], &[&[u8]], &mut [f32]);
+
+/// A register-blocked kernel and its shape.
+#[derive(Clone, Copy, Debug)]
+pub struct Tile {
+    /// Weight rows per call (exactly).
+    pub rows: usize,
+    /// Activation rows per call (at most).
+    pub toks: usize,
+    pub f: TileFn,
+}
+
+/// The kernels for the tokens of a matmul that share one summation order: `one` for single
+/// products, `tile` for blocks of `tile.rows` weight rows, `x4` for one weight row against
+/// four tokens; all three give the same bits for the same pair.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    pub one: VecDotFn,
+    pub tile: Option<Tile>,
+    pub x4: Option<VecDotX4Fn>,
+}
+
+/// How a matmul of `n_tokens` activation rows reproduces llama.cpp: tokens `0..n_first` go
+/// through `first`, the others through `rest` (the two differ only for ggml's repacked
+/// K-quants, whose gemm and gemv sum differently).
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulPlan {
+    pub first: Kernels,
+    pub rest: Kernels,
+    pub n_first: usize,
+}
+
+/// The kernels for a `ty` weight matrix of `rows` rows times `n_tokens` activation rows at
+/// the active level (see [`llama_cpp_order`]), or `None` for a type with no dot product.
+pub fn matmul_plan(ty: GgmlType, rows: usize, n_tokens: usize) -> Option<MatmulPlan> {
+    let same = |k: Kernels| MatmulPlan {
+        first: k,
+        rest: k,
+        n_first: n_tokens,
+    };
+    Some(match llama_cpp_order(ty, rows, n_tokens) {
+        LlamaCppOrder::Repacked(rp) => MatmulPlan {
+            first: Kernels {
+                one: rp.gemm,
+                tile: None,
+                x4: Some(rp.gemm_x4),
+            },
+            rest: Kernels {
+                one: rp.gemv,
+                tile: None,
+                x4: None,
+            },
+            n_first: n_tokens - n_tokens % 4,
+        },
+        LlamaCppOrder::RepackedTile { one, tile } => same(Kernels {
+            one,
+            tile: Some(tile),
+            x4: None,
+        }),
+        LlamaCppOrder::Tiled(t) => same(Kernels {
+            one: t.one,
+            tile: None,
+            x4: t.x4,
+        }),
+        LlamaCppOrder::VecDot => {
+            let i = ty.id() as usize;
+            let t = table();
+            // Fewer than 4 tokens leave a 4-token tile mostly idle; a one-token kernel over
+            // more weight rows does better there.
+            let gemv = t.gemv_tile.get(i).copied().flatten();
+            let tile = match gemv {
+                Some(g) if n_tokens < 4 => Some(g),
+                _ => t.tile.get(i).copied().flatten(),
+            };
+            same(Kernels {
+                one: vec_dot_fn(ty)?,
+                tile,
+                x4: vec_dot_x4_fn(ty),
+            })
+        }
+    })
+}
+
 /// An instruction-set level, ordered from least to most capable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SimdLevel {
@@ -167,6 +255,47 @@ pub fn kernel_w4(ty: GgmlType, level: SimdLevel) -> Option<VecDotW4Fn> {
     }
 }
 
+/// The `vec_dot`-order tile kernel written for exactly `level`, or `None`.
+pub fn kernel_tile(ty: GgmlType, level: SimdLevel) -> Option<Tile> {
+    if level > detected_level() {
+        return None;
+    }
+    match level {
+        SimdLevel::Scalar => None,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => crate::x86::avx2_tile(ty),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => crate::x86::avx512_tile(ty),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => None,
+    }
+}
+
+/// The tile kernel of llama.cpp's repacked Q4_0 order at `level` (8 weight rows, up to 4
+/// tokens; see [`crate::q4_0::vec_dot_repacked`]), or `None` below AVX2, where ggml does not
+/// repack Q4_0.
+pub fn repacked_q4_0_tile(level: SimdLevel) -> Option<Tile> {
+    if level > detected_level() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::x86::repack_q4_0 as r;
+        let f: TileFn = match level {
+            SimdLevel::Scalar => return None,
+            SimdLevel::Avx2 => r::tile_avx2,
+            SimdLevel::Avx512 => r::tile_avx512,
+        };
+        Some(Tile {
+            rows: r::ROWS,
+            toks: r::TOKS,
+            f,
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 /// The best kernel for `ty` at or below `level` that this CPU can run.
 pub fn best_kernel(ty: GgmlType, level: SimdLevel) -> Option<VecDotFn> {
     best(ty, level).map(|(_, f)| f)
@@ -188,6 +317,8 @@ struct Table {
     one: [Option<VecDotFn>; TABLE_LEN],
     four: [Option<VecDotX4Fn>; TABLE_LEN],
     four_w: [Option<VecDotW4Fn>; TABLE_LEN],
+    tile: [Option<Tile>; TABLE_LEN],
+    gemv_tile: [Option<Tile>; TABLE_LEN],
 }
 
 fn table() -> &'static Table {
@@ -198,6 +329,8 @@ fn table() -> &'static Table {
             one: [None; TABLE_LEN],
             four: [None; TABLE_LEN],
             four_w: [None; TABLE_LEN],
+            tile: [None; TABLE_LEN],
+            gemv_tile: [None; TABLE_LEN],
         };
         for ty in GgmlType::all() {
             let i = ty.id() as usize;
@@ -206,6 +339,11 @@ fn table() -> &'static Table {
                 // Only from the same level: the two must agree bit for bit.
                 t.four[i] = kernel_x4(ty, l);
                 t.four_w[i] = kernel_w4(ty, l);
+                t.tile[i] = kernel_tile(ty, l);
+                #[cfg(target_arch = "x86_64")]
+                if l == SimdLevel::Avx512 {
+                    t.gemv_tile[i] = crate::x86::avx512_gemv_tile(ty);
+                }
             }
         }
         t
@@ -357,14 +495,27 @@ pub enum LlamaCppOrder {
     Repacked(RepackedDot),
     /// The tiled K-quant matmul, every token alike.
     Tiled(TiledDot),
+    /// Repacked weights whose gemm and gemv sum alike (Q4_0): `tile` for 8-row groups,
+    /// `one` for single products, every token alike.
+    RepackedTile { one: VecDotFn, tile: Tile },
 }
 
 /// ggml's choice for K-quant weights: repacking wins (when ggml repacks the type at this
 /// level and `rows % 8 == 0`), else the tiled matmul for 8 or more tokens, else `vec_dot`.
-/// Other types always get [`LlamaCppOrder::VecDot`] here although ggml has further paths for
-/// some of them (repacked Q4_0/IQ4_NL, and llamafile's sgemm for Q4_0/Q5_0/Q8_0/IQ4_NL and
-/// the float types when there are 2 or more tokens), which this does not model.
+/// Q4_0 with AVX2 and `rows % 8 == 0` is repacked ([`LlamaCppOrder::RepackedTile`]). Other
+/// types get [`LlamaCppOrder::VecDot`]: llamafile's sgemm, which ggml uses for Q5_0/Q8_0
+/// (and unrepacked Q4_0) batches of 2 or more tokens, keeps `vec_dot`'s per-output order on
+/// x86 (one 8-lane accumulator per output, the same fused multiply-adds and final sum); its
+/// float-type paths (F16 with 2 or more tokens) are not modelled.
 pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOrder {
+    if ty == GgmlType::Q4_0 && rows.is_multiple_of(8) {
+        if let Some(tile) = repacked_q4_0_tile(active_level()) {
+            return LlamaCppOrder::RepackedTile {
+                one: crate::q4_0::vec_dot_repacked,
+                tile,
+            };
+        }
+    }
     if let Some(r) = repacked_dot(ty, rows) {
         return LlamaCppOrder::Repacked(r);
     }

@@ -77,6 +77,30 @@ pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     sumf
 }
 
+/// Dot with a Q8_0 row in the order of llama.cpp's repacked Q4_0 matmul (`q4_0_8x8` gemv
+/// and gemm, which its x86 build uses for every Q4_0 matrix with a multiple of 8 rows when
+/// AVX2 is present): one accumulator, each block's exact integer sum added by a fused
+/// multiply-add with `d_w * d_x`.
+pub fn vec_dot_repacked(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = n / BLOCK;
+    let mut acc = 0.0f32;
+    for (bw, bx) in w
+        .chunks_exact(BYTES)
+        .zip(x.chunks_exact(crate::q8_0::BYTES))
+        .take(nb)
+    {
+        let qs = &bw[2..BYTES];
+        let xq = &bx[2..crate::q8_0::BYTES];
+        let mut sumi = 0i32;
+        for j in 0..BLOCK / 2 {
+            sumi += ((qs[j] & 0x0f) as i32 - 8) * xq[j] as i8 as i32;
+            sumi += ((qs[j] >> 4) as i32 - 8) * xq[j + BLOCK / 2] as i8 as i32;
+        }
+        acc = (sumi as f32).mul_add(le_f16(bw, 0) * le_f16(bx, 0), acc);
+    }
+    acc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::dispatch::{VecDotFn, VecDotW4Fn, VecDotX4Fn};
+use crate::dispatch::{Tile, TileFn, VecDotFn, VecDotW4Fn, VecDotX4Fn};
 use crate::GgmlType;
 
 /// The six safe entry points of a 32-element block format (one row, four activation rows,
@@ -65,12 +65,47 @@ macro_rules! block_entry_points {
             // SAFETY: as for the single-row kernel; `blocks_w4` checked all five lengths.
             unsafe { dot_avx512(nb, w.map(|r| r.as_ptr()), [x.as_ptr()]).map(|r| r[0]) }
         }
+
+        /// Four weight rows times one to four activation rows (see
+        /// [`crate::dispatch::TileFn`]): the weights are unpacked once per block for all
+        /// the activation rows, with 16 independent accumulators in flight.
+        pub(crate) fn tile_avx512(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]) {
+            let nb = super::blocks_tile(n, BLOCK, w, BYTES, x, $x_bytes, out, 4, 4);
+            let wp: [*const u8; 4] = std::array::from_fn(|i| w[i].as_ptr());
+            // SAFETY: only reachable through the dispatch table after AVX-512 VNNI
+            // detection; `blocks_tile` checked every length and the tile shape.
+            unsafe {
+                match x.len() {
+                    1 => super::scatter(dot_avx512(nb, wp, [x[0].as_ptr()]), out),
+                    2 => super::scatter(dot_avx512(nb, wp, [x[0].as_ptr(), x[1].as_ptr()]), out),
+                    3 => super::scatter(
+                        dot_avx512(nb, wp, [x[0].as_ptr(), x[1].as_ptr(), x[2].as_ptr()]),
+                        out,
+                    ),
+                    _ => super::scatter(
+                        dot_avx512(nb, wp, std::array::from_fn::<_, 4, _>(|i| x[i].as_ptr())),
+                        out,
+                    ),
+                }
+            }
+        }
+
+        /// Four weight rows times one activation row at the `avx2` level (16 vector
+        /// registers leave no room for a wider tile).
+        pub(crate) fn tile_avx2(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]) {
+            let nb = super::blocks_tile(n, BLOCK, w, BYTES, x, $x_bytes, out, 4, 1);
+            let wp: [*const u8; 4] = std::array::from_fn(|i| w[i].as_ptr());
+            // SAFETY: only reachable through the dispatch table after AVX2/FMA/F16C
+            // detection; `blocks_tile` checked every length and the tile shape.
+            unsafe { super::scatter(dot_avx2(nb, wp, [x[0].as_ptr()]), out) }
+        }
     };
 }
 
 pub(crate) mod bf16;
 pub(crate) mod f16;
 pub(crate) mod f32;
+pub(crate) mod gemv_q8_0;
 pub(crate) mod q2_k;
 pub(crate) mod q3_k;
 pub(crate) mod q4_0;
@@ -82,6 +117,7 @@ pub(crate) mod q5_k;
 pub(crate) mod q6_k;
 pub(crate) mod q8_0;
 pub(crate) mod q8_k;
+pub(crate) mod repack_q4_0;
 
 pub(crate) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2")
@@ -202,6 +238,97 @@ pub(crate) fn avx512_kernel_w4(ty: GgmlType) -> Option<VecDotW4Fn> {
         Q8_0 => q8_0::vec_dot_w4_avx512,
         _ => return None,
     })
+}
+
+/// The tile kernel of `ty` at the `avx512` level for matmuls in `vec_dot` order (each output
+/// bit-identical to [`avx512_kernel`]'s). Only call once [`has_avx512`] holds.
+pub(crate) fn avx512_tile(ty: GgmlType) -> Option<Tile> {
+    use GgmlType::*;
+    let f: TileFn = match ty {
+        Q4_0 => q4_0::tile_avx512,
+        Q4_1 => q4_1::tile_avx512,
+        Q5_0 => q5_0::tile_avx512,
+        Q5_1 => q5_1::tile_avx512,
+        Q8_0 => q8_0::tile_avx512,
+        _ => return None,
+    };
+    Some(Tile {
+        rows: 4,
+        toks: 4,
+        f,
+    })
+}
+
+/// A tile kernel of `ty` for a single activation row (generation) at the `avx512` level, in
+/// `vec_dot` order, where one beats [`avx512_tile`] there. Only call once [`has_avx512`]
+/// holds.
+pub(crate) fn avx512_gemv_tile(ty: GgmlType) -> Option<Tile> {
+    match ty {
+        GgmlType::Q8_0 => Some(Tile {
+            rows: gemv_q8_0::ROWS,
+            toks: 1,
+            f: gemv_q8_0::tile_avx512,
+        }),
+        _ => None,
+    }
+}
+
+/// [`avx512_tile`] at the `avx2` level: four weight rows, one activation row (generation).
+pub(crate) fn avx2_tile(ty: GgmlType) -> Option<Tile> {
+    use GgmlType::*;
+    let f: TileFn = match ty {
+        Q4_0 => q4_0::tile_avx2,
+        Q4_1 => q4_1::tile_avx2,
+        Q5_0 => q5_0::tile_avx2,
+        Q5_1 => q5_1::tile_avx2,
+        Q8_0 => q8_0::tile_avx2,
+        _ => return None,
+    };
+    Some(Tile {
+        rows: 4,
+        toks: 1,
+        f,
+    })
+}
+
+/// [`blocks`] for a tile kernel of at most `max_w` x `max_x` rows: every weight and
+/// activation row, and room for the outputs. The x86 tile kernels take exactly `max_w`
+/// weight rows and 1 to `max_x` activation rows.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn blocks_tile(
+    n: usize,
+    block: usize,
+    w: &[&[u8]],
+    w_bytes: usize,
+    x: &[&[u8]],
+    x_bytes: usize,
+    out: &[f32],
+    max_w: usize,
+    max_x: usize,
+) -> usize {
+    assert!(
+        w.len() == max_w && (1..=max_x).contains(&x.len()) && out.len() >= w.len() * x.len(),
+        "tile: {} x {} rows for a {max_w} x {max_x} kernel",
+        w.len(),
+        x.len()
+    );
+    let nb = n / block;
+    assert!(
+        w.iter().all(|r| r.len() >= nb * w_bytes) && x.iter().all(|r| r.len() >= nb * x_bytes),
+        "vec_dot: buffers too short for {n} elements"
+    );
+    nb
+}
+
+/// A kernel's `[weight row][activation row]` results into a tile's `out[t * RW + r]`.
+#[inline]
+pub(crate) fn scatter<const RW: usize, const R: usize>(v: [[f32; R]; RW], out: &mut [f32]) {
+    for (r, row) in v.iter().enumerate() {
+        for (t, &o) in row.iter().enumerate() {
+            out[t * RW + r] = o;
+        }
+    }
 }
 
 /// [`blocks`] for four weight rows and one activation row.
