@@ -78,7 +78,18 @@ pub fn kv_cache_bytes(
     max_seq_len: u64,
     kv: KvDtype,
 ) -> u64 {
-    n_layers * n_kv_heads * (head_dim_k + head_dim_v) * max_seq_len * kv_elem_bytes(kv)
+    mul(&[
+        n_layers,
+        n_kv_heads,
+        head_dim_k.saturating_add(head_dim_v),
+        max_seq_len,
+        kv_elem_bytes(kv),
+    ])
+}
+
+/// Product that saturates instead of overflowing (hostile metadata must not panic).
+fn mul(xs: &[u64]) -> u64 {
+    xs.iter().fold(1u64, |a, &x| a.saturating_mul(x))
 }
 
 /// What is cached per layer and position.
@@ -103,11 +114,11 @@ impl KvLayout {
                 n_head_kv,
                 head_dim_k,
                 head_dim_v,
-            } => n_head_kv * (head_dim_k + head_dim_v),
+            } => n_head_kv.saturating_mul(head_dim_k.saturating_add(head_dim_v)),
             KvLayout::Latent {
                 kv_lora_rank,
                 n_rot,
-            } => kv_lora_rank + n_rot,
+            } => kv_lora_rank.saturating_add(n_rot),
         }
     }
 }
@@ -238,12 +249,17 @@ impl ModelShape {
     /// KV cache this engine allocates for `max_seq_len` positions: every layer keeps every
     /// position (sliding-window layers included).
     pub fn kv_bytes(&self, max_seq_len: u64, kv: KvDtype) -> u64 {
-        self.n_layer * self.kv.elems_per_token() * max_seq_len * kv_elem_bytes(kv)
+        mul(&[
+            self.n_layer,
+            self.kv.elems_per_token(),
+            max_seq_len,
+            kv_elem_bytes(kv),
+        ])
     }
 
     /// KV cache a windowed cache would need: sliding-window layers hold only their window.
     pub fn kv_bytes_windowed(&self, max_seq_len: u64, kv: KvDtype) -> u64 {
-        let per_pos = self.kv.elems_per_token() * kv_elem_bytes(kv);
+        let per_pos = mul(&[self.kv.elems_per_token(), kv_elem_bytes(kv)]);
         self.swa_layers
             .iter()
             .map(|&swa| {
@@ -252,30 +268,32 @@ impl ModelShape {
                 } else {
                     max_seq_len
                 };
-                n * per_pos
+                n.saturating_mul(per_pos)
             })
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Working buffers of one forward pass over a batch of `n_tokens` (the whole prompt is
     /// one batch, so the worst case is a prompt as long as the context): the per-token
     /// activations, the quantized activation rows, one row of logits.
     pub fn scratch_bytes(&self, n_tokens: u64) -> u64 {
-        let (qd, vd) = (self.n_head * self.head_dim_k, self.n_head * self.head_dim_v);
+        // u128: hostile metadata can make these products overflow u64; the result saturates.
+        let w = |v: u64| v as u128;
+        let (qd, vd) = (
+            w(self.n_head) * w(self.head_dim_k),
+            w(self.n_head) * w(self.head_dim_v),
+        );
         let kv_row = match self.kv {
-            KvLayout::Heads {
-                n_head_kv,
-                head_dim_k,
-                head_dim_v,
-            } => n_head_kv * (head_dim_k + head_dim_v),
+            KvLayout::Heads { .. } => w(self.kv.elems_per_token()),
             KvLayout::Latent { .. } => qd + vd,
         };
         // x, h, o (n_embd); q, attention output; k, v; gate, up (n_ff).
-        let floats = 3 * self.n_embd + qd + vd + kv_row + 2 * self.n_ff;
-        let widest = self.n_embd.max(self.n_ff).max(vd);
+        let floats = 3 * w(self.n_embd) + qd + vd + kv_row + 2 * w(self.n_ff);
+        let widest = w(self.n_embd).max(w(self.n_ff)).max(vd);
         // Q8_K is the widest partner type: 292 bytes per 256 values.
         let qrow = widest.div_ceil(256) * 292;
-        n_tokens * (floats * 4 + qrow) + self.n_vocab * 4
+        let total = w(n_tokens) * (floats * 4 + qrow) + w(self.n_vocab) * 4;
+        total.min(u64::MAX as u128) as u64
     }
 }
 
@@ -359,7 +377,9 @@ pub struct MemoryPlan {
 
 impl MemoryPlan {
     pub fn total(&self) -> u64 {
-        self.weights_bytes + self.kv_bytes + self.scratch_bytes + self.overhead_bytes
+        [self.kv_bytes, self.scratch_bytes, self.overhead_bytes]
+            .iter()
+            .fold(self.weights_bytes, |a, &b| a.saturating_add(b))
     }
 }
 
@@ -402,13 +422,15 @@ impl Planner {
             kv_dtype: kv,
             weights_bytes,
             kv_bytes: self.shape.kv_bytes(max_seq_len, kv),
-            scratch_bytes: self.shape.scratch_bytes(max_seq_len)
-                + if self.all_logits {
-                    max_seq_len.saturating_sub(1) * self.shape.n_vocab * 4
+            scratch_bytes: self.shape.scratch_bytes(max_seq_len).saturating_add(
+                if self.all_logits {
+                    mul(&[max_seq_len.saturating_sub(1), self.shape.n_vocab, 4])
                 } else {
                     0
                 },
-            overhead_bytes: BASE_OVERHEAD_BYTES + OVERHEAD_PER_TOKEN * self.shape.n_tokens,
+            ),
+            overhead_bytes: BASE_OVERHEAD_BYTES
+                .saturating_add(OVERHEAD_PER_TOKEN.saturating_mul(self.shape.n_tokens)),
         }
     }
 

@@ -294,3 +294,28 @@ fn load_modes_parse() {
         .unwrap_err()
         .contains("eager, lazy or auto"));
 }
+
+#[test]
+fn absurd_metadata_saturates_instead_of_panicking() {
+    let md = meta(
+        "llama",
+        &[
+            ("block_count", u32::MAX as u64),
+            ("embedding_length", u32::MAX as u64),
+            ("attention.head_count", 1),
+            ("feed_forward_length", u32::MAX as u64),
+            ("context_length", u32::MAX as u64),
+        ],
+    );
+    let s = ModelShape::from_metadata(&md, u32::MAX as u64).unwrap();
+    let p = Planner {
+        shape: s,
+        weights: WeightStats::default(),
+        all_logits: true,
+    };
+    let plan = p.plan(LoadMode::Eager, u64::MAX, KvDtype::F32);
+    assert_eq!(plan.kv_bytes, u64::MAX);
+    assert_eq!(plan.total(), u64::MAX);
+    let err = decide(&p, LoadMode::Auto, u64::MAX / 2, KvDtype::F16, avail(GIB)).unwrap_err();
+    assert!(err.contains("not enough memory"), "{err}");
+}
