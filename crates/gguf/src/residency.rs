@@ -99,6 +99,34 @@ impl GgufFile {
         self.release_bytes(t, 0, t.size);
     }
 
+    /// [`GgufFile::release`] for several tensors at once: neighbours in the file (gaps up to
+    /// 64 KiB, e.g. norm vectors between a layer's matrices) are merged into one range, so a
+    /// layer costs one `madvise` instead of one per tensor.
+    pub fn release_all(&self, ts: &[&TensorInfo]) {
+        if !self.release_pages {
+            return;
+        }
+        const GAP: u64 = 64 << 10;
+        let mut spans: Vec<(usize, u64, u64)> = ts
+            .iter()
+            .map(|t| (t.split, t.offset, t.offset + t.size))
+            .collect();
+        spans.sort_unstable();
+        let mut merged: Vec<(usize, u64, u64)> = Vec::with_capacity(spans.len());
+        for (split, a, b) in spans {
+            match merged.last_mut() {
+                Some(m) if m.0 == split && a <= m.2 + GAP => m.2 = m.2.max(b),
+                _ => merged.push((split, a, b)),
+            }
+        }
+        for (split, a, b) in merged {
+            if let Some(part) = self.parts.get(split) {
+                let base = part.data_start;
+                release_range(&part.backing, (base + a) as usize, (base + b) as usize);
+            }
+        }
+    }
+
     /// [`GgufFile::release`] for `len` bytes of `t` starting `start` bytes into it.
     pub fn release_bytes(&self, t: &TensorInfo, start: u64, len: u64) {
         if !self.release_pages {

@@ -102,6 +102,14 @@ fn heap_copy_and_page_release() {
         dropped > (BIG as u64) * 3 / 8 && dropped < (BIG as u64) * 5 / 8,
         "half release dropped {dropped}"
     );
+    // Several tensors at once: neighbours merge into one range.
+    std::hint::black_box(checksum(lazy.tensor_data(&big)));
+    let small = lazy.tensor("small").unwrap().clone();
+    let full = rss();
+    lazy.release_all(&[&small, &big]);
+    assert!(rss() + (BIG as u64) * 3 / 4 < full, "release_all");
+    assert_eq!(checksum(lazy.tensor_data(&big)), want);
+    assert_eq!(lazy.tensor_data(&small), &[7u8; 32][..]);
     // Without paging on, release leaves pages alone.
     let plain = GgufFile::open(&path).unwrap();
     std::hint::black_box(checksum(plain.tensor_data(&big)));

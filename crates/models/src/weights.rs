@@ -168,10 +168,14 @@ impl crate::decoder::Layer {
     /// Gives the layer's weight matrices back to the kernel once a forward pass is done with
     /// them (lazy paging only).
     pub(crate) fn release(&self, file: &GgufFile) {
-        for m in [
-            &self.wq, &self.wk, &self.wv, &self.wo, &self.gate, &self.up, &self.down,
-        ] {
-            m.release(file);
-        }
+        file.release_all(&[
+            &self.wq.info,
+            &self.wk.info,
+            &self.wv.info,
+            &self.wo.info,
+            &self.gate.info,
+            &self.up.info,
+            &self.down.info,
+        ]);
     }
 }
