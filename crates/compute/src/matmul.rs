@@ -275,6 +275,9 @@ impl<'a> Plan<'a> {
             // Row groups outside, tokens inside: a group's weights stay in L1 while the
             // token tile passes over them.
             while r + tile.rows <= r1 {
+                if t1 - t0 <= PREFETCH_MAX_TOKENS {
+                    prefetch_rows(w, r + tile.rows * PREFETCH_GROUPS, tile.rows);
+                }
                 let ws: [&[u8]; MAX_TILE] = std::array::from_fn(|i| w.row((r + i).min(r1 - 1)));
                 for t in (t0..t1).step_by(tile.toks) {
                     let m = tile.toks.min(t1 - t);
@@ -311,6 +314,37 @@ impl<'a> Plan<'a> {
             }
         }
     }
+}
+
+/// Up to this many tokens a tile streams its weight rows once with little arithmetic per
+/// byte, so memory latency dominates and the next rows are prefetched.
+const PREFETCH_MAX_TOKENS: usize = 3;
+
+/// How many row groups ahead of the kernel the prefetch runs.
+const PREFETCH_GROUPS: usize = 2;
+
+/// Asks for weight rows `r..r + count` (those that exist) to be brought into cache. A tile
+/// reads its rows as interleaved streams, one per row, which the hardware prefetcher follows
+/// poorly; the group's bytes are contiguous, so they are requested as one range instead.
+#[inline]
+fn prefetch_rows(w: &WeightView, r: usize, count: usize) {
+    if r >= w.rows {
+        return;
+    }
+    let end = (r + count).min(w.rows) * w.row_bytes();
+    let bytes = &w.data[r * w.row_bytes()..end];
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: a prefetch is only a hint: it reads nothing architecturally and cannot
+        // fault; the address is inside the weight slice anyway.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr() as *const i8
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// Embedding lookup: row `id` of `w` decoded to floats into `out` (`w.cols` long).
