@@ -8,10 +8,19 @@ use quant::dispatch::SimdLevel;
 
 use super::kernels::{LN2_HI, LN2_LO, LOG2E, P0, P1, P2, P3, P4, SHIFT};
 
-/// The SIMD kernels only run on a CPU that has the level's features.
+/// The SIMD kernels only run on a CPU that has the level's features. Called once per
+/// helper call (per key while decoding), so the detected level is cached in one atomic.
+#[inline]
 fn check_level(level: SimdLevel) {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static MAX: AtomicU8 = AtomicU8::new(u8::MAX);
+    let mut max = MAX.load(Ordering::Relaxed);
+    if max == u8::MAX {
+        max = quant::dispatch::detected_level() as u8;
+        MAX.store(max, Ordering::Relaxed);
+    }
     assert!(
-        level <= quant::dispatch::detected_level(),
+        level as u8 <= max,
         "SIMD level {} not supported by this CPU",
         level.name()
     );
@@ -31,7 +40,9 @@ pub(crate) fn mad_f16(level: SimdLevel, y: &mut [f16], x: &[f16], v: f32) {
             _ => mad_f16_256(np, y.as_mut_ptr(), x.as_ptr(), v),
         }
     }
-    super::kernels::mad_f16_ref(level, &mut y[np..n], &x[np..n], v);
+    if np < n {
+        super::kernels::mad_f16_ref(level, &mut y[np..n], &x[np..n], v);
+    }
 }
 
 /// # Safety
