@@ -5,7 +5,8 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use quant::dispatch::{
-    kernel, kernel_w4, kernel_x4, repacked_dot, scalar_kernel, tiled_dot, SimdLevel,
+    kernel, kernel_tile, kernel_w4, kernel_x4, repacked_dot, repacked_q4_0_tile, scalar_kernel,
+    tiled_dot, SimdLevel,
 };
 use quant::GgmlType;
 
@@ -120,6 +121,40 @@ fn bench(c: &mut Criterion) {
             group.bench_function(format!("{ty}/repacked-gemm/x4"), |b| {
                 b.iter(|| (r.gemm_x4)(black_box(N), black_box(w), [&xs[0], &xs[1], &xs[2], &xs[3]]))
             });
+        }
+    }
+    group.finish();
+
+    // Register-blocked tiles (weight rows x tokens per call) at each level, throughput per
+    // multiply-add, against the single-row kernel of the same order: the batched matmul's
+    // inner step. Q4_0's tile is llama.cpp's repacked order (its single-row reference is
+    // scalar), the others `vec_dot`'s.
+    let mut group = c.benchmark_group("tiles_4096");
+    group.throughput(Throughput::Elements(N as u64));
+    for ty in GgmlType::all().filter(|&t| scalar_kernel(t).is_some()) {
+        for level in SimdLevel::ALL {
+            let tiles = [
+                kernel_tile(ty, level).map(|t| ("vec_dot", t)),
+                (ty == GgmlType::Q4_0)
+                    .then(|| repacked_q4_0_tile(level).map(|t| ("repacked", t)))
+                    .flatten(),
+            ];
+            for (order, t) in tiles.into_iter().flatten() {
+                let ws: Vec<Vec<u8>> = (0..t.rows)
+                    .map(|s| encode(ty, &row(s as u64 + 10)))
+                    .collect();
+                let xs: Vec<Vec<u8>> = (0..t.toks)
+                    .map(|s| encode(ty.vec_dot_type(), &row(s as u64 + 50)))
+                    .collect();
+                let wr: Vec<&[u8]> = ws.iter().map(|r| r.as_slice()).collect();
+                let xr: Vec<&[u8]> = xs.iter().map(|r| r.as_slice()).collect();
+                let mut out = vec![0f32; t.rows * t.toks];
+                group.throughput(Throughput::Elements((N * t.rows * t.toks) as u64));
+                group.bench_function(
+                    format!("{ty}/{}/{order}/{}x{}", level.name(), t.rows, t.toks),
+                    |b| b.iter(|| (t.f)(black_box(N), black_box(&wr), black_box(&xr), &mut out)),
+                );
+            }
         }
     }
     group.finish();

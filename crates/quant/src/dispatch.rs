@@ -272,7 +272,7 @@ pub fn kernel_tile(ty: GgmlType, level: SimdLevel) -> Option<Tile> {
 }
 
 /// The tile kernel of llama.cpp's repacked Q4_0 order at `level` (8 weight rows, up to 4
-/// tokens; see [`crate::q4_0::vec_dot_repacked`]), or `None` below AVX2, where ggml does not
+/// tokens with AVX2 or 8 with AVX-512; see [`crate::q4_0::vec_dot_repacked`]), or `None` below AVX2, where ggml does not
 /// repack Q4_0.
 pub fn repacked_q4_0_tile(level: SimdLevel) -> Option<Tile> {
     if level > detected_level() {
@@ -281,14 +281,14 @@ pub fn repacked_q4_0_tile(level: SimdLevel) -> Option<Tile> {
     #[cfg(target_arch = "x86_64")]
     {
         use crate::x86::repack_q4_0 as r;
-        let f: TileFn = match level {
+        let (f, toks): (TileFn, usize) = match level {
             SimdLevel::Scalar => return None,
-            SimdLevel::Avx2 => r::tile_avx2,
-            SimdLevel::Avx512 => r::tile_avx512,
+            SimdLevel::Avx2 => (r::tile_avx2, r::TOKS_AVX2),
+            SimdLevel::Avx512 => (r::tile_avx512, r::TOKS_AVX512),
         };
         Some(Tile {
             rows: r::ROWS,
-            toks: r::TOKS,
+            toks,
             f,
         })
     }

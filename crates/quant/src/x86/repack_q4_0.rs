@@ -14,48 +14,57 @@ use crate::q8_0::BYTES as X_BYTES;
 
 /// Weight rows per call: one per f32 lane of a 256-bit accumulator.
 pub(crate) const ROWS: usize = 8;
-/// Most activation rows per call.
-pub(crate) const TOKS: usize = 4;
 
-/// The eight lanes' sums of `p[r]` in lane `r` (integer adds, so any tree gives the same).
+/// An 8x8 transpose of 32-bit elements: lane `r` of result `k` is lane `k` of `a[r]`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn reduce8(p: [__m256i; 8]) -> __m256i {
-    let h01 = _mm256_hadd_epi32(p[0], p[1]);
-    let h23 = _mm256_hadd_epi32(p[2], p[3]);
-    let h45 = _mm256_hadd_epi32(p[4], p[5]);
-    let h67 = _mm256_hadd_epi32(p[6], p[7]);
-    // Per 128-bit half: the half-row sums of rows 0..4 and 4..8.
-    let lo = _mm256_hadd_epi32(h01, h23);
-    let hi = _mm256_hadd_epi32(h45, h67);
+fn transpose8(a: [__m256i; 8]) -> [__m256i; 8] {
+    let t = |i: usize, hi: bool| {
+        if hi {
+            _mm256_unpackhi_epi32(a[i], a[i + 1])
+        } else {
+            _mm256_unpacklo_epi32(a[i], a[i + 1])
+        }
+    };
+    let (t0, t1, t2, t3) = (t(0, false), t(0, true), t(2, false), t(2, true));
+    let (t4, t5, t6, t7) = (t(4, false), t(4, true), t(6, false), t(6, true));
+    // Per 128-bit half h: u[k] holds element 4h + k of rows 0..4 (u[k + 4]: rows 4..8).
+    let u = [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+        _mm256_unpacklo_epi64(t4, t6),
+        _mm256_unpackhi_epi64(t4, t6),
+        _mm256_unpacklo_epi64(t5, t7),
+        _mm256_unpackhi_epi64(t5, t7),
+    ];
+    std::array::from_fn(|k| {
+        if k < 4 {
+            _mm256_permute2x128_si256(u[k], u[k + 4], 0x20)
+        } else {
+            _mm256_permute2x128_si256(u[k - 4], u[k], 0x31)
+        }
+    })
+}
+
+/// `acc` plus unsigned-by-signed byte products summed in groups of four. The operands here
+/// (activations offset to 0..255, weights in -8..7) keep `maddubs`'s 16-bit pair sums far
+/// from saturation, so this is exact.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot_acc_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     _mm256_add_epi32(
-        _mm256_permute2x128_si256(lo, hi, 0x20),
-        _mm256_permute2x128_si256(lo, hi, 0x31),
+        acc,
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
     )
 }
 
-/// The sum of all eight lanes, in every lane.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn hsum_broadcast(v: __m256i) -> __m256i {
-    let t = _mm256_hadd_epi32(v, v);
-    let t = _mm256_hadd_epi32(t, t);
-    _mm256_add_epi32(t, _mm256_permute2x128_si256(t, t, 0x01))
-}
-
-/// Unsigned-by-signed byte products summed in groups of four. The weights are raw nibbles
-/// (0..15), so `maddubs`'s 16-bit pair sums stay far below saturation and this is exact.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn dot_us_avx2(u: __m256i, s: __m256i) -> __m256i {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
-}
-
-/// [`dot_us_avx2`] in one VNNI instruction (same integers).
+/// [`dot_acc_avx2`] in one VNNI instruction (same integers).
 #[inline]
 #[target_feature(enable = "avx2,avx512vl,avx512vnni")]
-fn dot_us_vnni(u: __m256i, s: __m256i) -> __m256i {
-    _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+fn dot_acc_vnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(acc, u, s)
 }
 
 macro_rules! kernel {
@@ -71,6 +80,7 @@ macro_rules! kernel {
             x: [*const u8; R],
         ) -> [__m256; R] {
             let mut acc = [_mm256_setzero_ps(); R];
+            let bias = _mm256_set1_epi8(0x80u8 as i8);
             for i in 0..nb {
                 // SAFETY: block i of each row is in bounds (caller), and the offsets stay
                 // inside a block.
@@ -80,15 +90,33 @@ macro_rules! kernel {
                     for ((d, q), wr) in d.iter_mut().zip(q.iter_mut()).zip(w) {
                         let b = wr.add(i * BYTES);
                         *d = (b as *const u16).read_unaligned();
-                        *q = bytes_from_nibbles_32(b.add(2));
+                        *q = _mm256_sub_epi8(bytes_from_nibbles_32(b.add(2)), _mm256_set1_epi8(8));
                     }
                     let dw = _mm256_cvtph_ps(_mm_loadu_si128(d.as_ptr() as *const __m128i));
+                    // Lane r of v[k]: quants 4k..4k+4 of row r, so a product with activation
+                    // quants 4k..4k+4 in every lane lands in the row's own lane and no
+                    // horizontal sum is needed.
+                    let v = transpose8(q);
+                    // The activations enter unsigned as x + 128; the excess 128 * sum(w) is
+                    // per row, the same for every token.
+                    let mut excess = _mm256_setzero_si256();
+                    for &vk in &v {
+                        excess = $dot(excess, bias, vk);
+                    }
                     for (acc, xr) in acc.iter_mut().zip(x) {
                         let bx = xr.add(i * X_BYTES);
-                        let qy = _mm256_loadu_si256(bx.add(2) as *const __m256i);
-                        // (nibble - 8) . x = nibble . x - 8 * sum(x), all exact integers.
-                        let off = hsum_broadcast($dot(_mm256_set1_epi8(8), qy));
-                        let isum = _mm256_sub_epi32(reduce8(q.map(|q| $dot(q, qy))), off);
+                        // Offset once into a stack copy, then each group of four quants is
+                        // broadcast straight from memory (a load, not a shuffle).
+                        let mut xu = [0i32; 8];
+                        _mm256_storeu_si256(
+                            xu.as_mut_ptr() as *mut __m256i,
+                            _mm256_xor_si256(_mm256_loadu_si256(bx.add(2) as *const __m256i), bias),
+                        );
+                        let mut isum = _mm256_setzero_si256();
+                        for (&xk, &vk) in xu.iter().zip(&v) {
+                            isum = $dot(isum, _mm256_set1_epi32(xk), vk);
+                        }
+                        let isum = _mm256_sub_epi32(isum, excess);
                         let d = _mm256_mul_ps(dw, _mm256_set1_ps(f16_at(bx)));
                         *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, *acc);
                     }
@@ -99,11 +127,11 @@ macro_rules! kernel {
     };
 }
 
-kernel!(gemm_avx2, "avx2,fma,f16c", dot_us_avx2);
+kernel!(gemm_avx2, "avx2,fma,f16c", dot_acc_avx2);
 kernel!(
     gemm_avx512,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-    dot_us_vnni
+    dot_acc_vnni
 );
 
 /// Stores result `t` of a kernel (8 weight rows) at `out[t * 8..]`.
@@ -117,29 +145,45 @@ fn store<const R: usize>(acc: [__m256; R], out: &mut [f32]) {
 }
 
 macro_rules! entry {
-    ($name:ident, $kernel:ident) => {
-        /// Eight Q4_0 weight rows times one to four Q8_0 activation rows in llama.cpp's
+    ($name:ident, $kernel:ident, $toks:literal) => {
+        /// Eight Q4_0 weight rows times one to `$toks` Q8_0 activation rows in llama.cpp's
         /// repacked order (see [`crate::dispatch::TileFn`]).
         pub(crate) fn $name(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]) {
-            let nb = super::blocks_tile(n, BLOCK, w, BYTES, x, X_BYTES, out, ROWS, TOKS);
+            let nb = super::blocks_tile(n, BLOCK, w, BYTES, x, X_BYTES, out, ROWS, $toks);
             let wp: [*const u8; ROWS] = std::array::from_fn(|i| w[i].as_ptr());
-            let xp = |i: usize| x[i].as_ptr();
+            macro_rules! go {
+                ($r:literal) => {
+                    store(
+                        $kernel::<$r>(nb, wp, std::array::from_fn(|i| x[i].as_ptr())),
+                        out,
+                    )
+                };
+            }
             // SAFETY: only reachable through the dispatch table after detection of the
             // kernel's features; `blocks_tile` checked every length and the tile shape.
             unsafe {
                 match x.len() {
-                    1 => store($kernel(nb, wp, [xp(0)]), out),
-                    2 => store($kernel(nb, wp, [xp(0), xp(1)]), out),
-                    3 => store($kernel(nb, wp, [xp(0), xp(1), xp(2)]), out),
-                    _ => store($kernel(nb, wp, [xp(0), xp(1), xp(2), xp(3)]), out),
+                    1 => go!(1),
+                    2 => go!(2),
+                    3 => go!(3),
+                    4 => go!(4),
+                    5 => go!(5),
+                    6 => go!(6),
+                    7 => go!(7),
+                    _ => go!(8),
                 }
             }
         }
     };
 }
 
-entry!(tile_avx2, gemm_avx2);
-entry!(tile_avx512, gemm_avx512);
+// AVX2 has 16 vector registers: 4 accumulators beside the 8 transposed weight vectors.
+entry!(tile_avx2, gemm_avx2, 4);
+entry!(tile_avx512, gemm_avx512, 8);
+
+/// Most activation rows per call at each level.
+pub(crate) const TOKS_AVX2: usize = 4;
+pub(crate) const TOKS_AVX512: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -171,12 +215,16 @@ mod tests {
     /// at the range ends.
     #[test]
     fn tiles_equal_the_scalar_repacked_order() {
-        let levels: Vec<(SimdLevel, crate::dispatch::TileFn)> = [
-            (SimdLevel::Avx2, tile_avx2 as crate::dispatch::TileFn),
-            (SimdLevel::Avx512, tile_avx512),
+        let levels: Vec<(SimdLevel, crate::dispatch::TileFn, usize)> = [
+            (
+                SimdLevel::Avx2,
+                tile_avx2 as crate::dispatch::TileFn,
+                TOKS_AVX2,
+            ),
+            (SimdLevel::Avx512, tile_avx512, TOKS_AVX512),
         ]
         .into_iter()
-        .filter(|(l, _)| *l <= detected_level())
+        .filter(|(l, _, _)| *l <= detected_level())
         .collect();
         let mut rng = Rng::new(40);
         let scales: [fn(&mut Rng) -> u16; 4] = [
@@ -189,7 +237,7 @@ mod tests {
             for nb in [1usize, 3, 18, 48] {
                 let n = nb * BLOCK;
                 let mut ws = rows(&mut rng, ROWS, nb, BYTES, *scale);
-                let mut xs = rows(&mut rng, TOKS, nb, X_BYTES, *scale);
+                let mut xs = rows(&mut rng, TOKS_AVX512, nb, X_BYTES, *scale);
                 if k == 3 {
                     // Extreme quants: every nibble 15 (or 0) and activations at -128 / 127.
                     for (i, w) in ws.iter_mut().enumerate() {
@@ -204,8 +252,8 @@ mod tests {
                     }
                 }
                 let wr: Vec<&[u8]> = ws.iter().map(|r| r.as_slice()).collect();
-                for (level, f) in &levels {
-                    for toks in 1..=TOKS {
+                for (level, f, max) in &levels {
+                    for toks in 1..=*max {
                         let xr: Vec<&[u8]> = xs[..toks].iter().map(|r| r.as_slice()).collect();
                         let mut out = vec![0f32; ROWS * toks];
                         f(n, &wr, &xr, &mut out);
