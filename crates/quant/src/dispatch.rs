@@ -495,8 +495,8 @@ pub enum LlamaCppOrder {
     Repacked(RepackedDot),
     /// The tiled K-quant matmul, every token alike.
     Tiled(TiledDot),
-    /// Repacked weights whose gemm and gemv sum alike (Q4_0): `tile` for 8-row groups,
-    /// `one` for single products, every token alike.
+    /// One order for every token with a tile kernel: repacked Q4_0 (gemm and gemv sum
+    /// alike) and llamafile's F16 sgemm at avx512 (2 or more tokens, rows % 4 == 0).
     RepackedTile { one: VecDotFn, tile: Tile },
 }
 
@@ -506,8 +506,25 @@ pub enum LlamaCppOrder {
 /// types get [`LlamaCppOrder::VecDot`]: llamafile's sgemm, which ggml uses for Q5_0/Q8_0
 /// (and unrepacked Q4_0) batches of 2 or more tokens, keeps `vec_dot`'s per-output order on
 /// x86 (one 8-lane accumulator per output, the same fused multiply-adds and final sum); its
-/// float-type paths (F16 with 2 or more tokens) are not modelled.
+/// F16 path (2 or more tokens, rows % 4 == 0) is reproduced at avx512 (16-lane tinyBLAS), not
+/// at avx2.
 pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOrder {
+    #[cfg(target_arch = "x86_64")]
+    if ty == GgmlType::F16
+        && n_tokens >= 2
+        && rows.is_multiple_of(4)
+        && active_level() >= SimdLevel::Avx512
+    {
+        use crate::x86::tinyblas_f16 as t;
+        return LlamaCppOrder::RepackedTile {
+            one: t::vec_dot_avx512,
+            tile: Tile {
+                rows: t::ROWS,
+                toks: t::TOKS,
+                f: t::tile_avx512,
+            },
+        };
+    }
     if ty == GgmlType::Q4_0 && rows.is_multiple_of(8) {
         if let Some(tile) = repacked_q4_0_tile(active_level()) {
             return LlamaCppOrder::RepackedTile {

@@ -27,6 +27,28 @@ pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     sum as f32
 }
 
+/// Dot in the order of llama.cpp's AVX-512 llamafile sgemm for F16 (`tinyBLAS` with 16-lane
+/// vectors), which its x86 build uses for F16 matmuls of 2 or more tokens when the row count
+/// is a multiple of 4: 16 lane accumulators, each element pair fused-multiply-added into
+/// lane `i % 16` (a trailing partial vector zero-filled), then GCC's `_mm512_reduce_add_ps`
+/// tree (halves, quarters, lanes two apart, the last two).
+pub fn vec_dot_tinyblas16(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let mut acc = [0.0f32; 16];
+    for s in (0..n).step_by(16) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            let (wv, xv) = if s + l < n {
+                (le_f16(w, 2 * (s + l)), le_f16(x, 2 * (s + l)))
+            } else {
+                (0.0, 0.0)
+            };
+            *a = wv.mul_add(xv, *a);
+        }
+    }
+    let t: [f32; 8] = std::array::from_fn(|i| acc[i + 8] + acc[i]);
+    let u: [f32; 4] = std::array::from_fn(|i| t[i + 4] + t[i]);
+    (u[0] + u[2]) + (u[1] + u[3])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

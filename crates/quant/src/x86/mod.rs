@@ -118,6 +118,7 @@ pub(crate) mod q6_k;
 pub(crate) mod q8_0;
 pub(crate) mod q8_k;
 pub(crate) mod repack_q4_0;
+pub(crate) mod tinyblas_f16;
 
 pub(crate) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2")
