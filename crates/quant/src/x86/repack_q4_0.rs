@@ -15,6 +15,32 @@ use crate::q8_0::BYTES as X_BYTES;
 /// Weight rows per call: one per f32 lane of a 256-bit accumulator.
 pub(crate) const ROWS: usize = 8;
 
+/// The eight lanes' sums of `p[r]` in lane `r` (integer adds, so any tree gives the same).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn reduce8(p: [__m256i; 8]) -> __m256i {
+    let h01 = _mm256_hadd_epi32(p[0], p[1]);
+    let h23 = _mm256_hadd_epi32(p[2], p[3]);
+    let h45 = _mm256_hadd_epi32(p[4], p[5]);
+    let h67 = _mm256_hadd_epi32(p[6], p[7]);
+    // Per 128-bit half: the half-row sums of rows 0..4 and 4..8.
+    let lo = _mm256_hadd_epi32(h01, h23);
+    let hi = _mm256_hadd_epi32(h45, h67);
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256(lo, hi, 0x20),
+        _mm256_permute2x128_si256(lo, hi, 0x31),
+    )
+}
+
+/// The sum of all eight lanes, in every lane.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum_broadcast(v: __m256i) -> __m256i {
+    let t = _mm256_hadd_epi32(v, v);
+    let t = _mm256_hadd_epi32(t, t);
+    _mm256_add_epi32(t, _mm256_permute2x128_si256(t, t, 0x01))
+}
+
 /// An 8x8 transpose of 32-bit elements: lane `r` of result `k` is lane `k` of `a[r]`.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -86,17 +112,32 @@ macro_rules! kernel {
                 // inside a block.
                 unsafe {
                     let mut d = [0u16; ROWS];
-                    let mut q = [_mm256_setzero_si256(); ROWS];
-                    for ((d, q), wr) in d.iter_mut().zip(q.iter_mut()).zip(w) {
+                    let mut raw = [_mm256_setzero_si256(); ROWS];
+                    for ((d, q), wr) in d.iter_mut().zip(raw.iter_mut()).zip(w) {
                         let b = wr.add(i * BYTES);
                         *d = (b as *const u16).read_unaligned();
-                        *q = _mm256_sub_epi8(bytes_from_nibbles_32(b.add(2)), _mm256_set1_epi8(8));
+                        *q = bytes_from_nibbles_32(b.add(2));
                     }
                     let dw = _mm256_cvtph_ps(_mm_loadu_si128(d.as_ptr() as *const __m128i));
+                    if R < 3 {
+                        // Too few tokens to pay for the transpose: per token, the products
+                        // of the raw nibbles (0..15) summed across lanes, minus 8 * sum(x).
+                        for (acc, xr) in acc.iter_mut().zip(x) {
+                            let bx = xr.add(i * X_BYTES);
+                            let qy = _mm256_loadu_si256(bx.add(2) as *const __m256i);
+                            let zero = _mm256_setzero_si256();
+                            let off = hsum_broadcast($dot(zero, _mm256_set1_epi8(8), qy));
+                            let isum =
+                                _mm256_sub_epi32(reduce8(raw.map(|q| $dot(zero, q, qy))), off);
+                            let d = _mm256_mul_ps(dw, _mm256_set1_ps(f16_at(bx)));
+                            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, *acc);
+                        }
+                        continue;
+                    }
                     // Lane r of v[k]: quants 4k..4k+4 of row r, so a product with activation
                     // quants 4k..4k+4 in every lane lands in the row's own lane and no
                     // horizontal sum is needed.
-                    let v = transpose8(q);
+                    let v = transpose8(raw.map(|q| _mm256_sub_epi8(q, _mm256_set1_epi8(8))));
                     // The activations enter unsigned as x + 128; the excess 128 * sum(w) is
                     // per row, the same for every token.
                     let mut excess = _mm256_setzero_si256();
