@@ -45,15 +45,22 @@ fn hsum_broadcast(v: __m256i) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2")]
 fn transpose8(a: [__m256i; 8]) -> [__m256i; 8] {
-    let t = |i: usize, hi: bool| {
-        if hi {
-            _mm256_unpackhi_epi32(a[i], a[i + 1])
-        } else {
-            _mm256_unpacklo_epi32(a[i], a[i + 1])
-        }
-    };
-    let (t0, t1, t2, t3) = (t(0, false), t(0, true), t(2, false), t(2, true));
-    let (t4, t5, t6, t7) = (t(4, false), t(4, true), t(6, false), t(6, true));
+    let (t0, t1) = (
+        _mm256_unpacklo_epi32(a[0], a[1]),
+        _mm256_unpackhi_epi32(a[0], a[1]),
+    );
+    let (t2, t3) = (
+        _mm256_unpacklo_epi32(a[2], a[3]),
+        _mm256_unpackhi_epi32(a[2], a[3]),
+    );
+    let (t4, t5) = (
+        _mm256_unpacklo_epi32(a[4], a[5]),
+        _mm256_unpackhi_epi32(a[4], a[5]),
+    );
+    let (t6, t7) = (
+        _mm256_unpacklo_epi32(a[6], a[7]),
+        _mm256_unpackhi_epi32(a[6], a[7]),
+    );
     // Per 128-bit half h: u[k] holds element 4h + k of rows 0..4 (u[k + 4]: rows 4..8).
     let u = [
         _mm256_unpacklo_epi64(t0, t2),
@@ -65,13 +72,17 @@ fn transpose8(a: [__m256i; 8]) -> [__m256i; 8] {
         _mm256_unpacklo_epi64(t5, t7),
         _mm256_unpackhi_epi64(t5, t7),
     ];
-    std::array::from_fn(|k| {
-        if k < 4 {
-            _mm256_permute2x128_si256(u[k], u[k + 4], 0x20)
-        } else {
-            _mm256_permute2x128_si256(u[k - 4], u[k], 0x31)
-        }
-    })
+    // Spelled out: a closure would not inherit the target features.
+    [
+        _mm256_permute2x128_si256(u[0], u[4], 0x20),
+        _mm256_permute2x128_si256(u[1], u[5], 0x20),
+        _mm256_permute2x128_si256(u[2], u[6], 0x20),
+        _mm256_permute2x128_si256(u[3], u[7], 0x20),
+        _mm256_permute2x128_si256(u[0], u[4], 0x31),
+        _mm256_permute2x128_si256(u[1], u[5], 0x31),
+        _mm256_permute2x128_si256(u[2], u[6], 0x31),
+        _mm256_permute2x128_si256(u[3], u[7], 0x31),
+    ]
 }
 
 /// `acc` plus unsigned-by-signed byte products summed in groups of four. The operands here
@@ -127,8 +138,12 @@ macro_rules! kernel {
                             let qy = _mm256_loadu_si256(bx.add(2) as *const __m256i);
                             let zero = _mm256_setzero_si256();
                             let off = hsum_broadcast($dot(zero, _mm256_set1_epi8(8), qy));
-                            let isum =
-                                _mm256_sub_epi32(reduce8(raw.map(|q| $dot(zero, q, qy))), off);
+                            // A loop, not `map`: closures lose the target features.
+                            let mut p = [zero; ROWS];
+                            for (p, &q) in p.iter_mut().zip(&raw) {
+                                *p = $dot(zero, q, qy);
+                            }
+                            let isum = _mm256_sub_epi32(reduce8(p), off);
                             let d = _mm256_mul_ps(dw, _mm256_set1_ps(f16_at(bx)));
                             *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, *acc);
                         }
@@ -137,7 +152,10 @@ macro_rules! kernel {
                     // Lane r of v[k]: quants 4k..4k+4 of row r, so a product with activation
                     // quants 4k..4k+4 in every lane lands in the row's own lane and no
                     // horizontal sum is needed.
-                    let v = transpose8(raw.map(|q| _mm256_sub_epi8(q, _mm256_set1_epi8(8))));
+                    for q in raw.iter_mut() {
+                        *q = _mm256_sub_epi8(*q, _mm256_set1_epi8(8));
+                    }
+                    let v = transpose8(raw);
                     // The activations enter unsigned as x + 128; the excess 128 * sum(w) is
                     // per row, the same for every token.
                     let mut excess = _mm256_setzero_si256();

@@ -37,7 +37,12 @@ unsafe fn gemm<const RW: usize, const R: usize>(
         let len = (n - s).min(16);
         // SAFETY: elements s..s + len of every row are in bounds (caller).
         unsafe {
-            let xv: [__m512; R] = std::array::from_fn(|t| load(x[t].add(2 * s), len));
+            // Plain loops rather than closures: a closure does not inherit the function's
+            // target features, so the intrinsics inside it would become calls.
+            let mut xv = [_mm512_setzero_ps(); R];
+            for (v, xr) in xv.iter_mut().zip(x) {
+                *v = load(xr.add(2 * s), len);
+            }
             for (acc, wr) in acc.iter_mut().zip(w) {
                 let wv = load(wr.add(2 * s), len);
                 for (a, xv) in acc.iter_mut().zip(xv) {
@@ -47,7 +52,13 @@ unsafe fn gemm<const RW: usize, const R: usize>(
         }
         s += 16;
     }
-    acc.map(|row| row.map(|a| reduce_add_512(a)))
+    let mut out = [[0f32; R]; RW];
+    for (o, a) in out.iter_mut().zip(acc) {
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = reduce_add_512(a);
+        }
+    }
+    out
 }
 
 /// One F16 weight row against one F16 activation row in tinyBLAS's order.
