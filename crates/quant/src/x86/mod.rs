@@ -256,11 +256,12 @@ pub(crate) fn avx512_tile(ty: GgmlType) -> Option<Tile> {
         Q8_0 => tile_pairs::tile_q8_0,
         _ => return None,
     };
-    Some(Tile {
-        rows: 4,
-        toks: 4,
-        f,
-    })
+    let toks = if matches!(ty, Q5_0 | Q8_0) {
+        tile_pairs::TOKS
+    } else {
+        4
+    };
+    Some(Tile { rows: 4, toks, f })
 }
 
 /// A tile kernel of `ty` for a single activation row (generation) at the `avx512` level, in

@@ -9,9 +9,10 @@ use std::arch::x86_64::*;
 
 use super::{bytes_from_bits_32, bytes_from_nibbles_32, f16_at, hsum_float_8};
 
-/// Weight rows and most tokens per call.
+/// Weight rows and most tokens per call: 16 accumulators, with the four token pairs' quants
+/// and scales, fill most of the 32 vector registers.
 pub(crate) const ROWS: usize = 4;
-pub(crate) const TOKS: usize = 4;
+pub(crate) const TOKS: usize = 8;
 
 /// Q8_0 weight quants of the block at `b`.
 ///
@@ -99,14 +100,16 @@ macro_rules! kernel {
             let wp: [*const u8; ROWS] = std::array::from_fn(|i| w[i].as_ptr());
             // An odd last token is paired with itself; its copy is dropped.
             let xp = |i: usize| x[i.min(x.len() - 1)].as_ptr();
+            let pair = |p: usize| [xp(2 * p), xp(2 * p + 1)];
             let m = x.len();
             // SAFETY: only reachable through the dispatch table after AVX-512 VNNI
             // detection; `blocks_tile` checked every length and the tile shape.
             unsafe {
-                if m <= 2 {
-                    store($name(nb, wp, [[xp(0), xp(1)]]), m, out);
-                } else {
-                    store($name(nb, wp, [[xp(0), xp(1)], [xp(2), xp(3)]]), m, out);
+                match m.div_ceil(2) {
+                    1 => store($name(nb, wp, [pair(0)]), m, out),
+                    2 => store($name(nb, wp, [pair(0), pair(1)]), m, out),
+                    3 => store($name(nb, wp, [pair(0), pair(1), pair(2)]), m, out),
+                    _ => store($name(nb, wp, [pair(0), pair(1), pair(2), pair(3)]), m, out),
                 }
             }
         }
