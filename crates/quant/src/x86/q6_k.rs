@@ -235,7 +235,14 @@ pub(super) unsafe fn dot_avx512<const R: usize, const TILED: bool>(
             let dw = f16_at(wb.add(W_D));
             let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(W_SCALES) as *const __m128i));
             let sc = _mm512_castsi256_si512(sc16);
-            let s: [__m512i; 4] = std::array::from_fn(|k| _mm512_permutexvar_epi16(idx[k], sc));
+            // Spelled out: a closure would not inherit the target features, and the
+            // permutes would become calls.
+            let s: [__m512i; 4] = [
+                _mm512_permutexvar_epi16(idx[0], sc),
+                _mm512_permutexvar_epi16(idx[1], sc),
+                _mm512_permutexvar_epi16(idx[2], sc),
+                _mm512_permutexvar_epi16(idx[3], sc),
+            ];
             let q = unpack_half!(
                 _mm512_and_si512,
                 _mm512_or_si512,
