@@ -2,6 +2,8 @@
 //! SmolLM2 checks that the first answer is exactly `torchless run`'s and that the second turn
 //! reuses the cache; the tiny fixture covers slash commands, save/load and a full context.
 
+mod common;
+use common::real_model;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -10,22 +12,6 @@ fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(name)
-}
-
-/// A real model fetched by scripts/fetch-models.sh; failing (not skipping) keeps CI honest.
-fn real_model(name: &str) -> PathBuf {
-    let cache = std::env::var_os("TORCHLESS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/torchless")
-        });
-    let p = cache.join("models").join(format!("{name}.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh first",
-        p.display()
-    );
-    p
 }
 
 fn run_with_stdin(args: &[&str], stdin: &str) -> Output {

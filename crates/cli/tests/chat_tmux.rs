@@ -2,24 +2,11 @@
 //! real SmolLM2: two turns, a slash command, Ctrl-C during an answer, Ctrl-D to leave.
 //! tmux is required: .ci/run installs it, and a missing tmux fails this test loudly.
 
+mod common;
+use common::real_model;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn real_model(name: &str) -> PathBuf {
-    let cache = std::env::var_os("TORCHLESS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/torchless")
-        });
-    let p = cache.join("models").join(format!("{name}.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh first",
-        p.display()
-    );
-    p
-}
 
 /// A tmux server of its own (socket in the temp dir), killed and removed on drop.
 struct Tmux {

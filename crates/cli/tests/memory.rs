@@ -1,6 +1,8 @@
 //! Memory planning and loading modes, run as a process: `info --memory`, `--load`, the
 //! refusal when memory is short, and peak RSS of eager vs lazy loading on the real models.
 
+mod common;
+use common::real_model;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -103,22 +105,6 @@ fn info_memory_reports_the_refusal_it_would_make() {
         "{t}"
     );
     assert!(t.contains("sliding window: 1 of 2 layers"), "{t}");
-}
-
-/// A real model fetched by scripts/fetch-models.sh; failing (not skipping) keeps CI honest.
-fn real_model(name: &str) -> PathBuf {
-    let cache = std::env::var_os("TORCHLESS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/torchless")
-        });
-    let p = cache.join("models").join(format!("{name}.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh first",
-        p.display()
-    );
-    p
 }
 
 /// `run --json` with greedy sampling; returns the parsed output.

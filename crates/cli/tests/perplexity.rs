@@ -1,5 +1,7 @@
 //! End-to-end `torchless perplexity` against llama-perplexity's results on the GPL-3 text.
 
+mod common;
+use common::real_model;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -12,21 +14,6 @@ fn manifest() -> &'static Path {
 
 fn gpl3() -> PathBuf {
     manifest().join("../engine/tests/data/GPL-3")
-}
-
-fn real_model(name: &str) -> PathBuf {
-    let cache = std::env::var_os("TORCHLESS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/torchless")
-        });
-    let p = cache.join("models").join(format!("{name}.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh first",
-        p.display()
-    );
-    p
 }
 
 /// llama-perplexity's "Final estimate: PPL = X +/- Y" for `model` (golden file, first match).

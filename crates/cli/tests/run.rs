@@ -1,6 +1,8 @@
 //! End-to-end `torchless run`: the tiny fixture against llama.cpp's greedy ids, the real models
 //! against the golden greedy runs, and the error paths.
 
+mod common;
+use common::real_model;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -14,22 +16,6 @@ fn data(name: &str) -> PathBuf {
 
 fn json_file(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(data(name)).unwrap()).unwrap()
-}
-
-/// A real model fetched by scripts/fetch-models.sh; failing (not skipping) keeps CI honest.
-fn real_model(name: &str) -> PathBuf {
-    let cache = std::env::var_os("TORCHLESS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/torchless")
-        });
-    let p = cache.join("models").join(format!("{name}.gguf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-models.sh first",
-        p.display()
-    );
-    p
 }
 
 fn torchless(args: &[&str]) -> Output {
