@@ -180,14 +180,7 @@ fn open_part(path: &Path) -> Result<(Part, parse::Parsed)> {
         // SAFETY: the map is read-only and private to this process. Like every mmap-based
         // reader we rely on the file not being truncated or rewritten while it is open; model
         // files are not modified in place.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        // Random access turns off fault-around, which otherwise maps whole large page-cache
-        // folios (left by an earlier buffered read or write of the file) at each fault and
-        // defeats lazy mode's page release: Gemma 3 lazy peak RSS 166 MiB with a cache warmed
-        // by an eager load vs 125 MiB with this. The cost: no readahead on page-cache misses
-        // (eager mode copies with plain reads and is unaffected). Failure is harmless.
-        let _ = map.advise(memmap2::Advice::Random);
-        Backing::Mmap(map)
+        Backing::Mmap(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?)
     };
     let parsed = parse::parse(backing.bytes()).map_err(|e| malformed(path, e))?;
     let part = Part {
