@@ -159,12 +159,6 @@ fn release_range(backing: &Backing, begin: usize, end: usize) {
     // mapped) faults the same bytes back in from the page cache or the file. The range lies
     // inside the map. Failure only means the pages stay resident.
     let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a) };
-    // Random access turns off fault-around, which otherwise maps whole large page-cache folios
-    // (left by an earlier buffered read or write of the file) back in at the next fault and
-    // defeats the release: measured on SmolLM2, lazy peak RSS 77 MiB with a warm cache vs
-    // 44 MiB cold, 44 MiB either way with this. The cost: no readahead on page-cache misses.
-    // Repeated per release (one cheap syscall per layer) so only lazy use pays it.
-    let _ = map.advise(memmap2::Advice::Random);
 }
 
 #[cfg(test)]
