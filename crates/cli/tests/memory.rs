@@ -282,22 +282,22 @@ fn peak_rss_matches_the_plan_and_lazy_keeps_weights_out() {
             "{name}: eager peak {eager_peak} vs plan {est}"
         );
         // What lazy keeps of the weights: its peak minus everything that is not weights
-        // (measured in the eager run as peak minus the weights it holds). The bounds leave
-        // room for the page cache's state, which the plan cannot see: when the file sits in
-        // the cache as large folios (after an eager run's buffered reads, or a fresh unpack)
-        // the kernel's fault-around maps whole folios at each fault. Measured on this VM:
-        // SmolLM2 lazy peak 66 MiB cold vs 90 MiB warm (plan 63), Gemma 3 125 vs 180 (127).
+        // (measured in the eager run as peak minus the weights it holds). The eager run has
+        // just left the file in the page cache as large folios, the worst case for lazy: a
+        // fault maps the whole folio, so small reads are released with their 2 MiB window
+        // (`GgufFile::release_touched`). Measured: SmolLM2 lazy 66 MiB (plan 63), Gemma 3 141
+        // (plan 127), the same with a cold cache; before that fix 90 and 180 when warm.
         let weights = eager_plan["weights_bytes"].as_f64().unwrap();
         let not_weights = eager_peak - weights;
         let lazy_weights = lazy_peak - not_weights;
         assert!(
-            lazy_weights < 0.5 * weights,
+            lazy_weights < 0.25 * weights,
             "{name}: lazy holds {lazy_weights} of {weights} weight bytes"
         );
         let lazy_est = lazy_plan["total_bytes"].as_f64().unwrap();
         let lazy_err = (lazy_peak - lazy_est) / lazy_est;
         assert!(
-            (-0.15..0.6).contains(&lazy_err),
+            (-0.15..0.15).contains(&lazy_err),
             "{name}: lazy peak {lazy_peak} vs plan {lazy_est}"
         );
     }

@@ -35,6 +35,11 @@ fn rss() -> u64 {
         * 1024
 }
 
+/// `t`'s bytes read through a separate map.
+fn mapped_copy(path: &std::path::Path, t: &gguf::TensorInfo) -> Vec<u8> {
+    GgufFile::open(path).unwrap().tensor_data(t).to_vec()
+}
+
 fn checksum(b: &[u8]) -> u64 {
     b.iter()
         .enumerate()
@@ -110,6 +115,23 @@ fn heap_copy_and_page_release() {
     assert!(rss() + (BIG as u64) * 3 / 4 < full, "release_all");
     assert_eq!(checksum(lazy.tensor_data(&big)), want);
     assert_eq!(lazy.tensor_data(&small), &[7u8; 32][..]);
+    // One byte read may map a whole large page-cache folio around it: release_touched gives
+    // back the 2 MiB-aligned window around the bytes named, release_bytes only whole pages
+    // inside them (none, for one byte).
+    let off = lazy.tensor_file_offset(&big) as usize;
+    let x = (off + (4 << 20)).next_multiple_of(2 << 20) - off + (1 << 20);
+    let around = x - (512 << 10)..x + (512 << 10);
+    std::hint::black_box(checksum(&lazy.tensor_data(&big)[around.clone()]));
+    let mapped = rss();
+    lazy.release_bytes(&big, x as u64, 1);
+    assert!(rss() + (64 << 10) > mapped, "one-byte release_bytes");
+    lazy.release_touched(&big, x as u64, 1);
+    let dropped = mapped - rss();
+    assert!(dropped > 3 << 18, "release_touched dropped only {dropped}");
+    assert_eq!(
+        checksum(&lazy.tensor_data(&big)[around.clone()]),
+        checksum(&mapped_copy(&path, &big)[around])
+    );
     // Without paging on, release leaves pages alone.
     let plain = GgufFile::open(&path).unwrap();
     std::hint::black_box(checksum(plain.tensor_data(&big)));

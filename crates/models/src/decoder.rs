@@ -112,6 +112,11 @@ impl Decoder {
             }
             compute::get_rows(&emb, id as usize, &mut x[t * n_embd..(t + 1) * n_embd])?;
         }
+        if file.releases_pages() {
+            for &id in tokens {
+                self.tok_embd.release_row(file, id as usize);
+            }
+        }
         if let Some(sc) = self.embd_scale {
             compute::scale(x, sc);
         }

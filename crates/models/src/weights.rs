@@ -96,6 +96,8 @@ impl<'a> Loader<'a> {
         let mut out = vec![0f32; n];
         quant::dequantize_row(t.ty, self.file.tensor_data(t), &mut out)
             .map_err(compute::ComputeError::from)?;
+        // Lazy loading keeps only the decoded copy; the read may have mapped a large folio.
+        self.file.release_touched(t, 0, t.size);
         Ok(out)
     }
 
@@ -118,6 +120,13 @@ impl Matrix {
     /// [`GgufFile::release`]).
     pub fn release(&self, file: &GgufFile) {
         file.release(&self.info);
+    }
+
+    /// Gives back what looking up `row` may have mapped (lazy paging only; see
+    /// [`GgufFile::release_touched`]).
+    pub fn release_row(&self, file: &GgufFile, row: usize) {
+        let rb = self.info.size / self.rows.max(1) as u64;
+        file.release_touched(&self.info, row as u64 * rb, rb);
     }
 
     /// `matmul` that, under lazy paging, walks the rows in chunks and releases each chunk
