@@ -9,9 +9,9 @@
 //!
 //! The KV cache figure is exactly what [`kv_cache_bytes`] says: layers x KV heads x (key dim +
 //! value dim) x positions x element size (MLA layers cache the compressed latent plus the
-//! rope part instead). Sliding-window layers are reported separately: this engine's cache
-//! keeps every position for them today, so the plan counts the full context and says what a
-//! windowed cache would need, rather than promising a saving that is not realised.
+//! rope part instead). A sliding-window layer's cache is a ring of llama.cpp's size
+//! (`models::windowed_slots`: window + one 512-token micro-batch, padded to 256 cells), so
+//! the plan counts that many positions for it, exactly what `models` allocates.
 
 use std::fmt;
 use std::str::FromStr;
@@ -257,14 +257,24 @@ impl ModelShape {
         ])
     }
 
-    /// KV cache a windowed cache would need: sliding-window layers hold only their window.
+    /// KV cache as allocated: sliding-window layers hold a ring of
+    /// [`models::windowed_slots`] positions, the others every position.
     pub fn kv_bytes_windowed(&self, max_seq_len: u64, kv: KvDtype) -> u64 {
         let per_pos = mul(&[self.kv.elems_per_token(), kv_elem_bytes(kv)]);
+        let ring = |seq: u64| {
+            let clamp = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+            let slots = models::windowed_slots(
+                clamp(seq),
+                clamp(self.sliding_window),
+                models::DEFAULT_UBATCH,
+            );
+            slots as u64
+        };
         self.swa_layers
             .iter()
             .map(|&swa| {
                 let n = if swa && self.sliding_window > 0 {
-                    max_seq_len.min(self.sliding_window)
+                    ring(max_seq_len)
                 } else {
                     max_seq_len
                 };
@@ -273,9 +283,9 @@ impl ModelShape {
             .fold(0u64, u64::saturating_add)
     }
 
-    /// Working buffers of one forward pass over a batch of `n_tokens` (the whole prompt is
-    /// one batch, so the worst case is a prompt as long as the context): the per-token
-    /// activations, the quantized activation rows, one row of logits.
+    /// Working buffers of one forward pass over a batch of `n_tokens` (prompts run in
+    /// micro-batches of up to `models::DEFAULT_UBATCH` tokens): the per-token activations,
+    /// the quantized activation rows, one row of logits.
     pub fn scratch_bytes(&self, n_tokens: u64) -> u64 {
         // u128: hostile metadata can make these products overflow u64; the result saturates.
         let w = |v: u64| v as u128;
@@ -421,14 +431,15 @@ impl Planner {
             max_seq_len,
             kv_dtype: kv,
             weights_bytes,
-            kv_bytes: self.shape.kv_bytes(max_seq_len, kv),
-            scratch_bytes: self.shape.scratch_bytes(max_seq_len).saturating_add(
-                if self.all_logits {
+            kv_bytes: self.shape.kv_bytes_windowed(max_seq_len, kv),
+            scratch_bytes: self
+                .shape
+                .scratch_bytes(max_seq_len.min(models::DEFAULT_UBATCH as u64))
+                .saturating_add(if self.all_logits {
                     mul(&[max_seq_len.saturating_sub(1), self.shape.n_vocab, 4])
                 } else {
                     0
-                },
-            ),
+                }),
             overhead_bytes: BASE_OVERHEAD_BYTES
                 .saturating_add(OVERHEAD_PER_TOKEN.saturating_mul(self.shape.n_tokens)),
         }

@@ -133,15 +133,19 @@ fn sliding_window_layers_are_reported_not_assumed() {
     assert_eq!(s.swa_layers.iter().filter(|&&b| b).count(), 15);
     let per_pos = 512 * 2; // (256 + 256) values of 2 bytes
     assert_eq!(s.kv_bytes(4096, KvDtype::F16), 18 * 4096 * per_pos);
+    // llama.cpp's SWA cache: window 512 + micro-batch 512, padded to 256 = 1024 cells.
     assert_eq!(
         s.kv_bytes_windowed(4096, KvDtype::F16),
-        3 * 4096 * per_pos + 15 * 512 * per_pos
+        3 * 4096 * per_pos + 15 * 1024 * per_pos
     );
-    // Below the window the two agree.
-    assert_eq!(
-        s.kv_bytes_windowed(300, KvDtype::F16),
-        s.kv_bytes(300, KvDtype::F16)
-    );
+    assert_eq!(s.kv_bytes_windowed(4096, KvDtype::F16), 27 << 20);
+    // Up to the ring size the two agree.
+    for seq in [300, 1024] {
+        assert_eq!(
+            s.kv_bytes_windowed(seq, KvDtype::F16),
+            s.kv_bytes(seq, KvDtype::F16)
+        );
+    }
 }
 
 /// A small llama GGUF with an MoE layer: 2 experts of [64 x 32] F16, norms F32.

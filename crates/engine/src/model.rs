@@ -258,8 +258,8 @@ impl LogitsSource for ModelSource {
             .forward_into(&mut self.state, tokens, pos, all_logits, logits)
             .map_err(|e| EngineError::Model(e.to_string()))
     }
-    fn truncate(&mut self, n_tokens: usize) {
-        self.state.truncate(n_tokens);
+    fn truncate(&mut self, n_tokens: usize) -> usize {
+        self.state.truncate(n_tokens)
     }
 }
 

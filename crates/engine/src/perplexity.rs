@@ -157,7 +157,9 @@ mod tests {
             }
             Ok(out)
         }
-        fn truncate(&mut self, _: usize) {}
+        fn truncate(&mut self, _: usize) -> usize {
+            0
+        }
     }
 
     #[test]

@@ -32,8 +32,10 @@ pub trait LogitsSource: Send {
         *logits = self.forward(tokens, pos, all_logits)?;
         Ok(())
     }
-    /// Forgets every cached position from `n_tokens` on.
-    fn truncate(&mut self, n_tokens: usize);
+    /// Forgets every cached position from `n_tokens` on; returns how many stay cached. That
+    /// is fewer (0) when the cache cannot go back that far: a sliding-window ring that has
+    /// overwritten keys position `n_tokens` would see.
+    fn truncate(&mut self, n_tokens: usize) -> usize;
 }
 
 /// What the decode loop needs from a tokenizer.
@@ -180,14 +182,18 @@ impl Session {
     }
 
     /// Keeps the first `n` tokens of [`Session::tokens`] and forgets the rest, cache included;
-    /// `n` past the end changes nothing.
-    pub fn truncate(&mut self, n: usize) {
+    /// `n` past the end changes nothing. Returns how many tokens are kept: fewer than `n`
+    /// (none) when a sliding-window cache has already overwritten what token `n` would see,
+    /// so the caller must feed the prefix again.
+    pub fn truncate(&mut self, n: usize) -> usize {
         if n > self.history.len() {
-            return; // keeps everything, including a pending token when n covers it
+            // Keeps everything, including a pending token.
+            return n.min(self.history.len() + usize::from(self.pending.is_some()));
         }
-        self.source.truncate(n);
-        self.history.truncate(n);
+        let kept = self.source.truncate(n).min(n);
+        self.history.truncate(kept);
         self.pending = None;
+        kept
     }
 
     /// Prepares the session for `ids`, a prompt that repeats the conversation so far and adds
@@ -201,8 +207,7 @@ impl Session {
         if common == ids.len() {
             common = common.saturating_sub(1);
         }
-        self.truncate(common);
-        common
+        self.truncate(common)
     }
 
     pub fn reset(&mut self) {

@@ -9,6 +9,8 @@ struct Counter {
     ctx: usize,
     calls: Calls,
     cached: usize,
+    /// Like a sliding-window ring: going back more than this many positions drops all.
+    max_back: usize,
 }
 
 impl LogitsSource for Counter {
@@ -28,8 +30,13 @@ impl LogitsSource for Counter {
         l[next] = 5.0;
         Ok(l)
     }
-    fn truncate(&mut self, n: usize) {
-        self.cached = self.cached.min(n);
+    fn truncate(&mut self, n: usize) -> usize {
+        self.cached = if n + self.max_back < self.cached {
+            0
+        } else {
+            self.cached.min(n)
+        };
+        self.cached
     }
 }
 
@@ -55,6 +62,7 @@ fn session(pieces: Vec<&[u8]>, eog: u32, ctx: usize) -> (Session, Calls) {
         ctx,
         calls: calls.clone(),
         cached: 0,
+        max_back: usize::MAX / 2,
     };
     let text = Pieces {
         pieces: pieces.into_iter().map(|p| p.to_vec()).collect(),
@@ -277,4 +285,36 @@ fn truncate_past_the_end_changes_nothing() {
     assert_eq!(s.tokens(), vec![0, 1, 2]);
     s.truncate(1);
     assert_eq!((s.tokens(), s.position()), (vec![0], 1));
+}
+
+#[test]
+fn reuse_prefix_refeeds_everything_when_the_cache_cannot_go_back() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let src = Counter {
+        n_vocab: letters().len(),
+        ctx: 64,
+        calls: calls.clone(),
+        cached: 0,
+        max_back: 2,
+    };
+    let text = Pieces {
+        pieces: letters().into_iter().map(|p| p.to_vec()).collect(),
+        eog: 99,
+    };
+    let mut s = Session::from_parts(Box::new(src), Arc::new(text));
+    collect(&mut s, &[0, 1, 2, 3, 4, 5], &greedy(Some(1)));
+    assert_eq!(s.tokens(), vec![0, 1, 2, 3, 4, 5, 6]);
+    // Going back one position is fine.
+    let ids = [0, 1, 2, 3, 4, 9, 9];
+    assert_eq!(s.reuse_prefix(&ids), 5);
+    assert_eq!(s.position(), 5);
+    // Going back four is not: nothing is kept, and the whole prompt is fed again.
+    let ids = [0, 1, 7, 7];
+    assert_eq!(s.reuse_prefix(&ids), 0);
+    assert_eq!((s.position(), s.tokens()), (0, vec![]));
+    collect(&mut s, &ids, &greedy(Some(1)));
+    assert_eq!(
+        calls.lock().unwrap().last().unwrap(),
+        &(vec![0, 1, 7, 7], 0)
+    );
 }

@@ -57,6 +57,16 @@ pub(crate) struct Decoder {
     pub dv: usize,
 }
 
+/// Which logits a micro-batch produces.
+enum Outputs<'a> {
+    /// None: an earlier micro-batch of a prompt (the last layer only stores its K/V).
+    None,
+    /// The last token's (`n_vocab`).
+    Last(&'a mut [f32]),
+    /// Every token's (`n * n_vocab`, row per token).
+    All(&'a mut [f32]),
+}
+
 /// Working buffers reused across calls so decoding does not allocate per token.
 #[derive(Default)]
 pub(crate) struct Scratch {
@@ -79,12 +89,29 @@ fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
 }
 
 impl Decoder {
-    pub fn new_caches(&self, max_seq_len: usize, kv: compute::KvDtype) -> Vec<KvCache> {
-        (0..self.layers.len())
-            .map(|_| KvCache::new(kv, max_seq_len, self.n_head_kv, self.dk, self.dv))
+    /// One cache per layer; a sliding-window layer gets a ring sized for micro-batches of
+    /// `ubatch` tokens unless `swa_full`.
+    pub fn new_caches(
+        &self,
+        max_seq_len: usize,
+        kv: compute::KvDtype,
+        ubatch: usize,
+        swa_full: bool,
+    ) -> Vec<KvCache> {
+        let (nkv, dk, dv) = (self.n_head_kv, self.dk, self.dv);
+        self.layers
+            .iter()
+            .map(|l| {
+                let window = if swa_full { 0 } else { l.attn.window };
+                KvCache::windowed(kv, max_seq_len, window, ubatch, nkv, dk, dv)
+            })
             .collect()
     }
 
+    /// Runs `tokens` from `start_pos` in micro-batches of at most `state.ubatch` tokens, as
+    /// llama.cpp does: a sliding-window ring only has room for one micro-batch beyond its
+    /// window, and the batch kernels then see the same row counts as llama.cpp's. `logits`
+    /// gets every row when `all_logits`, else the last token's.
     pub fn forward(
         &self,
         file: &GgufFile,
@@ -94,10 +121,40 @@ impl Decoder {
         all_logits: bool,
         logits: &mut Vec<f32>,
     ) -> Result<(), ModelError> {
+        let nv = self.output.rows;
+        let n = tokens.len();
+        // Every element is overwritten: resizing a reused buffer neither allocates nor
+        // zeroes (a fresh 1 MiB vocabulary row per token would do both).
+        logits.resize(if all_logits { n } else { 1 } * nv, 0.0);
+        let ub = state.ubatch.max(1);
+        for c0 in (0..n).step_by(ub) {
+            let c1 = (c0 + ub).min(n);
+            let out = if all_logits {
+                Outputs::All(&mut logits[c0 * nv..c1 * nv])
+            } else if c1 == n {
+                Outputs::Last(&mut logits[..nv])
+            } else {
+                Outputs::None
+            };
+            self.forward_batch(file, state, &tokens[c0..c1], start_pos + c0, out)?;
+        }
+        Ok(())
+    }
+
+    /// One micro-batch, its logits going to `out`.
+    fn forward_batch(
+        &self,
+        file: &GgufFile,
+        state: &mut State,
+        tokens: &[u32],
+        start_pos: usize,
+        out: Outputs,
+    ) -> Result<(), ModelError> {
         let n_embd = self.tok_embd.cols;
         let n_vocab = self.tok_embd.rows;
         let mut n = tokens.len();
         let (nh, nkv, dk, dv) = (self.n_head, self.n_head_kv, self.dk, self.dv);
+        let all_logits = matches!(out, Outputs::All(_));
         let State {
             caches, scratch: s, ..
         } = state;
@@ -161,6 +218,10 @@ impl Decoder {
                     &v[t * nkv * dv..(t + 1) * nkv * dv],
                 )?;
             }
+            if il + 1 == n_layers && matches!(out, Outputs::None) {
+                l.release(file);
+                return Ok(());
+            }
             let att = sized(&mut s.att, n * nh * dv);
             compute::attention(&l.attn, cache, q, n, start_pos, att)?;
 
@@ -202,14 +263,14 @@ impl Decoder {
             l.release(file);
         }
 
+        let (Outputs::All(logits) | Outputs::Last(logits)) = out else {
+            return Ok(());
+        };
         // Without all_logits only the last row is projected.
         let rows = if all_logits { n } else { 1 };
         let x = &s.x[(n - rows) * n_embd..n * n_embd];
         let h = sized(&mut s.h, rows * n_embd);
         compute::rms_norm(x, Some(&self.output_norm), self.eps, h)?;
-        // Every element is overwritten: resizing a reused buffer neither allocates nor
-        // zeroes (a fresh 1 MiB vocabulary row per token would do both).
-        logits.resize(rows * self.output.rows, 0.0);
         self.output
             .matmul_paged(file, h, rows, logits, &mut s.qbuf)?;
         Ok(())

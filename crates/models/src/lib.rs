@@ -20,7 +20,7 @@ mod weights;
 
 use std::sync::Arc;
 
-pub use compute::{default_threads, set_threads, KvDtype};
+pub use compute::{default_threads, set_threads, windowed_slots, KvDtype};
 pub use config::Config;
 pub use error::ModelError;
 pub use gemma3::sliding_window as gemma3_sliding_window;
@@ -40,10 +40,34 @@ pub struct Model {
     decoder: Decoder,
 }
 
+/// Tokens per micro-batch by default: llama.cpp's `n_ubatch`.
+pub const DEFAULT_UBATCH: usize = 512;
+
+/// How a [`State`] is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateOptions {
+    /// Longest prompt chunk run as one batch; sliding-window caches hold this many
+    /// positions beyond their window.
+    pub ubatch: usize,
+    /// Keep every position in sliding-window layers too (llama.cpp's `--swa-full`): more
+    /// memory, but any earlier position can be returned to.
+    pub swa_full: bool,
+}
+
+impl Default for StateOptions {
+    fn default() -> Self {
+        StateOptions {
+            ubatch: DEFAULT_UBATCH,
+            swa_full: false,
+        }
+    }
+}
+
 /// Per-sequence state: the KV cache of every layer and reusable scratch buffers.
 pub struct State {
     pub(crate) caches: Vec<KvCache>,
     pub(crate) scratch: Scratch,
+    pub(crate) ubatch: usize,
     max_seq_len: usize,
 }
 
@@ -58,11 +82,27 @@ impl State {
         self.caches.first().map_or(0, |c| c.len())
     }
 
-    /// Drops cached keys/values at positions `n_tokens..`.
-    pub fn truncate(&mut self, n_tokens: usize) {
-        for c in &mut self.caches {
-            c.truncate(n_tokens);
+    /// Drops cached keys/values at positions `n_tokens..` and returns how many positions
+    /// are kept: `n_tokens` (or fewer if fewer were cached), or 0 when a sliding-window ring
+    /// has overwritten keys the next position would see (everything is dropped then, as
+    /// llama.cpp does; the caller re-feeds the prefix).
+    pub fn truncate(&mut self, n_tokens: usize) -> usize {
+        if self.caches.iter().all(|c| c.can_truncate(n_tokens)) {
+            for c in &mut self.caches {
+                c.truncate(n_tokens);
+            }
+            self.n_cached()
+        } else {
+            for c in &mut self.caches {
+                c.truncate(0);
+            }
+            0
         }
+    }
+
+    /// Bytes the KV cache holds once every slot is in use.
+    pub fn kv_bytes(&self) -> usize {
+        self.caches.iter().map(|c| c.max_bytes()).sum()
     }
 }
 
@@ -115,15 +155,22 @@ impl Model {
 
     /// A fresh KV cache for up to `max_seq_len` positions (memory grows as it fills).
     pub fn new_state(&self, max_seq_len: usize, kv: KvDtype) -> State {
+        self.new_state_with(max_seq_len, kv, StateOptions::default())
+    }
+
+    /// [`Model::new_state`] with a micro-batch size and sliding-window layout.
+    pub fn new_state_with(&self, max_seq_len: usize, kv: KvDtype, o: StateOptions) -> State {
+        let ubatch = o.ubatch.max(1);
         State {
-            caches: self.decoder.new_caches(max_seq_len, kv),
+            caches: self.decoder.new_caches(max_seq_len, kv, ubatch, o.swa_full),
             scratch: Scratch::default(),
+            ubatch,
             max_seq_len,
         }
     }
 
-    /// Runs `tokens` at positions `start_pos..` (the whole prompt in one batch, or one token
-    /// while decoding). Anything cached at `start_pos` or later is replaced. Returns `n_vocab`
+    /// Runs `tokens` at positions `start_pos..` (in micro-batches of the state's `ubatch`, or
+    /// one token while decoding). Anything cached at `start_pos` or later is replaced. Returns `n_vocab`
     /// logits for the last token, or `tokens.len() * n_vocab` (row per token) when
     /// `all_logits`.
     pub fn forward(
@@ -169,7 +216,12 @@ impl Model {
                 state.max_seq_len
             )));
         }
-        state.truncate(start_pos);
+        if state.truncate(start_pos) != start_pos {
+            return Err(ModelError::Input(format!(
+                "cannot continue from position {start_pos}: the sliding-window cache no longer \
+                 holds the keys it needs (it was dropped; start again from position 0)"
+            )));
+        }
         self.decoder
             .forward(&self.file, state, tokens, start_pos, all_logits, logits)
     }

@@ -63,7 +63,7 @@ pub fn render(
                     "max_seq_len": r.seq,
                     "eager": plan(&r.eager),
                     "lazy": plan(&r.lazy),
-                    "kv_bytes_if_windowed": shape.kv_bytes_windowed(r.seq, kv),
+                    "kv_bytes_full_context": shape.kv_bytes(r.seq, kv),
                 })
             })
             .collect();
@@ -121,13 +121,19 @@ pub fn render(
     if n_swa > 0 {
         let r = &rows[0];
         out.push_str(&format!(
-            "sliding window: {n_swa} of {} layers attend to the last {} tokens only; this \
-             engine's cache still keeps every position for them (a windowed cache would need \
-             {} instead of {} at {} tokens)\n",
+            "sliding window: {n_swa} of {} layers attend to the last {} tokens only and keep a \
+             ring of {} positions (window + one {}-token micro-batch, as llama.cpp): KV cache \
+             {} instead of {} at {} tokens\n",
             shape.n_layer,
             shape.sliding_window,
-            fmt_bytes(shape.kv_bytes_windowed(r.seq, kv)),
+            models::windowed_slots(
+                usize::try_from(r.seq).unwrap_or(usize::MAX),
+                usize::try_from(shape.sliding_window).unwrap_or(usize::MAX),
+                models::DEFAULT_UBATCH
+            ),
+            models::DEFAULT_UBATCH,
             fmt_bytes(r.eager.kv_bytes),
+            fmt_bytes(shape.kv_bytes(r.seq, kv)),
             r.seq
         ));
     }

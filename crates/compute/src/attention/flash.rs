@@ -23,12 +23,35 @@ const MAX_D: usize = super::MAX_HEAD_DIM;
 /// Keys per tile of the tiled kernel (GGML_FA_TILE_KV).
 const KV_TILE: usize = 64;
 
-/// One KV head: `k` holds `len * dk` halves, `v` holds `len * dv`, position-major.
+/// One KV head, slot-major: position `j` (below `len`) is in slot `j % slots` of `k` (`dk`
+/// halves per slot) and `v` (`dv` per slot).
 pub(super) struct Head<'a> {
     pub k: &'a [f16],
     pub v: &'a [f16],
     pub dk: usize,
     pub dv: usize,
+    pub slots: usize,
+    pub len: usize,
+}
+
+impl Head<'_> {
+    fn key(&self, j: usize) -> &[f16] {
+        &self.k[(j % self.slots) * self.dk..][..self.dk]
+    }
+
+    fn value(&self, j: usize) -> &[f16] {
+        &self.v[(j % self.slots) * self.dv..][..self.dv]
+    }
+
+    /// Widens the rows of positions `j0..j0 + out.len() / d` of `src` (`d` per slot) into
+    /// `out`. Tiles start at multiples of 64 and rings hold a multiple of 256 slots (or never
+    /// wrap), so a tile's slots are one run.
+    fn widen(&self, src: &[f16], d: usize, j0: usize, out: &mut [f32]) {
+        let s0 = j0 % self.slots;
+        let n = out.len() / d;
+        debug_assert!(s0 + n <= self.slots, "tile crosses the ring's end");
+        src[s0 * d..(s0 + n) * d].convert_to_f32_slice(out);
+    }
 }
 
 fn f16_bytes(x: &[f16]) -> &[u8] {
@@ -70,7 +93,7 @@ pub(super) fn decode_row(
     let mut m = f32::NEG_INFINITY;
     let mut sum = 0f32;
     for j in first..=pos {
-        let mut s = dot(dk, f16_bytes(&head.k[j * dk..][..dk]), qb) * scale;
+        let mut s = dot(dk, f16_bytes(head.key(j)), qb) * scale;
         if cap != 0.0 {
             s = cap * s.tanh();
         }
@@ -84,7 +107,7 @@ pub(super) fn decode_row(
         } else {
             vs = (s - m).exp();
         }
-        kernels::mad_f16(level, acc, &head.v[j * dv..][..dv], vs);
+        kernels::mad_f16(level, acc, head.value(j), vs);
         // Contracted to an FMA by GCC in SIMD builds of ggml, like the f16 accumulator.
         sum = if level == SimdLevel::Scalar {
             sum * ms + vs
@@ -131,7 +154,7 @@ pub(super) fn tiled<'q>(
     SCRATCH.with(|s| {
         let s = &mut *s.borrow_mut();
         let (dk, dv, rows) = (head.dk, head.dv, ranges.len());
-        let n_keys = head.k.len() / dk;
+        let n_keys = head.len;
         let qt = sized(&mut s.q, rows * dk);
         for r in 0..rows {
             qt[r * dk..][..dk].copy_from_slice(qrow(r));
@@ -148,7 +171,7 @@ pub(super) fn tiled<'q>(
             // K transposed ([dk][tile]) so the score product runs along positions.
             // Widened a whole tile at a time (vectorised by `half`), then transposed.
             let kf = sized(&mut s.kf, kv * dk);
-            head.k[ic * dk..(ic + kv) * dk].convert_to_f32_slice(kf);
+            head.widen(head.k, dk, ic, kf);
             let kt = sized(&mut s.kt, dk * KV_TILE);
             for (t, row) in kf.chunks_exact(dk).enumerate() {
                 for (d, &x) in row.iter().enumerate() {
@@ -186,7 +209,7 @@ pub(super) fn tiled<'q>(
                 sum[r] = (sum[r] as f64 + kernels::softmax_tile(level, row, new_m)) as f32;
             }
             let vt = sized(&mut s.vt, KV_TILE * dv);
-            head.v[ic * dv..(ic + kv) * dv].convert_to_f32_slice(&mut vt[..kv * dv]);
+            head.widen(head.v, dv, ic, &mut vt[..kv * dv]);
             kernels::gemm_acc(level, acc, kq, vt, rows, KV_TILE, dv);
         }
         for r in 0..rows {

@@ -39,23 +39,62 @@ enum Store {
     F16 { k: Vec<f16>, v: Vec<f16> },
 }
 
-/// Keys and values of one layer, head-major: `[kv_head][pos][dim]`, so that attention reads
-/// one head's keys as one contiguous run. Room for `alloc` positions per head is reserved and
-/// doubled when full (up to `capacity`), so short sessions do not pay for the full context.
+/// Keys and values of one layer, head-major: `[kv_head][slot][dim]`, so that attention reads
+/// one head's keys as one contiguous run. Room for `alloc` slots per head is reserved and
+/// doubled when full (up to `slots`), so short sessions do not pay for the full context.
+///
+/// A full cache has a slot per position (`slots == capacity`). A sliding-window layer's cache
+/// is a ring ([`KvCache::windowed`]): position `p` lives in slot `p % slots`, and a slot is
+/// reused once no query can see its position any more, as in llama.cpp's SWA cache.
 pub struct KvCache {
     store: Store,
     n_head_kv: usize,
     dk: usize,
     dv: usize,
+    /// Most positions this cache accepts (the context length).
     capacity: usize,
+    /// Slots per head: `capacity`, or the ring size of a windowed cache.
+    slots: usize,
+    /// Sliding window of the queries that read this cache (0 = unlimited).
+    window: usize,
     /// Positions written so far (entries past it are stale).
     len: usize,
-    /// Positions each head has room for.
+    /// Slots each head has room for.
     alloc: usize,
+}
+
+/// llama.cpp pads the SWA cache to this many cells.
+const SWA_PAD: usize = 256;
+
+/// Ring size of a sliding-window cache: llama.cpp's `min(n_ctx, window + n_ubatch)` padded to
+/// 256 cells. A micro-batch of up to `ubatch` queries stores its keys before attending, so the
+/// ring must hold the batch plus the `window - 1` positions before it.
+pub fn windowed_slots(capacity: usize, window: usize, ubatch: usize) -> usize {
+    if window == 0 {
+        return capacity;
+    }
+    window
+        .saturating_add(ubatch)
+        .next_multiple_of(SWA_PAD)
+        .min(capacity)
 }
 
 impl KvCache {
     pub fn new(dtype: KvDtype, capacity: usize, n_head_kv: usize, dk: usize, dv: usize) -> KvCache {
+        KvCache::windowed(dtype, capacity, 0, 0, n_head_kv, dk, dv)
+    }
+
+    /// The cache of a layer whose queries see only the last `window` positions (0 = all),
+    /// fed in micro-batches of at most `ubatch` tokens: a ring of [`windowed_slots`] slots.
+    pub fn windowed(
+        dtype: KvDtype,
+        capacity: usize,
+        window: usize,
+        ubatch: usize,
+        n_head_kv: usize,
+        dk: usize,
+        dv: usize,
+    ) -> KvCache {
         let store = match dtype {
             KvDtype::F32 => Store::F32 {
                 k: Vec::new(),
@@ -72,18 +111,21 @@ impl KvCache {
             dk,
             dv,
             capacity,
+            slots: windowed_slots(capacity, window, ubatch),
+            window,
             len: 0,
             alloc: 0,
         }
     }
 
-    /// Makes room for position `pos` in every head, moving the heads apart if needed.
-    fn reserve(&mut self, pos: usize) {
-        if pos < self.alloc {
+    /// Makes room for slot `slot` in every head, moving the heads apart if needed. Until the
+    /// storage reaches `slots` no position has wrapped, so slot == position below `len`.
+    fn reserve(&mut self, slot: usize) {
+        if slot < self.alloc {
             return;
         }
-        let new = (self.alloc * 2).max(pos + 1).max(64).min(self.capacity);
-        let (old, nkv, len) = (self.alloc, self.n_head_kv, self.len);
+        let new = (self.alloc * 2).max(slot + 1).max(64).min(self.slots);
+        let (old, nkv, len) = (self.alloc, self.n_head_kv, self.len.min(self.alloc));
         fn regrow<T: Copy + Default>(
             buf: &mut Vec<T>,
             nkv: usize,
@@ -110,6 +152,34 @@ impl KvCache {
         self.alloc = new;
     }
 
+    /// Slots per head once full: the context length, or the ring size.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Bytes the cache holds once every slot is in use.
+    pub fn max_bytes(&self) -> usize {
+        let elem = match self.store {
+            Store::F32 { .. } => 4,
+            Store::F16 { .. } => 2,
+        };
+        self.n_head_kv * self.slots * (self.dk + self.dv) * elem
+    }
+
+    /// Oldest position still stored (later ones overwrite a ring's slots).
+    fn oldest(&self) -> usize {
+        self.len.saturating_sub(self.slots)
+    }
+
+    /// Whether [`KvCache::truncate`] to `n` positions keeps everything the next query (at
+    /// `n`) can see. Not so for a ring that has since overwritten part of that window.
+    pub fn can_truncate(&self, n: usize) -> bool {
+        if n >= self.len || self.window == 0 {
+            return true;
+        }
+        self.oldest() <= (n + 1).saturating_sub(self.window)
+    }
+
     pub fn dtype(&self) -> KvDtype {
         match self.store {
             Store::F32 { .. } => KvDtype::F32,
@@ -129,9 +199,17 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Forgets every position at or after `n`.
-    pub fn truncate(&mut self, n: usize) {
-        self.len = self.len.min(n);
+    /// Forgets every position at or after `n`. Returns false, and forgets everything, when
+    /// the positions the next query would see are no longer stored
+    /// ([`KvCache::can_truncate`]).
+    pub fn truncate(&mut self, n: usize) -> bool {
+        if self.can_truncate(n) {
+            self.len = self.len.min(n);
+            true
+        } else {
+            self.len = 0;
+            false
+        }
     }
 
     /// Writes keys `k` (`n_head_kv * dk`) and values `v` (`n_head_kv * dv`) for `pos`.
@@ -159,22 +237,23 @@ impl KvCache {
                 format!("{}, {}", k.len(), v.len()),
             ));
         }
-        self.reserve(pos);
+        let slot = pos % self.slots;
+        self.reserve(slot);
         let (dk, dv, al) = (self.dk, self.dv, self.alloc);
         match &mut self.store {
             Store::F32 { k: ks, v: vs } => {
                 for h in 0..self.n_head_kv {
-                    ks[(h * al + pos) * dk..][..dk].copy_from_slice(&k[h * dk..][..dk]);
-                    vs[(h * al + pos) * dv..][..dv].copy_from_slice(&v[h * dv..][..dv]);
+                    ks[(h * al + slot) * dk..][..dk].copy_from_slice(&k[h * dk..][..dk]);
+                    vs[(h * al + slot) * dv..][..dv].copy_from_slice(&v[h * dv..][..dv]);
                 }
             }
             Store::F16 { k: ks, v: vs } => {
                 for h in 0..self.n_head_kv {
-                    let dst = &mut ks[(h * al + pos) * dk..][..dk];
+                    let dst = &mut ks[(h * al + slot) * dk..][..dk];
                     for (d, &s) in dst.iter_mut().zip(&k[h * dk..][..dk]) {
                         *d = f16::from_f32(s);
                     }
-                    let dst = &mut vs[(h * al + pos) * dv..][..dv];
+                    let dst = &mut vs[(h * al + slot) * dv..][..dv];
                     for (d, &s) in dst.iter_mut().zip(&v[h * dv..][..dv]) {
                         *d = f16::from_f32(s);
                     }
@@ -236,6 +315,18 @@ pub fn attention(
             "cached positions",
             start_pos + n_tokens,
             cache.len,
+        ));
+    }
+    let first = if p.window > 0 {
+        (start_pos + 1).saturating_sub(p.window)
+    } else {
+        0
+    };
+    if first < cache.oldest() {
+        return Err(shape_err(
+            "oldest cached position the queries see",
+            format!("<= {first}"),
+            cache.oldest(),
         ));
     }
     if cache.dtype() == KvDtype::F16 && (dk > MAX_HEAD_DIM || dv > MAX_HEAD_DIM) {
@@ -316,10 +407,12 @@ pub(crate) fn attention_at(
                 let t0 = tile * TILE_ROWS;
                 let t1 = (t0 + TILE_ROWS).min(n_tokens);
                 let head = flash::Head {
-                    k: &k[kvh * al * dk..][..cache.len * dk],
-                    v: &v[kvh * al * dv..][..cache.len * dv],
+                    k: &k[kvh * al * dk..][..al * dk],
+                    v: &v[kvh * al * dv..][..al * dv],
                     dk,
                     dv,
+                    slots: cache.slots,
+                    len: cache.len,
                 };
                 let mut ranges = [(0usize, 0usize); TILE_ROWS];
                 for (r, t) in ranges.iter_mut().zip(t0..t1) {
@@ -338,10 +431,12 @@ pub(crate) fn attention_at(
                 let kvh = h / group;
                 let pos = start_pos + t;
                 let head = flash::Head {
-                    k: &k[kvh * al * dk..][..cache.len * dk],
-                    v: &v[kvh * al * dv..][..cache.len * dv],
+                    k: &k[kvh * al * dk..][..al * dk],
+                    v: &v[kvh * al * dv..][..al * dv],
                     dk,
                     dv,
+                    slots: cache.slots,
+                    len: cache.len,
                 };
                 // SAFETY: row idx belongs to this task only.
                 let o = unsafe { rows.row(idx, dv) };
@@ -358,8 +453,9 @@ pub(crate) fn attention_at(
                 let (t, h) = (idx / p.n_head, idx % p.n_head);
                 let kvh = h / group;
                 let pos = start_pos + t;
-                let key = |j: usize| &k[(kvh * al + j) * dk..][..dk];
-                let val = |j: usize| &v[(kvh * al + j) * dv..][..dv];
+                let slot = |j: usize| kvh * al + j % cache.slots;
+                let key = |j: usize| &k[slot(j) * dk..][..dk];
+                let val = |j: usize| &v[slot(j) * dv..][..dv];
                 // SAFETY: row idx belongs to this task only.
                 let o = unsafe { rows.row(idx, dv) };
                 let qh = &q[idx * dk..][..dk];

@@ -349,3 +349,86 @@ fn swiglu_equals_reference_lanes() {
         }
     }
 }
+
+/// Feeds `n` positions in batches of `ubatch` into `cache`, attending after each batch;
+/// returns every output row.
+fn feed_batches(cache: &mut KvCache, p: &AttnParams, n: usize, ubatch: usize) -> Vec<f32> {
+    let (nkv, dk, dv) = (cache.n_head_kv, cache.dk, cache.dv);
+    let k = data(n * nkv * dk, 0.3);
+    let v = data(n * nkv * dv, 1.1);
+    let q = data(n * p.n_head * dk, 2.0);
+    let mut out = vec![0f32; n * p.n_head * dv];
+    for t0 in (0..n).step_by(ubatch) {
+        let m = ubatch.min(n - t0);
+        for t in t0..t0 + m {
+            let (kr, vr) = (
+                &k[t * nkv * dk..][..nkv * dk],
+                &v[t * nkv * dv..][..nkv * dv],
+            );
+            cache.store(t, kr, vr).unwrap();
+        }
+        let qs = &q[t0 * p.n_head * dk..][..m * p.n_head * dk];
+        let o = &mut out[t0 * p.n_head * dv..][..m * p.n_head * dv];
+        attention(p, cache, qs, m, t0, o).unwrap();
+    }
+    out
+}
+
+#[test]
+fn sliding_window_ring_equals_a_full_cache_bit_for_bit() {
+    let (n_head, nkv, dk, dv) = (4, 2, 8, 6);
+    let p = AttnParams {
+        n_head,
+        scale: 0.35,
+        softcap: 0.0,
+        window: 40,
+    };
+    // ubatch 64 takes the tiled kernel for full batches and the decode kernel for the tail;
+    // 1 is decoding. 700 positions wrap the 256-slot ring twice.
+    for dtype in [KvDtype::F16, KvDtype::F32] {
+        for ubatch in [64, 1, 37] {
+            let mut ring = KvCache::windowed(dtype, 1000, p.window, ubatch, nkv, dk, dv);
+            assert_eq!(ring.slots(), 256);
+            let mut full = KvCache::new(dtype, 1000, nkv, dk, dv);
+            let a = feed_batches(&mut ring, &p, 700, ubatch);
+            let b = feed_batches(&mut full, &p, 700, ubatch);
+            assert_eq!(a, b, "{dtype:?} ubatch {ubatch}");
+            assert_eq!(ring.max_bytes() * 1000, full.max_bytes() * 256);
+        }
+    }
+}
+
+#[test]
+fn ring_truncation_only_where_the_window_is_still_stored() {
+    let p = AttnParams {
+        n_head: 2,
+        scale: 0.35,
+        softcap: 0.0,
+        window: 40,
+    };
+    let mut ring = KvCache::windowed(KvDtype::F16, 1000, p.window, 64, 2, 8, 6);
+    feed_batches(&mut ring, &p, 700, 64);
+    // Slots hold positions 444..700; a query at n sees n - 39..n.
+    assert!(ring.can_truncate(700) && ring.can_truncate(483));
+    assert!(!ring.can_truncate(482) && !ring.can_truncate(10));
+    assert!(ring.truncate(600));
+    assert_eq!(ring.len(), 600);
+    // A query past what is stored is refused, not answered from overwritten slots.
+    let mut small = KvCache::windowed(KvDtype::F16, 1000, 300, 1, 2, 8, 6);
+    let mut wide = p;
+    wide.window = 300;
+    feed_batches(&mut small, &wide, 600, 1);
+    assert!(!small.truncate(300));
+    assert!(small.is_empty());
+    let q = data(2 * 8, 1.0);
+    let mut o = vec![0f32; 2 * 6];
+    let full = AttnParams { window: 0, ..p };
+    let mut c = KvCache::windowed(KvDtype::F16, 1000, 300, 1, 2, 8, 6);
+    feed_batches(&mut c, &wide, 600, 1);
+    let err = attention(&full, &c, &q, 1, 599, &mut o).unwrap_err();
+    assert!(err.to_string().contains("oldest cached position"), "{err}");
+    // Truncating a full cache always works.
+    let mut f = KvCache::new(KvDtype::F32, 1000, 2, 8, 6);
+    feed_batches(&mut f, &p, 100, 64);
+    assert!(f.truncate(3) && f.len() == 3);
+}
