@@ -22,6 +22,9 @@ pub struct WeightView<'a> {
     pub cols: usize,
     pub data: &'a [u8],
     row_bytes: usize,
+    /// Q4_0 rows interleaved by 8 at load time ([`quant::q4_0x8`]): single rows cannot be
+    /// read, only whole groups.
+    interleaved: bool,
 }
 
 impl<'a> WeightView<'a> {
@@ -51,7 +54,31 @@ impl<'a> WeightView<'a> {
             cols,
             data,
             row_bytes,
+            interleaved: false,
         })
+    }
+
+    /// A Q4_0 matrix whose rows were interleaved by 8 with [`quant::q4_0x8::interleave`].
+    /// Refused unless this CPU has the kernels for it ([`quant::dispatch::interleaves_q4_0`]).
+    pub fn interleaved_q4_0(
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Self, ComputeError> {
+        if !quant::dispatch::interleaves_q4_0(rows) {
+            return Err(shape_err(
+                "interleaved Q4_0 rows",
+                "a multiple of 8, on a CPU with AVX2",
+                rows,
+            ));
+        }
+        let mut w = WeightView::new(GgmlType::Q4_0, rows, cols, data)?;
+        w.interleaved = true;
+        Ok(w)
+    }
+
+    pub fn is_interleaved(&self) -> bool {
+        self.interleaved
     }
 
     pub fn row_bytes(&self) -> usize {
@@ -195,6 +222,8 @@ struct Plan<'a> {
     q_row: usize,
     out: OutPtr,
     kernels: quant::dispatch::MatmulPlan,
+    /// Set for interleaved Q4_0 weights, which only these kernels can read.
+    groups: Option<quant::dispatch::InterleavedQ4_0>,
     row_block: usize,
 }
 
@@ -218,6 +247,11 @@ impl<'a> Plan<'a> {
                 );
             }
         }
+        let groups = if w.interleaved {
+            Some(quant::dispatch::interleaved_q4_0().ok_or(ComputeError::UnsupportedWeight(w.ty))?)
+        } else {
+            None
+        };
         let row_block = (w.rows / (crate::pool::n_threads() * TASKS_PER_THREAD))
             .next_multiple_of(ROW_BLOCK)
             .max(ROW_BLOCK);
@@ -228,6 +262,7 @@ impl<'a> Plan<'a> {
             q_row,
             out: OutPtr(out.as_mut_ptr()),
             kernels,
+            groups,
             row_block,
         })
     }
@@ -256,6 +291,10 @@ impl<'a> Plan<'a> {
         // weight rows pass over it, instead of streaming every activation per row.
         for t0 in (0..self.n).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(self.n);
+            if let Some(g) = &self.groups {
+                self.block_groups(g, r0, r1, t0, t1);
+                continue;
+            }
             let mid = k.n_first.clamp(t0, t1);
             if t0 < mid {
                 self.block(&k.first, r0, r1, t0, mid);
@@ -316,6 +355,46 @@ impl<'a> Plan<'a> {
     }
 }
 
+impl Plan<'_> {
+    /// [`Plan::block`] for interleaved Q4_0: whole 8-row groups (two at a time where the
+    /// level can), whose bytes are the same span as their rows'. Row blocks start at
+    /// multiples of 16 and the matrix has a multiple of 8 rows, so groups never straddle.
+    fn block_groups(
+        &self,
+        g: &quant::dispatch::InterleavedQ4_0,
+        r0: usize,
+        r1: usize,
+        t0: usize,
+        t1: usize,
+    ) {
+        const G: usize = quant::q4_0x8::ROWS;
+        let w = &self.w;
+        let mut res = [0f32; 2 * G * MAX_TILE];
+        let mut r = r0;
+        while r < r1 {
+            let (rows, f) = match g.group16 {
+                Some(f) if r + 2 * G <= r1 => (2 * G, f),
+                _ => (G, g.group8),
+            };
+            if t1 - t0 <= PREFETCH_MAX_TOKENS {
+                prefetch_rows(w, r + rows * PREFETCH_GROUPS, rows);
+            }
+            let bytes = &w.data[r * w.row_bytes..(r + rows) * w.row_bytes];
+            for t in (t0..t1).step_by(g.toks) {
+                let m = g.toks.min(t1 - t);
+                let xs: [&[u8]; MAX_TILE] = std::array::from_fn(|i| self.xrow((t + i).min(t1 - 1)));
+                f(w.cols, bytes, &xs[..m], &mut res);
+                for (dt, chunk) in res[..m * rows].chunks_exact(rows).enumerate() {
+                    for (dr, &v) in chunk.iter().enumerate() {
+                        self.put(t + dt, r + dr, v);
+                    }
+                }
+            }
+            r += rows;
+        }
+    }
+}
+
 /// Up to this many tokens a tile streams its weight rows once with little arithmetic per
 /// byte, so memory latency dominates and the next rows are prefetched.
 const PREFETCH_MAX_TOKENS: usize = 3;
@@ -351,6 +430,13 @@ fn prefetch_rows(w: &WeightView, r: usize, count: usize) {
 pub fn get_rows(w: &WeightView, id: usize, out: &mut [f32]) -> Result<(), ComputeError> {
     if id >= w.rows {
         return Err(shape_err("token id", format!("< {}", w.rows), id));
+    }
+    if w.interleaved {
+        return Err(shape_err(
+            "embedding layout",
+            "plain rows",
+            "interleaved Q4_0",
+        ));
     }
     if out.len() != w.cols {
         return Err(shape_err("embedding output", w.cols, out.len()));
@@ -434,6 +520,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn interleaved_q4_0_equals_the_plain_layout_bit_for_bit() {
+        if !quant::dispatch::interleaves_q4_0(8) {
+            return; // below AVX2 nothing is interleaved (and the constructor refuses)
+        }
+        let cols = 256;
+        // 40 rows: two 16-row pairs and one lone group; 1, 3 and 2 tiles of tokens.
+        for n in [1, 3, TOKEN_TILE + 7] {
+            for rows in [8, 40, 400] {
+                let w: Vec<f32> = (0..rows * cols)
+                    .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 0.3)
+                    .collect();
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| ((i * 104_729 % 997) as f32 / 997.0 - 0.5) * 2.0)
+                    .collect();
+                let plain = encode(GgmlType::Q4_0, rows, cols, &w);
+                let mut inter = plain.clone();
+                assert!(quant::q4_0x8::interleave(&mut inter, rows, cols));
+                let (mut a, mut b, mut q) = (vec![0f32; n * rows], vec![0f32; n * rows], vec![]);
+                let pv = WeightView::new(GgmlType::Q4_0, rows, cols, &plain).unwrap();
+                matmul(&pv, &x, n, &mut a, &mut q).unwrap();
+                let iv = WeightView::interleaved_q4_0(rows, cols, &inter).unwrap();
+                matmul(&iv, &x, n, &mut b, &mut q).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "n={n} rows={rows}");
+                let mut row = vec![0f32; cols];
+                assert!(get_rows(&iv, 0, &mut row).is_err());
+            }
+        }
+        assert!(WeightView::interleaved_q4_0(12, 256, &[0u8; 12 * 144]).is_err());
     }
 
     #[test]

@@ -102,10 +102,9 @@ impl LoadedModel {
                 .map_err(|e| load_err(e.to_string()))?,
             _ => file.set_release_pages(true),
         }
-        let file = Arc::new(file);
         let tokenizer = Tokenizer::from_gguf(file.metadata())
             .map_err(|e| load_err(format!("tokenizer: {e}")))?;
-        let model = Model::load(file).map_err(|e| load_err(e.to_string()))?;
+        let model = Model::load_owned(file).map_err(|e| load_err(e.to_string()))?;
         Ok(LoadedModel {
             model: Arc::new(model),
             tokenizer: Arc::new(tokenizer),

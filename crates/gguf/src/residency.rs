@@ -75,6 +75,20 @@ impl GgufFile {
         Ok(())
     }
 
+    /// The bytes of tensor `name` for rewriting in place (a layout change made once at load
+    /// time), or `None` when they are memory-mapped (read-only) or there is no such tensor.
+    pub fn tensor_data_mut(&mut self, name: &str) -> Option<&mut [u8]> {
+        let t = self.tensor(name)?.clone();
+        let part = self.parts.get_mut(t.split)?;
+        if matches!(part.backing, Backing::Mmap(_)) {
+            return None;
+        }
+        let start = (part.data_start + t.offset) as usize;
+        part.backing
+            .bytes_mut()
+            .get_mut(start..start + t.size as usize)
+    }
+
     /// Whether every tensor's bytes are in the heap (eager) rather than mapped.
     pub fn is_in_memory(&self) -> bool {
         self.parts

@@ -71,6 +71,17 @@ fn heap_copy_and_page_release() {
         assert_eq!(eager.tensor_data(t).as_ptr() as usize % 32, 0);
     }
     assert_eq!(eager.file_size(), mapped.file_size());
+    // Heap data can be rewritten in place; mapped data cannot.
+    assert!(mapped_copy(&path, &big).len() == BIG);
+    let small_t = eager.tensor("small").unwrap().clone();
+    eager.tensor_data_mut("small").unwrap()[0] = 9;
+    assert_eq!(eager.tensor_data(&small_t)[..2], [9, 7]);
+    eager.tensor_data_mut("small").unwrap()[0] = 7;
+    assert!(eager.tensor_data_mut("missing").is_none());
+    assert!(GgufFile::open(&path)
+        .unwrap()
+        .tensor_data_mut("small")
+        .is_none());
     // Releasing heap data is a no-op, even with paging on.
     eager.set_release_pages(true);
     eager.release(&big);

@@ -107,7 +107,23 @@ impl State {
 }
 
 impl Model {
+    /// Loads a model whose tensor bytes are read as they are (memory-mapped or in memory).
     pub fn load(file: Arc<gguf::GgufFile>) -> Result<Model, ModelError> {
+        Model::load_interleaved(file, &Default::default())
+    }
+
+    /// Loads a model from a file it may still rewrite: when the tensor data is in memory
+    /// (eager loading), Q4_0 matrices are first interleaved in place for the faster kernel
+    /// ([`weights::interleave_q4_0`]; same results bit for bit, no extra memory).
+    pub fn load_owned(mut file: gguf::GgufFile) -> Result<Model, ModelError> {
+        let interleaved = weights::interleave_q4_0(&mut file);
+        Model::load_interleaved(Arc::new(file), &interleaved)
+    }
+
+    fn load_interleaved(
+        file: Arc<gguf::GgufFile>,
+        interleaved: &std::collections::HashSet<String>,
+    ) -> Result<Model, ModelError> {
         let md = file.metadata();
         let arch = md.get_str("general.architecture")?.to_string();
         if !SUPPORTED_ARCHS.contains(&arch.as_str()) {
@@ -116,7 +132,10 @@ impl Model {
                 supported: SUPPORTED_ARCHS.join(", "),
             });
         }
-        let ld = Loader { file: &file };
+        let ld = Loader {
+            file: &file,
+            interleaved,
+        };
         let embd = file
             .tensor("token_embd.weight")
             .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;

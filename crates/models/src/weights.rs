@@ -1,6 +1,8 @@
 //! Typed handles on GGUF tensors. Matrices stay in their file encoding and are viewed in
 //! place at run time; only small 1-D tensors (norm weights, biases) are decoded to f32.
 
+use std::collections::HashSet;
+
 use compute::WeightView;
 use gguf::{GgufFile, TensorInfo};
 
@@ -12,21 +14,50 @@ pub(crate) struct Matrix {
     pub info: TensorInfo,
     pub rows: usize,
     pub cols: usize,
+    /// Q4_0 rows interleaved in memory at load time (see [`interleave_q4_0`]).
+    pub interleaved: bool,
 }
 
 impl Matrix {
     pub fn view<'a>(&self, file: &'a GgufFile) -> Result<WeightView<'a>, ModelError> {
-        Ok(WeightView::new(
-            self.info.ty,
-            self.rows,
-            self.cols,
-            file.tensor_data(&self.info),
-        )?)
+        let data = file.tensor_data(&self.info);
+        Ok(if self.interleaved {
+            WeightView::interleaved_q4_0(self.rows, self.cols, data)?
+        } else {
+            WeightView::new(self.info.ty, self.rows, self.cols, data)?
+        })
     }
+}
+
+/// Interleaves every Q4_0 weight matrix of an in-memory (eager) file by 8 rows, in place, as
+/// llama.cpp repacks them on x86 with AVX2: 2-D tensors other than the token embedding (read
+/// a row at a time, and left plain by llama.cpp, also when tied as the output), with a
+/// multiple of 8 rows. Returns their names; nothing changes for mapped files or other CPUs.
+pub fn interleave_q4_0(file: &mut GgufFile) -> HashSet<String> {
+    let picks: Vec<(String, usize, usize)> = file
+        .tensors()
+        .iter()
+        .filter(|t| {
+            t.ty == quant::GgmlType::Q4_0 && t.dims.len() == 2 && t.name != "token_embd.weight"
+        })
+        .map(|t| (t.name.clone(), t.dims[1] as usize, t.dims[0] as usize))
+        .filter(|&(_, rows, _)| quant::dispatch::interleaves_q4_0(rows))
+        .collect();
+    let mut done = HashSet::new();
+    for (name, rows, cols) in picks {
+        if let Some(data) = file.tensor_data_mut(&name) {
+            if quant::q4_0x8::interleave(data, rows, cols) {
+                done.insert(name);
+            }
+        }
+    }
+    done
 }
 
 pub(crate) struct Loader<'a> {
     pub file: &'a GgufFile,
+    /// Tensors [`interleave_q4_0`] rewrote.
+    pub interleaved: &'a HashSet<String>,
 }
 
 impl<'a> Loader<'a> {
@@ -74,7 +105,13 @@ impl<'a> Loader<'a> {
                 found: info.dims.clone(),
             });
         }
-        Ok(Matrix { info, rows, cols })
+        let interleaved = self.interleaved.contains(name);
+        Ok(Matrix {
+            info,
+            rows,
+            cols,
+            interleaved,
+        })
     }
 
     pub fn opt_matrix(

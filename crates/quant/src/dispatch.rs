@@ -542,6 +542,50 @@ pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOr
     }
 }
 
+/// One interleaved Q4_0 group (or two, for `group16`) times 1..=`toks` Q8_0 rows; see
+/// [`crate::q4_0x8`]. Results go to `out[t * rows + r]`.
+pub type GroupFn = fn(n: usize, groups: &[u8], x: &[&[u8]], out: &mut [f32]);
+
+/// The kernels for Q4_0 weights interleaved at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct InterleavedQ4_0 {
+    pub group8: GroupFn,
+    /// Two consecutive groups (16 rows) at once, where the level has wide enough vectors.
+    pub group16: Option<GroupFn>,
+    /// Most activation rows per call.
+    pub toks: usize,
+}
+
+/// Whether Q4_0 matrices of `rows` rows should be interleaved at load time: where llama.cpp
+/// repacks them (x86 with AVX2, rows a multiple of 8), so the summation order stays its own.
+pub fn interleaves_q4_0(rows: usize) -> bool {
+    interleaved_q4_0().is_some() && rows.is_multiple_of(crate::q4_0x8::ROWS)
+}
+
+/// Interleaved Q4_0 kernels at the active level; `None` below AVX2 (where nothing is
+/// interleaved).
+pub fn interleaved_q4_0() -> Option<InterleavedQ4_0> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::x86::q4_0x8 as k;
+        match active_level() {
+            SimdLevel::Scalar => None,
+            SimdLevel::Avx2 => Some(InterleavedQ4_0 {
+                group8: k::group8_avx2_entry,
+                group16: None,
+                toks: k::TOKS_AVX2,
+            }),
+            SimdLevel::Avx512 => Some(InterleavedQ4_0 {
+                group8: k::group8_vnni_entry,
+                group16: Some(k::group16_vnni_entry),
+                toks: k::TOKS,
+            }),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

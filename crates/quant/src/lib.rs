@@ -16,6 +16,7 @@ pub mod f32;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
+pub mod q4_0x8;
 pub mod q4_1;
 pub mod q4_k;
 pub mod q5_0;

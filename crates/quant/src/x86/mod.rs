@@ -111,6 +111,7 @@ pub(crate) mod gemv_q8_0;
 pub(crate) mod q2_k;
 pub(crate) mod q3_k;
 pub(crate) mod q4_0;
+pub(crate) mod q4_0x8;
 pub(crate) mod q4_1;
 pub(crate) mod q4_k;
 pub(crate) mod q5_0;
