@@ -179,7 +179,29 @@ pub fn matmul_many(
             &mut qbuf[t * q_row..(t + 1) * q_row],
         )?;
     }
-    let qx: &[u8] = qbuf;
+    // Tiles that take f32 activations (F16 weights) get the f16 rows widened once here.
+    let wide = jobs.iter().any(|(w, _)| {
+        quant::dispatch::matmul_plan(w.ty, w.rows, n).is_some_and(|p| {
+            [p.first, p.rest]
+                .iter()
+                .any(|k| k.tile.is_some_and(|t| t.x_f32))
+        })
+    });
+    let wide_at = (n * q_row).next_multiple_of(4);
+    if wide {
+        if vdt != GgmlType::F16 {
+            return Err(shape_err("f32-activation tile", "F16 activations", vdt));
+        }
+        qbuf.resize(wide_at + n * cols * 4, 0);
+        let (q, w) = qbuf.split_at_mut(wide_at);
+        widen_f16(&q[..n * q_row], w);
+    }
+    let (qx, xw): (&[u8], &[u8]) = if wide {
+        let (q, w) = qbuf.split_at(wide_at);
+        (q, w)
+    } else {
+        (qbuf, &[])
+    };
     // At most a handful of matrices per call (Q/K/V): plans live on the stack.
     const MAX_JOBS: usize = 4;
     if jobs.len() > MAX_JOBS {
@@ -191,7 +213,7 @@ pub fn matmul_many(
     let mut first_block = [0usize; MAX_JOBS + 1];
     let mut work = 0;
     for (i, (w, out)) in jobs.iter_mut().enumerate() {
-        let plan = Plan::new(w, n, qx, q_row, out)?;
+        let plan = Plan::new(w, n, (qx, xw), q_row, out)?;
         first_block[i + 1] = first_block[i] + plan.n_blocks();
         work += w.rows * w.cols * n;
         plans[i] = Some(plan);
@@ -214,11 +236,42 @@ pub fn matmul_many(
     Ok(())
 }
 
+/// `src` (little-endian f16) widened into `dst` (little-endian f32, twice as long): with
+/// F16C vectors when both buffers are aligned for their element type (the allocator's
+/// alignment makes that the usual case), else one value at a time.
+fn widen_f16(src: &[u8], dst: &mut [u8]) {
+    use half::slice::HalfFloatSliceExt;
+    let n = src.len() / 2;
+    let dst = &mut dst[..4 * n];
+    if src.as_ptr().align_offset(2) == 0 && dst.as_ptr().align_offset(4) == 0 {
+        // SAFETY: f16 and f32 are plain values valid for every bit pattern; the pointers
+        // are aligned (checked) and the lengths cover exactly the byte slices, which this
+        // function borrows for the views' whole lifetime (shared and exclusive as given).
+        let (s, d) = unsafe {
+            (
+                std::slice::from_raw_parts(src.as_ptr() as *const half::f16, n),
+                std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut f32, n),
+            )
+        };
+        s.convert_to_f32_slice(d);
+        if cfg!(target_endian = "little") {
+            return;
+        }
+    }
+    for (s, d) in src.chunks_exact(2).zip(dst.chunks_exact_mut(4)) {
+        let v = half::f16::from_le_bytes([s[0], s[1]]).to_f32();
+        d.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
 /// One matrix of a [`matmul_many`] region: its kernels, resolved once, and where it writes.
 struct Plan<'a> {
     w: WeightView<'a>,
     n: usize,
     qx: &'a [u8],
+    /// The activations widened to f32 (`n * cols` little-endian f32), for tiles that take
+    /// them; empty otherwise.
+    xw: &'a [u8],
     q_row: usize,
     out: OutPtr,
     kernels: quant::dispatch::MatmulPlan,
@@ -231,7 +284,7 @@ impl<'a> Plan<'a> {
     fn new(
         w: &WeightView<'a>,
         n: usize,
-        qx: &'a [u8],
+        (qx, xw): (&'a [u8], &'a [u8]),
         q_row: usize,
         out: &mut [f32],
     ) -> Result<Plan<'a>, ComputeError> {
@@ -259,6 +312,7 @@ impl<'a> Plan<'a> {
             w: *w,
             n,
             qx,
+            xw,
             q_row,
             out: OutPtr(out.as_mut_ptr()),
             kernels,
@@ -273,6 +327,16 @@ impl<'a> Plan<'a> {
 
     fn xrow(&self, t: usize) -> &'a [u8] {
         &self.qx[t * self.q_row..(t + 1) * self.q_row]
+    }
+
+    /// Activation row `t` for a tile: widened to f32 when the tile takes that.
+    fn tile_xrow(&self, tile: &quant::dispatch::Tile, t: usize) -> &'a [u8] {
+        if tile.x_f32 {
+            let len = 4 * self.w.cols;
+            &self.xw[t * len..(t + 1) * len]
+        } else {
+            self.xrow(t)
+        }
     }
 
     fn put(&self, t: usize, r: usize, v: f32) {
@@ -321,7 +385,7 @@ impl<'a> Plan<'a> {
                 for t in (t0..t1).step_by(tile.toks) {
                     let m = tile.toks.min(t1 - t);
                     let xs: [&[u8]; MAX_TILE] =
-                        std::array::from_fn(|i| self.xrow((t + i).min(t1 - 1)));
+                        std::array::from_fn(|i| self.tile_xrow(&tile, (t + i).min(t1 - 1)));
                     (tile.f)(cols, &ws[..tile.rows], &xs[..m], &mut res);
                     for (dt, chunk) in res[..m * tile.rows].chunks_exact(tile.rows).enumerate() {
                         for (dr, &v) in chunk.iter().enumerate() {
@@ -552,6 +616,25 @@ mod tests {
             }
         }
         assert!(WeightView::interleaved_q4_0(12, 256, &[0u8; 12 * 144]).is_err());
+    }
+
+    #[test]
+    fn widening_f16_is_exact_aligned_or_not() {
+        let vals = [0.0f32, -0.0, 1.5, -65504.0, 6e-8, 3.140625];
+        let src: Vec<u8> = vals
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        for shift in [0, 1] {
+            let mut s = vec![0u8; src.len() + 1];
+            s[shift..shift + src.len()].copy_from_slice(&src);
+            let mut d = vec![0u8; 4 * vals.len() + 1];
+            widen_f16(&s[shift..shift + src.len()], &mut d[shift..]);
+            for (i, &v) in vals.iter().enumerate() {
+                let got = f32::from_le_bytes(d[shift + 4 * i..][..4].try_into().unwrap());
+                assert_eq!(got.to_bits(), half::f16::from_f32(v).to_f32().to_bits());
+            }
+        }
     }
 
     #[test]

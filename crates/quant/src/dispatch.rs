@@ -41,6 +41,9 @@ pub struct Tile {
     /// Activation rows per call (at most).
     pub toks: usize,
     pub f: TileFn,
+    /// The kernel takes the activations widened to f32 (F16 activations converted once per
+    /// matmul rather than in every tile) instead of in the vec-dot type's encoding.
+    pub x_f32: bool,
 }
 
 /// The kernels for the tokens of a matmul that share one summation order: `one` for single
@@ -290,6 +293,7 @@ pub fn repacked_q4_0_tile(level: SimdLevel) -> Option<Tile> {
             rows: r::ROWS,
             toks,
             f,
+            x_f32: false,
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -520,8 +524,9 @@ pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOr
             one: t::vec_dot_avx512,
             tile: Tile {
                 rows: t::ROWS,
-                toks: t::TOKS,
-                f: t::tile_avx512,
+                toks: t::TOKS_WIDE,
+                f: t::tile_wide_avx512,
+                x_f32: true,
             },
         };
     }

@@ -262,7 +262,12 @@ pub(crate) fn avx512_tile(ty: GgmlType) -> Option<Tile> {
     } else {
         4
     };
-    Some(Tile { rows: 4, toks, f })
+    Some(Tile {
+        rows: 4,
+        toks,
+        f,
+        x_f32: false,
+    })
 }
 
 /// A tile kernel of `ty` for a single activation row (generation) at the `avx512` level, in
@@ -274,6 +279,7 @@ pub(crate) fn avx512_gemv_tile(ty: GgmlType) -> Option<Tile> {
             rows: gemv_q8_0::ROWS,
             toks: 1,
             f: gemv_q8_0::tile_avx512,
+            x_f32: false,
         }),
         _ => None,
     }
@@ -294,6 +300,7 @@ pub(crate) fn avx2_tile(ty: GgmlType) -> Option<Tile> {
         rows: 4,
         toks: 1,
         f,
+        x_f32: false,
     })
 }
 
