@@ -346,6 +346,20 @@ impl<'a> Plan<'a> {
         unsafe { *self.out.at(t * self.w.rows + r) = v }
     }
 
+    /// `put` of `vals` at rows `r..` of token `t`: one check and one copy for a tile's row.
+    fn put_run(&self, t: usize, r: usize, vals: &[f32]) {
+        assert!(t < self.n && r + vals.len() <= self.w.rows);
+        // SAFETY: the run is inside token t's `rows` outputs (checked), so inside `out`; the
+        // rows belong to this task's block only, and `vals` is a separate local buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                vals.as_ptr(),
+                self.out.at(t * self.w.rows + r),
+                vals.len(),
+            )
+        }
+    }
+
     /// Output rows `b * row_block..` for every token.
     fn run_block(&self, b: usize) {
         let r0 = b * self.row_block;
@@ -388,9 +402,7 @@ impl<'a> Plan<'a> {
                         std::array::from_fn(|i| self.tile_xrow(&tile, (t + i).min(t1 - 1)));
                     (tile.f)(cols, &ws[..tile.rows], &xs[..m], &mut res);
                     for (dt, chunk) in res[..m * tile.rows].chunks_exact(tile.rows).enumerate() {
-                        for (dr, &v) in chunk.iter().enumerate() {
-                            self.put(t + dt, r + dr, v);
-                        }
+                        self.put_run(t + dt, r, chunk);
                     }
                 }
                 r += tile.rows;
@@ -449,9 +461,7 @@ impl Plan<'_> {
                 let xs: [&[u8]; MAX_TILE] = std::array::from_fn(|i| self.xrow((t + i).min(t1 - 1)));
                 f(w.cols, bytes, &xs[..m], &mut res);
                 for (dt, chunk) in res[..m * rows].chunks_exact(rows).enumerate() {
-                    for (dr, &v) in chunk.iter().enumerate() {
-                        self.put(t + dt, r + dr, v);
-                    }
+                    self.put_run(t + dt, r, chunk);
                 }
             }
             r += rows;

@@ -32,6 +32,46 @@ pub fn rms_norm_in_place(x: &mut [f32], w: Option<&[f32]>, eps: f32) -> Result<(
             x.len(),
         ));
     }
+    // Whole rows per task, about PAR_PIECE elements.
+    let piece = (PAR_PIECE / n).max(1) * n;
+    par_pieces(x, &[], piece, |x, _| norm_rows(x, n, w, eps));
+    Ok(())
+}
+
+/// Elementwise or row-wise work below this many elements runs on the calling thread: a
+/// parallel region costs about a microsecond, the work ~1 ns per element.
+const PAR_MIN: usize = 32 * 1024;
+
+/// Elements per parallel task: a multiple of every vector width, so the same elements take
+/// the vector and the scalar-tail paths as in one call.
+const PAR_PIECE: usize = 8 * 1024;
+
+/// Runs `f` on consecutive pieces of `x` (`piece` elements, the last shorter) and the same
+/// ranges of `y` (empty `y`: empty slices), in parallel once `x` is large. For work where
+/// every output element depends only on its own piece, so any split gives the same bits.
+fn par_pieces(x: &mut [f32], y: &[f32], piece: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    if x.len() < PAR_MIN || piece >= x.len() {
+        return f(x, y);
+    }
+    struct Base(*mut f32);
+    // SAFETY: tasks touch disjoint ranges of the buffer, which outlives the region.
+    unsafe impl Sync for Base {}
+    impl Base {
+        fn at(&self, i: usize) -> *mut f32 {
+            self.0.wrapping_add(i)
+        }
+    }
+    let (len, base) = (x.len(), Base(x.as_mut_ptr()));
+    crate::pool::run(len.div_ceil(piece), |i| {
+        let (a, b) = (i * piece, ((i + 1) * piece).min(len));
+        // SAFETY: `a..b` lies inside `x` and belongs to task i alone.
+        let xs = unsafe { std::slice::from_raw_parts_mut(base.at(a), b - a) };
+        let ys = if y.is_empty() { y } else { &y[a..b] };
+        f(xs, ys)
+    });
+}
+
+fn norm_rows(x: &mut [f32], n: usize, w: Option<&[f32]>, eps: f32) {
     for row in x.chunks_exact_mut(n) {
         let sum: f64 = row.iter().map(|&v| (v * v) as f64).sum();
         let mean = (sum / n as f64) as f32;
@@ -45,7 +85,6 @@ pub fn rms_norm_in_place(x: &mut [f32], w: Option<&[f32]>, eps: f32) -> Result<(
             }
         }
     }
-    Ok(())
 }
 
 /// LayerNorm over rows of `w.len()`: mean and variance accumulated in f64 (ggml_norm), then
@@ -120,7 +159,11 @@ pub fn silu(x: &mut [f32]) {
 /// active SIMD level as ggml's `ggml_vec_swiglu_f32` (whole vectors through its polynomial
 /// exp, the rest through libm).
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    crate::attention::kernels::swiglu(quant::dispatch::active_level(), gate, up)
+    assert_eq!(gate.len(), up.len());
+    let level = quant::dispatch::active_level();
+    par_pieces(gate, up, PAR_PIECE, |g, u| {
+        crate::attention::kernels::swiglu(level, g, u)
+    })
 }
 
 /// SwiGLU with libm's exp throughout (ggml's portable build, and its leftover elements).
@@ -183,14 +226,17 @@ pub fn gelu(x: &mut [f32]) {
 
 /// `gate = gelu(gate) * up` (GeGLU, Gemma's FFN activation), table-based like ggml.
 pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len());
     let t = gelu_table();
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = if *g >= 10.0 {
-            *g * u
-        } else {
-            gelu_lookup(t, *g) * u
-        };
-    }
+    par_pieces(gate, up, PAR_PIECE, |gate, up| {
+        for (g, &u) in gate.iter_mut().zip(up) {
+            *g = if *g >= 10.0 {
+                *g * u
+            } else {
+                gelu_lookup(t, *g) * u
+            };
+        }
+    })
 }
 
 /// `x += y`.
