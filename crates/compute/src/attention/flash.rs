@@ -35,12 +35,12 @@ pub(super) struct Head<'a> {
 }
 
 impl Head<'_> {
-    fn key(&self, j: usize) -> &[f16] {
-        &self.k[(j % self.slots) * self.dk..][..self.dk]
+    fn key_at(&self, slot: usize) -> &[f16] {
+        &self.k[slot * self.dk..][..self.dk]
     }
 
-    fn value(&self, j: usize) -> &[f16] {
-        &self.v[(j % self.slots) * self.dv..][..self.dv]
+    fn value_at(&self, slot: usize) -> &[f16] {
+        &self.v[slot * self.dv..][..self.dv]
     }
 
     /// Widens the rows of positions `j0..j0 + out.len() / d` of `src` (`d` per slot) into
@@ -92,8 +92,13 @@ pub(super) fn decode_row(
     let (scale, cap) = score_scale(p);
     let mut m = f32::NEG_INFINITY;
     let mut sum = 0f32;
-    for j in first..=pos {
-        let mut s = dot(dk, f16_bytes(head.key(j)), qb) * scale;
+    // Slots advance with the positions (wrapping at the ring's end) rather than by a
+    // division per key.
+    let mut slot = first % head.slots;
+    for _ in first..=pos {
+        let (k, v) = (head.key_at(slot), head.value_at(slot));
+        slot = if slot + 1 == head.slots { 0 } else { slot + 1 };
+        let mut s = dot(dk, f16_bytes(k), qb) * scale;
         if cap != 0.0 {
             s = cap * s.tanh();
         }
@@ -107,7 +112,7 @@ pub(super) fn decode_row(
         } else {
             vs = (s - m).exp();
         }
-        kernels::mad_f16(level, acc, head.value(j), vs);
+        kernels::mad_f16(level, acc, v, vs);
         // Contracted to an FMA by GCC in SIMD builds of ggml, like the f16 accumulator.
         sum = if level == SimdLevel::Scalar {
             sum * ms + vs
