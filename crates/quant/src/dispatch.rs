@@ -500,7 +500,7 @@ pub enum LlamaCppOrder {
     /// The tiled K-quant matmul, every token alike.
     Tiled(TiledDot),
     /// One order for every token with a tile kernel: repacked Q4_0 (gemm and gemv sum
-    /// alike) and llamafile's F16 sgemm at avx512 (2 or more tokens, rows % 4 == 0).
+    /// alike) and llamafile's F16 sgemm (2 or more tokens, rows % 4 == 0).
     RepackedTile { one: VecDotFn, tile: Tile },
 }
 
@@ -510,8 +510,8 @@ pub enum LlamaCppOrder {
 /// types get [`LlamaCppOrder::VecDot`]: llamafile's sgemm, which ggml uses for Q5_0/Q8_0
 /// (and unrepacked Q4_0) batches of 2 or more tokens, keeps `vec_dot`'s per-output order on
 /// x86 (one 8-lane accumulator per output, the same fused multiply-adds and final sum); its
-/// F16 path (2 or more tokens, rows % 4 == 0) is reproduced at avx512 (16-lane tinyBLAS), not
-/// at avx2.
+/// F16 path (2 or more tokens, rows % 4 == 0) is reproduced at avx512 (16-lane tinyBLAS) and
+/// at avx2 (8-lane tinyBLAS, as a build without AVX-512 runs it).
 pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOrder {
     #[cfg(target_arch = "x86_64")]
     if ty == GgmlType::F16
@@ -526,6 +526,23 @@ pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOr
                 rows: t::ROWS,
                 toks: t::TOKS_WIDE,
                 f: t::tile_wide_avx512,
+                x_f32: true,
+            },
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if ty == GgmlType::F16
+        && n_tokens >= 2
+        && rows.is_multiple_of(4)
+        && active_level() == SimdLevel::Avx2
+    {
+        use crate::x86::tinyblas_f16_avx2 as t;
+        return LlamaCppOrder::RepackedTile {
+            one: t::vec_dot_avx2,
+            tile: Tile {
+                rows: t::ROWS,
+                toks: t::TOKS,
+                f: t::tile_wide_avx2,
                 x_f32: true,
             },
         };

@@ -49,6 +49,27 @@ pub fn vec_dot_tinyblas16(n: usize, w: &[u8], x: &[u8]) -> f32 {
     (u[0] + u[2]) + (u[1] + u[3])
 }
 
+/// Dot in the order of llama.cpp's AVX2 + F16C llamafile sgemm for F16 (`tinyBLAS` with
+/// 8-lane vectors), used by x86 builds without AVX-512 where [`vec_dot_tinyblas16`] applies
+/// on AVX-512: 8 lane accumulators, element `i` fused-multiply-added into lane `i % 8` (a
+/// trailing partial vector zero-filled), then `hsum`: the two 128-bit halves added, then
+/// lanes two apart, then the last two.
+pub fn vec_dot_tinyblas8(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for s in (0..n).step_by(8) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            let (wv, xv) = if s + l < n {
+                (le_f16(w, 2 * (s + l)), le_f16(x, 2 * (s + l)))
+            } else {
+                (0.0, 0.0)
+            };
+            *a = wv.mul_add(xv, *a);
+        }
+    }
+    let u: [f32; 4] = std::array::from_fn(|i| acc[i + 4] + acc[i]);
+    (u[0] + u[2]) + (u[1] + u[3])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

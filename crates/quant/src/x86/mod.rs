@@ -123,6 +123,7 @@ pub(crate) mod q8_k;
 pub(crate) mod repack_q4_0;
 pub(crate) mod tile_pairs;
 pub(crate) mod tinyblas_f16;
+pub(crate) mod tinyblas_f16_avx2;
 
 pub(crate) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2")
