@@ -409,6 +409,10 @@ impl<'a> Plan<'a> {
             }
         }
         for r in r..r1 {
+            // Rows taken one at a time (no tile): ask for a later row ahead, as the tiles do.
+            if k.tile.is_none() && t1 - t0 <= PREFETCH_MAX_TOKENS {
+                prefetch_rows(w, r + PREFETCH_ROWS_AHEAD, 1);
+            }
             let mut t = t0;
             if let Some(x4) = k.x4 {
                 while t + 4 <= t1 {
@@ -475,6 +479,9 @@ const PREFETCH_MAX_TOKENS: usize = 3;
 
 /// How many row groups ahead of the kernel the prefetch runs.
 const PREFETCH_GROUPS: usize = 2;
+
+/// How many rows ahead the single-row path prefetches.
+const PREFETCH_ROWS_AHEAD: usize = 4;
 
 /// Asks for weight rows `r..r + count` (those that exist) to be brought into cache. A tile
 /// reads its rows as interleaved streams, one per row, which the hardware prefetcher follows
