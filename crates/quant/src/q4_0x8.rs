@@ -33,17 +33,21 @@ fn element(qs: &[u8], e: usize) -> u8 {
     }
 }
 
+/// Blocks per row and bytes per row when `data` holds `rows` Q4_0 rows of `cols` elements in
+/// whole groups of 8 rows.
+fn fits(data: &[u8], rows: usize, cols: usize) -> Option<(usize, usize)> {
+    let nb = cols / BLOCK;
+    let row_bytes = nb * BYTES;
+    (rows.is_multiple_of(ROWS) && cols.is_multiple_of(BLOCK) && data.len() == rows * row_bytes)
+        .then_some((nb, row_bytes))
+}
+
 /// Rewrites `data` (`rows` Q4_0 rows of `cols` elements, `rows % 8 == 0`) into the
 /// interleaved layout in place. Returns false, changing nothing, when the shape does not fit.
 pub fn interleave(data: &mut [u8], rows: usize, cols: usize) -> bool {
-    if !rows.is_multiple_of(ROWS) || !cols.is_multiple_of(BLOCK) {
+    let Some((_, row_bytes)) = fits(data, rows, cols) else {
         return false;
-    }
-    let nb = cols / BLOCK;
-    let row_bytes = nb * BYTES;
-    if data.len() != rows * row_bytes {
-        return false;
-    }
+    };
     let mut tmp = vec![0u8; ROWS * row_bytes];
     for group in data.chunks_exact_mut(ROWS * row_bytes) {
         tmp.copy_from_slice(group);
@@ -67,14 +71,9 @@ pub fn interleave(data: &mut [u8], rows: usize, cols: usize) -> bool {
 
 /// The inverse of [`interleave`] (tests, and reading single rows back).
 pub fn deinterleave(data: &mut [u8], rows: usize, cols: usize) -> bool {
-    if !rows.is_multiple_of(ROWS) || !cols.is_multiple_of(BLOCK) {
+    let Some((nb, row_bytes)) = fits(data, rows, cols) else {
         return false;
-    }
-    let nb = cols / BLOCK;
-    let row_bytes = nb * BYTES;
-    if data.len() != rows * row_bytes {
-        return false;
-    }
+    };
     let mut tmp = vec![0u8; ROWS * row_bytes];
     for group in data.chunks_exact_mut(ROWS * row_bytes) {
         tmp.copy_from_slice(group);

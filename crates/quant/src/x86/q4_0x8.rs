@@ -11,37 +11,12 @@
 use std::arch::x86_64::*;
 
 use super::f16_at;
+use super::repack_q4_0::{dot_acc_avx2, dot_acc_vnni, hsum_broadcast};
 use crate::q4_0x8::{GROUP_BYTES, ROWS};
 use crate::q8_0::BYTES as X_BYTES;
 
 /// Most activation rows per call.
 pub(crate) const TOKS: usize = 8;
-
-/// `acc` plus unsigned-by-signed byte products summed in groups of four; with u in 0..15
-/// and s in -128..127 `maddubs`'s 16-bit pair sums cannot saturate, so this is exact.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn dot_acc_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-    _mm256_add_epi32(
-        acc,
-        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
-    )
-}
-
-#[inline]
-#[target_feature(enable = "avx2,avx512vl,avx512vnni")]
-fn dot_acc_vnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-    _mm256_dpbusd_epi32(acc, u, s)
-}
-
-/// The sum of all eight lanes, in every lane.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn hsum_broadcast(v: __m256i) -> __m256i {
-    let t = _mm256_hadd_epi32(v, v);
-    let t = _mm256_hadd_epi32(t, t);
-    _mm256_add_epi32(t, _mm256_permute2x128_si256(t, t, 0x01))
-}
 
 /// The weights of block column `b` of a group: its 8 f16 scales widened, and the eight
 /// vectors whose lane r holds elements 4k..4k+4 of row r (nibbles, 0..15).

@@ -35,7 +35,7 @@ fn reduce8(p: [__m256i; 8]) -> __m256i {
 /// The sum of all eight lanes, in every lane.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn hsum_broadcast(v: __m256i) -> __m256i {
+pub(super) fn hsum_broadcast(v: __m256i) -> __m256i {
     let t = _mm256_hadd_epi32(v, v);
     let t = _mm256_hadd_epi32(t, t);
     _mm256_add_epi32(t, _mm256_permute2x128_si256(t, t, 0x01))
@@ -90,7 +90,7 @@ fn transpose8(a: [__m256i; 8]) -> [__m256i; 8] {
 /// from saturation, so this is exact.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn dot_acc_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+pub(super) fn dot_acc_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     _mm256_add_epi32(
         acc,
         _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
@@ -100,7 +100,7 @@ fn dot_acc_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
 /// [`dot_acc_avx2`] in one VNNI instruction (same integers).
 #[inline]
 #[target_feature(enable = "avx2,avx512vl,avx512vnni")]
-fn dot_acc_vnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+pub(super) fn dot_acc_vnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(acc, u, s)
 }
 
