@@ -133,13 +133,19 @@ unsafe fn gemm_wide<const R: usize>(
     out
 }
 
-/// Four F16 weight rows times one to six activation rows given as f32 (the f16 activations
-/// widened; bytes of `n` little-endian f32 each), in tinyBLAS's order: equal bit for bit to
-/// [`tile_avx512`] on the f16 rows.
-pub(crate) fn tile_wide_avx512(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]) {
+/// The lengths, shape and alignment a widened-activation tile relies on (`rows` F16 weight
+/// rows of `n` values, 1..=`toks` f32 activation rows, 4-byte aligned).
+pub(super) fn check_wide_tile(
+    n: usize,
+    w: &[&[u8]],
+    x: &[&[u8]],
+    out: &[f32],
+    rows: usize,
+    toks: usize,
+) {
     assert!(
-        w.len() == ROWS && (1..=TOKS_WIDE).contains(&x.len()) && out.len() >= ROWS * x.len(),
-        "tile: {} x {} rows for a {ROWS} x {TOKS_WIDE} kernel",
+        w.len() == rows && (1..=toks).contains(&x.len()) && out.len() >= rows * x.len(),
+        "tile: {} x {} rows for a {rows} x {toks} kernel",
         w.len(),
         x.len()
     );
@@ -149,6 +155,13 @@ pub(crate) fn tile_wide_avx512(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f3
                 .all(|r| r.len() >= 4 * n && r.as_ptr().align_offset(4) == 0),
         "vec_dot: buffers too short (or misaligned) for {n} elements"
     );
+}
+
+/// Four F16 weight rows times one to six activation rows given as f32 (the f16 activations
+/// widened; bytes of `n` little-endian f32 each), in tinyBLAS's order: equal bit for bit to
+/// [`vec_dot_avx512`] on the f16 rows.
+pub(crate) fn tile_wide_avx512(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]) {
+    check_wide_tile(n, w, x, out, ROWS, TOKS_WIDE);
     let wp: [*const u8; ROWS] = std::array::from_fn(|i| w[i].as_ptr());
     let xp = |i: usize| x[i].as_ptr() as *const f32;
     // SAFETY: only reachable through the dispatch table after AVX-512 detection; every

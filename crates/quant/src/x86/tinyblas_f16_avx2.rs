@@ -108,18 +108,7 @@ pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
 /// Four F16 weight rows times one to three activation rows given as f32 (bytes of `n`
 /// little-endian f32 each, 4-byte aligned), in tinyBLAS's 8-lane order.
 pub(crate) fn tile_wide_avx2(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]) {
-    assert!(
-        w.len() == ROWS && (1..=TOKS).contains(&x.len()) && out.len() >= ROWS * x.len(),
-        "tile: {} x {} rows for a {ROWS} x {TOKS} kernel",
-        w.len(),
-        x.len()
-    );
-    assert!(
-        w.iter().all(|r| r.len() >= 2 * n)
-            && x.iter()
-                .all(|r| r.len() >= 4 * n && r.as_ptr().align_offset(4) == 0),
-        "vec_dot: buffers too short (or misaligned) for {n} elements"
-    );
+    super::tinyblas_f16::check_wide_tile(n, w, x, out, ROWS, TOKS);
     let wp: [*const u8; ROWS] = std::array::from_fn(|i| w[i].as_ptr());
     let xp = |i: usize| x[i].as_ptr() as *const f32;
     // SAFETY: only reachable through the dispatch table after AVX2/FMA/F16C detection; every
