@@ -302,3 +302,45 @@ fn peak_rss_matches_the_plan_and_lazy_keeps_weights_out() {
         );
     }
 }
+
+#[test]
+fn info_memory_warns_first_when_the_architecture_cannot_run() {
+    // The llama fixture relabelled as an architecture torchless does not run.
+    let src = gguf::GgufFile::open(fixture("llama.gguf")).unwrap();
+    let mut w = gguf::GgufWriter::new();
+    for (k, v) in src.metadata().iter() {
+        let v = if k == "general.architecture" {
+            gguf::Value::String("mamba".into())
+        } else {
+            v.clone()
+        };
+        w.add(k.replacen("llama.", "mamba.", 1), v).unwrap();
+    }
+    for t in src.tensors() {
+        w.add_tensor(t.name.clone(), &t.dims, t.ty, src.tensor_data(t))
+            .unwrap();
+    }
+    let path = std::env::temp_dir().join(format!("torchless-mamba-{}.gguf", std::process::id()));
+    w.write_file(&path).unwrap();
+    let o = torchless(&["info", path.to_str().unwrap(), "--memory"], &[]);
+    let t = text(&o.stdout);
+    assert!(
+        t.starts_with("warning: architecture `mamba` cannot run in torchless yet"),
+        "{t}"
+    );
+    let o = torchless(&["info", path.to_str().unwrap(), "--memory", "--json"], &[]);
+    let j = json_out(&o);
+    assert_eq!(j["architecture_supported"], false);
+    // A supported one says so too.
+    let o = torchless(
+        &[
+            "info",
+            fixture("llama.gguf").to_str().unwrap(),
+            "--memory",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(json_out(&o)["architecture_supported"], true);
+    std::fs::remove_file(&path).ok();
+}

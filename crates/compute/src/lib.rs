@@ -14,7 +14,7 @@ pub use attention::{attention, windowed_slots, AttnParams, KvCache, KvDtype};
 pub use matmul::{get_rows, matmul, matmul_many, WeightView};
 pub use ops::{
     add_bias, add_in_place, geglu, gelu, gelu_scalar, layer_norm, rms_norm, rms_norm_in_place,
-    scale, silu, softmax, swiglu,
+    scale, silu, softcap, softmax, swiglu,
 };
 pub use pool::{default_threads, n_threads, set_threads};
 pub use rope::{Rope, RopeMode};

@@ -253,6 +253,15 @@ pub fn add_bias(x: &mut [f32], bias: &[f32]) {
     }
 }
 
+/// Soft-capping `c * tanh(x / c)` in place, as llama.cpp's graph computes it for final
+/// logits (three ops: scale by 1/c, tanh, scale by c).
+pub fn softcap(x: &mut [f32], c: f32) {
+    let inv = 1.0 / c;
+    for v in x {
+        *v = (*v * inv).tanh() * c;
+    }
+}
+
 /// `x *= s`.
 pub fn scale(x: &mut [f32], s: f32) {
     for v in x {
@@ -295,6 +304,21 @@ mod tests {
         for (a, b) in x.iter().zip(want) {
             assert!((a - b).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn softcap_bounds_and_keeps_small_values() {
+        let mut x = [0.0f32, 1.0, -1.0, 100.0, -1e6, 29.0];
+        softcap(&mut x, 30.0);
+        let want = |v: f64| 30.0 * (v / 30.0).tanh();
+        for (a, v) in x.iter().zip([0.0, 1.0, -1.0, 100.0, -1e6, 29.0]) {
+            assert!((*a as f64 - want(v)).abs() < 1e-5, "{a} vs {}", want(v));
+        }
+        assert!(x.iter().all(|v| v.abs() <= 30.0));
+        assert!(
+            (x[1] - 1.0).abs() < 1e-3,
+            "near zero the cap is the identity"
+        );
     }
 
     #[test]

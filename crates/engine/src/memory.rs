@@ -214,19 +214,10 @@ impl ModelShape {
         } else {
             dense_ff
         };
-        let (sliding_window, swa_layers) = match arch {
-            "gemma3" => {
-                let (w, layers) = models::gemma3_sliding_window(md, n_layer as usize)
-                    .map_err(|e| e.to_string())?;
-                (w as u64, layers)
-            }
-            // llama.cpp's gemma2: every other layer slides, starting with the first.
-            "gemma2" => match opt("attention.sliding_window")? {
-                Some(w) if w > 0 => (w, (0..n_layer).map(|il| il % 2 == 0).collect()),
-                _ => (0, vec![false; n_layer as usize]),
-            },
-            _ => (0, vec![false; n_layer as usize]),
-        };
+        // The family's own reading (none for architectures `models` does not know).
+        let swa = models::sliding_window(md, usize::try_from(n_layer).unwrap_or(usize::MAX))
+            .map_err(|e| e.to_string())?;
+        let (sliding_window, swa_layers) = (swa.window as u64, swa.layers);
         Ok(ModelShape {
             arch: arch.to_string(),
             n_layer,

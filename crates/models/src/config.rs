@@ -21,13 +21,140 @@ pub struct Config {
     /// Rotated dimensions per head.
     pub n_rot: usize,
     pub rope_freq_base: f32,
-    /// 1 / rope.scaling.factor (1 without scaling).
-    pub rope_freq_scale: f32,
+    /// Rope scaling as read from `rope.scaling.*`.
+    pub rope: RopeConfig,
     pub norm_eps: f32,
     /// Sliding-window size of the layers that use one (0 = none).
     pub sliding_window: usize,
     /// Which layers use the sliding window.
     pub swa_layers: Vec<bool>,
+}
+
+/// Which normalisation a family uses, and so which epsilon key it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NormKind {
+    /// `attention.layer_norm_rms_epsilon`
+    Rms,
+    /// `attention.layer_norm_epsilon`
+    Layer,
+}
+
+/// How rope positions are scaled (`rope.scaling.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeScaling {
+    None,
+    Linear,
+    Yarn,
+    /// Phi-3 128k / Phi-3.5 / Phi-4-mini: per-pair frequency divisors, a short set for
+    /// contexts up to the original one and a long set beyond (`rope_factors_{short,long}`).
+    LongRope,
+}
+
+/// Rope scaling settings, resolved as llama.cpp's context setup resolves them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeConfig {
+    pub scaling: RopeScaling,
+    /// 1 / rope.scaling.factor (1 without scaling or with `none`).
+    pub freq_scale: f32,
+    /// `rope.scaling.original_context_length` (the trained context without it).
+    pub n_ctx_orig: usize,
+    /// YaRN extrapolation mix: 1 for YaRN, else 0.
+    pub ext_factor: f32,
+    /// Multiplies cos and sin: `rope.scaling.attn_factor`, and for YaRN the mscale
+    /// correction llama.cpp applies.
+    pub attn_factor: f32,
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+}
+
+impl RopeConfig {
+    fn read(h: &Hparams) -> Result<RopeConfig, ModelError> {
+        let ty = h.opt_str("rope.scaling.type")?.unwrap_or("linear");
+        let scaling = match ty {
+            "none" => RopeScaling::None,
+            "linear" => RopeScaling::Linear,
+            "yarn" => RopeScaling::Yarn,
+            "longrope" => RopeScaling::LongRope,
+            other => {
+                return Err(hparam(
+                    h.key("rope.scaling.type"),
+                    format!(
+                        "rope scaling `{other}` is not supported (supported: none, linear, yarn, longrope)"
+                    ),
+                ))
+            }
+        };
+        let factor = match h.opt_f32("rope.scaling.factor")? {
+            Some(f) => f,
+            None => h.opt_f32("rope.scale_linear")?.unwrap_or(0.0),
+        };
+        if factor.is_nan() || factor < 0.0 || factor.is_infinite() {
+            return Err(hparam(
+                h.key("rope.scaling.factor"),
+                format!("{factor} must be a positive number"),
+            ));
+        }
+        let freq_scale = if scaling == RopeScaling::None || factor == 0.0 {
+            1.0
+        } else {
+            1.0 / factor
+        };
+        let n_ctx_orig = match h.opt_usize("rope.scaling.original_context_length")? {
+            Some(v) if v > 0 => v,
+            _ => h.positive("context_length")?,
+        };
+        let rope_attn_factor = h.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0);
+        if !(rope_attn_factor.is_finite() && rope_attn_factor > 0.0) {
+            return Err(hparam(
+                h.key("rope.scaling.attn_factor"),
+                format!("{rope_attn_factor} must be a positive number"),
+            ));
+        }
+        let ext_factor = if scaling == RopeScaling::Yarn {
+            1.0
+        } else {
+            0.0
+        };
+        let mut attn_factor = 1.0f32;
+        if ext_factor != 0.0 {
+            // llama_context's YaRN setup: the magnitude correction get_mscale(factor), then
+            // cancelled by 1 / (1 + 0.1 ln factor) because ggml's rope multiplies it back in.
+            let factor = 1.0 / freq_scale;
+            attn_factor = if factor <= 1.0 {
+                1.0
+            } else {
+                0.1 * factor.ln() + 1.0
+            };
+            attn_factor *= 1.0 / (1.0 + 0.1 * factor.ln());
+        }
+        attn_factor *= rope_attn_factor;
+        Ok(RopeConfig {
+            scaling,
+            freq_scale,
+            n_ctx_orig,
+            ext_factor,
+            attn_factor,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+        })
+    }
+
+    /// A rope of `mode` over `n_rot` dimensions with these settings, base `freq_base`.
+    pub(crate) fn rope(
+        &self,
+        mode: compute::RopeMode,
+        n_rot: usize,
+        freq_base: f32,
+    ) -> compute::Rope {
+        let mut r = compute::Rope::new(mode, n_rot, freq_base);
+        r.freq_scale = self.freq_scale;
+        r.ext_factor = self.ext_factor;
+        r.attn_factor = self.attn_factor;
+        r.beta_fast = self.beta_fast;
+        r.beta_slow = self.beta_slow;
+        r.n_ctx_orig = self.n_ctx_orig;
+        r
+    }
 }
 
 /// Typed access to `{arch}.key` with errors naming the full key.
@@ -73,7 +200,12 @@ impl Hparams<'_> {
 impl Config {
     /// Reads the hyperparameters shared by the decoder-only families. `n_vocab` comes from
     /// the embedding matrix.
-    pub(crate) fn common(md: &Metadata, arch: &str, n_vocab: usize) -> Result<Config, ModelError> {
+    pub(crate) fn common(
+        md: &Metadata,
+        arch: &str,
+        n_vocab: usize,
+        norm: NormKind,
+    ) -> Result<Config, ModelError> {
         let h = Hparams { md, arch };
         let n_embd = h.positive("embedding_length")?;
         let n_layer = h.positive("block_count")?;
@@ -120,45 +252,16 @@ impl Config {
                 format!("{rope_freq_base} must be positive"),
             ));
         }
-        let scaling = h
-            .opt_str("rope.scaling.type")?
-            .unwrap_or("linear")
-            .to_string();
-        let factor = match h.opt_f32("rope.scaling.factor")? {
-            Some(f) => f,
-            None => h.opt_f32("rope.scale_linear")?.unwrap_or(0.0),
-        };
-        let rope_freq_scale = match scaling.as_str() {
-            "none" => 1.0,
-            "linear" | "longrope" => {
-                if factor == 0.0 {
-                    1.0
-                } else if factor > 0.0 {
-                    1.0 / factor
-                } else {
-                    return Err(hparam(
-                        h.key("rope.scaling.factor"),
-                        format!("{factor} must be positive"),
-                    ));
-                }
-            }
-            other => {
-                return Err(hparam(
-                    h.key("rope.scaling.type"),
-                    format!(
-                        "rope scaling `{other}` is not supported yet (supported: none, linear)"
-                    ),
-                ))
-            }
-        };
+        let rope = RopeConfig::read(&h)?;
         let context_length = h.positive("context_length")?;
         let n_ff = h.positive("feed_forward_length")?;
-        let norm_eps = h.f32("attention.layer_norm_rms_epsilon")?;
+        let eps_key = match norm {
+            NormKind::Rms => "attention.layer_norm_rms_epsilon",
+            NormKind::Layer => "attention.layer_norm_epsilon",
+        };
+        let norm_eps = h.f32(eps_key)?;
         if norm_eps.is_nan() || norm_eps < 0.0 {
-            return Err(hparam(
-                h.key("attention.layer_norm_rms_epsilon"),
-                "must be non-negative",
-            ));
+            return Err(hparam(h.key(eps_key), "must be non-negative"));
         }
         Ok(Config {
             arch: arch.to_string(),
@@ -173,10 +276,74 @@ impl Config {
             context_length,
             n_rot,
             rope_freq_base,
-            rope_freq_scale,
+            rope,
             norm_eps,
             sliding_window: 0,
             swa_layers: vec![false; n_layer],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gguf::{GgufWriter, Value};
+
+    fn rope_of(kvs: &[(&str, Value)]) -> Result<RopeConfig, ModelError> {
+        let mut w = GgufWriter::new();
+        w.add("t.context_length", Value::U32(4096)).unwrap();
+        for (k, v) in kvs {
+            w.add(format!("t.{k}"), v.clone()).unwrap();
+        }
+        RopeConfig::read(&Hparams {
+            md: w.metadata(),
+            arch: "t",
+        })
+    }
+
+    #[test]
+    fn rope_scaling_types_resolve_as_llama_cpp_does() {
+        // No key: linear without a factor, i.e. unscaled.
+        let r = rope_of(&[]).unwrap();
+        assert_eq!(
+            (r.scaling, r.freq_scale, r.ext_factor),
+            (RopeScaling::Linear, 1.0, 0.0)
+        );
+        assert_eq!(r.n_ctx_orig, 4096);
+        // `none` ignores a factor.
+        let r = rope_of(&[
+            ("rope.scaling.type", Value::String("none".into())),
+            ("rope.scaling.factor", Value::F32(4.0)),
+        ])
+        .unwrap();
+        assert_eq!(r.freq_scale, 1.0);
+        // YaRN: ext_factor 1; the mscale 1 + 0.1 ln(s) is cancelled by llama.cpp's
+        // 1 / (1 + 0.1 ln(s)), leaving rope.scaling.attn_factor.
+        let r = rope_of(&[
+            ("rope.scaling.type", Value::String("yarn".into())),
+            ("rope.scaling.factor", Value::F32(4.0)),
+            ("rope.scaling.original_context_length", Value::U32(1024)),
+            ("rope.scaling.attn_factor", Value::F32(1.5)),
+        ])
+        .unwrap();
+        assert_eq!(r.ext_factor, 1.0);
+        assert_eq!(r.freq_scale, 0.25);
+        assert_eq!(r.n_ctx_orig, 1024);
+        assert!((r.attn_factor - 1.5).abs() < 1e-6, "{}", r.attn_factor);
+        // LongRoPE: attn_factor as given, no YaRN ramp.
+        let r = rope_of(&[
+            ("rope.scaling.type", Value::String("longrope".into())),
+            ("rope.scaling.attn_factor", Value::F32(1.1832)),
+        ])
+        .unwrap();
+        assert_eq!(
+            (r.scaling, r.ext_factor, r.attn_factor),
+            (RopeScaling::LongRope, 0.0, 1.1832)
+        );
+        // Unknown types and bad factors are errors naming the key.
+        let e = rope_of(&[("rope.scaling.type", Value::String("su".into()))]).unwrap_err();
+        assert!(e.to_string().contains("t.rope.scaling.type") && e.to_string().contains("`su`"));
+        let e = rope_of(&[("rope.scaling.factor", Value::F32(-2.0))]).unwrap_err();
+        assert!(e.to_string().contains("t.rope.scaling.factor"), "{e}");
     }
 }

@@ -10,28 +10,24 @@
 //! # Ok(()) }
 //! ```
 
+mod blocks;
 mod config;
-mod decoder;
 mod error;
-mod gemma3;
-mod llama;
-mod qwen2;
+mod families;
+mod forward;
 mod weights;
 
 use std::sync::Arc;
 
 pub use compute::{default_threads, set_threads, windowed_slots, KvDtype};
-pub use config::Config;
+pub use config::{Config, RopeConfig, RopeScaling};
 pub use error::ModelError;
-pub use gemma3::sliding_window as gemma3_sliding_window;
+pub use families::{sliding_window, supported_archs, SlidingWindow};
 pub use weights::LAZY_OUTPUT_CHUNK_BYTES;
 
 use compute::KvCache;
-use decoder::{Decoder, Scratch};
+use forward::{Decoder, Scratch};
 use weights::Loader;
-
-/// Architectures `Model::load` accepts (`general.architecture`).
-pub const SUPPORTED_ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 
 /// A loaded model: hyperparameters plus typed views into the GGUF file it keeps open.
 pub struct Model {
@@ -68,6 +64,8 @@ pub struct State {
     pub(crate) caches: Vec<KvCache>,
     pub(crate) scratch: Scratch,
     pub(crate) ubatch: usize,
+    /// LongRoPE's long factor set is in use (the context is larger than the original one).
+    pub(crate) long_context: bool,
     max_seq_len: usize,
 }
 
@@ -126,12 +124,10 @@ impl Model {
     ) -> Result<Model, ModelError> {
         let md = file.metadata();
         let arch = md.get_str("general.architecture")?.to_string();
-        if !SUPPORTED_ARCHS.contains(&arch.as_str()) {
-            return Err(ModelError::UnsupportedArch {
-                arch,
-                supported: SUPPORTED_ARCHS.join(", "),
-            });
-        }
+        let family = families::find(&arch).ok_or_else(|| ModelError::UnsupportedArch {
+            arch: arch.clone(),
+            supported: supported_archs().join(", "),
+        })?;
         let ld = Loader {
             file: &file,
             interleaved,
@@ -147,16 +143,12 @@ impl Model {
             });
         }
         let n_vocab = embd.dims[1] as usize;
-        let mut config = Config::common(md, &arch, n_vocab)?;
-        let decoder = match arch.as_str() {
-            "llama" => llama::load(&ld, &config)?,
-            "qwen2" | "qwen3" => qwen2::load(&ld, &config)?,
-            "gemma3" => {
-                gemma3::configure(md, &mut config)?;
-                gemma3::load(&ld, &config)?
-            }
-            _ => unreachable!("checked against SUPPORTED_ARCHS"),
-        };
+        let mut config = Config::common(md, &arch, n_vocab, family.norm)?;
+        let h = config::Hparams { md, arch: &arch };
+        let swa = (family.sliding_window)(&h, config.n_layer)?;
+        config.sliding_window = swa.window;
+        config.swa_layers = swa.layers;
+        let decoder = (family.build)(&ld, &config)?;
         Ok(Model {
             file,
             config,
@@ -180,10 +172,14 @@ impl Model {
     /// [`Model::new_state`] with a micro-batch size and sliding-window layout.
     pub fn new_state_with(&self, max_seq_len: usize, kv: KvDtype, o: StateOptions) -> State {
         let ubatch = o.ubatch.max(1);
+        // llama.cpp chooses LongRoPE's factor set by its context size, which it pads to a
+        // multiple of 256 cells.
+        let n_ctx = max_seq_len.max(1).next_multiple_of(256);
         State {
             caches: self.decoder.new_caches(max_seq_len, kv, ubatch, o.swa_full),
             scratch: Scratch::default(),
             ubatch,
+            long_context: n_ctx > self.config.rope.n_ctx_orig,
             max_seq_len,
         }
     }

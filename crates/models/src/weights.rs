@@ -209,19 +209,3 @@ impl Matrix {
         Ok(())
     }
 }
-
-impl crate::decoder::Layer {
-    /// Gives the layer's weight matrices back to the kernel once a forward pass is done with
-    /// them (lazy paging only).
-    pub(crate) fn release(&self, file: &GgufFile) {
-        file.release_all(&[
-            &self.wq.info,
-            &self.wk.info,
-            &self.wv.info,
-            &self.wo.info,
-            &self.gate.info,
-            &self.up.info,
-            &self.down.info,
-        ]);
-    }
-}

@@ -232,3 +232,39 @@ fn gemma3() {
     check_f32("gemma3", 1e-2);
     check_f16("gemma3", 2e-2);
 }
+
+#[test]
+fn gemma() {
+    check_f32("gemma", 1e-3);
+    check_f16("gemma", 5e-3);
+}
+
+#[test]
+fn gemma2() {
+    check_f32("gemma2", 2e-3);
+    check_f16("gemma2", 5e-3);
+}
+
+#[test]
+fn phi2() {
+    check_f32("phi2", 1e-3);
+    check_f16("phi2", 5e-3);
+}
+
+#[test]
+fn phi3() {
+    check_f32("phi3", 1e-3);
+    check_f16("phi3", 5e-3);
+}
+
+#[test]
+fn phi3_longrope() {
+    check_f32("phi3-longrope", 1e-3);
+    check_f16("phi3-longrope", 1e-2);
+}
+
+#[test]
+fn gptneox() {
+    check_f32("gptneox", 1e-3);
+    check_f16("gptneox", 5e-3);
+}

@@ -43,6 +43,7 @@ pub fn render(
             lazy: planner.plan(LoadMode::Lazy, seq, kv),
         })
         .collect();
+    let runs = engine::supported_archs().contains(&shape.arch.as_str());
     let available = memory::available_memory();
     let choice = memory::decide(&planner, LoadMode::Auto, rows[0].seq, kv, available.clone());
     if as_json {
@@ -69,6 +70,8 @@ pub fn render(
             .collect();
         let obj = json!({
             "path": file.path().display().to_string(),
+            "architecture": shape.arch,
+            "architecture_supported": runs,
             "kv_dtype": kv_name(kv),
             "trained_context": shape.context_length,
             "sliding_window": shape.sliding_window,
@@ -89,7 +92,16 @@ pub fn render(
         s.push('\n');
         return Ok(s);
     }
-    let mut out = format!(
+    let mut out = String::new();
+    if !runs {
+        out.push_str(&format!(
+            "warning: architecture `{}` cannot run in torchless yet (supported: {}); the plan \
+             below is what it would cost\n",
+            shape.arch,
+            engine::supported_archs().join(", ")
+        ));
+    }
+    out += &format!(
         "memory plan for {} (KV cache {}, {} per token)\n",
         file.path().display(),
         kv_name(kv),

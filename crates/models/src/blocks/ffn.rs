@@ -1,0 +1,159 @@
+//! Feed-forward blocks as llama.cpp's `build_ffn` computes them:
+//! * gated (`LLM_FFN_PAR`): `down(act(gate(x)) * up(x))` with SwiGLU or GeGLU, the gate and
+//!   up projections either two matrices or one fused `[gate | up]` matrix (Phi-3's
+//!   `ffn_up` of `2 * n_ff` rows, `LLM_FFN_SWIGLU`);
+//! * plain (`LLM_FFN_SEQ`): `down(gelu(up(x) + b_up)) + b_down` (Phi-2, GPT-NeoX).
+
+use gguf::{GgufFile, TensorInfo};
+
+use super::attention::sized;
+use crate::error::ModelError;
+use crate::weights::{Loader, Matrix};
+use crate::Config;
+
+/// The gated activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Glu {
+    /// silu(gate) * up
+    SwiGlu,
+    /// gelu(gate) * up, GELU through ggml's fp16 table
+    GeGlu,
+}
+
+/// How a family's FFN is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FfnKind {
+    /// `ffn_gate` + `ffn_up` (or one fused `ffn_up` of 2 * n_ff rows when the file has no
+    /// `ffn_gate`) + `ffn_down`.
+    Gated(Glu),
+    /// `ffn_up` (+ bias) -> GELU -> `ffn_down` (+ bias).
+    PlainGelu,
+}
+
+pub(crate) enum Ffn {
+    Gated {
+        /// `None`: the gate is the first half of `up`'s rows.
+        gate: Option<Matrix>,
+        up: Matrix,
+        down: Matrix,
+        glu: Glu,
+    },
+    Plain {
+        up: Matrix,
+        up_b: Option<Vec<f32>>,
+        down: Matrix,
+        down_b: Option<Vec<f32>>,
+    },
+}
+
+/// Buffers the block writes into (owned by the state's scratch).
+pub(crate) struct FfnBufs<'a> {
+    pub gate: &'a mut Vec<f32>,
+    pub up: &'a mut Vec<f32>,
+    pub qbuf: &'a mut Vec<u8>,
+}
+
+impl Ffn {
+    /// Loads `blk.{il}.ffn_*` for a dense layer of `cfg.n_ff` hidden units.
+    pub fn load(ld: &Loader, cfg: &Config, il: usize, kind: FfnKind) -> Result<Self, ModelError> {
+        let p = |s: &str| format!("blk.{il}.{s}");
+        let (e, ff) = (cfg.n_embd, cfg.n_ff);
+        Ok(match kind {
+            FfnKind::Gated(glu) => {
+                let gate = ld.opt_matrix(&p("ffn_gate.weight"), ff, e)?;
+                let up_rows = if gate.is_some() { ff } else { 2 * ff };
+                Ffn::Gated {
+                    up: ld.matrix(&p("ffn_up.weight"), up_rows, e)?,
+                    gate,
+                    down: ld.matrix(&p("ffn_down.weight"), e, ff)?,
+                    glu,
+                }
+            }
+            FfnKind::PlainGelu => Ffn::Plain {
+                up: ld.matrix(&p("ffn_up.weight"), ff, e)?,
+                up_b: ld.opt_vector(&p("ffn_up.bias"), ff)?,
+                down: ld.matrix(&p("ffn_down.weight"), e, ff)?,
+                down_b: ld.opt_vector(&p("ffn_down.bias"), e)?,
+            },
+        })
+    }
+
+    /// The weight matrices, for lazy paging.
+    pub fn matrices(&self) -> Vec<&TensorInfo> {
+        match self {
+            Ffn::Gated { gate, up, down, .. } => {
+                let mut m = vec![&up.info, &down.info];
+                if let Some(g) = gate {
+                    m.push(&g.info);
+                }
+                m
+            }
+            Ffn::Plain { up, down, .. } => vec![&up.info, &down.info],
+        }
+    }
+
+    /// `out = ffn(h)` for `n` rows (`out`: `n * n_embd`).
+    pub fn forward(
+        &self,
+        file: &GgufFile,
+        h: &[f32],
+        n: usize,
+        out: &mut [f32],
+        b: FfnBufs,
+    ) -> Result<(), ModelError> {
+        match self {
+            Ffn::Gated {
+                gate,
+                up,
+                down,
+                glu,
+            } => {
+                let ff = down.cols;
+                let g = sized(b.gate, n * ff);
+                match gate {
+                    Some(wg) => {
+                        let u = sized(b.up, n * ff);
+                        let (wg, wu) = (wg.view(file)?, up.view(file)?);
+                        compute::matmul_many(&mut [(&wg, &mut *g), (&wu, &mut *u)], h, n, b.qbuf)?;
+                    }
+                    None => {
+                        // One product over [gate | up], then the halves of each row apart.
+                        let both = sized(b.up, n * 2 * ff);
+                        compute::matmul(&up.view(file)?, h, n, both, b.qbuf)?;
+                        for t in 0..n {
+                            g[t * ff..(t + 1) * ff].copy_from_slice(&both[2 * t * ff..][..ff]);
+                        }
+                        for t in 0..n {
+                            both.copy_within((2 * t + 1) * ff..(2 * t + 2) * ff, t * ff);
+                        }
+                    }
+                }
+                let u = &b.up[..n * ff];
+                match glu {
+                    Glu::SwiGlu => compute::swiglu(g, u),
+                    Glu::GeGlu => compute::geglu(g, u),
+                }
+                compute::matmul(&down.view(file)?, g, n, out, b.qbuf)?;
+            }
+            Ffn::Plain {
+                up,
+                up_b,
+                down,
+                down_b,
+            } => {
+                let ff = up.rows;
+                let u = sized(b.up, n * ff);
+                compute::matmul(&up.view(file)?, h, n, u, b.qbuf)?;
+                if let Some(bias) = up_b {
+                    compute::add_bias(u, bias);
+                }
+                compute::gelu(u);
+                compute::matmul(&down.view(file)?, u, n, out, b.qbuf)?;
+                if let Some(bias) = down_b {
+                    compute::add_bias(out, bias);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,47 @@
+//! `llama` (LLaMA 1-3, Mistral, SmolLM, Yi, DeepSeek distills, ...): RMSNorm, SwiGLU, rope
+//! in NORM mode (adjacent pairs), optional llama3 `rope_freqs.weight` frequency divisors
+//! (or LongRoPE factor sets).
+
+use compute::RopeMode;
+
+use super::{
+    build_decoder, file_rope, no_sliding_window, plain_attn, rope_factors, Family, LayerPlan,
+    ModelPlan, ResidualKind,
+};
+use crate::blocks::ffn::{FfnKind, Glu};
+use crate::config::NormKind;
+use crate::error::ModelError;
+use crate::forward::Decoder;
+use crate::weights::Loader;
+use crate::Config;
+
+pub(crate) const FAMILY: Family = Family {
+    archs: &["llama"],
+    norm: NormKind::Rms,
+    sliding_window: no_sliding_window,
+    build,
+};
+
+fn build(ld: &Loader, cfg: &Config) -> Result<Decoder, ModelError> {
+    if ld.has("blk.0.ffn_gate_inp.weight") {
+        return Err(ModelError::Input(
+            "llama mixture-of-experts models (blk.0.ffn_gate_inp.weight) are not supported yet"
+                .into(),
+        ));
+    }
+    let (rope, rope_long) = rope_factors(ld, cfg, file_rope(cfg, RopeMode::Norm))?;
+    let model = ModelPlan {
+        embd_scale: None,
+        final_softcap: 0.0,
+    };
+    build_decoder(ld, cfg, NormKind::Rms, model, |_| {
+        let mut attn = plain_attn(cfg, rope.clone(), false);
+        attn.rope_long = rope_long.clone();
+        Ok(LayerPlan {
+            attn,
+            ffn: FfnKind::Gated(Glu::SwiGlu),
+            residual: ResidualKind::Sequential,
+            post_norms: false,
+        })
+    })
+}
