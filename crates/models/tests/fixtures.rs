@@ -268,3 +268,35 @@ fn gptneox() {
     check_f32("gptneox", 1e-3);
     check_f16("gptneox", 5e-3);
 }
+
+// Fixtures made in this repo with scripts/arch-fixtures (see tests/data/NEW_FIXTURES.md).
+
+#[test]
+fn gptneox_sequential_residual() {
+    check_f32("gptneox-seq", 1e-3);
+    check_f16("gptneox-seq", 5e-3);
+}
+
+#[test]
+fn phi3_sliding_window_ignored_as_llama_cpp_does() {
+    check_f32("phi3-swa", 1e-3);
+    check_f16("phi3-swa", 5e-3);
+}
+
+#[test]
+fn llama_yarn() {
+    check_f32("llama-yarn", 1e-3);
+    check_f16("llama-yarn", 1e-2);
+}
+
+#[test]
+fn gemma2_explicit_window_pattern() {
+    check_f32("gemma2-pattern3", 2e-3);
+    check_f16("gemma2-pattern3", 1e-2);
+}
+
+#[test]
+fn phi2_q8_0() {
+    check_f32("phi2-q8_0", 1e-3);
+    check_f16("phi2-q8_0", 5e-2);
+}
