@@ -5,4 +5,5 @@
 
 pub(crate) mod attention;
 pub(crate) mod ffn;
+pub(crate) mod moe;
 pub(crate) mod norm;
