@@ -8,6 +8,7 @@ use gguf::GgufFile;
 
 use crate::blocks::attention::{sized, Attention, AttnBufs};
 use crate::blocks::ffn::{Ffn, FfnBufs};
+use crate::blocks::moe::MoeScratch;
 use crate::blocks::norm::Norm;
 use crate::error::ModelError;
 use crate::weights::Matrix;
@@ -84,6 +85,7 @@ pub(crate) struct Scratch {
     up: Vec<f32>,
     rope: Vec<f32>,
     qbuf: Vec<u8>,
+    moe: MoeScratch,
 }
 
 impl Decoder {
@@ -201,6 +203,7 @@ impl Decoder {
                 gate: &mut s.gate,
                 up: &mut s.up,
                 qbuf: &mut s.qbuf,
+                moe: &mut s.moe,
             };
             match &l.residual {
                 Residual::Sequential { ffn_norm } => {

@@ -65,6 +65,12 @@ impl<'a> Loader<'a> {
         self.file.tensor(name).is_some()
     }
 
+    /// The tensor `name`, checked to exist, to have a supported type and to have ggml dims
+    /// `dims` (trailing 1s ignored on either side).
+    pub fn tensor(&self, name: &str, dims: &[usize]) -> Result<&'a TensorInfo, ModelError> {
+        self.get(name, dims)
+    }
+
     fn get(&self, name: &str, dims: &[usize]) -> Result<&'a TensorInfo, ModelError> {
         let t = self
             .file
@@ -77,12 +83,16 @@ impl<'a> Loader<'a> {
             });
         }
         let expected: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
-        // ggml pads shapes with trailing 1s; a [n] vector may be stored as [n, 1].
-        let mut found = t.dims.clone();
-        while found.len() > expected.len() && found.last() == Some(&1) {
-            found.pop();
-        }
-        if found != expected {
+        // ggml pads shapes with trailing 1s; a [n] vector may be stored as [n, 1], and a
+        // one-row matrix [n, 1] as [n].
+        let trim = |d: &[u64]| {
+            let mut d = d.to_vec();
+            while d.len() > 1 && d.last() == Some(&1) {
+                d.pop();
+            }
+            d
+        };
+        if trim(&t.dims) != trim(&expected) {
             return Err(ModelError::Shape {
                 name: name.to_string(),
                 expected,

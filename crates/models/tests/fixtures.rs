@@ -300,3 +300,15 @@ fn phi2_q8_0() {
     check_f32("phi2-q8_0", 1e-3);
     check_f16("phi2-q8_0", 5e-2);
 }
+
+#[test]
+fn llama_moe() {
+    check_f32("llama-moe", 1e-3);
+    check_f16("llama-moe", 1e-2);
+}
+
+#[test]
+fn qwen2moe() {
+    check_f32("qwen2moe", 1e-3);
+    check_f16("qwen2moe", 1e-2);
+}

@@ -7,6 +7,7 @@
 use gguf::{GgufFile, TensorInfo};
 
 use super::attention::sized;
+use super::moe::{Moe, MoeScratch, MoeSpec};
 use crate::error::ModelError;
 use crate::weights::{Loader, Matrix};
 use crate::Config;
@@ -21,13 +22,15 @@ pub(crate) enum Glu {
 }
 
 /// How a family's FFN is laid out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum FfnKind {
     /// `ffn_gate` + `ffn_up` (or one fused `ffn_up` of 2 * n_ff rows when the file has no
     /// `ffn_gate`) + `ffn_down`.
     Gated(Glu),
     /// `ffn_up` (+ bias) -> GELU -> `ffn_down` (+ bias).
     PlainGelu,
+    /// Routed experts (+ shared experts).
+    Moe(MoeSpec),
 }
 
 pub(crate) enum Ffn {
@@ -44,6 +47,7 @@ pub(crate) enum Ffn {
         down: Matrix,
         down_b: Option<Vec<f32>>,
     },
+    Moe(Box<Moe>),
 }
 
 /// Buffers the block writes into (owned by the state's scratch).
@@ -51,6 +55,7 @@ pub(crate) struct FfnBufs<'a> {
     pub gate: &'a mut Vec<f32>,
     pub up: &'a mut Vec<f32>,
     pub qbuf: &'a mut Vec<u8>,
+    pub moe: &'a mut MoeScratch,
 }
 
 impl Ffn {
@@ -60,15 +65,9 @@ impl Ffn {
         let (e, ff) = (cfg.n_embd, cfg.n_ff);
         Ok(match kind {
             FfnKind::Gated(glu) => {
-                let gate = ld.opt_matrix(&p("ffn_gate.weight"), ff, e)?;
-                let up_rows = if gate.is_some() { ff } else { 2 * ff };
-                Ffn::Gated {
-                    up: ld.matrix(&p("ffn_up.weight"), up_rows, e)?,
-                    gate,
-                    down: ld.matrix(&p("ffn_down.weight"), e, ff)?,
-                    glu,
-                }
+                Ffn::load_gated(ld, cfg, il, ["ffn_gate", "ffn_up", "ffn_down"], ff, glu)?
             }
+            FfnKind::Moe(spec) => Ffn::Moe(Box::new(Moe::load(ld, cfg, il, spec)?)),
             FfnKind::PlainGelu => Ffn::Plain {
                 up: ld.matrix(&p("ffn_up.weight"), ff, e)?,
                 up_b: ld.opt_vector(&p("ffn_up.bias"), ff)?,
@@ -78,7 +77,30 @@ impl Ffn {
         })
     }
 
-    /// The weight matrices, for lazy paging.
+    /// A gated FFN of `ff` hidden units from `blk.{il}.{gate,up,down}.weight`; without the
+    /// gate tensor, `up` holds `[gate | up]` (2 * ff rows).
+    pub fn load_gated(
+        ld: &Loader,
+        cfg: &Config,
+        il: usize,
+        [gate, up, down]: [&str; 3],
+        ff: usize,
+        glu: Glu,
+    ) -> Result<Self, ModelError> {
+        let p = |s: &str| format!("blk.{il}.{s}.weight");
+        let e = cfg.n_embd;
+        let gate = ld.opt_matrix(&p(gate), ff, e)?;
+        let up_rows = if gate.is_some() { ff } else { 2 * ff };
+        Ok(Ffn::Gated {
+            up: ld.matrix(&p(up), up_rows, e)?,
+            gate,
+            down: ld.matrix(&p(down), e, ff)?,
+            glu,
+        })
+    }
+
+    /// The weight matrices, for lazy paging (a MoE layer's experts are released as they
+    /// are used).
     pub fn matrices(&self) -> Vec<&TensorInfo> {
         match self {
             Ffn::Gated { gate, up, down, .. } => {
@@ -89,6 +111,7 @@ impl Ffn {
                 m
             }
             Ffn::Plain { up, down, .. } => vec![&up.info, &down.info],
+            Ffn::Moe(m) => m.matrices(),
         }
     }
 
@@ -153,6 +176,7 @@ impl Ffn {
                     compute::add_bias(out, bias);
                 }
             }
+            Ffn::Moe(m) => m.forward(file, h, n, out, b)?,
         }
         Ok(())
     }

@@ -12,12 +12,14 @@ mod llama;
 mod phi2;
 mod phi3;
 mod qwen2;
+mod qwen_moe;
 
 use compute::{AttnParams, Rope, RopeMode};
 use gguf::{Metadata, Value};
 
 use crate::blocks::attention::{Attention, AttnSpec};
 use crate::blocks::ffn::{Ffn, FfnKind};
+use crate::blocks::moe::{Gating, MoeSpec, Shared};
 use crate::blocks::norm::Norm;
 use crate::config::{Hparams, NormKind};
 use crate::error::{hparam, ModelError};
@@ -58,6 +60,7 @@ impl SlidingWindow {
 pub(crate) const FAMILIES: &[&Family] = &[
     &llama::FAMILY,
     &qwen2::FAMILY,
+    &qwen_moe::FAMILY,
     &gemma::GEMMA,
     &gemma::GEMMA2,
     &gemma3::FAMILY,
@@ -297,4 +300,67 @@ pub(crate) fn rope_factors(
     let mut l = base;
     l.freq_factors = long;
     Ok((s, Some(l)))
+}
+
+/// A MoE layer's settings from the `{arch}.expert_*` keys, with the family's defaults for
+/// what its files may leave out (`gating` when `expert_gating_func` is absent, `norm` when
+/// `expert_weights_norm` is absent).
+pub(crate) fn read_moe(
+    h: &Hparams,
+    cfg: &Config,
+    gating: Gating,
+    norm: bool,
+    shared: Shared,
+) -> Result<MoeSpec, ModelError> {
+    let n_expert = h.positive("expert_count")?;
+    let n_used = h.positive("expert_used_count")?;
+    if n_used > n_expert {
+        return Err(hparam(
+            h.key("expert_used_count"),
+            format!("{n_used} is more than expert_count {n_expert}"),
+        ));
+    }
+    let n_ff_exp = h
+        .opt_usize("expert_feed_forward_length")?
+        .filter(|&v| v > 0)
+        .unwrap_or(cfg.n_ff);
+    let gating = match h.opt_usize("expert_gating_func")? {
+        None | Some(0) => gating,
+        Some(1) => Gating::Softmax,
+        Some(2) => Gating::Sigmoid,
+        Some(3) => Gating::SoftmaxWeight,
+        Some(other) => {
+            return Err(hparam(
+                h.key("expert_gating_func"),
+                format!("gating function {other} is not supported (1 softmax, 2 sigmoid, 3 softmax over the chosen)"),
+            ))
+        }
+    };
+    let n_ff_shared = match shared {
+        Shared::None => 0,
+        Shared::Plain => n_ff_exp * h.opt_usize("expert_shared_count")?.unwrap_or(1),
+        Shared::Gated => h
+            .opt_usize("expert_shared_feed_forward_length")?
+            .filter(|&v| v > 0)
+            .unwrap_or(cfg.n_ff),
+    };
+    let weights_scale = h.opt_f32("expert_weights_scale")?.unwrap_or(0.0);
+    if !weights_scale.is_finite() {
+        return Err(hparam(h.key("expert_weights_scale"), "must be finite"));
+    }
+    Ok(MoeSpec {
+        n_expert,
+        n_used,
+        n_ff_exp,
+        gating,
+        norm_weights: h
+            .md
+            .opt_bool(&h.key("expert_weights_norm"))?
+            .unwrap_or(norm),
+        weights_scale,
+        n_group: h.opt_usize("expert_group_count")?.unwrap_or(0),
+        n_group_used: h.opt_usize("expert_group_used_count")?.unwrap_or(0),
+        shared,
+        n_ff_shared,
+    })
 }
