@@ -133,7 +133,15 @@ fn ids(j: &Json) -> Vec<u64> {
 
 #[test]
 fn eager_and_lazy_give_identical_tokens_on_fixtures() {
-    for f in ["llama.gguf", "qwen3.gguf", "gemma3.gguf"] {
+    for f in [
+        "llama.gguf",
+        "qwen3.gguf",
+        "gemma3.gguf",
+        "phi3.gguf",
+        "gptneox.gguf",
+        "llama-moe.gguf",
+        "qwen2moe.gguf",
+    ] {
         let m = fixture(f);
         let args = ["--prompt-ids", "1,5,9,33,2,7", "-n", "12"];
         let eager = run_json(&m, "eager", &args, &[]);
@@ -343,4 +351,26 @@ fn info_memory_warns_first_when_the_architecture_cannot_run() {
     );
     assert_eq!(json_out(&o)["architecture_supported"], true);
     std::fs::remove_file(&path).ok();
+}
+
+#[test]
+fn info_memory_counts_active_experts() {
+    // llama-moe: 2 layers of 8 experts (gate/up/down 64x32 f32 each), 2 used per token.
+    let m = fixture("llama-moe.gguf");
+    let j = json_out(&torchless(
+        &["info", m.to_str().unwrap(), "--memory", "--json"],
+        &[],
+    ));
+    let expert_params = 2 * 8 * 3 * 64 * 32;
+    assert_eq!(j["n_experts"], 8);
+    assert_eq!(j["n_experts_used"], 2);
+    assert_eq!(j["expert_bytes"], expert_params * 4);
+    assert_eq!(j["active_expert_bytes"], expert_params * 4 / 4);
+    let total = j["total_params"].as_u64().unwrap();
+    assert_eq!(
+        j["active_params"].as_u64().unwrap(),
+        total - expert_params + expert_params / 4
+    );
+    let t = text(&torchless(&["info", m.to_str().unwrap(), "--memory"], &[]).stdout);
+    assert!(t.contains("active per token (2 of 8 experts"), "{t}");
 }

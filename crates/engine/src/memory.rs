@@ -307,10 +307,37 @@ pub struct WeightStats {
     pub header_bytes: u64,
     /// f32 copies of the 1-D tensors (norms, biases) made at load time in every mode.
     pub decoded_bytes: u64,
-    /// Bytes of the largest `blk.N.*` layer.
+    /// Bytes of the largest `blk.N.*` layer as lazy loading holds it: every matrix, except
+    /// that of the stacked expert tensors (`*_exps`) only one expert's slice, since each
+    /// chosen expert is given back as soon as it has run.
     pub largest_layer_bytes: u64,
     /// Bytes of the output projection (the tied embedding when there is none).
     pub output_bytes: u64,
+    /// Elements of every tensor.
+    pub total_params: u64,
+    /// Elements and bytes of the stacked expert tensors (`*_exps`), all experts.
+    pub expert_params: u64,
+    pub expert_bytes: u64,
+}
+
+impl WeightStats {
+    /// Elements that take part in one token's forward pass: everything but the experts
+    /// not chosen (`used` of `n_expert` per MoE layer).
+    pub fn active_params(&self, used: u64, n_expert: u64) -> u64 {
+        self.total_params - self.expert_params + active_share(self.expert_params, used, n_expert)
+    }
+
+    /// Expert bytes one token reads: `used / n_expert` of them.
+    pub fn active_expert_bytes(&self, used: u64, n_expert: u64) -> u64 {
+        active_share(self.expert_bytes, used, n_expert)
+    }
+}
+
+fn active_share(all: u64, used: u64, n_expert: u64) -> u64 {
+    if n_expert == 0 {
+        return all;
+    }
+    (all as u128 * used.min(n_expert) as u128 / n_expert as u128) as u64
 }
 
 /// Lazy mode runs the output projection in chunks of about this many bytes of weights, giving
@@ -325,10 +352,19 @@ impl WeightStats {
     pub fn from_gguf(file: &GgufFile) -> WeightStats {
         let mut layers: std::collections::HashMap<u64, u64> = Default::default();
         let mut decoded = 0;
+        let (mut total_params, mut expert_params, mut expert_bytes) = (0u64, 0u64, 0u64);
         for t in file.tensors() {
+            total_params = total_params.saturating_add(t.n_elements());
             if is_vector(t) {
                 decoded += t.n_elements() * 4;
                 continue;
+            }
+            // Stacked experts: [cols, rows, n_expert]; lazy loading holds one at a time.
+            let mut resident = t.size;
+            if t.name.ends_with("_exps.weight") && t.dims.len() == 3 && t.dims[2] > 0 {
+                expert_params = expert_params.saturating_add(t.n_elements());
+                expert_bytes = expert_bytes.saturating_add(t.size);
+                resident = t.size / t.dims[2];
             }
             let layer = t
                 .name
@@ -336,7 +372,7 @@ impl WeightStats {
                 .and_then(|r| r.split('.').next())
                 .and_then(|n| n.parse::<u64>().ok());
             if let Some(il) = layer {
-                *layers.entry(il).or_default() += t.size;
+                *layers.entry(il).or_default() += resident;
             }
         }
         let output = file
@@ -349,6 +385,9 @@ impl WeightStats {
             decoded_bytes: decoded,
             largest_layer_bytes: layers.values().copied().max().unwrap_or(0),
             output_bytes: output,
+            total_params,
+            expert_params,
+            expert_bytes,
         }
     }
 }

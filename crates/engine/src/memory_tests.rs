@@ -189,8 +189,12 @@ fn weights_come_from_the_tensor_directory() {
     let w = WeightStats::from_gguf(&f);
     assert_eq!(w.data_bytes, 12_800 + 256 + 256 + 8192 + 8192);
     assert_eq!(w.decoded_bytes, 2 * 64 * 4);
-    // Both experts count: eager keeps every expert resident.
-    assert_eq!(w.largest_layer_bytes, 8192 + 8192);
+    // Lazy holds one expert of the stacked tensor at a time (eager keeps them all: it is
+    // in data_bytes).
+    assert_eq!(w.largest_layer_bytes, 8192 + 8192 / 2);
+    assert_eq!((w.expert_bytes, w.expert_params), (8192, 64 * 32 * 2));
+    assert_eq!(w.active_expert_bytes(1, 2), 4096);
+    assert_eq!(w.active_params(1, 2), w.total_params - 64 * 32);
     assert_eq!(w.output_bytes, 12_800, "tied to the embedding");
     assert_eq!(w.header_bytes, f.file_size() - w.data_bytes);
     let p = Planner::from_gguf(&f).unwrap();
@@ -198,7 +202,7 @@ fn weights_come_from_the_tensor_directory() {
     let eager = p.plan(LoadMode::Eager, 128, KvDtype::F16);
     let lazy = p.plan(LoadMode::Lazy, 128, KvDtype::F16);
     assert_eq!(eager.weights_bytes, w.data_bytes + w.decoded_bytes);
-    assert_eq!(lazy.weights_bytes, w.decoded_bytes + 16_384);
+    assert_eq!(lazy.weights_bytes, w.decoded_bytes + 8192 + 4096);
     // 1 layer x 4 KV heads x (16 + 16) x 128 positions x 2 bytes.
     assert_eq!(eager.kv_bytes, 4 * 32 * 128 * 2);
     assert_eq!(eager.kv_bytes, lazy.kv_bytes);
@@ -216,6 +220,9 @@ fn planner() -> Planner {
             header_bytes: MIB,
             decoded_bytes: MIB,
             largest_layer_bytes: 100 * MIB,
+            total_params: 0,
+            expert_params: 0,
+            expert_bytes: 0,
             output_bytes: 70 * MIB,
         },
         all_logits: false,

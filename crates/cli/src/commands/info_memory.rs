@@ -44,6 +44,9 @@ pub fn render(
         })
         .collect();
     let runs = engine::supported_archs().contains(&shape.arch.as_str());
+    let active_params = planner
+        .weights
+        .active_params(shape.n_expert_used, shape.n_expert);
     let available = memory::available_memory();
     let choice = memory::decide(&planner, LoadMode::Auto, rows[0].seq, kv, available.clone());
     if as_json {
@@ -78,6 +81,13 @@ pub fn render(
             "sliding_window_layers": shape.swa_layers.iter().filter(|&&s| s).count(),
             "n_layers": shape.n_layer,
             "n_experts": shape.n_expert,
+            "n_experts_used": shape.n_expert_used,
+            "total_params": planner.weights.total_params,
+            "active_params": active_params,
+            "expert_bytes": planner.weights.expert_bytes,
+            "active_expert_bytes": planner
+                .weights
+                .active_expert_bytes(shape.n_expert_used, shape.n_expert),
             "kv_per_token_bytes": shape.kv_bytes(1, kv),
             "contexts": contexts,
             "available_bytes": available.as_ref().map(|a| a.bytes),
@@ -107,6 +117,27 @@ pub fn render(
         kv_name(kv),
         fmt_bytes(shape.kv_bytes(1, kv))
     );
+    if shape.n_expert > 0 {
+        out.push_str(&format!(
+            "parameters: {} total, {} active per token ({} of {} experts; expert weights {}, \
+             {} read per token); lazy keeps one expert of a layer resident at a time\n",
+            fmt_count(planner.weights.total_params),
+            fmt_count(active_params),
+            shape.n_expert_used,
+            shape.n_expert,
+            fmt_bytes(planner.weights.expert_bytes),
+            fmt_bytes(
+                planner
+                    .weights
+                    .active_expert_bytes(shape.n_expert_used, shape.n_expert)
+            ),
+        ));
+    } else {
+        out.push_str(&format!(
+            "parameters: {}\n",
+            fmt_count(planner.weights.total_params)
+        ));
+    }
     out.push_str(&format!(
         "  {:<22} {:>12} {:>12}\n",
         "context / part", "eager", "lazy"
@@ -177,5 +208,15 @@ fn kv_name(kv: KvDtype) -> &'static str {
     match kv {
         KvDtype::F16 => "f16",
         KvDtype::F32 => "f32",
+    }
+}
+
+/// A parameter count as people write it: 135M, 1.2B.
+fn fmt_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.0}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.0}K", n as f64 / 1e3),
+        n => n.to_string(),
     }
 }
