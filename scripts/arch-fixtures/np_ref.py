@@ -337,6 +337,9 @@ def forward(m, tokens, n_ctx=128):
             sh = lin(silu(lin(h, m.w(p + "ffn_gate_shexp.weight"))) * lin(h, m.w(p + "ffn_up_shexp.weight")),
                      m.w(p + "ffn_down_shexp.weight"))
             f = f + sh * sg[:, None]
+        elif arch == "qwen3moe":            # no shared expert; top-k softmax weights renormalised
+            f = moe(h, m, p, m.k("expert_count"), m.k("expert_used_count"), "softmax", norm_w=True,
+                    w_scale=m.k("expert_weights_scale", 0.0))
         elif arch == "deepseek2" and m.w(p + "ffn_gate_inp.weight") is not None:
             gating = {1: "softmax", 2: "sigmoid"}[m.k("expert_gating_func", 1)]
             f = moe(h, m, p, m.k("expert_count"), m.k("expert_used_count"), gating,
@@ -366,10 +369,17 @@ def forward(m, tokens, n_ctx=128):
 
 
 def deepseek2_attn(m, h, p, pos, n_head):
+    """MLA.  Two GGUF layouts (llama.cpp: hparams.is_mla() = key_length_mla and value_length_mla set):
+      split attn_k_b / attn_v_b (current converter): absorbed MLA -- q_nope is projected into the
+        kv_lora space and attends over the compressed cache (MQA, one KV head);
+      legacy attn_kv_b (no *_mla keys; key_length/value_length = per-head nope+rope / v_head):
+        non-absorbed MHA -- kv_c is decompressed to per-head k_nope and v, K = [k_nope | k_pe].
+    Both give the same function of the weights (up to rounding)."""
     T = h.shape[0]
     kv_lora = m.k("attention.kv_lora_rank")
-    hd_k = m.k("attention.key_length_mla")
-    vdim = m.k("attention.value_length_mla")
+    legacy = m.w(p + "attn_kv_b.weight") is not None
+    hd_k = m.k("attention.key_length" if legacy else "attention.key_length_mla")
+    vdim = m.k("attention.value_length" if legacy else "attention.value_length_mla")
     rope_d = m.k("rope.dimension_count")
     nope = hd_k - rope_d
     base = m.k("rope.freq_base", 10000.0)
@@ -397,18 +407,29 @@ def deepseek2_attn(m, h, p, pos, n_head):
     k_pe = kva[:, kv_lora:].reshape(T, 1, rope_d)
     q_pe = rope(q_pe, pos, rope_d, base, False, freq_scale, None, ext, attn_factor, n_ctx_orig)
     k_pe = rope(k_pe, pos, rope_d, base, False, freq_scale, None, ext, attn_factor, n_ctx_orig)
-    wkb = m.w(p + "attn_k_b.weight")   # [n_head, kv_lora, nope]
-    wvb = m.w(p + "attn_v_b.weight")   # [n_head, vdim, kv_lora]
     out = np.zeros((T, n_head, vdim))
     mask = np.arange(T)[None, :] > np.arange(T)[:, None]
-    for hh in range(n_head):
-        qa = q_nope[:, hh, :] @ wkb[hh].T                      # [T, kv_lora]
-        s = (qa @ kv_c.T + q_pe[:, hh, :] @ k_pe[:, 0, :].T) * kq_scale
-        s = np.where(mask, -np.inf, s)
+
+    def softmax_rows(s):
+        s = np.where(mask, -np.inf, s * kq_scale)
         s = s - s.max(-1, keepdims=True)
         pr = np.exp(s)
-        pr /= pr.sum(-1, keepdims=True)
-        out[:, hh, :] = (pr @ kv_c) @ wvb[hh].T
+        return pr / pr.sum(-1, keepdims=True)
+
+    if legacy:
+        # attn_kv_b: numpy [n_head * (nope + vdim), kv_lora]; per head nope rows of K, then vdim rows of V
+        kv = lin(kv_c, m.w(p + "attn_kv_b.weight")).reshape(T, n_head, nope + vdim)
+        k_nope, v = kv[:, :, :nope], kv[:, :, nope:]
+        for hh in range(n_head):
+            s = q_nope[:, hh, :] @ k_nope[:, hh, :].T + q_pe[:, hh, :] @ k_pe[:, 0, :].T
+            out[:, hh, :] = softmax_rows(s) @ v[:, hh, :]
+    else:
+        wkb = m.w(p + "attn_k_b.weight")   # [n_head, kv_lora, nope]
+        wvb = m.w(p + "attn_v_b.weight")   # [n_head, vdim, kv_lora]
+        for hh in range(n_head):
+            qa = q_nope[:, hh, :] @ wkb[hh].T                      # [T, kv_lora]
+            s = qa @ kv_c.T + q_pe[:, hh, :] @ k_pe[:, 0, :].T
+            out[:, hh, :] = (softmax_rows(s) @ kv_c) @ wvb[hh].T
     return lin(out.reshape(T, -1), m.w(p + "attn_output.weight"))
 
 

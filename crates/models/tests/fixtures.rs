@@ -312,3 +312,9 @@ fn qwen2moe() {
     check_f32("qwen2moe", 1e-3);
     check_f16("qwen2moe", 1e-2);
 }
+
+#[test]
+fn qwen3moe() {
+    check_f32("qwen3moe", 1e-3);
+    check_f16("qwen3moe", 1e-2);
+}
