@@ -88,5 +88,9 @@ fn text_shorter_than_two_windows_is_an_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("need at least 32 tokens"), "{err}");
+    assert!(
+        err.contains("use --ctx "),
+        "the --ctx that fits is suggested: {err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -52,8 +52,15 @@ pub fn perplexity(
         )));
     }
     if tokens.len() < 2 * n_ctx {
+        // The largest context two windows of this text fill (the smallest allowed is 4).
+        let fits = tokens.len() / 2;
+        let hint = if fits >= 4 {
+            format!(": use --ctx {fits} or less, or a longer text")
+        } else {
+            ": the text is too short for any context; use a longer text".to_string()
+        };
         return Err(EngineError::Perplexity(format!(
-            "need at least {} tokens for a context of {n_ctx}, the text has {}",
+            "need at least {} tokens for a context of {n_ctx}, the text has {}{hint}",
             2 * n_ctx,
             tokens.len()
         )));
@@ -211,6 +218,9 @@ mod tests {
         };
         let e = perplexity(&mut m, &[0; 20], 16, None, |_| {}).unwrap_err();
         assert!(e.to_string().contains("need at least 32 tokens"), "{e}");
+        assert!(e.to_string().contains("use --ctx 10 or less"), "{e}");
         assert!(perplexity(&mut m, &[0; 200], 128, None, |_| {}).is_err());
+        let e = perplexity(&mut m, &[0; 7], 16, None, |_| {}).unwrap_err();
+        assert!(e.to_string().contains("too short for any context"), "{e}");
     }
 }
