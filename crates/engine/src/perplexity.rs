@@ -38,6 +38,19 @@ pub fn perplexity(
     tokens: &[u32],
     n_ctx: usize,
     bos: Option<u32>,
+    progress: impl FnMut(&ChunkProgress),
+) -> Result<PerplexityResult, EngineError> {
+    perplexity_chunks(source, tokens, n_ctx, bos, None, progress)
+}
+
+/// [`perplexity`] over at most `max_chunks` windows (llama-perplexity's `--chunks`): the
+/// first windows of the full run, so the running values are the full run's.
+pub fn perplexity_chunks(
+    source: &mut dyn LogitsSource,
+    tokens: &[u32],
+    n_ctx: usize,
+    bos: Option<u32>,
+    max_chunks: Option<usize>,
     mut progress: impl FnMut(&ChunkProgress),
 ) -> Result<PerplexityResult, EngineError> {
     if n_ctx < 4 {
@@ -66,7 +79,7 @@ pub fn perplexity(
         )));
     }
     let n_vocab = source.n_vocab();
-    let n_chunks = tokens.len() / n_ctx;
+    let n_chunks = (tokens.len() / n_ctx).min(max_chunks.unwrap_or(usize::MAX).max(1));
     let first = n_ctx / 2;
     let start_time = std::time::Instant::now();
     let (mut nll, mut nll2, mut count) = (0.0f64, 0.0f64, 0usize);

@@ -25,6 +25,9 @@ pub struct Args {
     /// Window size in tokens (the text needs at least twice as many)
     #[arg(long, default_value_t = 256)]
     pub ctx: usize,
+    /// Score only the first N windows (like llama-perplexity's --chunks); all when omitted
+    #[arg(long, value_name = "N")]
+    pub chunks: Option<usize>,
     /// KV cache element type
     #[arg(long, value_name = "f16|f32", default_value = "f16")]
     pub kv_dtype: String,
@@ -62,7 +65,10 @@ pub fn run(args: Args) -> Result<()> {
     };
     let lm = args.load.load_for(&path, session, true, false)?;
     let mut err = std::io::stderr().lock();
-    let r = lm.perplexity(&text, args.ctx, kv, |p| {
+    if args.chunks == Some(0) {
+        bail!("--chunks: must be at least 1");
+    }
+    let r = lm.perplexity(&text, args.ctx, kv, args.chunks, |p| {
         if p.chunk == 1 {
             let eta = p.seconds * p.n_chunks as f64;
             let _ = writeln!(
