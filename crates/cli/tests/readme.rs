@@ -7,6 +7,7 @@
 //!   list, or a listed one the README no longer shows, fails the test.
 //! - Each inline `torchless ...` synopsis must name a real subcommand, and every flag it shows
 //!   must be one that subcommand's `--help` lists.
+//! - The architectures README.md says run are the ones the loader accepts.
 
 mod common;
 use common::real_model;
@@ -314,5 +315,64 @@ fn readme_commands_run_as_written() {
     assert!(
         hub.requests().iter().any(|r| r.path.contains("Qwen3-0.6B")),
         "the Qwen example did not reach the hub"
+    );
+}
+
+/// The architectures the loader accepts, from its refusal of one it does not know (the
+/// fixture with its architecture renamed).
+fn supported_archs(dir: &Path) -> Vec<String> {
+    let mut bytes =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/llama.gguf")).unwrap();
+    let key = b"general.architecture";
+    // The string value follows the key, its type (u32) and its length (u64).
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 12;
+    assert_eq!(&bytes[at..at + 5], b"llama");
+    bytes[at..at + 5].copy_from_slice(b"zzzzz");
+    // The hyperparameter keys too (`llama.block_count` ...), so the file gets as far as the
+    // architecture check.
+    let prefix = b"llama.";
+    while let Some(i) = bytes.windows(prefix.len()).position(|w| w == prefix) {
+        bytes[i..i + 5].copy_from_slice(b"zzzzz");
+    }
+    let file = dir.join("zzzzz.gguf");
+    std::fs::write(&file, bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_torchless"))
+        .args(["run", file.to_str().unwrap(), "-p", "hi"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let list = err
+        .split("(supported: ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_else(|| panic!("no list of supported architectures in: {err}"));
+    let mut archs: Vec<String> = list.split(", ").map(str::to_string).collect();
+    archs.sort();
+    archs
+}
+
+#[test]
+fn readme_architectures_are_the_supported_ones() {
+    let text = readme();
+    // From "Architectures that run:" to the sentence about the others, the `names`.
+    let start = text
+        .find("Architectures that run:")
+        .expect("README lists the architectures");
+    let end = start
+        + text[start..]
+            .find("Any other")
+            .expect("and says what happens to others");
+    let mut named: Vec<String> = text[start..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    named.sort();
+    let dir = TempDir::new("readme-archs");
+    assert_eq!(
+        named,
+        supported_archs(dir.path()),
+        "README.md's \"Architectures that run\" must name exactly the supported architectures"
     );
 }

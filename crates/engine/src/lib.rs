@@ -58,7 +58,7 @@ pub use error::EngineError;
 pub use memory::{LoadDecision, LoadMode, MemoryPlan, Planner};
 pub use model::{LoadOptions, LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
 pub use models::{default_threads, set_threads, KvDtype};
-pub use perplexity::{perplexity, perplexity_chunks, ChunkProgress, PerplexityResult};
+pub use perplexity::{perplexity, ChunkProgress, PerplexityResult};
 pub use sampling::{random_seed, Sampler, SamplingParams, TokenLogprob};
 pub use session::{
     GenerateOptions, Generation, GenerationStats, LogitsSource, Session, StopReason, TokenEvent,
