@@ -14,7 +14,7 @@ set -euo pipefail
 
 if [[ -z "${LLAMA_BENCH:-}" ]]; then
     echo "error: set LLAMA_BENCH to a llama-bench binary" >&2
-    echo "hint: /work/shared/tools/build-llama-cpp.sh builds llama.cpp (build/bin/llama-bench)" >&2
+    echo "hint: BENCHMARKS.md shows how to build llama.cpp (build/bin/llama-bench)" >&2
     exit 2
 fi
 if [[ ! -x "$LLAMA_BENCH" ]]; then

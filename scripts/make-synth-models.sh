@@ -11,7 +11,7 @@ set -euo pipefail
 
 if [[ -z "${LLAMA_QUANTIZE:-}" || ! -x "${LLAMA_QUANTIZE}" ]]; then
     echo "error: set LLAMA_QUANTIZE to a llama-quantize binary" >&2
-    echo "hint: /work/shared/tools/build-llama-cpp.sh builds llama.cpp (build/bin/llama-quantize)" >&2
+    echo "hint: BENCHMARKS.md shows how to build llama.cpp (build/bin/llama-quantize)" >&2
     exit 2
 fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

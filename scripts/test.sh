@@ -8,5 +8,7 @@ scripts/fetch-models.sh >/dev/null
 if [ -x scripts/fetch-tokenizer-tests.sh ]; then scripts/fetch-tokenizer-tests.sh >/dev/null; fi
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+# --release like the tests: one profile, so the build scripts and proc macros (ring's C code,
+# syn, the derives) are compiled once, not once per profile.
+cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 cargo test --workspace --release "$@"

@@ -228,3 +228,24 @@ fn closed_stdout_ends_the_chat_quietly() {
     assert!(stderr.contains("stop: output closed"), "{stderr}");
     assert!(!stderr.contains("error"), "{stderr}");
 }
+
+#[test]
+fn quiet_prints_nothing_but_answers() {
+    let m = data("llama.gguf");
+    let m = m.to_str().unwrap();
+    let out = run_with_stdin(&["chat", m, "-q", "--temp", "0", "-n", "4"], "hi\n");
+    assert!(!out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "-q: nothing on stderr"
+    );
+    // Without -q: the load line, and the fixture has no chat template: a base model.
+    let out = run_with_stdin(&["chat", m, "--temp", "0", "-n", "4"], "hi\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("load: ")
+            && err.contains("llama.gguf has no chat template, so it is probably a base model"),
+        "{err}"
+    );
+}

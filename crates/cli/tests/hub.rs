@@ -238,3 +238,49 @@ fn offline_mode() {
     );
     assert_eq!(hub.requests().len(), seen, "offline sends nothing");
 }
+
+#[test]
+fn models_rm_takes_what_models_list_prints() {
+    let hub = mock();
+    let home = TempDir::new("cli-hub");
+    let run = |args: &[&str]| torchless(hub.url(), home.path(), args, false);
+    for q in ["Q8_0", "Q4_K_M"] {
+        let o = run(&["download", &format!("org/tiny-GGUF:{q}"), "-q"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let models = home.path().join("torchless/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("packaged-q4_1.gguf"), b"GGUF").unwrap();
+    std::fs::write(models.join("other-q4_1.gguf"), b"GGUF").unwrap();
+    let list = stdout(&run(&["models", "list"]));
+    let row = |file: &str| -> Vec<String> {
+        list.lines()
+            .find(|l| l.contains(file))
+            .unwrap_or_else(|| panic!("{file} not listed: {list}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    // A cached file by its FILE column, another by its PATH column.
+    let q8 = row("tiny-Q8_0.gguf");
+    let o = run(&["models", "rm", &q8[1]]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let q4 = row("tiny-Q4_K_M.gguf");
+    let o = run(&["models", "rm", q4.last().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // `(local)` rows: by FILE and by PATH.
+    let local = row("packaged-q4_1.gguf");
+    assert_eq!(local[0], "(local)");
+    let o = run(&["models", "rm", &local[1]]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["models", "rm", row("other-q4_1.gguf").last().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["models", "list"]);
+    assert!(stdout(&o).is_empty(), "all removed: {}", stdout(&o));
+    let o = run(&["models", "rm", "tiny-Q8_0.gguf"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("torchless models list"),
+        "{}",
+        stderr(&o)
+    );
+}

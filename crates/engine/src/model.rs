@@ -9,7 +9,7 @@ use tokenizer::Tokenizer;
 
 use crate::error::EngineError;
 use crate::memory::{self, LoadDecision, LoadMode, Planner};
-use crate::perplexity::{perplexity, ChunkProgress, PerplexityResult};
+use crate::perplexity::{perplexity_chunks, ChunkProgress, PerplexityResult};
 use crate::session::{LogitsSource, Session, TokenText};
 
 /// Context used when the caller does not choose one: the trained context, capped so a long
@@ -201,12 +201,14 @@ impl LoadedModel {
         Ok(Session::from_parts(Box::new(source), Arc::new(text)))
     }
 
-    /// llama-perplexity on `text` with windows of `n_ctx` tokens (see [`perplexity`]).
+    /// llama-perplexity on `text` with windows of `n_ctx` tokens, at most `max_chunks` of them
+    /// (see [`crate::perplexity()`]).
     pub fn perplexity(
         &self,
         text: &str,
         n_ctx: usize,
         kv_dtype: KvDtype,
+        max_chunks: Option<usize>,
         progress: impl FnMut(&ChunkProgress),
     ) -> Result<PerplexityResult, EngineError> {
         // llama-perplexity tokenizes with the model's BOS rule and no special-token parsing.
@@ -220,7 +222,7 @@ impl LoadedModel {
             state: self.model.new_state(n_ctx, kv_dtype),
             model: self.model.clone(),
         };
-        perplexity(&mut source, &tokens, n_ctx, bos, progress)
+        perplexity_chunks(&mut source, &tokens, n_ctx, bos, max_chunks, progress)
     }
 }
 

@@ -38,6 +38,19 @@ pub fn perplexity(
     tokens: &[u32],
     n_ctx: usize,
     bos: Option<u32>,
+    progress: impl FnMut(&ChunkProgress),
+) -> Result<PerplexityResult, EngineError> {
+    perplexity_chunks(source, tokens, n_ctx, bos, None, progress)
+}
+
+/// [`perplexity`] over at most `max_chunks` windows (llama-perplexity's `--chunks`): the
+/// first windows of the full run, so the running values are the full run's.
+pub fn perplexity_chunks(
+    source: &mut dyn LogitsSource,
+    tokens: &[u32],
+    n_ctx: usize,
+    bos: Option<u32>,
+    max_chunks: Option<usize>,
     mut progress: impl FnMut(&ChunkProgress),
 ) -> Result<PerplexityResult, EngineError> {
     if n_ctx < 4 {
@@ -52,14 +65,21 @@ pub fn perplexity(
         )));
     }
     if tokens.len() < 2 * n_ctx {
+        // The largest context two windows of this text fill (the smallest allowed is 4).
+        let fits = tokens.len() / 2;
+        let hint = if fits >= 4 {
+            format!(": use --ctx {fits} or less, or a longer text")
+        } else {
+            ": the text is too short for any context; use a longer text".to_string()
+        };
         return Err(EngineError::Perplexity(format!(
-            "need at least {} tokens for a context of {n_ctx}, the text has {}",
+            "need at least {} tokens for a context of {n_ctx}, the text has {}{hint}",
             2 * n_ctx,
             tokens.len()
         )));
     }
     let n_vocab = source.n_vocab();
-    let n_chunks = tokens.len() / n_ctx;
+    let n_chunks = (tokens.len() / n_ctx).min(max_chunks.unwrap_or(usize::MAX).max(1));
     let first = n_ctx / 2;
     let start_time = std::time::Instant::now();
     let (mut nll, mut nll2, mut count) = (0.0f64, 0.0f64, 0usize);
@@ -211,6 +231,9 @@ mod tests {
         };
         let e = perplexity(&mut m, &[0; 20], 16, None, |_| {}).unwrap_err();
         assert!(e.to_string().contains("need at least 32 tokens"), "{e}");
+        assert!(e.to_string().contains("use --ctx 10 or less"), "{e}");
         assert!(perplexity(&mut m, &[0; 200], 128, None, |_| {}).is_err());
+        let e = perplexity(&mut m, &[0; 7], 16, None, |_| {}).unwrap_err();
+        assert!(e.to_string().contains("too short for any context"), "{e}");
     }
 }

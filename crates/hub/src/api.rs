@@ -180,13 +180,46 @@ impl Hub {
                 Err(HubError::Unreachable {
                     url: url.to_string(),
                     message: transport_message(&t),
+                    hint: self.unreachable_hint(),
                 })
             }
             Err(ureq::Error::Transport(t)) => Err(HubError::Network {
                 url: url.to_string(),
                 message: transport_message(&t),
+                hint: match t.kind() {
+                    ureq::ErrorKind::ConnectionFailed => self.unreachable_hint(),
+                    _ => String::new(),
+                },
             }),
         }
+    }
+
+    /// What to do when the hub cannot be reached: a mirror, offline mode, and which models are
+    /// already on this machine (usable as MODEL without any network).
+    pub fn unreachable_hint(&self) -> String {
+        let mut cached: Vec<String> = self
+            .cache
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f.file.ends_with(".gguf") && !f.refs.is_empty())
+            .filter(|f| !matches!(crate::files::split_part(&f.file), Some((_, p)) if p.index != 1))
+            .map(|f| format!("{}/{}", f.repo, f.file))
+            .collect();
+        cached.dedup();
+        cached.extend(crate::resolve::local_models(&self.cfg.models_dir));
+        let have = if cached.is_empty() {
+            "nothing is cached on this machine yet".to_string()
+        } else {
+            format!(
+                "cached on this machine (usable as MODEL offline): {}",
+                cached.join(", ")
+            )
+        };
+        format!(
+            "\n  to use a mirror set HF_ENDPOINT=<mirror URL>; to use only cached models set \
+             HF_HUB_OFFLINE=1\n  {have}"
+        )
     }
 
     /// Runs `f` again after transient failures, waiting longer each time.

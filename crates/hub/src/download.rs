@@ -411,6 +411,7 @@ impl Sink<'_> {
         HubError::Network {
             url,
             message: format!("download cut at {} bytes: {why}", self.have),
+            hint: String::new(),
         }
     }
 }

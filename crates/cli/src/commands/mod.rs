@@ -29,3 +29,12 @@ pub fn print_stdout(text: &str) -> anyhow::Result<()> {
 pub fn model_path(spec: Option<&str>) -> anyhow::Result<std::path::PathBuf> {
     Ok(hub::resolve_model(spec)?)
 }
+
+/// Whether a lone argument names a model rather than being text: a `.gguf` name, an existing
+/// path, or a hub reference (`owner/name`, no spaces).
+pub fn names_a_model(arg: &str) -> bool {
+    arg.ends_with(".gguf")
+        || std::path::Path::new(arg).exists()
+        || (!arg.contains(char::is_whitespace)
+            && matches!(hub::parse_spec(arg), Ok(hub::ModelSpec::Hub { .. })))
+}

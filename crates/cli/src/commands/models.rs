@@ -1,8 +1,8 @@
 //! `torchless models`: search the hub for GGUF models, list and remove downloaded ones.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use hub::{human_size, parse_quant, Hub, HubConfig};
 
 #[derive(clap::Args)]
@@ -23,9 +23,9 @@ pub enum ModelsCommand {
     },
     /// List the GGUF models on this machine (HF cache and torchless' model folder)
     List,
-    /// Remove a repository, or one file of it, from the HF cache
+    /// Remove a repository, or one model file, from this machine
     Rm {
-        /// `owner/name` or `owner/name/FILE`
+        /// What `models list` shows: `owner/name`, `owner/name/FILE`, a FILE name or a PATH
         target: String,
     },
 }
@@ -133,6 +133,50 @@ fn row(repo: String, file: String, quant: Option<String>, size: u64, path: PathB
 }
 
 fn rm(hub: &Hub, target: &str) -> Result<()> {
+    // What `models list` prints is accepted: a `(local)` row's FILE or PATH, a cached row's
+    // FILE or PATH, `REPO` and `REPO/FILE`.
+    let dir = &hub.config().models_dir;
+    let local = std::fs::canonicalize(target)
+        .ok()
+        .filter(|p| p.parent() == std::fs::canonicalize(dir).ok().as_deref())
+        .or_else(|| Some(dir.join(target)).filter(|_| !target.contains('/')))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "gguf"));
+    if let Some(path) = local {
+        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        eprintln!("removed {}", path.display());
+        return Ok(());
+    }
+    let is_path = Path::new(target).is_absolute() || target.starts_with('.');
+    if is_path || !target.contains('/') {
+        let mut found: Vec<(String, String)> = hub
+            .cache()
+            .list()?
+            .into_iter()
+            .filter(|f| {
+                if is_path {
+                    f.path == Path::new(target)
+                } else {
+                    f.file.rsplit('/').next() == Some(target)
+                }
+            })
+            .map(|f| (f.repo, f.file))
+            .collect();
+        found.dedup();
+        return match found.as_slice() {
+            [] => bail!(
+                "`{target}` is not a downloaded model; `torchless models list` shows them (give \
+                 REPO, REPO/FILE, FILE or PATH as listed)"
+            ),
+            [(repo, file)] => rm_cached(hub, repo, Some(file)),
+            many => bail!(
+                "`{target}` is in several repositories; name one: {}",
+                many.iter()
+                    .map(|(r, f)| format!("{r}/{f}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+    }
     let mut parts = target.splitn(3, '/');
     let (owner, name, file) = (
         parts.next().unwrap_or(""),
@@ -141,14 +185,19 @@ fn rm(hub: &Hub, target: &str) -> Result<()> {
     );
     let repo = format!("{owner}/{name}");
     if !hub::valid_repo_id(&repo) {
-        bail!("`{target}` is not `owner/name` or `owner/name/FILE`");
+        bail!("`{target}` is not `owner/name`, `owner/name/FILE`, a file name or a path");
     }
-    let mut removed = hub.cache().remove(&repo, file)?;
-    // The first part of a split model stands for the whole model.
+    rm_cached(hub, &repo, file)
+}
+
+/// Removes a repository or one file of it from the HF cache; the first part of a split model
+/// stands for the whole model.
+fn rm_cached(hub: &Hub, repo: &str, file: Option<&str>) -> Result<()> {
+    let mut removed = hub.cache().remove(repo, file)?;
     if let Some((prefix, part)) = file.and_then(hub::split_part).filter(|(_, p)| p.index == 1) {
         for i in 2..=part.count {
             let name = format!("{prefix}-{i:05}-of-{:05}.gguf", part.count);
-            removed.extend(hub.cache().remove(&repo, Some(&name)).unwrap_or_default());
+            removed.extend(hub.cache().remove(repo, Some(&name)).unwrap_or_default());
         }
     }
     for path in removed {

@@ -2,7 +2,7 @@
 //! numbers can be compared with llama.cpp's directly.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -16,12 +16,18 @@ stderr and the final estimate with its standard error, like llama-perplexity.")]
 pub struct Args {
     /// Model: a .gguf path (for split models the first part), owner/name[:QUANT] or
     /// owner/name/FILE.gguf on the Hugging Face hub (downloaded into its cache)
-    pub model: String,
-    /// Text file to score
-    pub file: PathBuf,
+    /// [default: SmolLM2-135M-Instruct Q4_1, fetched on first use]
+    #[arg(value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Text file to score (with one argument, the file, scored with the default model)
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Window size in tokens (the text needs at least twice as many)
     #[arg(long, default_value_t = 256)]
     pub ctx: usize,
+    /// Score only the first N windows (like llama-perplexity's --chunks); all when omitted
+    #[arg(long, value_name = "N")]
+    pub chunks: Option<usize>,
     /// KV cache element type
     #[arg(long, value_name = "f16|f32", default_value = "f16")]
     pub kv_dtype: String,
@@ -41,16 +47,28 @@ pub fn run(args: Args) -> Result<()> {
     }
     let kv = super::args::parse_kv_dtype(&args.kv_dtype)?;
     super::args::apply_threads(args.threads)?;
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let path = super::model_path(Some(&args.model))?;
+    // `[MODEL] FILE`: one argument is the text file.
+    let (model, file) = match (args.model.as_deref(), &args.file) {
+        (m, Some(f)) => (m, f.clone()),
+        (Some(only), None) if only.ends_with(".gguf") || Path::new(only).is_dir() => {
+            bail!("no text FILE given: `torchless perplexity {only} FILE`")
+        }
+        (Some(only), None) => (None, PathBuf::from(only)),
+        (None, None) => bail!("no text FILE given: `torchless perplexity [MODEL] FILE`"),
+    };
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let path = super::model_path(model)?;
     let session = engine::SessionOptions {
         max_seq_len: Some(args.ctx),
         kv_dtype: kv,
     };
     let lm = args.load.load_for(&path, session, true, false)?;
     let mut err = std::io::stderr().lock();
-    let r = lm.perplexity(&text, args.ctx, kv, |p| {
+    if args.chunks == Some(0) {
+        bail!("--chunks: must be at least 1");
+    }
+    let r = lm.perplexity(&text, args.ctx, kv, args.chunks, |p| {
         if p.chunk == 1 {
             let eta = p.seconds * p.n_chunks as f64;
             let _ = writeln!(

@@ -1,7 +1,7 @@
 //! `torchless run`: generate a continuation of one prompt. Only the generated text goes to
 //! stdout (streamed); statistics go to stderr so output can be piped.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 
 use anyhow::{bail, Context, Result};
 use engine::{GenerateOptions, TokenEvent};
@@ -145,6 +145,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut events: Vec<TokenEvent> = Vec::new();
     let mut out = std::io::stdout().lock();
     let mut pipe_closed = false;
+    let mut last_byte = None;
     let stats = session.generate_with(&prompt_ids, &opts, |ev| {
         if args.json {
             events.push(ev.clone());
@@ -157,10 +158,22 @@ pub fn run(args: Args) -> Result<()> {
             {
                 pipe_closed = true;
             }
+            last_byte = ev.text.bytes().last();
         }
     })?;
+    // On a terminal the shell prompt (or the stats line) starts on a line of its own; piped
+    // output stays exactly the generated text.
+    if needs_final_newline(!args.json && out.is_terminal(), last_byte) && !pipe_closed {
+        let _ = out.write_all(b"\n").and_then(|_| out.flush());
+    }
+    drop(out);
+    let greedy = sampling_greedy(args.sampling.temp);
 
     if args.json {
+        let tok = lm.tokenizer();
+        let piece = |id: u32| {
+            String::from_utf8_lossy(&tok.token_to_piece(id, true).unwrap_or_default()).into_owned()
+        };
         let text: String = events.iter().map(|e| e.text.as_str()).collect();
         let steps: Vec<_> = events
             .iter()
@@ -168,7 +181,7 @@ pub fn run(args: Args) -> Result<()> {
                 let top: Vec<_> = e
                     .top
                     .iter()
-                    .map(|t| json!({"id": t.id, "logprob": t.logprob}))
+                    .map(|t| json!({"id": t.id, "text": piece(t.id), "logprob": t.logprob}))
                     .collect();
                 json!({"id": e.id, "logprob": e.logprob, "top": top})
             })
@@ -179,6 +192,15 @@ pub fn run(args: Args) -> Result<()> {
             "text": text,
             "stop": stats.stop.as_str(),
             "steps": steps,
+            "seed": (!greedy).then_some(stats.seed),
+            "timings": {
+                "prompt_tokens": stats.prompt_tokens,
+                "prompt_ms": stats.prompt_time.as_secs_f64() * 1e3,
+                "prompt_tokens_per_s": stats.prompt_tps(),
+                "generated_tokens": stats.generated_tokens,
+                "gen_ms": stats.gen_time.as_secs_f64() * 1e3,
+                "gen_tokens_per_s": stats.gen_tps(),
+            },
             "load": lm.load_decision().mode.as_str(),
             "peak_rss_bytes": super::args::peak_rss_bytes(),
         });
@@ -186,15 +208,44 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     if !args.quiet {
+        // The seed only matters (and is only printed) when sampling is random.
+        let seed = if greedy {
+            String::new()
+        } else {
+            format!(" | seed: {}", stats.seed)
+        };
         eprintln!(
-            "\nprompt: {} tokens, {:.1} tok/s | generated: {} tokens, {:.1} tok/s | stop: {} | seed: {}",
+            "prompt: {} tokens, {:.1} tok/s | generated: {} tokens, {:.1} tok/s | stop: {}{seed}",
             stats.prompt_tokens,
             stats.prompt_tps(),
             stats.generated_tokens,
             stats.gen_tps(),
             stats.stop,
-            stats.seed
         );
     }
     Ok(())
+}
+
+/// `--temp 0` (or below) picks the most likely token: no randomness, no seed to report.
+fn sampling_greedy(temp: f32) -> bool {
+    temp <= 0.0
+}
+
+/// Whether streamed output needs a closing newline: only on a terminal, after text that did
+/// not end a line.
+fn needs_final_newline(terminal: bool, last_byte: Option<u8>) -> bool {
+    terminal && last_byte.is_some_and(|b| b != b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_final_newline;
+
+    #[test]
+    fn final_newline_only_on_a_terminal_after_an_open_line() {
+        assert!(needs_final_newline(true, Some(b'.')));
+        assert!(!needs_final_newline(true, Some(b'\n')));
+        assert!(!needs_final_newline(true, None));
+        assert!(!needs_final_newline(false, Some(b'.')));
+    }
 }

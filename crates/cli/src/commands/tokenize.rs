@@ -2,17 +2,23 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use gguf::GgufFile;
 use tokenizer::{ChatMessage, Tokenizer};
 
 #[derive(clap::Args)]
+#[command(after_help = "\
+`torchless tokenize TEXT` (one argument) tokenizes with the default model; an argument that \
+names a model (a .gguf file, a directory, owner/name) is not taken for the text.")]
 pub struct Args {
     /// Model: a .gguf path (for split models the first part), owner/name[:QUANT] or
     /// owner/name/FILE.gguf on the Hugging Face hub (downloaded into its cache)
-    pub model: String,
+    /// [default: SmolLM2-135M-Instruct Q4_1, fetched on first use]
+    #[arg(value_name = "MODEL")]
+    pub model: Option<String>,
     /// Text to tokenize (with --chat: the user message)
-    pub text: String,
+    #[arg(value_name = "TEXT")]
+    pub text: Option<String>,
     /// Print exactly one JSON array of token ids on stdout
     #[arg(long)]
     pub json: bool,
@@ -28,8 +34,22 @@ pub struct Args {
     pub chat: bool,
 }
 
+/// `[MODEL] TEXT`: with one argument it is the text, unless it names a model.
+fn model_and_text(args: &Args) -> Result<(Option<&str>, &str)> {
+    match (args.model.as_deref(), args.text.as_deref()) {
+        (Some(m), Some(t)) => Ok((Some(m), t)),
+        (Some(only), None) if super::names_a_model(only) => bail!(
+            "no TEXT given: `torchless tokenize {only} TEXT` (or `torchless tokenize TEXT` with \
+             the default model)"
+        ),
+        (Some(only), None) => Ok((None, only)),
+        _ => bail!("no TEXT given: `torchless tokenize [MODEL] TEXT`"),
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
-    let path = super::model_path(Some(&args.model))?;
+    let (model, text) = model_and_text(&args)?;
+    let path = super::model_path(model)?;
     let file = GgufFile::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     let md = file.metadata();
     let tok = Tokenizer::from_gguf(md)
@@ -42,7 +62,7 @@ pub fn run(args: Args) -> Result<()> {
             .flatten()
             .unwrap_or("");
         let prompt = tok
-            .apply_chat_template(&[ChatMessage::user(args.text.as_str())], true, arch)
+            .apply_chat_template(&[ChatMessage::user(text)], true, arch)
             .context("cannot render the chat template")?;
         if args.json {
             eprintln!("{prompt}");
@@ -51,7 +71,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         prompt
     } else {
-        args.text.clone()
+        text.to_string()
     };
 
     let ids = if args.chat && !args.no_bos && !args.no_special {
