@@ -300,3 +300,17 @@ fn phi2_q8_0() {
     check_f32("phi2-q8_0", 1e-3);
     check_f16("phi2-q8_0", 5e-2);
 }
+
+#[test]
+fn deepseek2_all_dense() {
+    // DeepSeek-V2 MLA (q_lora_rank 48) with every layer dense until MoE lands.
+    check_f32("deepseek2-dense", 1e-3);
+    check_f16("deepseek2-dense", 1e-2);
+}
+
+#[test]
+fn deepseek2_lite_all_dense() {
+    // V2-Lite: plain attn_q, YaRN with yarn_log_multiplier.
+    check_f32("deepseek2-lite-dense", 1e-3);
+    check_f16("deepseek2-lite-dense", 1e-2);
+}
