@@ -68,3 +68,33 @@ fn moe_layers_are_refused_as_pending() {
         );
     }
 }
+
+#[test]
+fn unsplit_attn_kv_b_files_are_refused_by_name() {
+    // An older conversion: no key/value_length_mla, one attn_kv_b per layer.
+    let src = GgufFile::open(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/deepseek2-dense.gguf"),
+    )
+    .unwrap();
+    let mut w = gguf::GgufWriter::new();
+    for (k, v) in src.metadata().iter() {
+        if !k.ends_with("_length_mla") {
+            w.add(k, v.clone()).unwrap();
+        }
+    }
+    for t in src.tensors() {
+        w.add_tensor(t.name.clone(), &t.dims, t.ty, src.tensor_data(t))
+            .unwrap();
+    }
+    let path = std::env::temp_dir().join(format!("torchless-mla-kvb-{}.gguf", std::process::id()));
+    w.write_file(&path).unwrap();
+    let e = Model::load(Arc::new(GgufFile::open(&path).unwrap()))
+        .err()
+        .expect("refused")
+        .to_string();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        e.contains("key_length_mla") && e.contains("attn_kv_b"),
+        "{e}"
+    );
+}
