@@ -58,7 +58,10 @@ fn fallback(ty: GgmlType, cols: u64) -> GgmlType {
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
-        return Err("usage: synth_moe TOKENIZER.gguf OUT.gguf [deepseek2-lite|qwen2moe] [q4_k|q8_0|q4_0]".into());
+        return Err(
+            "usage: synth_moe TOKENIZER.gguf OUT.gguf [deepseek2-lite|qwen2moe] [q4_k|q8_0|q4_0]"
+                .into(),
+        );
     }
     let shape = args.get(2).map_or("deepseek2-lite", |s| s.as_str());
     let ty = match args.get(3).map_or("q4_k", |s| s.as_str()) {
@@ -111,7 +114,8 @@ fn run() -> Result<(), String> {
     tensors.push(mat("token_embd.weight".into(), n_embd, n_vocab));
     match shape {
         "deepseek2-lite" => {
-            let (n_layer, n_head, nope, rope, vh, kvr) = (27u64, 16u64, 128u64, 64u64, 128u64, 512u64);
+            let (n_layer, n_head, nope, rope, vh, kvr) =
+                (27u64, 16u64, 128u64, 64u64, 128u64, 512u64);
             let (n_ff, n_exp, used, ff_exp, shared) = (10944u64, 64u64, 6u32, 1408u64, 2u64);
             for (k, v) in [
                 ("block_count", n_layer as u32),
@@ -176,7 +180,8 @@ fn run() -> Result<(), String> {
             }
         }
         _ => {
-            let (n_layer, n_head, n_exp, used, ff_exp, ff_sh) = (24u64, 16u64, 60u64, 4u32, 1408u64, 5632u64);
+            let (n_layer, n_head, n_exp, used, ff_exp, ff_sh) =
+                (24u64, 16u64, 60u64, 4u32, 1408u64, 5632u64);
             for (k, v) in [
                 ("block_count", n_layer as u32),
                 ("feed_forward_length", ff_sh as u32),
@@ -246,7 +251,11 @@ fn run() -> Result<(), String> {
             // Norm weights 1; the shared-expert gate small noise.
             (0..cols)
                 .flat_map(|_| {
-                    let v = if t.name.contains("norm") { 1.0 } else { noise.next(0.05) };
+                    let v = if t.name.contains("norm") {
+                        1.0
+                    } else {
+                        noise.next(0.05)
+                    };
                     v.to_le_bytes()
                 })
                 .collect()

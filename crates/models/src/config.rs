@@ -65,10 +65,26 @@ pub struct RopeConfig {
     pub attn_factor: f32,
     pub beta_fast: f32,
     pub beta_slow: f32,
+    /// YaRN `mscale_all_dim` (`rope.scaling.yarn_log_multiplier` as the family reads it; 0
+    /// when the family does not read the key).
+    pub yarn_log_mul: f32,
+}
+
+/// How a family reads `rope.scaling.yarn_log_multiplier` (llama.cpp reads it per family).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum YarnLogMul {
+    /// The key is not read.
+    Ignored,
+    /// DeepSeek-V2/V3: the converter stored `0.1 * mscale_all_dim`, so the value is divided
+    /// by 0.1 on load, and llama.cpp's DEEPSEEK2 special case takes `mscale` equal to
+    /// `mscale_all_dim` unless it is 1.
+    DeepSeek2,
 }
 
 impl RopeConfig {
-    fn read(h: &Hparams) -> Result<RopeConfig, ModelError> {
+    /// [`RopeConfig`] with the family's reading of the YaRN log multiplier (the YaRN
+    /// attention factor of llama.cpp's context setup depends on it).
+    pub(crate) fn read_with(h: &Hparams, log_mul: YarnLogMul) -> Result<RopeConfig, ModelError> {
         let ty = h.opt_str("rope.scaling.type")?.unwrap_or("linear");
         let scaling = match ty {
             "none" => RopeScaling::None,
@@ -115,15 +131,41 @@ impl RopeConfig {
         } else {
             0.0
         };
+        let yarn_log_mul = match log_mul {
+            YarnLogMul::Ignored => 0.0,
+            YarnLogMul::DeepSeek2 => match h.opt_f32("rope.scaling.yarn_log_multiplier")? {
+                Some(v) if v.is_finite() => v / 0.1,
+                Some(v) => {
+                    return Err(hparam(
+                        h.key("rope.scaling.yarn_log_multiplier"),
+                        format!("{v} must be a finite number"),
+                    ))
+                }
+                None => 0.0,
+            },
+        };
         let mut attn_factor = 1.0f32;
         if ext_factor != 0.0 {
             // llama_context's YaRN setup: the magnitude correction get_mscale(factor), then
             // cancelled by 1 / (1 + 0.1 ln factor) because ggml's rope multiplies it back in.
             let factor = 1.0 / freq_scale;
-            attn_factor = if factor <= 1.0 {
-                1.0
+            let get_mscale = |mscale: f32| {
+                if factor <= 1.0 {
+                    1.0
+                } else {
+                    0.1 * mscale * factor.ln() + 1.0
+                }
+            };
+            attn_factor = if yarn_log_mul != 0.0 {
+                // mscale is assumed 1, except in llama.cpp's DEEPSEEK2 special case.
+                let mscale = if log_mul == YarnLogMul::DeepSeek2 && yarn_log_mul != 1.0 {
+                    yarn_log_mul
+                } else {
+                    1.0
+                };
+                get_mscale(mscale) / get_mscale(yarn_log_mul)
             } else {
-                0.1 * factor.ln() + 1.0
+                get_mscale(1.0)
             };
             attn_factor *= 1.0 / (1.0 + 0.1 * factor.ln());
         }
@@ -136,6 +178,7 @@ impl RopeConfig {
             attn_factor,
             beta_fast: 32.0,
             beta_slow: 1.0,
+            yarn_log_mul,
         })
     }
 
@@ -205,6 +248,7 @@ impl Config {
         arch: &str,
         n_vocab: usize,
         norm: NormKind,
+        yarn_log_mul: YarnLogMul,
     ) -> Result<Config, ModelError> {
         let h = Hparams { md, arch };
         let n_embd = h.positive("embedding_length")?;
@@ -252,7 +296,7 @@ impl Config {
                 format!("{rope_freq_base} must be positive"),
             ));
         }
-        let rope = RopeConfig::read(&h)?;
+        let rope = RopeConfig::read_with(&h, yarn_log_mul)?;
         let context_length = h.positive("context_length")?;
         let n_ff = h.positive("feed_forward_length")?;
         let eps_key = match norm {
@@ -290,15 +334,22 @@ mod tests {
     use gguf::{GgufWriter, Value};
 
     fn rope_of(kvs: &[(&str, Value)]) -> Result<RopeConfig, ModelError> {
+        rope_of_with(kvs, YarnLogMul::Ignored)
+    }
+
+    fn rope_of_with(kvs: &[(&str, Value)], log_mul: YarnLogMul) -> Result<RopeConfig, ModelError> {
         let mut w = GgufWriter::new();
         w.add("t.context_length", Value::U32(4096)).unwrap();
         for (k, v) in kvs {
             w.add(format!("t.{k}"), v.clone()).unwrap();
         }
-        RopeConfig::read(&Hparams {
-            md: w.metadata(),
-            arch: "t",
-        })
+        RopeConfig::read_with(
+            &Hparams {
+                md: w.metadata(),
+                arch: "t",
+            },
+            log_mul,
+        )
     }
 
     #[test]
@@ -345,5 +396,29 @@ mod tests {
         assert!(e.to_string().contains("t.rope.scaling.type") && e.to_string().contains("`su`"));
         let e = rope_of(&[("rope.scaling.factor", Value::F32(-2.0))]).unwrap_err();
         assert!(e.to_string().contains("t.rope.scaling.factor"), "{e}");
+    }
+
+    #[test]
+    fn deepseek2_yarn_log_multiplier_as_llama_cpp_reads_it() {
+        let yarn = |mul: f32| {
+            vec![
+                ("rope.scaling.type", Value::String("yarn".into())),
+                ("rope.scaling.factor", Value::F32(4.0)),
+                ("rope.scaling.yarn_log_multiplier", Value::F32(mul)),
+            ]
+        };
+        let cancel = 1.0 / (1.0 + 0.1 * 4f32.ln());
+        // V2-Lite: 0.0707 / 0.1 = mscale_all_dim 0.707; DEEPSEEK2 takes mscale = 0.707
+        // too, so the ratio is 1 and only the cancelling factor remains.
+        let r = rope_of_with(&yarn(0.0707), YarnLogMul::DeepSeek2).unwrap();
+        assert!((r.yarn_log_mul - 0.707).abs() < 1e-6, "{}", r.yarn_log_mul);
+        assert_eq!(r.attn_factor, cancel);
+        // V3: mscale_all_dim 1.0, mscale 1.0: the same.
+        let r = rope_of_with(&yarn(0.1), YarnLogMul::DeepSeek2).unwrap();
+        assert_eq!((r.yarn_log_mul, r.attn_factor), (1.0, cancel));
+        // Families that do not read the key keep get_mscale(factor) (cancelled to ~1).
+        let r = rope_of_with(&yarn(0.0707), YarnLogMul::Ignored).unwrap();
+        assert_eq!(r.yarn_log_mul, 0.0);
+        assert!((r.attn_factor - 1.0).abs() < 1e-6);
     }
 }

@@ -6,13 +6,14 @@
 use compute::KvCache;
 use gguf::GgufFile;
 
-use crate::blocks::attention::{sized, Attention, AttnBufs};
+use crate::blocks::attention::{sized, Attention, AttnBufs, AttnSpec};
 use crate::blocks::ffn::{Ffn, FfnBufs};
+use crate::blocks::mla::{Mla, MlaBufs, MlaOutBufs};
 use crate::blocks::moe::MoeScratch;
 use crate::blocks::norm::Norm;
 use crate::error::ModelError;
-use crate::weights::Matrix;
-use crate::State;
+use crate::weights::{Loader, Matrix};
+use crate::{Config, State};
 
 /// How a layer's attention and FFN outputs join the residual stream.
 pub(crate) enum Residual {
@@ -24,9 +25,131 @@ pub(crate) enum Residual {
     Parallel { ffn_norm: Norm },
 }
 
+/// A layer's attention block. Every use goes through the methods below, the one place that
+/// tells the kinds apart.
+pub(crate) enum LayerAttn {
+    /// Q/K/V heads over an ordinary KV cache.
+    Standard(Attention),
+    /// Multi-head latent attention over a latent cache (DeepSeek).
+    Latent(Mla),
+}
+
+impl LayerAttn {
+    pub fn load(ld: &Loader, cfg: &Config, il: usize, spec: AttnSpec) -> Result<Self, ModelError> {
+        Ok(match spec.latent {
+            Some(dims) => LayerAttn::Latent(Mla::load(ld, cfg, il, dims, spec.rope, spec.params)?),
+            None => LayerAttn::Standard(Attention::load(ld, cfg, il, spec)?),
+        })
+    }
+
+    /// The cache this block reads: one per layer; a sliding-window layer gets a ring sized
+    /// for micro-batches of `ubatch` tokens unless `swa_full`.
+    fn new_cache(
+        &self,
+        max_seq_len: usize,
+        kv: compute::KvDtype,
+        ubatch: usize,
+        swa_full: bool,
+    ) -> KvCache {
+        match self {
+            LayerAttn::Standard(a) => {
+                let window = if swa_full { 0 } else { a.params.window };
+                KvCache::windowed(kv, max_seq_len, window, ubatch, a.n_head_kv, a.dk, a.dv)
+            }
+            LayerAttn::Latent(m) => m.new_cache(max_seq_len, kv),
+        }
+    }
+
+    fn matrices(&self) -> Vec<&gguf::TensorInfo> {
+        match self {
+            LayerAttn::Standard(a) => a.matrices(),
+            LayerAttn::Latent(m) => m.matrices(),
+        }
+    }
+
+    /// Query row per token (as `attend` reads it) and attention output row per token (as
+    /// `output` reads it).
+    fn row_lens(&self) -> (usize, usize) {
+        match self {
+            LayerAttn::Standard(a) => (a.params.n_head * a.dk, a.params.n_head * a.dv),
+            LayerAttn::Latent(m) => (m.q_len(), m.att_len()),
+        }
+    }
+
+    /// Projects `n` normalised rows `h`: the queries stay in `s.q`, keys and values go to
+    /// `cache` at positions `start_pos..`.
+    #[allow(clippy::too_many_arguments)]
+    fn project_and_store(
+        &self,
+        file: &GgufFile,
+        h: &[f32],
+        n: usize,
+        start_pos: usize,
+        long_context: bool,
+        cache: &mut KvCache,
+        s: &mut Scratch,
+    ) -> Result<(), ModelError> {
+        match self {
+            LayerAttn::Standard(a) => {
+                let bufs = AttnBufs {
+                    q: &mut s.q,
+                    k: &mut s.k,
+                    v: &mut s.v,
+                    fused: &mut s.fused,
+                    rope: &mut s.rope,
+                    qbuf: &mut s.qbuf,
+                };
+                a.project_and_store(file, h, n, start_pos, long_context, cache, bufs)
+            }
+            LayerAttn::Latent(m) => {
+                let bufs = MlaBufs {
+                    q: &mut s.q,
+                    kv: &mut s.k,
+                    q_raw: &mut s.v,
+                    tmp: &mut s.fused,
+                    rope: &mut s.rope,
+                    qbuf: &mut s.qbuf,
+                };
+                m.project_and_store(file, h, n, start_pos, cache, bufs)
+            }
+        }
+    }
+
+    /// Attention of the `n` queries in `q` over `cache` into `out`.
+    fn attend(
+        &self,
+        cache: &KvCache,
+        q: &[f32],
+        n: usize,
+        start_pos: usize,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        match self {
+            LayerAttn::Standard(a) => a.attend(cache, q, n, start_pos, out),
+            LayerAttn::Latent(m) => m.attend(cache, q, n, start_pos, out),
+        }
+    }
+
+    /// The output projection of `n` attention rows into `out` (`n * n_embd`; the standard
+    /// block only uses `b.qbuf`).
+    fn output(
+        &self,
+        file: &GgufFile,
+        att: &[f32],
+        n: usize,
+        out: &mut [f32],
+        b: MlaOutBufs,
+    ) -> Result<(), ModelError> {
+        match self {
+            LayerAttn::Standard(a) => a.output(file, att, n, out, b.qbuf),
+            LayerAttn::Latent(m) => m.output(file, att, n, out, b),
+        }
+    }
+}
+
 pub(crate) struct Layer {
     pub attn_norm: Norm,
-    pub attn: Attention,
+    pub attn: LayerAttn,
     /// Norm of the attention output before the residual add (Gemma 2/3).
     pub post_attn_norm: Option<Norm>,
     pub residual: Residual,
@@ -100,11 +223,7 @@ impl Decoder {
     ) -> Vec<KvCache> {
         self.layers
             .iter()
-            .map(|l| {
-                let a = &l.attn;
-                let window = if swa_full { 0 } else { a.params.window };
-                KvCache::windowed(kv, max_seq_len, window, ubatch, a.n_head_kv, a.dk, a.dv)
-            })
+            .map(|l| l.attn.new_cache(max_seq_len, kv, ubatch, swa_full))
             .collect()
     }
 
@@ -165,24 +284,21 @@ impl Decoder {
             let last = il + 1 == n_layers;
             let h = sized(&mut s.h, n * e);
             l.attn_norm.apply(&s.x[..n * e], h)?;
-            let bufs = AttnBufs {
-                q: &mut s.q,
-                k: &mut s.k,
-                v: &mut s.v,
-                fused: &mut s.fused,
-                rope: &mut s.rope,
-                qbuf: &mut s.qbuf,
-            };
-            l.attn
-                .project_and_store(file, h, n, start_pos, long_context, cache, bufs)?;
+            // The block borrows the other buffers; `h` is moved out meanwhile (no copy).
+            let h = std::mem::take(&mut s.h);
+            let r =
+                l.attn
+                    .project_and_store(file, &h[..n * e], n, start_pos, long_context, cache, s);
+            s.h = h;
+            r?;
             if last && matches!(out, Outputs::None) {
                 l.release(file);
                 return Ok(());
             }
             let a = &l.attn;
-            let row = a.params.n_head * a.dv;
+            let (q_row, row) = a.row_lens();
             let att = sized(&mut s.att, n * row);
-            a.attend(cache, &s.q[..n * a.params.n_head * a.dk], n, start_pos, att)?;
+            a.attend(cache, &s.q[..n * q_row], n, start_pos, att)?;
 
             // Only the rows whose logits are wanted matter after the last attention.
             let mut att: &[f32] = att;
@@ -193,7 +309,12 @@ impl Decoder {
                 n = 1;
             }
             let o = sized(&mut s.o, n * e);
-            a.output(file, att, n, o, &mut s.qbuf)?;
+            let ob = MlaOutBufs {
+                tmp: &mut s.fused,
+                heads: &mut s.v,
+                qbuf: &mut s.qbuf,
+            };
+            a.output(file, att, n, o, ob)?;
             if let Some(norm) = &l.post_attn_norm {
                 norm.apply_in_place(o)?;
             }

@@ -143,7 +143,7 @@ impl Model {
             });
         }
         let n_vocab = embd.dims[1] as usize;
-        let mut config = Config::common(md, &arch, n_vocab, family.norm)?;
+        let mut config = Config::common(md, &arch, n_vocab, family.norm, family.yarn_log_mul)?;
         let h = config::Hparams { md, arch: &arch };
         let swa = (family.sliding_window)(&h, config.n_layer)?;
         config.sliding_window = swa.window;

@@ -219,3 +219,61 @@ impl Matrix {
         Ok(())
     }
 }
+
+/// `n` matrices of `rows` x `cols` stored one after another in one tensor (ggml dims
+/// `[cols, rows, n]`, e.g. DeepSeek's per-head `attn_k_b` / `attn_v_b`), each viewed on its
+/// own so the usual matmul kernels run on it.
+#[derive(Clone, Debug)]
+pub(crate) struct Stacked {
+    pub info: TensorInfo,
+    pub n: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Stacked {
+    /// Matrix `i` (`i < n`).
+    pub fn view<'a>(&self, file: &'a GgufFile, i: usize) -> Result<WeightView<'a>, ModelError> {
+        let data = file.tensor_data(&self.info);
+        let per = data.len() / self.n;
+        Ok(WeightView::new(
+            self.info.ty,
+            self.rows,
+            self.cols,
+            &data[i * per..(i + 1) * per],
+        )?)
+    }
+}
+
+impl Loader<'_> {
+    /// `n` stacked matrices of `rows` x `cols` (ggml dims `[cols, rows, n]`).
+    pub fn stacked(
+        &self,
+        name: &str,
+        n: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Stacked, ModelError> {
+        let info = self.get(name, &[cols, rows, n])?.clone();
+        let shape_err = || ModelError::Shape {
+            name: name.to_string(),
+            expected: vec![cols as u64, rows as u64, n as u64],
+            found: info.dims.clone(),
+        };
+        // Each matrix must start on a row (and so a block) boundary, and activations must
+        // quantize to the weight type's partner.
+        if info.ty.row_bytes(cols as u64).is_none()
+            || quant::GgmlType::vec_dot_type(info.ty)
+                .row_bytes(cols as u64)
+                .is_none()
+        {
+            return Err(shape_err());
+        }
+        Ok(Stacked {
+            info,
+            n,
+            rows,
+            cols,
+        })
+    }
+}

@@ -318,3 +318,38 @@ fn qwen3moe() {
     check_f32("qwen3moe", 1e-3);
     check_f16("qwen3moe", 1e-2);
 }
+
+#[test]
+fn deepseek2_all_dense() {
+    // DeepSeek-V2 MLA (q_lora_rank 48) with every layer dense until MoE lands.
+    check_f32("deepseek2-dense", 1e-3);
+    check_f16("deepseek2-dense", 1e-2);
+}
+
+#[test]
+fn deepseek2_lite_all_dense() {
+    // V2-Lite: plain attn_q, YaRN with yarn_log_multiplier.
+    check_f32("deepseek2-lite-dense", 1e-3);
+    check_f16("deepseek2-lite-dense", 1e-2);
+}
+
+#[test]
+fn deepseek2() {
+    // MLA with q_lora, 1 leading dense layer, then 8 experts (top-2, softmax) + 1 shared.
+    check_f32("deepseek2", 1e-3);
+    check_f16("deepseek2", 1e-2);
+}
+
+#[test]
+fn deepseek2_lite() {
+    // No q_lora (plain attn_q), YaRN with DeepSeek's yarn_log_multiplier.
+    check_f32("deepseek2-lite", 1e-3);
+    check_f16("deepseek2-lite", 1e-2);
+}
+
+#[test]
+fn deepseek2_v3() {
+    // Sigmoid gating, selection bias, group-limited routing, renormalised and scaled weights.
+    check_f32("deepseek2-v3", 1e-3);
+    check_f16("deepseek2-v3", 1e-2);
+}

@@ -24,12 +24,14 @@ const MAX_D: usize = super::MAX_HEAD_DIM;
 const KV_TILE: usize = 64;
 
 /// One KV head, slot-major: position `j` (below `len`) is in slot `j % slots` of `k` (`dk`
-/// halves per slot) and `v` (`dv` per slot).
+/// halves per slot) and `v` (`dv` halves at every `v_stride`: `dv` for a value store of its
+/// own, `dk` when the values are the keys' prefix, as in a latent cache).
 pub(super) struct Head<'a> {
     pub k: &'a [f16],
     pub v: &'a [f16],
     pub dk: usize,
     pub dv: usize,
+    pub v_stride: usize,
     pub slots: usize,
     pub len: usize,
 }
@@ -40,17 +42,24 @@ impl Head<'_> {
     }
 
     fn value_at(&self, slot: usize) -> &[f16] {
-        &self.v[slot * self.dv..][..self.dv]
+        &self.v[slot * self.v_stride..][..self.dv]
     }
 
-    /// Widens the rows of positions `j0..j0 + out.len() / d` of `src` (`d` per slot) into
-    /// `out`. Tiles start at multiples of 64 and rings hold a multiple of 256 slots (or never
-    /// wrap), so a tile's slots are one run.
-    fn widen(&self, src: &[f16], d: usize, j0: usize, out: &mut [f32]) {
+    /// Widens the rows (`d` halves every `stride`) of positions `j0..j0 + out.len() / d` of
+    /// `src` into `out`. Tiles start at multiples of 64 and rings hold a multiple of 256
+    /// slots (or never wrap), so a tile's slots are one run.
+    fn widen(&self, src: &[f16], d: usize, stride: usize, j0: usize, out: &mut [f32]) {
         let s0 = j0 % self.slots;
         let n = out.len() / d;
         debug_assert!(s0 + n <= self.slots, "tile crosses the ring's end");
-        src[s0 * d..(s0 + n) * d].convert_to_f32_slice(out);
+        if stride == d {
+            src[s0 * d..(s0 + n) * d].convert_to_f32_slice(out);
+        } else {
+            // Widening is exact, so row by row gives the same floats.
+            for (r, o) in out.chunks_exact_mut(d).enumerate() {
+                src[(s0 + r) * stride..][..d].convert_to_f32_slice(o);
+            }
+        }
     }
 }
 
@@ -176,7 +185,7 @@ pub(super) fn tiled<'q>(
             // K transposed ([dk][tile]) so the score product runs along positions.
             // Widened a whole tile at a time (vectorised by `half`), then transposed.
             let kf = sized(&mut s.kf, kv * dk);
-            head.widen(head.k, dk, ic, kf);
+            head.widen(head.k, dk, dk, ic, kf);
             let kt = sized(&mut s.kt, dk * KV_TILE);
             for (t, row) in kf.chunks_exact(dk).enumerate() {
                 for (d, &x) in row.iter().enumerate() {
@@ -214,7 +223,7 @@ pub(super) fn tiled<'q>(
                 sum[r] = (sum[r] as f64 + kernels::softmax_tile(level, row, new_m)) as f32;
             }
             let vt = sized(&mut s.vt, KV_TILE * dv);
-            head.widen(head.v, dv, ic, &mut vt[..kv * dv]);
+            head.widen(head.v, dv, head.v_stride, ic, &mut vt[..kv * dv]);
             kernels::gemm_acc(level, acc, kq, vt, rows, KV_TILE, dv);
         }
         for r in 0..rows {

@@ -31,8 +31,9 @@ pub enum KvDtype {
 /// Batches at least this long use ggml's tiled flash-attention kernel (GGML_FA_TILE_Q).
 const FA_TILE_Q: usize = 64;
 
-/// Largest head dimension the F16 path keeps on the stack.
-const MAX_HEAD_DIM: usize = 512;
+/// Largest head dimension the F16 path keeps on the stack (DeepSeek's latent attention
+/// needs 576 for K).
+const MAX_HEAD_DIM: usize = 1024;
 
 enum Store {
     F32 { k: Vec<f32>, v: Vec<f32> },
@@ -46,8 +47,14 @@ enum Store {
 /// A full cache has a slot per position (`slots == capacity`). A sliding-window layer's cache
 /// is a ring ([`KvCache::windowed`]): position `p` lives in slot `p % slots`, and a slot is
 /// reused once no query can see its position any more, as in llama.cpp's SWA cache.
+///
+/// A latent cache ([`KvCache::latent`], multi-head latent attention) stores one shared row
+/// per position and no values of its own: the value of a position is the first `dv`
+/// elements of its key row, as in llama.cpp's K-only MLA cache.
 pub struct KvCache {
     store: Store,
+    /// Values are views of the keys' first `dv` elements (nothing stored in `v`).
+    latent: bool,
     n_head_kv: usize,
     dk: usize,
     dv: usize,
@@ -107,6 +114,7 @@ impl KvCache {
         };
         KvCache {
             store,
+            latent: false,
             n_head_kv,
             dk,
             dv,
@@ -115,6 +123,37 @@ impl KvCache {
             window,
             len: 0,
             alloc: 0,
+        }
+    }
+
+    /// The cache of a multi-head latent attention layer: one key row of `dk` per position
+    /// (llama.cpp's `[kv_latent | k_rope]`), shared by every query head, whose first `dv`
+    /// elements are also the position's value, so a position costs `dk` elements. Store
+    /// positions with an empty value slice.
+    ///
+    /// # Panics
+    /// If `dv > dk`.
+    pub fn latent(dtype: KvDtype, capacity: usize, dk: usize, dv: usize) -> KvCache {
+        assert!(
+            dv <= dk,
+            "latent values ({dv}) are a prefix of the keys ({dk})"
+        );
+        let mut c = KvCache::new(dtype, capacity, 1, dk, dv);
+        c.latent = true;
+        c
+    }
+
+    /// Whether values are views of the keys ([`KvCache::latent`]).
+    pub fn is_latent(&self) -> bool {
+        self.latent
+    }
+
+    /// Elements stored per KV head and position.
+    fn row_elems(&self) -> usize {
+        if self.latent {
+            self.dk
+        } else {
+            self.dk + self.dv
         }
     }
 
@@ -139,14 +178,16 @@ impl KvCache {
             *buf = next;
         }
         let sizes = (old, new, len);
+        // A latent cache's values live in its keys.
+        let dv = if self.latent { 0 } else { self.dv };
         match &mut self.store {
             Store::F32 { k, v } => {
                 regrow(k, nkv, self.dk, sizes);
-                regrow(v, nkv, self.dv, sizes);
+                regrow(v, nkv, dv, sizes);
             }
             Store::F16 { k, v } => {
                 regrow(k, nkv, self.dk, sizes);
-                regrow(v, nkv, self.dv, sizes);
+                regrow(v, nkv, dv, sizes);
             }
         }
         self.alloc = new;
@@ -163,7 +204,7 @@ impl KvCache {
             Store::F32 { .. } => 4,
             Store::F16 { .. } => 2,
         };
-        self.n_head_kv * self.slots * (self.dk + self.dv) * elem
+        self.n_head_kv * self.slots * self.row_elems() * elem
     }
 
     /// Oldest position still stored (later ones overwrite a ring's slots).
@@ -212,8 +253,9 @@ impl KvCache {
         }
     }
 
-    /// Writes keys `k` (`n_head_kv * dk`) and values `v` (`n_head_kv * dv`) for `pos`.
-    /// Positions must be written in order without gaps.
+    /// Writes keys `k` (`n_head_kv * dk`) and values `v` (`n_head_kv * dv`; empty for a
+    /// latent cache, whose values are the keys' prefix) for `pos`. Positions must be
+    /// written in order without gaps.
     pub fn store(&mut self, pos: usize, k: &[f32], v: &[f32]) -> Result<(), ComputeError> {
         if pos >= self.capacity {
             return Err(shape_err(
@@ -229,7 +271,8 @@ impl KvCache {
                 pos,
             ));
         }
-        let (kr, vr) = (self.n_head_kv * self.dk, self.n_head_kv * self.dv);
+        let vd = if self.latent { 0 } else { self.dv };
+        let (kr, vr) = (self.n_head_kv * self.dk, self.n_head_kv * vd);
         if k.len() != kr || v.len() != vr {
             return Err(shape_err(
                 "KV row",
@@ -239,7 +282,7 @@ impl KvCache {
         }
         let slot = pos % self.slots;
         self.reserve(slot);
-        let (dk, dv, al) = (self.dk, self.dv, self.alloc);
+        let (dk, dv, al) = (self.dk, vd, self.alloc);
         match &mut self.store {
             Store::F32 { k: ks, v: vs } => {
                 for h in 0..self.n_head_kv {
@@ -370,10 +413,10 @@ impl OutRows {
 const TILE_ROWS: usize = 16;
 
 /// [`attention`] with the arithmetic of one SIMD level (shapes already checked).
-pub(crate) fn attention_at(
+pub(crate) fn attention_at<'a>(
     level: SimdLevel,
     p: &AttnParams,
-    cache: &KvCache,
+    cache: &'a KvCache,
     q: &[f32],
     n_tokens: usize,
     start_pos: usize,
@@ -398,6 +441,25 @@ pub(crate) fn attention_at(
             crate::pool::run(n, f)
         }
     };
+    // One KV head's keys and values; a latent cache's values are its keys' first dv
+    // elements (stride dk).
+    let v_stride = if cache.latent { dk } else { dv };
+    let f16_head = |k: &'a [f16], v: &'a [f16], kvh: usize| {
+        let keys = &k[kvh * al * dk..][..al * dk];
+        flash::Head {
+            k: keys,
+            v: if cache.latent {
+                keys
+            } else {
+                &v[kvh * al * dv..][..al * dv]
+            },
+            dk,
+            dv,
+            v_stride,
+            slots: cache.slots,
+            len: cache.len,
+        }
+    };
     match &cache.store {
         Store::F16 { k, v } if n_tokens >= FA_TILE_Q => {
             let tiles = n_tokens.div_ceil(TILE_ROWS);
@@ -406,14 +468,7 @@ pub(crate) fn attention_at(
                 let kvh = h / group;
                 let t0 = tile * TILE_ROWS;
                 let t1 = (t0 + TILE_ROWS).min(n_tokens);
-                let head = flash::Head {
-                    k: &k[kvh * al * dk..][..al * dk],
-                    v: &v[kvh * al * dv..][..al * dv],
-                    dk,
-                    dv,
-                    slots: cache.slots,
-                    len: cache.len,
-                };
+                let head = f16_head(k, v, kvh);
                 let mut ranges = [(0usize, 0usize); TILE_ROWS];
                 for (r, t) in ranges.iter_mut().zip(t0..t1) {
                     *r = (first_of(start_pos + t), start_pos + t);
@@ -430,14 +485,7 @@ pub(crate) fn attention_at(
                 let (t, h) = (idx / p.n_head, idx % p.n_head);
                 let kvh = h / group;
                 let pos = start_pos + t;
-                let head = flash::Head {
-                    k: &k[kvh * al * dk..][..al * dk],
-                    v: &v[kvh * al * dv..][..al * dv],
-                    dk,
-                    dv,
-                    slots: cache.slots,
-                    len: cache.len,
-                };
+                let head = f16_head(k, v, kvh);
                 // SAFETY: row idx belongs to this task only.
                 let o = unsafe { rows.row(idx, dv) };
                 let qh = &q[idx * dk..][..dk];
@@ -455,7 +503,13 @@ pub(crate) fn attention_at(
                 let pos = start_pos + t;
                 let slot = |j: usize| kvh * al + j % cache.slots;
                 let key = |j: usize| &k[slot(j) * dk..][..dk];
-                let val = |j: usize| &v[slot(j) * dv..][..dv];
+                let val = |j: usize| {
+                    if cache.latent {
+                        &k[slot(j) * dk..][..dv]
+                    } else {
+                        &v[slot(j) * dv..][..dv]
+                    }
+                };
                 // SAFETY: row idx belongs to this task only.
                 let o = unsafe { rows.row(idx, dv) };
                 let qh = &q[idx * dk..][..dk];

@@ -432,3 +432,51 @@ fn ring_truncation_only_where_the_window_is_still_stored() {
     feed_batches(&mut f, &p, 100, 64);
     assert!(f.truncate(3) && f.len() == 3);
 }
+
+/// Multi-head latent attention keeps one `[latent | rope]` row per position and reads the
+/// values as the rows' first `dv` elements. Against an ordinary one-KV-head cache holding the
+/// same rows as keys and their prefixes as values, every path gives the same bits: F32
+/// (plain), F16 decode rows and the F16 tiled kernel, at every SIMD level, with the real
+/// DeepSeek dimensions (K 576 = 512 + 64, V 512) and small ones.
+#[test]
+fn latent_cache_equals_a_cache_with_the_values_copied_bit_for_bit() {
+    for (n_head, dk, dv) in [(4, 40, 32), (2, 576, 512)] {
+        for dtype in [KvDtype::F32, KvDtype::F16] {
+            for n in [1, 7, 70] {
+                let k = adversarial(n * dk, 11, 1.0);
+                let q = adversarial(n * n_head * dk, 12, 0.05);
+                let mut latent = KvCache::latent(dtype, 128, dk, dv);
+                let mut plain = KvCache::new(dtype, 128, 1, dk, dv);
+                for t in 0..n {
+                    let row = &k[t * dk..][..dk];
+                    latent.store(t, row, &[]).unwrap();
+                    plain.store(t, row, &row[..dv]).unwrap();
+                }
+                assert_eq!(latent.max_bytes() * (dk + dv), plain.max_bytes() * dk);
+                let p = AttnParams {
+                    n_head,
+                    scale: 0.125,
+                    softcap: 0.0,
+                    window: 0,
+                };
+                for level in levels() {
+                    let mut a = vec![0f32; n * n_head * dv];
+                    let mut b = vec![1f32; n * n_head * dv];
+                    attention_at(level, &p, &latent, &q, n, 0, &mut a);
+                    attention_at(level, &p, &plain, &q, n, 0, &mut b);
+                    let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{dtype:?} {level:?} dk {dk} n {n}");
+                }
+                // The public entry point accepts DeepSeek's head sizes on an F16 cache.
+                let mut o = vec![0f32; n * n_head * dv];
+                attention(&p, &latent, &q, n, 0, &mut o).unwrap();
+                assert!(o.iter().all(|x| x.is_finite()));
+            }
+        }
+    }
+    // Latent caches take no values of their own; their bytes are dk per position.
+    let mut c = KvCache::latent(KvDtype::F16, 10, 40, 32);
+    assert!(c.store(0, &[0.0; 40], &[0.0; 32]).is_err());
+    assert_eq!(c.max_bytes(), 10 * 40 * 2);
+    assert!(c.is_latent());
+}

@@ -7,6 +7,7 @@
 use compute::{AttnParams, KvCache, Rope};
 use gguf::{GgufFile, TensorInfo};
 
+use super::mla::MlaDims;
 use super::norm::Norm;
 use crate::error::ModelError;
 use crate::weights::{Loader, Matrix};
@@ -44,6 +45,9 @@ pub(crate) struct AttnSpec {
     /// Multiplies Q after rope (ggml_scale in the graph; 1 when the softmax scale is used).
     pub q_scale: f32,
     pub params: AttnParams,
+    /// Multi-head latent attention with these dimensions (DeepSeek) instead of Q/K/V
+    /// heads; `rope` and `params` apply to it, the other fields do not.
+    pub latent: Option<MlaDims>,
 }
 
 pub(crate) struct Attention {

@@ -10,7 +10,7 @@ use super::{
     ModelPlan, ResidualKind, SlidingWindow,
 };
 use crate::blocks::ffn::{FfnKind, Glu};
-use crate::config::{Hparams, NormKind};
+use crate::config::{Hparams, NormKind, YarnLogMul};
 use crate::error::ModelError;
 use crate::forward::Decoder;
 use crate::weights::Loader;
@@ -20,6 +20,7 @@ pub(crate) const GEMMA: Family = Family {
     archs: &["gemma"],
     norm: NormKind::Rms,
     sliding_window: no_sliding_window,
+    yarn_log_mul: YarnLogMul::Ignored,
     build: build_gemma,
 };
 
@@ -27,6 +28,7 @@ pub(crate) const GEMMA2: Family = Family {
     archs: &["gemma2"],
     norm: NormKind::Rms,
     sliding_window: gemma2_swa,
+    yarn_log_mul: YarnLogMul::Ignored,
     build: build_gemma2,
 };
 

@@ -9,7 +9,7 @@ use super::{
     ResidualKind,
 };
 use crate::blocks::ffn::FfnKind;
-use crate::config::{Hparams, NormKind};
+use crate::config::{Hparams, NormKind, YarnLogMul};
 use crate::error::ModelError;
 use crate::forward::Decoder;
 use crate::weights::Loader;
@@ -19,6 +19,7 @@ pub(crate) const FAMILY: Family = Family {
     archs: &["gptneox"],
     norm: NormKind::Layer,
     sliding_window: no_sliding_window,
+    yarn_log_mul: YarnLogMul::Ignored,
     build,
 };
 

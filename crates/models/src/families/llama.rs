@@ -10,7 +10,7 @@ use super::{
 };
 use crate::blocks::ffn::{FfnKind, Glu};
 use crate::blocks::moe::{Gating, Shared};
-use crate::config::{Hparams, NormKind};
+use crate::config::{Hparams, NormKind, YarnLogMul};
 use crate::error::ModelError;
 use crate::forward::Decoder;
 use crate::weights::Loader;
@@ -20,6 +20,7 @@ pub(crate) const FAMILY: Family = Family {
     archs: &["llama"],
     norm: NormKind::Rms,
     sliding_window: no_sliding_window,
+    yarn_log_mul: YarnLogMul::Ignored,
     build,
 };
 

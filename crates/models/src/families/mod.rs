@@ -5,6 +5,7 @@
 //! Adding a llama-like family is a file with a [`Family`] entry whose `build` fills a
 //! [`LayerPlan`] per layer and calls [`build_decoder`].
 
+mod deepseek2;
 mod gemma;
 mod gemma3;
 mod gptneox;
@@ -17,13 +18,13 @@ mod qwen_moe;
 use compute::{AttnParams, Rope, RopeMode};
 use gguf::{Metadata, Value};
 
-use crate::blocks::attention::{Attention, AttnSpec};
+use crate::blocks::attention::AttnSpec;
 use crate::blocks::ffn::{Ffn, FfnKind};
 use crate::blocks::moe::{Gating, MoeSpec, Shared};
 use crate::blocks::norm::Norm;
-use crate::config::{Hparams, NormKind};
+use crate::config::{Hparams, NormKind, YarnLogMul};
 use crate::error::{hparam, ModelError};
-use crate::forward::{Decoder, Layer, Residual};
+use crate::forward::{Decoder, Layer, LayerAttn, Residual};
 use crate::weights::Loader;
 use crate::Config;
 
@@ -36,6 +37,8 @@ pub(crate) struct Family {
     /// The sliding-window size and which layers use it, as llama.cpp reads them for this
     /// family. Must not look at tensors: memory planning calls it on metadata alone.
     pub sliding_window: fn(&Hparams, usize) -> Result<SlidingWindow, ModelError>,
+    /// Whether and how it reads `rope.scaling.yarn_log_multiplier`.
+    pub yarn_log_mul: YarnLogMul,
     /// Loads the weights and composes the layers.
     pub build: fn(&Loader, &Config) -> Result<Decoder, ModelError>,
 }
@@ -67,6 +70,7 @@ pub(crate) const FAMILIES: &[&Family] = &[
     &phi2::FAMILY,
     &phi3::FAMILY,
     &gptneox::FAMILY,
+    &deepseek2::FAMILY,
 ];
 
 pub(crate) fn find(arch: &str) -> Option<&'static Family> {
@@ -220,7 +224,7 @@ pub(crate) fn build_decoder(
             };
             Ok(Layer {
                 attn_norm: load_norm(ld, cfg, norm, &blk("attn_norm"))?,
-                attn: Attention::load(ld, cfg, il, p.attn)?,
+                attn: LayerAttn::load(ld, cfg, il, p.attn)?,
                 post_attn_norm: post("post_attention_norm")?,
                 residual,
                 ffn: Ffn::load(ld, cfg, il, p.ffn)?,
@@ -259,6 +263,7 @@ pub(crate) fn plain_attn(cfg: &Config, rope: Rope, q_prescaled: bool) -> AttnSpe
             softcap: 0.0,
             window: 0,
         },
+        latent: None,
     }
 }
 

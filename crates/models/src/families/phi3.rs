@@ -13,7 +13,7 @@ use super::{
     ModelPlan, ResidualKind,
 };
 use crate::blocks::ffn::{FfnKind, Glu};
-use crate::config::NormKind;
+use crate::config::{NormKind, YarnLogMul};
 use crate::error::ModelError;
 use crate::forward::Decoder;
 use crate::weights::Loader;
@@ -23,6 +23,7 @@ pub(crate) const FAMILY: Family = Family {
     archs: &["phi3"],
     norm: NormKind::Rms,
     sliding_window: no_sliding_window,
+    yarn_log_mul: YarnLogMul::Ignored,
     build,
 };
 

@@ -8,7 +8,7 @@ use super::{
     ResidualKind,
 };
 use crate::blocks::ffn::{FfnKind, Glu};
-use crate::config::NormKind;
+use crate::config::{NormKind, YarnLogMul};
 use crate::error::ModelError;
 use crate::forward::Decoder;
 use crate::weights::Loader;
@@ -18,6 +18,7 @@ pub(crate) const FAMILY: Family = Family {
     archs: &["qwen2", "qwen3"],
     norm: NormKind::Rms,
     sliding_window: no_sliding_window,
+    yarn_log_mul: YarnLogMul::Ignored,
     build,
 };
 

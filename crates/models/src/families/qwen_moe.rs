@@ -11,7 +11,7 @@ use super::{
 };
 use crate::blocks::ffn::FfnKind;
 use crate::blocks::moe::{Gating, Shared};
-use crate::config::{Hparams, NormKind};
+use crate::config::{Hparams, NormKind, YarnLogMul};
 use crate::error::ModelError;
 use crate::forward::Decoder;
 use crate::weights::Loader;
@@ -21,6 +21,7 @@ pub(crate) const FAMILY: Family = Family {
     archs: &["qwen2moe", "qwen3moe"],
     norm: NormKind::Rms,
     sliding_window: no_sliding_window,
+    yarn_log_mul: YarnLogMul::Ignored,
     build,
 };
 
