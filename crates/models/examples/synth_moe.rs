@@ -6,8 +6,10 @@
 //!   no q_lora), 27 layers, the first dense, then 64 routed experts (6 used) + 2 shared.
 //! * `qwen2moe`: Qwen1.5-MoE-A2.7B: 24 layers, 60 experts (4 used) + a gated shared expert.
 //!
-//!   cargo run --release -p models --example synth_moe -- TOKENIZER.gguf OUT.gguf \
-//!       [deepseek2-lite|qwen2moe] [q4_k|q8_0|q4_0]
+//! ```text
+//! cargo run --release -p models --example synth_moe -- TOKENIZER.gguf OUT.gguf \
+//!     [deepseek2-lite|qwen2moe] [q4_k|q8_0|q4_0]
+//! ```
 //!
 //! Matrices whose rows do not fit the type's 256-value super-blocks fall back as
 //! llama-quantize does (Q4_K -> Q5_0, other K-quants -> Q8_0); the router, norms and biases
