@@ -192,8 +192,11 @@ impl ModelShape {
         let head_dim_k = opt("attention.key_length")?.unwrap_or(n_embd / n_head);
         let head_dim_v = opt("attention.value_length")?.unwrap_or(n_embd / n_head);
         let n_rot = opt("rope.dimension_count")?.unwrap_or(head_dim_k);
+        // MLA caches the latent only when the file has the split (absorbable) layout, which
+        // key_length_mla marks; older attn_kv_b files cache per-head keys and values.
+        let mla = opt("attention.key_length_mla")?.is_some();
         let kv = match opt("attention.kv_lora_rank")? {
-            Some(rank) if rank > 0 => KvLayout::Latent {
+            Some(rank) if rank > 0 && mla => KvLayout::Latent {
                 kv_lora_rank: rank,
                 n_rot,
             },

@@ -353,3 +353,11 @@ fn deepseek2_v3() {
     check_f32("deepseek2-v3", 1e-3);
     check_f16("deepseek2-v3", 1e-2);
 }
+
+#[test]
+fn deepseek2_older_attn_kv_b_layout() {
+    // One attn_kv_b per layer (no key_length_mla): llama.cpp decompresses it and runs plain
+    // multi-head attention; so do we.
+    check_f32("deepseek2-kvb", 1e-3);
+    check_f16("deepseek2-kvb", 1e-2);
+}

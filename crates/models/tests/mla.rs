@@ -56,8 +56,10 @@ fn latent_cache_holds_kv_lora_rank_plus_rope_per_position() {
 }
 
 #[test]
-fn unsplit_attn_kv_b_files_are_refused_by_name() {
-    // An older conversion: no key/value_length_mla, one attn_kv_b per layer.
+fn mla_keys_without_their_lengths_are_refused_by_name() {
+    // Split attn_k_b / attn_v_b with absorbed key lengths but no key/value_length_mla: not
+    // the older attn_kv_b layout either (that runs: tests/fixtures.rs deepseek2-kvb), so
+    // the error names what is inconsistent.
     let src = GgufFile::open(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/deepseek2-dense.gguf"),
     )
@@ -80,7 +82,7 @@ fn unsplit_attn_kv_b_files_are_refused_by_name() {
         .to_string();
     let _ = std::fs::remove_file(&path);
     assert!(
-        e.contains("key_length_mla") && e.contains("attn_kv_b"),
+        e.contains("key_length_mla") && e.contains("attn_kv_b") && e.contains("head_count_kv"),
         "{e}"
     );
 }

@@ -12,6 +12,11 @@
 //!   `kv_lora_rank` prefix ([`compute::KvCache::latent`]).
 //! * Each head's latent output is decompressed by `attn_v_b` (`{kv_lora_rank, v_head,
 //!   n_head}`), then `attn_output`.
+//!
+//! Older conversions have one `attn_kv_b` instead of `attn_k_b` / `attn_v_b` (and no
+//! `key_length_mla`); llama.cpp runs those without absorption, and so do we: the latent is
+//! decompressed into per-head `[k_nope | v]`, keys `[k_nope | k_pe]` and values are cached
+//! per head, and ordinary multi-head attention follows.
 
 use compute::{AttnParams, KvCache, KvDtype, Rope};
 use gguf::{GgufFile, TensorInfo};
@@ -35,6 +40,8 @@ pub(crate) struct MlaDims {
     pub qk_rope: usize,
     /// Per-head value dimension (`value_length_mla`).
     pub v_head: usize,
+    /// An older file with one `attn_kv_b`: run without absorption (see the module doc).
+    pub decompressed: bool,
 }
 
 impl MlaDims {
@@ -56,12 +63,19 @@ enum QProj {
     LowRank { a: Matrix, norm: Norm, b: Matrix },
 }
 
+/// How the latent becomes keys and values.
+enum KvUp {
+    /// Absorbed into the queries and the output (`attn_k_b`, `attn_v_b`): latent cache.
+    Absorbed { k_b: Stacked, v_b: Stacked },
+    /// Decompressed per head (`attn_kv_b`, rows `[k_nope | v]` per head): ordinary cache.
+    Decompressed { kv_b: Matrix },
+}
+
 pub(crate) struct Mla {
     q: QProj,
     kv_a: Matrix,
     kv_a_norm: Norm,
-    k_b: Stacked,
-    v_b: Stacked,
+    up: KvUp,
     wo: Matrix,
     rope: Rope,
     /// `scale` is llama.cpp's `kq_scale` (YaRN mscale² / sqrt(key_length_mla)).
@@ -147,20 +161,22 @@ impl Mla {
         } else {
             QProj::Full(ld.matrix(&p("attn_q.weight"), q_rows, e)?)
         };
-        if !ld.has(&p("attn_k_b.weight")) && ld.has(&p("attn_kv_b.weight")) {
-            return Err(ModelError::Input(format!(
-                "{}: DeepSeek files with the unsplit attn_kv_b (older conversions, run by \
-                 llama.cpp as plain multi-head attention) are not supported; convert the \
-                 model again to get attn_k_b / attn_v_b",
-                p("attn_kv_b.weight")
-            )));
-        }
+        let up = if d.decompressed {
+            let rows = d.n_head * (d.qk_nope + d.v_head);
+            KvUp::Decompressed {
+                kv_b: ld.matrix(&p("attn_kv_b.weight"), rows, d.kv_lora_rank)?,
+            }
+        } else {
+            KvUp::Absorbed {
+                k_b: ld.stacked(&p("attn_k_b.weight"), d.n_head, d.kv_lora_rank, d.qk_nope)?,
+                v_b: ld.stacked(&p("attn_v_b.weight"), d.n_head, d.v_head, d.kv_lora_rank)?,
+            }
+        };
         Ok(Mla {
             q,
             kv_a: ld.matrix(&p("attn_kv_a_mqa.weight"), d.cache_row(), e)?,
             kv_a_norm: rms("attn_kv_a_norm.weight", d.kv_lora_rank)?,
-            k_b: ld.stacked(&p("attn_k_b.weight"), d.n_head, d.kv_lora_rank, d.qk_nope)?,
-            v_b: ld.stacked(&p("attn_v_b.weight"), d.n_head, d.v_head, d.kv_lora_rank)?,
+            up,
             wo: ld.matrix(&p("attn_output.weight"), e, d.n_head * d.v_head)?,
             rope,
             params,
@@ -174,29 +190,43 @@ impl Mla {
             QProj::Full(q) => vec![&q.info],
             QProj::LowRank { a, b, .. } => vec![&a.info, &b.info],
         };
-        m.extend([
-            &self.kv_a.info,
-            &self.k_b.info,
-            &self.v_b.info,
-            &self.wo.info,
-        ]);
+        match &self.up {
+            KvUp::Absorbed { k_b, v_b } => m.extend([&k_b.info, &v_b.info]),
+            KvUp::Decompressed { kv_b } => m.push(&kv_b.info),
+        }
+        m.extend([&self.kv_a.info, &self.wo.info]);
         m
     }
 
     /// A latent cache: one `[kv_cmpr | k_pe]` row per position, the values its prefix.
+    /// (Decompressed: per-head keys `[k_nope | k_pe]` and values.)
     pub fn new_cache(&self, max_seq_len: usize, kv: KvDtype) -> KvCache {
         let d = &self.dims;
-        KvCache::latent(kv, max_seq_len, d.cache_row(), d.kv_lora_rank)
+        match self.up {
+            KvUp::Absorbed { .. } => {
+                KvCache::latent(kv, max_seq_len, d.cache_row(), d.kv_lora_rank)
+            }
+            KvUp::Decompressed { .. } => {
+                KvCache::new(kv, max_seq_len, d.n_head, d.q_head(), d.v_head)
+            }
+        }
     }
 
-    /// Absorbed query row per token (`n_head * cache_row`).
+    /// Query row per token: absorbed (`n_head * cache_row`) or plain (`n_head * q_head`).
     pub fn q_len(&self) -> usize {
-        self.dims.n_head * self.dims.cache_row()
+        match self.up {
+            KvUp::Absorbed { .. } => self.dims.n_head * self.dims.cache_row(),
+            KvUp::Decompressed { .. } => self.dims.n_head * self.dims.q_head(),
+        }
     }
 
-    /// Attention output row per token, before decompression (`n_head * kv_lora_rank`).
+    /// Attention output row per token: latent (`n_head * kv_lora_rank`, decompressed
+    /// afterwards) or the heads' values (`n_head * v_head`).
     pub fn att_len(&self) -> usize {
-        self.dims.n_head * self.dims.kv_lora_rank
+        match self.up {
+            KvUp::Absorbed { .. } => self.dims.n_head * self.dims.kv_lora_rank,
+            KvUp::Decompressed { .. } => self.dims.n_head * self.dims.v_head,
+        }
     }
 
     /// Projects `n` normalised rows `h` to the absorbed queries (left in `b.q`) and stores
@@ -242,12 +272,19 @@ impl Mla {
                 self.rope.apply_cached(qp, 1, rot, rc);
             }
         }
+        let k_b = match &self.up {
+            KvUp::Absorbed { k_b, .. } => k_b,
+            KvUp::Decompressed { kv_b } => {
+                let bufs = (b.q, b.tmp, b.qbuf);
+                return self.store_decompressed(file, kv_b, (q_raw, kv), n, start_pos, cache, bufs);
+            }
+        };
         // Q = [q_nope · W_kb | q_pe] per head.
         let q = sized(b.q, n * nh * row);
         for hh in 0..nh {
             let x = (&q_raw[..], nh * qh, hh * qh);
             let out = (&mut q[..], nh * row, hh * row);
-            per_head(file, &self.k_b, hh, x, n, out, b.tmp, b.qbuf)?;
+            per_head(file, k_b, hh, x, n, out, b.tmp, b.qbuf)?;
             for t in 0..n {
                 q[(t * nh + hh) * row + lora..][..rot]
                     .copy_from_slice(&q_raw[(t * nh + hh) * qh + nope..][..rot]);
@@ -256,6 +293,47 @@ impl Mla {
         for t in 0..n {
             cache.store(start_pos + t, &kv[t * row..][..row], &[])?;
         }
+        Ok(())
+    }
+
+    /// The older layout: `attn_kv_b` decompresses each position's latent into per-head
+    /// `[k_nope | v]`; keys `[k_nope | k_pe]` (the rope part shared by every head) and values
+    /// go to an ordinary cache, and the queries stay `[q_nope | q_pe]`.
+    #[allow(clippy::too_many_arguments)]
+    fn store_decompressed(
+        &self,
+        file: &GgufFile,
+        kv_b: &Matrix,
+        (q_raw, kv): (&[f32], &[f32]),
+        n: usize,
+        start_pos: usize,
+        cache: &mut KvCache,
+        (q, tmp, qbuf): (&mut Vec<f32>, &mut Vec<f32>, &mut Vec<u8>),
+    ) -> Result<(), ModelError> {
+        let d = &self.dims;
+        let (nh, qh, row) = (d.n_head, d.q_head(), d.cache_row());
+        let (lora, nope, vh) = (d.kv_lora_rank, d.qk_nope, d.v_head);
+        let up = nope + vh;
+        let t = sized(tmp, n * lora + n * nh * up + nh * (qh + vh));
+        let (latent, rest) = t.split_at_mut(n * lora);
+        let (dec, kvrow) = rest.split_at_mut(n * nh * up);
+        for r in 0..n {
+            latent[r * lora..][..lora].copy_from_slice(&kv[r * row..][..lora]);
+        }
+        compute::matmul(&kv_b.view(file)?, latent, n, dec, qbuf)?;
+        let (krow, vrow) = kvrow.split_at_mut(nh * qh);
+        for r in 0..n {
+            let k_pe = &kv[r * row + lora..][..d.qk_rope];
+            for hh in 0..nh {
+                let src = &dec[(r * nh + hh) * up..][..up];
+                let k = &mut krow[hh * qh..][..qh];
+                k[..nope].copy_from_slice(&src[..nope]);
+                k[nope..].copy_from_slice(k_pe);
+                vrow[hh * vh..][..vh].copy_from_slice(&src[nope..]);
+            }
+            cache.store(start_pos + r, krow, vrow)?;
+        }
+        sized(q, n * nh * qh).copy_from_slice(&q_raw[..n * nh * qh]);
         Ok(())
     }
 
@@ -285,11 +363,19 @@ impl Mla {
     ) -> Result<(), ModelError> {
         let d = &self.dims;
         let (nh, lora, vh) = (d.n_head, d.kv_lora_rank, d.v_head);
+        let v_b = match &self.up {
+            KvUp::Absorbed { v_b, .. } => v_b,
+            KvUp::Decompressed { .. } => {
+                // The attention already produced the heads' values.
+                compute::matmul(&self.wo.view(file)?, att, n, out, b.qbuf)?;
+                return Ok(());
+            }
+        };
         let heads = sized(b.heads, n * nh * vh);
         for hh in 0..nh {
             let x = (att, nh * lora, hh * lora);
             let o = (&mut heads[..], nh * vh, hh * vh);
-            per_head(file, &self.v_b, hh, x, n, o, b.tmp, b.qbuf)?;
+            per_head(file, v_b, hh, x, n, o, b.tmp, b.qbuf)?;
         }
         compute::matmul(&self.wo.view(file)?, heads, n, out, b.qbuf)?;
         Ok(())
@@ -530,6 +616,7 @@ mod tests {
                 qk_nope: 8,
                 qk_rope: 4,
                 v_head: 6,
+                decompressed: false,
             };
             let w = weights(&d);
             let tag = format!("{q_lora_rank}-{dtype:?}");

@@ -53,16 +53,34 @@ impl DeepSeek2 {
             h.opt_usize("attention.key_length_mla")?,
             h.opt_usize("attention.value_length_mla")?,
         );
-        let (Some(k_mla), Some(v_mla)) = (k_mla, v_mla) else {
-            // llama.cpp's is_mla() is false without them: the file has the unsplit
-            // attn_kv_b and runs as plain multi-head attention.
-            return Err(hparam(
-                h.key("attention.key_length_mla"),
-                "absent (with value_length_mla): an older DeepSeek conversion with the \
-                 unsplit attn_kv_b, which is not supported; convert the model again",
-            ));
-        };
         let qk_rope = cfg.n_rot;
+        let Some((k_mla, v_mla)) = k_mla.zip(v_mla) else {
+            // llama.cpp's is_mla() is false without them: an older conversion with the
+            // unsplit attn_kv_b, run as plain multi-head attention over per-head keys of
+            // key_length (nope + rope) and values of value_length.
+            if cfg.n_head_kv != cfg.n_head || cfg.head_dim_k <= qk_rope {
+                return Err(hparam(
+                    h.key("attention.key_length"),
+                    format!(
+                        "without key_length_mla (an attn_kv_b file), head_count_kv must equal \
+                         head_count {} and key_length {} exceed the rope dimensions {qk_rope}",
+                        cfg.n_head, cfg.head_dim_k
+                    ),
+                ));
+            }
+            return Ok(DeepSeek2 {
+                n_layer_dense_lead: h.opt_usize("leading_dense_block_count")?.unwrap_or(0),
+                mla: MlaDims {
+                    n_head: cfg.n_head,
+                    q_lora_rank,
+                    kv_lora_rank,
+                    qk_nope: cfg.head_dim_k - qk_rope,
+                    qk_rope,
+                    v_head: cfg.head_dim_v,
+                    decompressed: true,
+                },
+            });
+        };
         if k_mla <= qk_rope || v_mla == 0 {
             return Err(hparam(
                 h.key("attention.key_length_mla"),
@@ -99,6 +117,7 @@ impl DeepSeek2 {
                 qk_nope: k_mla - qk_rope,
                 qk_rope,
                 v_head: v_mla,
+                decompressed: false,
             },
         })
     }
