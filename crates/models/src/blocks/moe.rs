@@ -104,9 +104,12 @@ impl Experts {
         )?)
     }
 
-    /// Gives expert `e`'s pages back (lazy paging only).
+    /// Gives expert `e`'s pages back (lazy paging only), widened to page-cache folio
+    /// boundaries: reading an expert maps the whole folios around it, which belong partly to
+    /// its neighbours, and those would otherwise stay resident because unchosen experts are
+    /// never released.
     fn release(&self, file: &GgufFile, e: usize) {
-        file.release_bytes(
+        file.release_touched(
             &self.info,
             (e * self.expert_bytes) as u64,
             self.expert_bytes as u64,
