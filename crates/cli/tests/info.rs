@@ -54,6 +54,7 @@ fn info_json(model: &Path, extra: &[&str]) -> Json {
 fn json_for_the_llama_fixture() {
     let v = info_json(&fixture("llama-q8_0.gguf"), &[]);
     assert_eq!(v["architecture"], "llama");
+    assert_eq!(v["architecture_supported"], true);
     assert_eq!(v["name"], "tiny-llama-q8_0");
     assert_eq!(v["gguf_version"], 3);
     assert_eq!(v["splits"], 1);
@@ -155,6 +156,7 @@ fn unsupported_types_are_named() {
     let v = info_json(&model, &[]);
     assert_eq!(v["unsupported_types"], serde_json::json!(["IQ4_XS"]));
     assert_eq!(v["architecture"], "quantfixture");
+    assert_eq!(v["architecture_supported"], false);
     assert_eq!(v["tensor_types"]["IQ4_XS"]["tensors"], 3);
     assert_eq!(v["file_type"], Json::Null);
     let out = torchless(&["info", model.to_str().unwrap()]);

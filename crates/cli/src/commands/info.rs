@@ -221,6 +221,7 @@ impl<'a> Report<'a> {
             "file_size_bytes": self.file.file_size(),
             "metadata_count": self.file.metadata().len(),
             "architecture": self.arch,
+            "architecture_supported": self.arch.is_some_and(|a| engine::supported_archs().contains(&a)),
             "name": self.name,
             "parameter_count": self.n_params,
             "file_type": self.file_type_name(),
@@ -275,7 +276,14 @@ impl<'a> Report<'a> {
             "size on disk",
             format!("{} ({} bytes)", human_bytes(f.file_size()), f.file_size()),
         );
-        row("architecture", self.arch.unwrap_or("(not set)").to_string());
+        row(
+            "architecture",
+            match self.arch {
+                None => "(not set)".to_string(),
+                Some(a) if engine::supported_archs().contains(&a) => format!("{a} (runs)"),
+                Some(a) => format!("{a} (cannot run in torchless yet)"),
+            },
+        );
         row("name", self.name.unwrap_or("(not set)").to_string());
         row(
             "parameters",
