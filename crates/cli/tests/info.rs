@@ -115,7 +115,7 @@ fn text_output_is_aligned_and_complete() {
     assert!(out.status.success());
     let text = stdout(&out);
     for line in [
-        "architecture    llama",
+        "architecture    llama (runs)",
         "parameters      120.13 K (120128)",
         "file type       MOSTLY_Q8_0 (7)",
         "context length  128",
