@@ -58,6 +58,17 @@ pub use error::EngineError;
 pub use memory::{LoadDecision, LoadMode, MemoryPlan, Planner};
 pub use model::{LoadOptions, LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
 pub use models::{default_threads, set_threads, supported_archs, KvDtype};
+
+/// What front ends may read of a model file without running it (`info`, `tokenize`, memory
+/// plans, bench headers): the GGUF container, the tokenizer, the cache-layout constants and
+/// the kernel level. Front ends depend on `engine` alone; this is their window below it.
+pub mod inspect {
+    pub use gguf::{
+        file_type_name, GgmlType, GgufFile, Metadata, Result as GgufResult, TensorInfo, Value,
+    };
+    pub use models::{kernel_level, windowed_slots, DEFAULT_UBATCH};
+    pub use tokenizer::{ChatMessage, Tokenizer};
+}
 pub use perplexity::{perplexity, ChunkProgress, PerplexityResult};
 pub use sampling::{random_seed, Sampler, SamplingParams, TokenLogprob};
 pub use session::{

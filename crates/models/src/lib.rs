@@ -25,6 +25,12 @@ pub use error::ModelError;
 pub use families::{sliding_window, supported_archs, SlidingWindow};
 pub use weights::LAZY_OUTPUT_CHUNK_BYTES;
 
+/// The SIMD level the kernels run at on this CPU (`scalar`, `avx2`, `avx512`), as chosen at
+/// run time (or forced with `TORCHLESS_SIMD`).
+pub fn kernel_level() -> &'static str {
+    quant::dispatch::active_level().name()
+}
+
 use compute::KvCache;
 use forward::{Decoder, Scratch};
 use weights::Loader;

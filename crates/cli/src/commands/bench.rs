@@ -113,7 +113,7 @@ pub fn run(args: Args) -> Result<()> {
         || path.display().to_string(),
         |n| n.to_string_lossy().into(),
     );
-    let simd = quant::dispatch::active_level().name();
+    let simd = engine::inspect::kernel_level();
     let max_seq_len = args.n_prompt.max(args.n_gen);
     if max_seq_len > lm.trained_context() {
         bail!(

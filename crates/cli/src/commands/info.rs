@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
-use gguf::{GgmlType, GgufFile, Metadata, TensorInfo, Value};
+use engine::inspect::{GgmlType, GgufFile, GgufResult, Metadata, TensorInfo, Value};
 use serde_json::{json, Map, Value as Json};
 
 #[derive(clap::Args)]
@@ -107,7 +107,7 @@ pub fn run(args: Args) -> Result<()> {
 fn opt<'a, T>(
     md: &'a Metadata,
     key: &str,
-    get: impl Fn(&'a Metadata, &str) -> gguf::Result<Option<T>>,
+    get: impl Fn(&'a Metadata, &str) -> GgufResult<Option<T>>,
 ) -> Result<Option<T>> {
     get(md, key).with_context(|| format!("reading metadata key {key}"))
 }
@@ -189,7 +189,8 @@ impl<'a> Report<'a> {
 
     fn file_type_name(&self) -> Option<String> {
         self.file_type.map(|id| {
-            gguf::file_type_name(id).map_or_else(|| format!("unknown ({id})"), str::to_string)
+            engine::inspect::file_type_name(id)
+                .map_or_else(|| format!("unknown ({id})"), str::to_string)
         })
     }
 

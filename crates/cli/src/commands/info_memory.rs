@@ -2,9 +2,9 @@
 //! and the trained context (and at `--max-seq-len` when given), before any weight is read.
 
 use anyhow::{anyhow, Result};
+use engine::inspect::GgufFile;
 use engine::memory::{self, fmt_bytes, LoadMode, MemoryPlan, Planner};
 use engine::KvDtype;
-use gguf::GgufFile;
 use serde_json::{json, Value as Json};
 
 /// Reads one component of a plan.
@@ -169,12 +169,12 @@ pub fn render(
              {} instead of {} at {} tokens\n",
             shape.n_layer,
             shape.sliding_window,
-            models::windowed_slots(
+            engine::inspect::windowed_slots(
                 usize::try_from(r.seq).unwrap_or(usize::MAX),
                 usize::try_from(shape.sliding_window).unwrap_or(usize::MAX),
-                models::DEFAULT_UBATCH
+                engine::inspect::DEFAULT_UBATCH
             ),
-            models::DEFAULT_UBATCH,
+            engine::inspect::DEFAULT_UBATCH,
             fmt_bytes(r.eager.kv_bytes),
             fmt_bytes(shape.kv_bytes(r.seq, kv)),
             r.seq

@@ -3,8 +3,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{bail, Context, Result};
-use gguf::GgufFile;
-use tokenizer::{ChatMessage, Tokenizer};
+use engine::inspect::{ChatMessage, GgufFile, Tokenizer};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
