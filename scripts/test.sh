@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 scripts/fetch-models.sh >/dev/null
 if [ -x scripts/fetch-tokenizer-tests.sh ]; then scripts/fetch-tokenizer-tests.sh >/dev/null; fi
+# The server is tested with the official OpenAI client (crates/cli/tests/openai_client.py).
+python3 -c 'import openai' 2>/dev/null || python3 -m pip install -q openai
 
 cargo fmt --all -- --check
 # --release like the tests: one profile, so the build scripts and proc macros (ring's C code,

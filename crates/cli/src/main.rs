@@ -43,6 +43,8 @@ enum Command {
     Models(commands::models::Args),
     /// Measure prompt-processing and generation speed (tokens/s) the way llama-bench does
     Bench(commands::bench::Args),
+    /// Serve the model over HTTP with OpenAI's API (chat/completions, streaming) and a chat page
+    Serve(commands::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Download(args) => commands::download::run(args),
         Command::Models(args) => commands::models::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

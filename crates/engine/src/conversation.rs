@@ -153,6 +153,40 @@ impl LoadedModel {
             .map_err(|e| EngineError::Tokenizer(format!("chat template: {e}")))
     }
 
+    /// Renders an OpenAI-style message list (`[{"role": .., "content": ..}, ..]` as JSON
+    /// text, roles as the template allows) with the model's chat template; `extra` is a JSON
+    /// object of template variables (e.g. `{"enable_thinking": false}`). For servers, whose
+    /// clients send whole histories.
+    pub fn render_messages_json(
+        &self,
+        messages_json: &str,
+        add_generation_prompt: bool,
+        extra: Option<&str>,
+    ) -> Result<String, EngineError> {
+        let tok = self.tokenizer();
+        let template = tok
+            .chat_template()
+            .unwrap_or_else(|| tok.fallback_chat_template(self.arch()));
+        let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i).ok()).unwrap_or("");
+        let opts = tokenizer::ChatOptions {
+            add_generation_prompt,
+            bos_token: text(tok.bos()),
+            eos_token: text(tok.eos()),
+            extra,
+            ..Default::default()
+        };
+        tokenizer::render_chat_json(template, messages_json, &opts)
+            .map_err(|e| EngineError::Tokenizer(format!("chat template: {e}")))
+    }
+
+    /// Token ids of a rendered chat prompt (special tokens parsed, BOS as the template has
+    /// it).
+    pub fn tokenize_chat_prompt(&self, text: &str) -> Result<Vec<u32>, EngineError> {
+        self.tokenizer()
+            .encode_chat_prompt(text)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+
     /// Renders `conv` for the next answer and points `session` at the part it lacks: the
     /// cached prefix it shares with the rendering is kept, the rest is dropped from the cache.
     /// Generate with `session.generate(prompt.new_ids(), ..)`.

@@ -9,6 +9,7 @@ mod info_memory;
 pub mod models;
 pub mod perplexity;
 pub mod run;
+pub mod serve;
 pub mod tokenize;
 
 use std::io::Write;

@@ -1,0 +1,88 @@
+//! `torchless serve [MODEL]`: an OpenAI-compatible HTTP server (see the `server` crate).
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{bail, Context, Result};
+use clap::Args as ClapArgs;
+
+#[derive(ClapArgs, Debug)]
+#[command(
+    long_about = "Serve the model over HTTP with OpenAI's API: POST /v1/chat/completions and \
+    /v1/completions (streaming with server-sent events or not), GET /v1/models, GET /health, \
+    GET /metrics (Prometheus), POST /tokenize and /detokenize (llama-server's shapes), and a \
+    chat page at /. Point any OpenAI client (the `openai` Python package, Open WebUI, editors' \
+    assistants) at http://HOST:PORT/v1.\n\n\
+    Requests are served one at a time in arrival order; a request whose prompt starts with \
+    the tokens already in the cache (the previous turn of the same chat) reuses them, and \
+    `usage.prompt_tokens_details.cached_tokens` says how many. Ctrl-C or SIGTERM stops \
+    accepting and lets the request in flight finish."
+)]
+pub struct Args {
+    /// GGUF file, owner/name[:QUANT] or owner/name/FILE.gguf
+    /// [default: SmolLM2-135M-Instruct Q4_1, fetched on first use]
+    pub model: Option<String>,
+    /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on every endpoint but /health
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Allow browsers on ORIGIN to call the API (CORS); off by default
+    #[arg(long, value_name = "ORIGIN")]
+    pub cors: Option<String>,
+    /// Sequences served at once (KV cache slots); 1 until continuous batching lands
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
+    /// Requests that may wait for the model before new ones get 503
+    #[arg(long, default_value_t = 64)]
+    pub queue: usize,
+    /// Name reported in /v1/models and responses [default: the file name]
+    #[arg(long)]
+    pub alias: Option<String>,
+    #[command(flatten)]
+    pub runtime: super::args::RuntimeArgs,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.parallel != 1 {
+        bail!(
+            "--parallel {}: this build serves one sequence at a time (continuous batching is \
+             being built); use --parallel 1",
+            args.parallel
+        );
+    }
+    let ip: IpAddr = args
+        .host
+        .parse()
+        .with_context(|| format!("--host {:?} is not an IP address", args.host))?;
+    let session = args.runtime.session_options()?;
+    let path = super::model_path(args.model.as_deref())?;
+    let lm = args.runtime.load.load(&path, session, false)?;
+    let name = args.alias.clone().unwrap_or_else(|| {
+        path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    });
+    let opts = server::ServeOptions {
+        model_name: name,
+        api_key: args.api_key.clone(),
+        cors: args.cors.clone(),
+        queue: args.queue,
+        ..Default::default()
+    };
+    let srv = server::Server::new(lm, session, opts)?;
+    let rt = tokio_runtime()?;
+    rt.block_on(srv.serve(SocketAddr::new(ip, args.port), |addr| {
+        eprintln!("serve: listening on http://{addr} (OpenAI API at http://{addr}/v1, chat page at http://{addr}/)");
+    }))
+    .with_context(|| format!("cannot serve on {}:{}", args.host, args.port))?;
+    eprintln!("serve: stopped");
+    Ok(())
+}
+
+fn tokio_runtime() -> Result<server::Runtime> {
+    server::runtime().context("cannot start the async runtime")
+}

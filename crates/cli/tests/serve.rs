@@ -1,0 +1,345 @@
+//! `torchless serve` as a process, spoken to over real HTTP: the OpenAI shapes, streaming,
+//! prefix reuse, errors with their statuses, the API key, and the official `openai` Python
+//! client (tests/openai_client.py) against it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::real_model;
+use serde_json::{json, Value};
+
+/// A server on a free port, killed when dropped.
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(extra: &[&str]) -> Serve {
+    let model = real_model("smollm2-135m-instruct-q4_1");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_torchless"))
+        .args([
+            "serve",
+            model.to_str().unwrap(),
+            "--port",
+            "0",
+            "--max-seq-len",
+            "512",
+        ])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "server exited before listening"
+        );
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on it.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    Serve { child, addr }
+}
+
+/// One HTTP/1.1 request; returns (status, headers, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+}
+
+fn post(addr: &str, path: &str, body: &Value) -> (u16, Value) {
+    let (st, _, b) = http(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+fn greedy_chat(content: &str, max_tokens: u32) -> Value {
+    json!({"model": "x", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, "temperature": 0})
+}
+
+#[test]
+fn chat_completions_match_run_and_stream_the_same_text() {
+    let s = serve(&[]);
+    let (st, v) = post(
+        &s.addr,
+        "/v1/chat/completions",
+        &greedy_chat("Why is the sky blue?", 24),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    let text = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 24);
+    // The same greedy answer as `torchless run` (chat template applied the same way).
+    let model = real_model("smollm2-135m-instruct-q4_1");
+    let o = Command::new(env!("CARGO_BIN_EXE_torchless"))
+        .args([
+            "run",
+            model.to_str().unwrap(),
+            "-p",
+            "Why is the sky blue?",
+            "-n",
+            "24",
+            "--temp",
+            "0",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim_end(),
+        text.trim_end()
+    );
+
+    // Streaming: chunks concatenate to the same text; usage last; then [DONE].
+    let mut req = greedy_chat("Why is the sky blue?", 24);
+    req["stream"] = json!(true);
+    req["stream_options"] = json!({"include_usage": true});
+    let (st, head, body) = http(
+        &s.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("Content-Type", "application/json")],
+        req.to_string().as_bytes(),
+    );
+    assert_eq!(st, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("text/event-stream"),
+        "{head}"
+    );
+    let body = String::from_utf8(body).unwrap();
+    let datas: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(*datas.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = datas[..datas.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, text);
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage["completion_tokens"], 24);
+    // The second request repeats the first prompt: all but its last token come from the cache.
+    assert_eq!(
+        usage["prompt_tokens_details"]["cached_tokens"],
+        usage["prompt_tokens"].as_u64().unwrap() - 1
+    );
+}
+
+#[test]
+fn errors_have_openai_shapes_and_statuses() {
+    let s = serve(&["--api-key", "sekret"]);
+    let auth = [
+        ("Content-Type", "application/json"),
+        ("Authorization", "Bearer sekret"),
+    ];
+    let call = |body: &[u8]| {
+        let (st, _, b) = http(&s.addr, "POST", "/v1/chat/completions", &auth, body);
+        (st, serde_json::from_slice::<Value>(&b).unwrap())
+    };
+    // No key: 401; /health needs none.
+    let (st, v) = post(&s.addr, "/v1/chat/completions", &greedy_chat("hi", 1));
+    assert_eq!(st, 401, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    assert_eq!(http(&s.addr, "GET", "/health", &[], b"").0, 200);
+    // Bad JSON, wrong types, n > 1, unsupported tools, empty messages, bad role.
+    let (st, v) = call(b"{not json");
+    assert_eq!(st, 400);
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{v}"
+    );
+    let (st, v) = call(br#"{"messages": "hello"}"#);
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = call(
+        json!({"messages": [{"role": "user", "content": "hi"}], "n": 2})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!((st, v["error"]["param"].as_str()), (400, Some("n")));
+    let (st, v) = call(
+        json!({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!((st, v["error"]["param"].as_str()), (400, Some("tools")));
+    let (st, _) = call(json!({"messages": []}).to_string().as_bytes());
+    assert_eq!(st, 400);
+    let (st, v) = call(
+        json!({"messages": [{"role": "wizard", "content": "hi"}]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(st, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("wizard"));
+    // A prompt longer than the context says by how much.
+    let long = "word ".repeat(2000);
+    let (st, v) = call(
+        json!({"messages": [{"role": "user", "content": long}]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(st, 400);
+    assert_eq!(v["error"]["code"], "context_length_exceeded");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("too many"),
+        "{v}"
+    );
+    // max_tokens far beyond the context is capped, not an allocation.
+    let (st, v) = call(json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1_000_000_000_000u64, "temperature": 0, "stop": ["."]}).to_string().as_bytes());
+    assert_eq!(st, 200, "{v}");
+    // An oversized body: 413 in the same shape.
+    let big = vec![b' '; 9 << 20];
+    let (st, _, b) = http(&s.addr, "POST", "/v1/chat/completions", &auth, &big);
+    assert_eq!(st, 413);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&b).unwrap()["error"]["code"],
+        "request_too_large"
+    );
+    // Unknown routes: 404 in the same shape.
+    let (st, _, b) = http(&s.addr, "GET", "/v2/nothing", &auth, b"");
+    assert_eq!(st, 404);
+    assert!(serde_json::from_slice::<Value>(&b).unwrap()["error"].is_object());
+}
+
+#[test]
+fn completions_tokenize_models_metrics_and_page() {
+    let s = serve(&[]);
+    let (st, v) = post(
+        &s.addr,
+        "/v1/completions",
+        &json!({"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0, "logprobs": 2}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(
+        v["choices"][0]["logprobs"]["tokens"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(
+        v["choices"][0]["logprobs"]["top_logprobs"][0]
+            .as_object()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (st, v) = post(&s.addr, "/tokenize", &json!({"content": "Hello world"}));
+    assert_eq!((st, v["tokens"].clone()), (200, json!([19556, 905])));
+    let (st, v) = post(&s.addr, "/detokenize", &json!({"tokens": [19556, 905]}));
+    assert_eq!((st, v["content"].as_str()), (200, Some("Hello world")));
+    let (st, _, b) = http(&s.addr, "GET", "/v1/models", &[], b"");
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        (st, v["data"][0]["id"].as_str()),
+        (200, Some("smollm2-135m-instruct-q4_1.gguf"))
+    );
+    let (st, _, b) = http(&s.addr, "GET", "/metrics", &[], b"");
+    let m = String::from_utf8(b).unwrap();
+    assert_eq!(st, 200);
+    assert!(m.contains("torchless_generated_tokens_total 4"), "{m}");
+    let (st, _, b) = http(&s.addr, "GET", "/", &[], b"");
+    assert_eq!(st, 200);
+    assert!(String::from_utf8(b)
+        .unwrap()
+        .contains("smollm2-135m-instruct-q4_1.gguf"));
+}
+
+/// The official `openai` Python package against the server (installed by scripts/test.sh).
+#[test]
+fn the_openai_python_client_works_unchanged() {
+    let s = serve(&[]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
+    let o = Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{}/v1", s.addr))
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -1,0 +1,116 @@
+//! `torchless serve`: an OpenAI-compatible HTTP server over one loaded model.
+//!
+//! * `POST /v1/chat/completions`, `POST /v1/completions` (streaming as server-sent events
+//!   or not), `GET /v1/models`, `GET /health`, `GET /metrics` (Prometheus text),
+//!   `POST /tokenize`, `POST /detokenize` (llama-server's shapes), `GET /` a chat page.
+//! * Errors in OpenAI's JSON shape (`{"error": {"message", "type", "param", "code"}}`).
+//! * Requests queue for the model's worker ([`worker`]); a client that goes away frees the
+//!   worker at the next token.
+//!
+//! The HTTP side is here; generation is `engine`'s.
+
+mod api;
+mod page;
+mod routes;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use api::ApiError;
+pub use tokio::runtime::Runtime;
+pub use worker::Metrics;
+
+/// A small multi-threaded runtime for the HTTP side (the model has its own worker thread and
+/// compute pool; two I/O threads are plenty).
+pub fn runtime() -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("torchless-http")
+        .enable_all()
+        .build()
+}
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The model's name in `/v1/models` and responses.
+    pub model_name: String,
+    /// Bearer token every endpoint but `/health` requires (`--api-key`).
+    pub api_key: Option<String>,
+    /// Origin allowed by CORS (`--cors`); none = CORS off.
+    pub cors: Option<String>,
+    /// Requests waiting beyond the one being served before new ones get 503.
+    pub queue: usize,
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            model_name: "model".into(),
+            api_key: None,
+            cors: None,
+            queue: 64,
+            max_body_bytes: 8 << 20,
+        }
+    }
+}
+
+/// A server over `model`: the router to mount, and the worker behind it.
+pub struct Server {
+    state: Arc<routes::AppState>,
+}
+
+impl Server {
+    /// Starts the model's worker thread.
+    pub fn new(
+        model: engine::LoadedModel,
+        session: engine::SessionOptions,
+        opts: ServeOptions,
+    ) -> Result<Self, engine::EngineError> {
+        let worker = worker::Worker::start(model, &session, opts.queue)?;
+        Ok(Server {
+            state: Arc::new(routes::AppState { worker, opts }),
+        })
+    }
+
+    /// The HTTP routes (for embedding in another axum app, or for tests).
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.state.clone())
+    }
+
+    /// Serves on `addr` until SIGINT/SIGTERM, then stops accepting and lets requests in
+    /// flight finish (bounded by the client: a stream ends when its generation does).
+    pub async fn serve(
+        self,
+        addr: SocketAddr,
+        on_ready: impl FnOnce(SocketAddr),
+    ) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        on_ready(listener.local_addr()?);
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown())
+            .await
+    }
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
