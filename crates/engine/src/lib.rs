@@ -49,6 +49,7 @@ pub mod memory;
 pub mod model;
 pub mod perplexity;
 pub mod sampling;
+pub mod scheduler;
 pub mod session;
 pub mod text;
 pub mod thinking;
@@ -60,6 +61,10 @@ pub use model::{LoadOptions, LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
 pub use models::{default_threads, set_threads, supported_archs, KvDtype};
 pub use perplexity::{perplexity, ChunkProgress, PerplexityResult};
 pub use sampling::{random_seed, Sampler, SamplingParams, TokenLogprob};
+pub use scheduler::{
+    Event, Finish, Request, RequestHandle, Scheduler, SchedulerOptions, SchedulerStats, Timings,
+    Usage,
+};
 pub use session::{
     GenerateOptions, Generation, GenerationStats, LogitsSource, Session, StopReason, TokenEvent,
     TokenText,
