@@ -29,6 +29,10 @@ pub enum EngineError {
     Tokenizer(String),
     #[error("perplexity: {0}")]
     Perplexity(String),
+    #[error("queue full: {limit} requests are already waiting; retry later")]
+    QueueFull { limit: usize },
+    #[error("the scheduler has stopped")]
+    SchedulerStopped,
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -49,6 +49,7 @@ pub mod memory;
 pub mod model;
 pub mod perplexity;
 pub mod sampling;
+pub mod scheduler;
 pub mod session;
 pub mod text;
 pub mod thinking;
@@ -71,6 +72,10 @@ pub mod inspect {
 }
 pub use perplexity::{perplexity, ChunkProgress, PerplexityResult};
 pub use sampling::{random_seed, Sampler, SamplingParams, TokenLogprob};
+pub use scheduler::{
+    Event, Finish, Request, RequestHandle, Scheduler, SchedulerOptions, SchedulerStats, Timings,
+    Usage,
+};
 pub use session::{
     GenerateOptions, Generation, GenerationStats, LogitsSource, Session, StopReason, TokenEvent,
     TokenText,

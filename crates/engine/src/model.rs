@@ -264,7 +264,7 @@ impl LogitsSource for ModelSource {
     }
 }
 
-struct TokenizerText(Arc<Tokenizer>);
+pub(crate) struct TokenizerText(pub(crate) Arc<Tokenizer>);
 
 impl TokenText for TokenizerText {
     fn is_eog(&self, id: u32) -> bool {

@@ -223,12 +223,7 @@ impl Session {
         input: &[u32],
         opts: &GenerateOptions,
     ) -> Result<Generation<'_>, EngineError> {
-        if opts.max_tokens == Some(0) {
-            return Err(EngineError::InvalidParam(
-                "max tokens: must be at least 1 (None means no limit)".into(),
-            ));
-        }
-        let sampler = Sampler::new(opts.sampling.clone())?;
+        let emit = Emitter::new(opts)?;
         let n_vocab = self.source.n_vocab();
         if let Some(&id) = input.iter().find(|&&id| id as usize >= n_vocab) {
             return Err(EngineError::BadToken { id, n_vocab });
@@ -254,14 +249,9 @@ impl Session {
         self.pending = None;
         let prompt_time = t0.elapsed();
         Ok(Generation {
-            sampler,
-            max_tokens: opts.max_tokens,
-            want_logprobs: opts.logprobs,
-            stop: StopMatcher::new(&opts.stop),
-            utf8: Utf8Assembler::new(),
+            emit,
             logits,
             to_feed: None,
-            generated: 0,
             finished: false,
             stop_reason: None,
             prompt_tokens: feed.len(),
@@ -301,17 +291,12 @@ fn check_len(logits: &[f32], n_vocab: usize) -> Result<(), EngineError> {
 /// A running generation; yields one [`TokenEvent`] per sampled token.
 pub struct Generation<'s> {
     session: &'s mut Session,
-    sampler: Sampler,
-    max_tokens: Option<usize>,
-    want_logprobs: Option<usize>,
-    stop: StopMatcher,
-    utf8: Utf8Assembler,
+    emit: Emitter,
     /// Next-token logits.
     logits: Vec<f32>,
     /// Token sampled by the previous step; fed at the start of the next one so each token is
     /// handed out before the (slow) forward pass that follows it.
     to_feed: Option<u32>,
-    generated: usize,
     finished: bool,
     stop_reason: Option<StopReason>,
     prompt_tokens: usize,
@@ -326,10 +311,10 @@ impl Generation<'_> {
         Some(GenerationStats {
             prompt_tokens: self.prompt_tokens,
             prompt_time: self.prompt_time,
-            generated_tokens: self.generated,
+            generated_tokens: self.emit.generated,
             gen_time: self.gen_time,
             stop: self.stop_reason?,
-            seed: self.sampler.params().seed,
+            seed: self.emit.sampler.params().seed,
         })
     }
 
@@ -347,24 +332,75 @@ impl Generation<'_> {
             s.history.push(id);
             s.pending = None;
         }
-        let id = self.sampler.sample(&self.logits, &s.history)?;
-        s.pending = Some(id);
+        let full = s.history.len() >= s.source.max_seq_len();
+        let (ev, reason) = self.emit.step(&self.logits, &s.history, &*s.text, full)?;
+        s.pending = Some(ev.id);
+        match reason {
+            Some(r) => {
+                self.stop_reason = Some(r);
+                self.finished = true;
+            }
+            None => self.to_feed = Some(ev.id),
+        }
+        Ok(ev)
+    }
+}
+
+/// One generation's sampling, stop rules and streamed text, a token at a time: shared by
+/// [`Generation`] and the batch scheduler, so both stop and stream alike.
+pub(crate) struct Emitter {
+    pub sampler: Sampler,
+    max_tokens: Option<usize>,
+    want_logprobs: Option<usize>,
+    stop: StopMatcher,
+    utf8: Utf8Assembler,
+    /// Tokens sampled so far.
+    pub generated: usize,
+}
+
+impl Emitter {
+    pub fn new(opts: &GenerateOptions) -> Result<Emitter, EngineError> {
+        if opts.max_tokens == Some(0) {
+            return Err(EngineError::InvalidParam(
+                "max tokens: must be at least 1 (None means no limit)".into(),
+            ));
+        }
+        Ok(Emitter {
+            sampler: Sampler::new(opts.sampling.clone())?,
+            max_tokens: opts.max_tokens,
+            want_logprobs: opts.logprobs,
+            stop: StopMatcher::new(&opts.stop),
+            utf8: Utf8Assembler::new(),
+            generated: 0,
+        })
+    }
+
+    /// Samples the next token from `logits` (`history`: every token fed so far) and says
+    /// whether generation ends with it; `context_full`: no further token can be fed.
+    pub fn step(
+        &mut self,
+        logits: &[f32],
+        history: &[u32],
+        text: &dyn TokenText,
+        context_full: bool,
+    ) -> Result<(TokenEvent, Option<StopReason>), EngineError> {
+        let id = self.sampler.sample(logits, history)?;
         self.generated += 1;
         let (logprob, top) = match self.want_logprobs {
             Some(k) => {
-                let (lp, top) = logprobs(&self.logits, id, k);
+                let (lp, top) = logprobs(logits, id, k);
                 (Some(lp), top)
             }
             None => (None, Vec::new()),
         };
 
-        let eog = s.text.is_eog(id);
-        let mut text = String::new();
+        let eog = text.is_eog(id);
+        let mut out = String::new();
         let mut reason = None;
         if !eog {
-            let piece = self.utf8.push(&s.text.piece(id));
+            let piece = self.utf8.push(&text.piece(id));
             let c = self.stop.push(&piece);
-            text = c.emit;
+            out = c.emit;
             if c.stopped {
                 reason = Some(StopReason::StopString);
             }
@@ -374,7 +410,7 @@ impl Generation<'_> {
                 Some(StopReason::Eos)
             } else if self.max_tokens == Some(self.generated) {
                 Some(StopReason::Limit)
-            } else if s.history.len() >= s.source.max_seq_len() {
+            } else if context_full {
                 Some(StopReason::ContextFull)
             } else {
                 None
@@ -382,27 +418,21 @@ impl Generation<'_> {
             if reason.is_some() {
                 // Nothing can complete a stop string now: release what was held back.
                 let c = self.stop.push(&self.utf8.finish());
-                text.push_str(&c.emit);
+                out.push_str(&c.emit);
                 if c.stopped {
                     reason = Some(StopReason::StopString);
                 } else {
-                    text.push_str(&self.stop.finish());
+                    out.push_str(&self.stop.finish());
                 }
             }
         }
-        match reason {
-            Some(r) => {
-                self.stop_reason = Some(r);
-                self.finished = true;
-            }
-            None => self.to_feed = Some(id),
-        }
-        Ok(TokenEvent {
+        let ev = TokenEvent {
             id,
-            text,
+            text: out,
             logprob,
             top,
-        })
+        };
+        Ok((ev, reason))
     }
 }
 

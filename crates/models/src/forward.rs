@@ -13,7 +13,7 @@ use crate::blocks::moe::MoeScratch;
 use crate::blocks::norm::Norm;
 use crate::error::ModelError;
 use crate::weights::{Loader, Matrix};
-use crate::{Config, State};
+use crate::{Config, Logits, SeqBatch};
 
 /// How a layer's attention and FFN outputs join the residual stream.
 pub(crate) enum Residual {
@@ -76,17 +76,14 @@ impl LayerAttn {
         }
     }
 
-    /// Projects `n` normalised rows `h`: the queries stay in `s.q`, keys and values go to
-    /// `cache` at positions `start_pos..`.
-    #[allow(clippy::too_many_arguments)]
+    /// Projects the normalised rows `h` (one per entry of `rows`): the queries stay in
+    /// `s.q`, each row's keys and values go to `store`.
     fn project_and_store(
         &self,
         file: &GgufFile,
         h: &[f32],
-        n: usize,
-        start_pos: usize,
-        long_context: bool,
-        cache: &mut KvCache,
+        rows: &[RowPos],
+        store: &mut StoreKv,
         s: &mut Scratch,
     ) -> Result<(), ModelError> {
         match self {
@@ -99,7 +96,7 @@ impl LayerAttn {
                     rope: &mut s.rope,
                     qbuf: &mut s.qbuf,
                 };
-                a.project_and_store(file, h, n, start_pos, long_context, cache, bufs)
+                a.project_and_store(file, h, rows, store, bufs)
             }
             LayerAttn::Latent(m) => {
                 let bufs = MlaBufs {
@@ -110,7 +107,7 @@ impl LayerAttn {
                     rope: &mut s.rope,
                     qbuf: &mut s.qbuf,
                 };
-                m.project_and_store(file, h, n, start_pos, cache, bufs)
+                m.project_and_store(file, h, rows, store, bufs)
             }
         }
     }
@@ -182,14 +179,57 @@ pub(crate) struct Decoder {
     pub final_softcap: f32,
 }
 
-/// Which logits a micro-batch produces.
-enum Outputs<'a> {
-    /// None: an earlier micro-batch of a prompt (the last layer only stores its K/V).
+/// Where one row of a micro-batch belongs: its sequence (index into the batch) and
+/// position, and whether that sequence ropes with LongRoPE's long factors.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RowPos {
+    pub seq: usize,
+    pub pos: usize,
+    pub long_context: bool,
+}
+
+/// Takes a projected row's keys and values (by row index in the micro-batch) into the
+/// cache of the row's sequence.
+pub(crate) type StoreKv<'a> = dyn FnMut(usize, &[f32], &[f32]) -> Result<(), ModelError> + 'a;
+
+/// Which of a segment's rows produce logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keep {
     None,
-    /// The last token's (`n_vocab`).
-    Last(&'a mut [f32]),
-    /// Every token's (`n * n_vocab`, row per token).
-    All(&'a mut [f32]),
+    Last,
+    All,
+}
+
+/// One sequence's rows in a micro-batch: tokens `c0..c0 + n` of its input, at rows
+/// `row0..row0 + n` of the batch and positions `start_pos..`; the logits it keeps go to
+/// rows `dest..` of the output.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    seq: usize,
+    c0: usize,
+    row0: usize,
+    n: usize,
+    start_pos: usize,
+    keep: Keep,
+    dest: usize,
+}
+
+impl Segment {
+    /// The rows (first, count) whose logits are wanted.
+    fn kept(&self) -> Option<(usize, usize)> {
+        match self.keep {
+            Keep::None => None,
+            Keep::Last => Some((self.row0 + self.n - 1, 1)),
+            Keep::All => Some((self.row0, self.n)),
+        }
+    }
+}
+
+/// The layout of the micro-batch being run (reused buffers).
+#[derive(Default)]
+struct Plan {
+    rows: Vec<RowPos>,
+    segs: Vec<Segment>,
 }
 
 /// Working buffers reused across calls so decoding does not allocate per token.
@@ -209,6 +249,7 @@ pub(crate) struct Scratch {
     rope: Vec<f32>,
     qbuf: Vec<u8>,
     moe: MoeScratch,
+    plan: Plan,
 }
 
 impl Decoder {
@@ -227,87 +268,140 @@ impl Decoder {
             .collect()
     }
 
-    /// Runs `tokens` from `start_pos` in micro-batches of at most `state.ubatch` tokens, as
-    /// llama.cpp does: a sliding-window ring only has room for one micro-batch beyond its
-    /// window, and the batch kernels then see the same row counts as llama.cpp's. `logits`
-    /// gets every row when `all_logits`, else the last token's.
+    /// Runs every sequence's tokens from its start position, in micro-batches of at most
+    /// its state's `ubatch` tokens, as llama.cpp does: a sliding-window ring only has room
+    /// for one micro-batch beyond its window, and the batch kernels then see the same row
+    /// counts as llama.cpp's. Each micro-batch takes the next chunk of every sequence that
+    /// has tokens left, and all its rows go through each weight matrix together. `logits`
+    /// gets, sequence after sequence, the rows each one asked for.
     pub fn forward(
         &self,
         file: &GgufFile,
-        state: &mut State,
-        tokens: &[u32],
-        start_pos: usize,
-        all_logits: bool,
+        seqs: &mut [SeqBatch],
+        s: &mut Scratch,
         logits: &mut Vec<f32>,
     ) -> Result<(), ModelError> {
         let nv = self.output.rows;
-        let n = tokens.len();
+        let total: usize = seqs.iter().map(|q| q.logits.rows(q.tokens.len())).sum();
         // Every element is overwritten: resizing a reused buffer neither allocates nor
         // zeroes (a fresh 1 MiB vocabulary row per token would do both).
-        logits.resize(if all_logits { n } else { 1 } * nv, 0.0);
-        let ub = state.ubatch.max(1);
-        for c0 in (0..n).step_by(ub) {
-            let c1 = (c0 + ub).min(n);
-            let out = if all_logits {
-                Outputs::All(&mut logits[c0 * nv..c1 * nv])
-            } else if c1 == n {
-                Outputs::Last(&mut logits[..nv])
-            } else {
-                Outputs::None
-            };
-            self.forward_batch(file, state, &tokens[c0..c1], start_pos + c0, out)?;
+        logits.resize(total * nv, 0.0);
+        let mut plan = std::mem::take(&mut s.plan);
+        let mut r = Ok(());
+        for round in 0.. {
+            plan.rows.clear();
+            plan.segs.clear();
+            let mut dest = 0;
+            for (i, q) in seqs.iter().enumerate() {
+                let len = q.tokens.len();
+                let ub = q.state.ubatch.max(1);
+                let c0 = round * ub;
+                if c0 < len {
+                    let c1 = (c0 + ub).min(len);
+                    let keep = match q.logits {
+                        Logits::All => Keep::All,
+                        Logits::Last if c1 == len => Keep::Last,
+                        _ => Keep::None,
+                    };
+                    let start_pos = q.start_pos + c0;
+                    plan.segs.push(Segment {
+                        seq: i,
+                        c0,
+                        row0: plan.rows.len(),
+                        n: c1 - c0,
+                        start_pos,
+                        keep,
+                        dest: if keep == Keep::All { dest + c0 } else { dest },
+                    });
+                    plan.rows
+                        .extend((start_pos..q.start_pos + c1).map(|pos| RowPos {
+                            seq: i,
+                            pos,
+                            long_context: q.state.long_context,
+                        }));
+                }
+                dest += q.logits.rows(len);
+            }
+            if plan.segs.is_empty() {
+                break;
+            }
+            r = self.forward_batch(file, seqs, &plan, s, logits);
+            if r.is_err() {
+                break;
+            }
         }
-        Ok(())
+        s.plan = plan;
+        r
     }
 
-    /// One micro-batch, its logits going to `out`.
+    /// One micro-batch laid out by `plan`, its logits going to their rows of `logits`.
     fn forward_batch(
         &self,
         file: &GgufFile,
-        state: &mut State,
-        tokens: &[u32],
-        start_pos: usize,
-        out: Outputs,
+        seqs: &mut [SeqBatch],
+        plan: &Plan,
+        s: &mut Scratch,
+        logits: &mut [f32],
     ) -> Result<(), ModelError> {
         let e = self.tok_embd.cols;
-        let mut n = tokens.len();
-        let all_logits = matches!(out, Outputs::All(_));
-        let long_context = state.long_context;
-        let State {
-            caches, scratch: s, ..
-        } = state;
-
-        self.embed(file, tokens, sized(&mut s.x, n * e))?;
+        let (rows, segs) = (&plan.rows[..], &plan.segs[..]);
+        let mut n = rows.len();
+        let x = sized(&mut s.x, n * e);
+        for g in segs {
+            let tokens = &seqs[g.seq].tokens[g.c0..g.c0 + g.n];
+            self.embed(file, tokens, &mut x[g.row0 * e..(g.row0 + g.n) * e])?;
+        }
+        let any_logits = segs.iter().any(|g| g.keep != Keep::None);
 
         let n_layers = self.layers.len();
-        for (il, (l, cache)) in self.layers.iter().zip(caches.iter_mut()).enumerate() {
+        for (il, l) in self.layers.iter().enumerate() {
             let last = il + 1 == n_layers;
             let h = sized(&mut s.h, n * e);
             l.attn_norm.apply(&s.x[..n * e], h)?;
             // The block borrows the other buffers; `h` is moved out meanwhile (no copy).
             let h = std::mem::take(&mut s.h);
-            let r =
-                l.attn
-                    .project_and_store(file, &h[..n * e], n, start_pos, long_context, cache, s);
+            let mut store = |t: usize, k: &[f32], v: &[f32]| -> Result<(), ModelError> {
+                let r = rows[t];
+                seqs[r.seq].state.caches[il].store(r.pos, k, v)?;
+                Ok(())
+            };
+            let r = l
+                .attn
+                .project_and_store(file, &h[..n * e], rows, &mut store, s);
             s.h = h;
             r?;
-            if last && matches!(out, Outputs::None) {
+            if last && !any_logits {
                 l.release(file);
                 return Ok(());
             }
             let a = &l.attn;
             let (q_row, row) = a.row_lens();
             let att = sized(&mut s.att, n * row);
-            a.attend(cache, &s.q[..n * q_row], n, start_pos, att)?;
-
-            // Only the rows whose logits are wanted matter after the last attention.
-            let mut att: &[f32] = att;
-            if last && !all_logits && n > 1 {
-                att = &att[(n - 1) * row..];
-                s.x.copy_within((n - 1) * e..n * e, 0);
-                s.h.copy_within((n - 1) * e..n * e, 0);
-                n = 1;
+            for g in segs {
+                if last && g.keep == Keep::None {
+                    continue;
+                }
+                let (r0, r1) = (g.row0, g.row0 + g.n);
+                let cache = &seqs[g.seq].state.caches[il];
+                let q = &s.q[r0 * q_row..r1 * q_row];
+                a.attend(cache, q, g.n, g.start_pos, &mut att[r0 * row..r1 * row])?;
             }
+
+            // Only the rows whose logits are wanted matter after the last attention: they
+            // move to the front, in order.
+            if last {
+                let mut k = 0;
+                for (from, cnt) in segs.iter().filter_map(Segment::kept) {
+                    if from != k {
+                        att.copy_within(from * row..(from + cnt) * row, k * row);
+                        s.x.copy_within(from * e..(from + cnt) * e, k * e);
+                        s.h.copy_within(from * e..(from + cnt) * e, k * e);
+                    }
+                    k += cnt;
+                }
+                n = k;
+            }
+            let att = &att[..n * row];
             let o = sized(&mut s.o, n * e);
             let ob = MlaOutBufs {
                 tmp: &mut s.fused,
@@ -354,20 +448,50 @@ impl Decoder {
             l.release(file);
         }
 
-        let (Outputs::All(logits) | Outputs::Last(logits)) = out else {
-            return Ok(());
-        };
-        // Without all_logits only the last row is projected.
-        let rows = if all_logits { n } else { 1 };
-        let h = sized(&mut s.h, rows * e);
-        self.output_norm.apply(&s.x[(n - rows) * e..n * e], h)?;
+        let h = sized(&mut s.h, n * e);
+        self.output_norm.apply(&s.x[..n * e], h)?;
+        // The kept rows are projected together wherever their logits rows follow each other
+        // (always while decoding); a sequence whose wanted rows continue in a later
+        // micro-batch splits the run.
+        let mut run: Option<(usize, usize, usize)> = None; // (kept row, count, dest)
+        let mut k = 0;
+        for g in segs {
+            let Some((_, cnt)) = g.kept() else { continue };
+            run = match run {
+                Some((k0, c, d)) if d + c == g.dest => Some((k0, c + cnt, d)),
+                Some(done) => {
+                    self.project_logits(file, h, done, logits, &mut s.qbuf)?;
+                    Some((k, cnt, g.dest))
+                }
+                None => Some((k, cnt, g.dest)),
+            };
+            k += cnt;
+        }
+        if let Some(done) = run {
+            self.project_logits(file, h, done, logits, &mut s.qbuf)?;
+        }
+        Ok(())
+    }
+
+    /// The vocabulary projection of `cnt` normalised rows of `h` from row `k0` into rows
+    /// `dest..dest + cnt` of `logits`.
+    fn project_logits(
+        &self,
+        file: &GgufFile,
+        h: &[f32],
+        (k0, cnt, dest): (usize, usize, usize),
+        logits: &mut [f32],
+        qbuf: &mut Vec<u8>,
+    ) -> Result<(), ModelError> {
+        let (e, nv) = (self.tok_embd.cols, self.output.rows);
+        let out = &mut logits[dest * nv..(dest + cnt) * nv];
         self.output
-            .matmul_paged(file, h, rows, logits, &mut s.qbuf)?;
+            .matmul_paged(file, &h[k0 * e..(k0 + cnt) * e], cnt, out, qbuf)?;
         if let Some(b) = &self.output_bias {
-            compute::add_bias(logits, b);
+            compute::add_bias(out, b);
         }
         if self.final_softcap != 0.0 {
-            compute::softcap(logits, self.final_softcap);
+            compute::softcap(out, self.final_softcap);
         }
         Ok(())
     }

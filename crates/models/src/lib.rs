@@ -216,6 +216,49 @@ impl Model {
         all_logits: bool,
         logits: &mut Vec<f32>,
     ) -> Result<(), ModelError> {
+        // The one-sequence case of `forward_multi`, with the state's own scratch.
+        let mut ws = Workspace(std::mem::take(&mut state.scratch));
+        let want = if all_logits {
+            Logits::All
+        } else {
+            Logits::Last
+        };
+        let mut seqs = [SeqBatch::new(state, tokens, start_pos, want)];
+        let r = self.forward_multi(&mut seqs, &mut ws, logits);
+        state.scratch = ws.0;
+        r
+    }
+
+    /// One forward pass for several sequences: the rows of all of them go through every
+    /// weight matrix together (the weights are read once per micro-batch for all), each
+    /// row is roped at its own position, its keys and values go to its own sequence's cache,
+    /// and attention runs per sequence over that cache. A sequence's logits equal what
+    /// [`Model::forward`] gives it alone, up to the matmul kernels' choice of tile for a
+    /// different row count.
+    ///
+    /// `logits` gets, sequence after sequence, the rows each asked for ([`Logits::rows`]).
+    /// Prompts longer than a state's `ubatch` run in several micro-batches, the `k`-th
+    /// chunks of all sequences together.
+    pub fn forward_multi(
+        &self,
+        seqs: &mut [SeqBatch],
+        ws: &mut Workspace,
+        logits: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
+        for q in seqs.iter_mut() {
+            self.check_input(q.state, q.tokens, q.start_pos)?;
+        }
+        self.decoder.forward(&self.file, seqs, &mut ws.0, logits)
+    }
+
+    /// Checks that `tokens` can run at `start_pos` on `state` and drops whatever is cached
+    /// from `start_pos` on.
+    fn check_input(
+        &self,
+        state: &mut State,
+        tokens: &[u32],
+        start_pos: usize,
+    ) -> Result<(), ModelError> {
         if tokens.is_empty() {
             return Err(ModelError::Input("no tokens to run".into()));
         }
@@ -243,7 +286,64 @@ impl Model {
                  holds the keys it needs (it was dropped; start again from position 0)"
             )));
         }
-        self.decoder
-            .forward(&self.file, state, tokens, start_pos, all_logits, logits)
+        Ok(())
+    }
+}
+
+/// Which logits a sequence wants from [`Model::forward_multi`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// None: a prompt chunk that is not the end of the prompt.
+    None,
+    /// The last token's (`n_vocab`).
+    Last,
+    /// Every token's (`tokens.len() * n_vocab`, row per token).
+    All,
+}
+
+impl Logits {
+    /// Logit rows a sequence of `n_tokens` gets.
+    pub fn rows(self, n_tokens: usize) -> usize {
+        match self {
+            Logits::None => 0,
+            Logits::Last => 1,
+            Logits::All => n_tokens,
+        }
+    }
+}
+
+/// One sequence's part of a [`Model::forward_multi`] call: `tokens` at positions
+/// `start_pos..` of `state` (anything cached there or later is replaced).
+pub struct SeqBatch<'a> {
+    pub state: &'a mut State,
+    pub tokens: &'a [u32],
+    pub start_pos: usize,
+    pub logits: Logits,
+}
+
+impl<'a> SeqBatch<'a> {
+    pub fn new(
+        state: &'a mut State,
+        tokens: &'a [u32],
+        start_pos: usize,
+        logits: Logits,
+    ) -> SeqBatch<'a> {
+        SeqBatch {
+            state,
+            tokens,
+            start_pos,
+            logits,
+        }
+    }
+}
+
+/// Working buffers of [`Model::forward_multi`] (activations of every row of a batch),
+/// reused across calls so that steps of the same shape do not allocate.
+#[derive(Default)]
+pub struct Workspace(Scratch);
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace::default()
     }
 }

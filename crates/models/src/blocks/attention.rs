@@ -10,6 +10,7 @@ use gguf::{GgufFile, TensorInfo};
 use super::mla::MlaDims;
 use super::norm::Norm;
 use crate::error::ModelError;
+use crate::forward::{RowPos, StoreKv};
 use crate::weights::{Loader, Matrix};
 use crate::Config;
 
@@ -151,19 +152,17 @@ impl Attention {
         m
     }
 
-    /// Projects `n` normalised rows `h` to Q (left in `b.q`, roped and scaled) and K/V
-    /// (roped K and V stored in `cache` at positions `start_pos..`).
-    #[allow(clippy::too_many_arguments)]
+    /// Projects the normalised rows `h` (one per entry of `rows`) to Q (left in `b.q`,
+    /// roped and scaled) and K/V (each row roped at its own position and handed to `store`).
     pub fn project_and_store(
         &self,
         file: &GgufFile,
         h: &[f32],
-        n: usize,
-        start_pos: usize,
-        long_context: bool,
-        cache: &mut KvCache,
+        rows: &[RowPos],
+        store: &mut StoreKv,
         b: AttnBufs,
     ) -> Result<(), ModelError> {
+        let n = rows.len();
         let (nh, nkv, dk, dv) = (self.params.n_head, self.n_head_kv, self.dk, self.dv);
         let (qd, kd, vd) = (nh * dk, nkv * dk, nkv * dv);
         let q = sized(b.q, n * qd);
@@ -214,13 +213,13 @@ impl Attention {
         if let Some(norm) = &self.k_norm {
             norm.apply_in_place(k)?;
         }
-        let rope = match (&self.rope_long, long_context) {
-            (Some(long), true) => long,
-            _ => &self.rope,
-        };
-        let rc = sized(b.rope, rope.n_rot);
-        for t in 0..n {
-            rope.fill_cache(start_pos + t, rc);
+        for (t, r) in rows.iter().enumerate() {
+            let rope = match (&self.rope_long, r.long_context) {
+                (Some(long), true) => long,
+                _ => &self.rope,
+            };
+            let rc = sized(b.rope, rope.n_rot);
+            rope.fill_cache(r.pos, rc);
             rope.apply_cached(&mut q[t * qd..(t + 1) * qd], nh, dk, rc);
             let kt = &mut k[t * kd..(t + 1) * kd];
             if k_in_place {
@@ -233,11 +232,7 @@ impl Attention {
             compute::scale(q, self.q_scale);
         }
         for t in 0..n {
-            cache.store(
-                start_pos + t,
-                &k[t * kd..(t + 1) * kd],
-                &v[t * vd..(t + 1) * vd],
-            )?;
+            store(t, &k[t * kd..(t + 1) * kd], &v[t * vd..(t + 1) * vd])?;
         }
         Ok(())
     }

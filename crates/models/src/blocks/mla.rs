@@ -24,6 +24,7 @@ use gguf::{GgufFile, TensorInfo};
 use super::attention::sized;
 use super::norm::Norm;
 use crate::error::ModelError;
+use crate::forward::{RowPos, StoreKv};
 use crate::weights::{Loader, Matrix, Stacked};
 use crate::Config;
 
@@ -229,17 +230,18 @@ impl Mla {
         }
     }
 
-    /// Projects `n` normalised rows `h` to the absorbed queries (left in `b.q`) and stores
-    /// `[kv_cmpr | k_pe]` in `cache` at positions `start_pos..`.
+    /// Projects the normalised rows `h` (one per entry of `rows`) to the absorbed queries
+    /// (left in `b.q`) and hands each row's `[kv_cmpr | k_pe]`, roped at its own position,
+    /// to `store`.
     pub fn project_and_store(
         &self,
         file: &GgufFile,
         h: &[f32],
-        n: usize,
-        start_pos: usize,
-        cache: &mut KvCache,
+        rows: &[RowPos],
+        store: &mut StoreKv,
         b: MlaBufs,
     ) -> Result<(), ModelError> {
+        let n = rows.len();
         let d = &self.dims;
         let (nh, qh, row) = (d.n_head, d.q_head(), d.cache_row());
         let (lora, nope, rot) = (d.kv_lora_rank, d.qk_nope, d.qk_rope);
@@ -265,7 +267,7 @@ impl Mla {
         for t in 0..n {
             let kt = &mut kv[t * row..][..row];
             self.kv_a_norm.apply_in_place(&mut kt[..lora])?;
-            self.rope.fill_cache(start_pos + t, rc);
+            self.rope.fill_cache(rows[t].pos, rc);
             self.rope.apply_cached(&mut kt[lora..], 1, rot, rc);
             for hh in 0..nh {
                 let qp = &mut q_raw[(t * nh + hh) * qh + nope..][..rot];
@@ -276,7 +278,7 @@ impl Mla {
             KvUp::Absorbed { k_b, .. } => k_b,
             KvUp::Decompressed { kv_b } => {
                 let bufs = (b.q, b.tmp, b.qbuf);
-                return self.store_decompressed(file, kv_b, (q_raw, kv), n, start_pos, cache, bufs);
+                return self.store_decompressed(file, kv_b, (q_raw, kv), n, store, bufs);
             }
         };
         // Q = [q_nope · W_kb | q_pe] per head.
@@ -291,7 +293,7 @@ impl Mla {
             }
         }
         for t in 0..n {
-            cache.store(start_pos + t, &kv[t * row..][..row], &[])?;
+            store(t, &kv[t * row..][..row], &[])?;
         }
         Ok(())
     }
@@ -299,15 +301,13 @@ impl Mla {
     /// The older layout: `attn_kv_b` decompresses each position's latent into per-head
     /// `[k_nope | v]`; keys `[k_nope | k_pe]` (the rope part shared by every head) and values
     /// go to an ordinary cache, and the queries stay `[q_nope | q_pe]`.
-    #[allow(clippy::too_many_arguments)]
     fn store_decompressed(
         &self,
         file: &GgufFile,
         kv_b: &Matrix,
         (q_raw, kv): (&[f32], &[f32]),
         n: usize,
-        start_pos: usize,
-        cache: &mut KvCache,
+        store: &mut StoreKv,
         (q, tmp, qbuf): (&mut Vec<f32>, &mut Vec<f32>, &mut Vec<u8>),
     ) -> Result<(), ModelError> {
         let d = &self.dims;
@@ -331,7 +331,7 @@ impl Mla {
                 k[nope..].copy_from_slice(k_pe);
                 vrow[hh * vh..][..vh].copy_from_slice(&src[nope..]);
             }
-            cache.store(start_pos + r, krow, vrow)?;
+            store(r, krow, vrow)?;
         }
         sized(q, n * nh * qh).copy_from_slice(&q_raw[..n * nh * qh]);
         Ok(())
@@ -644,7 +644,17 @@ mod tests {
                     rope,
                     qbuf: &mut qbuf,
                 };
-                mla.project_and_store(&file, &x[p0 * E..p1 * E], m, p0, &mut cache, b)
+                let rows: Vec<RowPos> = (p0..p1)
+                    .map(|pos| RowPos {
+                        seq: 0,
+                        pos,
+                        long_context: false,
+                    })
+                    .collect();
+                let mut store = |t: usize, k: &[f32], v: &[f32]| {
+                    cache.store(p0 + t, k, v).map_err(ModelError::from)
+                };
+                mla.project_and_store(&file, &x[p0 * E..p1 * E], &rows, &mut store, b)
                     .unwrap();
                 let att = sized(att, m * mla.att_len());
                 mla.attend(&cache, &q[..m * mla.q_len()], m, p0, att)
