@@ -343,3 +343,85 @@ fn the_openai_python_client_works_unchanged() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn concurrent_streams_each_get_their_solo_answer_and_slots_come_back() {
+    let s = serve(&["--parallel", "4"]);
+    let prompts: Vec<String> = (0..16)
+        .map(|i| format!("Write one sentence about the number {i}."))
+        .collect();
+    let stream_req = |p: &str| {
+        let mut r = greedy_chat(p, 16);
+        r["stream"] = json!(true);
+        r
+    };
+    let text_of = |addr: &str, p: &str| -> String {
+        let (st, _, body) = http(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("Content-Type", "application/json")],
+            stream_req(p).to_string().as_bytes(),
+        );
+        assert_eq!(st, 200);
+        String::from_utf8(body)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .filter_map(|d| {
+                serde_json::from_str::<Value>(d).unwrap()["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    // Alone, one after another.
+    let solo: Vec<String> = prompts.iter().map(|p| text_of(&s.addr, p)).collect();
+    // All at once.
+    let together: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = prompts
+            .iter()
+            .map(|p| sc.spawn(|| text_of(&s.addr, p)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (a, b)) in solo.iter().zip(&together).enumerate() {
+        assert_eq!(
+            a, b,
+            "request {i}: concurrent answer differs from its solo answer"
+        );
+    }
+    // A client that disconnects mid-stream frees its slot.
+    {
+        let mut c = TcpStream::connect(&s.addr).unwrap();
+        let mut r = greedy_chat("Count from one to a thousand.", 400);
+        r["stream"] = json!(true);
+        let body = r.to_string();
+        write!(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        let mut first = [0u8; 256];
+        let _ = c.read(&mut first).unwrap();
+    } // dropped: the connection closes
+    let busy = |addr: &str| -> String {
+        let (_, _, b) = http(addr, "GET", "/metrics", &[], b"");
+        String::from_utf8(b)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("torchless_slots_busy "))
+            .unwrap()
+            .to_string()
+    };
+    let mut freed = false;
+    for _ in 0..50 {
+        if busy(&s.addr) == "torchless_slots_busy 0" {
+            freed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        freed,
+        "slot still busy after the client left: {}",
+        busy(&s.addr)
+    );
+}

@@ -326,36 +326,37 @@ impl ChatMessageIn {
                 ))
             }
         };
-        let content =
-            match &self.content {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Array(parts)) => {
-                    let mut text = String::new();
-                    for (j, p) in parts.iter().enumerate() {
-                        match (
-                            p.get("type").and_then(Value::as_str),
-                            p.get("text").and_then(Value::as_str),
-                        ) {
-                            (Some("text"), Some(t)) => text.push_str(t),
-                            (ty, _) => return Err(ApiError::invalid(
+        let content = match &self.content {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => {
+                let mut text = String::new();
+                for (j, p) in parts.iter().enumerate() {
+                    match (
+                        p.get("type").and_then(Value::as_str),
+                        p.get("text").and_then(Value::as_str),
+                    ) {
+                        (Some("text"), Some(t)) => text.push_str(t),
+                        (ty, _) => {
+                            return Err(ApiError::invalid(
                                 format!(
                                     "{param}.content[{j}]: only text parts are supported (got {})",
                                     ty.unwrap_or("no type")
                                 ),
                                 Some(&param),
-                            )),
+                            ))
                         }
                     }
-                    text
                 }
-                Some(_) => {
-                    return Err(ApiError::invalid(
-                        format!("{param}.content must be a string or a list of text parts"),
-                        Some(&param),
-                    ))
-                }
-            };
+                text
+            }
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    format!("{param}.content must be a string or a list of text parts"),
+                    Some(&param),
+                ))
+            }
+        };
         let mut v = json!({"role": role, "content": content});
         if let Some(r) = &self.reasoning_content {
             v["reasoning_content"] = Value::from(r.as_str());

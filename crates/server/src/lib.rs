@@ -4,8 +4,8 @@
 //!   or not), `GET /v1/models`, `GET /health`, `GET /metrics` (Prometheus text),
 //!   `POST /tokenize`, `POST /detokenize` (llama-server's shapes), `GET /` a chat page.
 //! * Errors in OpenAI's JSON shape (`{"error": {"message", "type", "param", "code"}}`).
-//! * Requests queue for the model's worker ([`worker`]); a client that goes away frees the
-//!   worker at the next token.
+//! * Requests go to `engine`'s scheduler: continuous batching over `parallel` KV-cache
+//!   slots, prefix reuse per slot; a client that goes away frees its slot at once.
 //!
 //! The HTTP side is here; generation is `engine`'s.
 
@@ -40,7 +40,9 @@ pub struct ServeOptions {
     pub api_key: Option<String>,
     /// Origin allowed by CORS (`--cors`); none = CORS off.
     pub cors: Option<String>,
-    /// Requests waiting beyond the one being served before new ones get 503.
+    /// Sequences served at once (KV-cache slots, decoded together).
+    pub parallel: usize,
+    /// Requests waiting for a slot before new ones get 503.
     pub queue: usize,
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
@@ -52,6 +54,7 @@ impl Default for ServeOptions {
             model_name: "model".into(),
             api_key: None,
             cors: None,
+            parallel: 4,
             queue: 64,
             max_body_bytes: 8 << 20,
         }
@@ -70,7 +73,7 @@ impl Server {
         session: engine::SessionOptions,
         opts: ServeOptions,
     ) -> Result<Self, engine::EngineError> {
-        let worker = worker::Worker::start(model, &session, opts.queue)?;
+        let worker = worker::Worker::start(model, &session, opts.parallel, opts.queue)?;
         Ok(Server {
             state: Arc::new(routes::AppState { worker, opts }),
         })

@@ -175,7 +175,8 @@ async fn metrics(State(st): State<AppRef>) -> Response {
             tokens as f64 * 1000.0 / ms as f64
         }
     };
-    let reqs = g(&m.requests).max(1);
+    let reqs = g(&m.completed).max(1);
+    let stats = st.worker.stats();
     let text = format!(
         "# TYPE torchless_requests_total counter\ntorchless_requests_total {}\n\
          # TYPE torchless_requests_failed_total counter\ntorchless_requests_failed_total {}\n\
@@ -187,7 +188,7 @@ async fn metrics(State(st): State<AppRef>) -> Response {
          # TYPE torchless_time_to_first_token_seconds_avg gauge\ntorchless_time_to_first_token_seconds_avg {:.6}\n\
          # TYPE torchless_queue_depth gauge\ntorchless_queue_depth {}\n\
          # TYPE torchless_slots_busy gauge\ntorchless_slots_busy {}\n\
-         # TYPE torchless_slots_total gauge\ntorchless_slots_total 1\n",
+         # TYPE torchless_slots_total gauge\ntorchless_slots_total {}\n",
         g(&m.requests),
         g(&m.requests_failed),
         g(&m.prompt_tokens),
@@ -196,8 +197,9 @@ async fn metrics(State(st): State<AppRef>) -> Response {
         rate(g(&m.prompt_tokens) - g(&m.cached_prompt_tokens), g(&m.prompt_ms)),
         rate(g(&m.generated_tokens), g(&m.gen_ms)),
         g(&m.first_token_ms_sum) as f64 / 1000.0 / reqs as f64,
-        m.queued.load(Ordering::Relaxed),
-        m.busy.load(Ordering::Relaxed),
+        stats.queued,
+        stats.active,
+        stats.n_parallel,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -412,18 +414,10 @@ async fn answer(mut p: Prepared) -> Response {
         return stream(p).into_response();
     }
     let (mut content, mut reasoning) = (String::new(), String::new());
-    let (mut prompt_tokens, mut cached) = (0, 0);
     let mut chat_lp: Vec<Value> = Vec::new();
     let mut legacy = LegacyLogprobs::default();
     while let Some(ev) = p.rx.recv().await {
         match ev {
-            Event::Started {
-                prompt_tokens: pt,
-                cached_tokens,
-            } => {
-                prompt_tokens = pt;
-                cached = cached_tokens;
-            }
             Event::Piece {
                 content: c,
                 reasoning: r,
@@ -439,6 +433,8 @@ async fn answer(mut p: Prepared) -> Response {
             Event::Error(e) => return e.into_response(),
             Event::Done {
                 stop,
+                prompt_tokens,
+                cached_tokens: cached,
                 completion_tokens,
                 prompt_ms,
                 gen_ms,
@@ -511,7 +507,6 @@ fn stream(p: Prepared) -> impl IntoResponse {
         SseEvent::default().data(v.to_string())
     };
     tokio::spawn(async move {
-        let (mut prompt_tokens, mut cached) = (0, 0);
         let mut offset = 0usize;
         let send = |e: SseEvent| tx.send(Ok(e)).is_ok();
         if kind == Kind::Chat
@@ -524,14 +519,6 @@ fn stream(p: Prepared) -> impl IntoResponse {
         }
         while let Some(ev) = events.recv().await {
             let alive = match ev {
-                Event::Started {
-                    prompt_tokens: pt,
-                    cached_tokens,
-                } => {
-                    prompt_tokens = pt;
-                    cached = cached_tokens;
-                    true
-                }
                 Event::Piece {
                     content,
                     reasoning,
@@ -576,6 +563,8 @@ fn stream(p: Prepared) -> impl IntoResponse {
                 }
                 Event::Done {
                     stop,
+                    prompt_tokens,
+                    cached_tokens: cached,
                     completion_tokens,
                     ..
                 } => {

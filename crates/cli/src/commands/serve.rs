@@ -12,10 +12,12 @@ use clap::Args as ClapArgs;
     GET /metrics (Prometheus), POST /tokenize and /detokenize (llama-server's shapes), and a \
     chat page at /. Point any OpenAI client (the `openai` Python package, Open WebUI, editors' \
     assistants) at http://HOST:PORT/v1.\n\n\
-    Requests are served one at a time in arrival order; a request whose prompt starts with \
-    the tokens already in the cache (the previous turn of the same chat) reuses them, and \
-    `usage.prompt_tokens_details.cached_tokens` says how many. Ctrl-C or SIGTERM stops \
-    accepting and lets the request in flight finish."
+    Up to --parallel requests are decoded together (continuous batching: requests join and \
+    leave between steps, long prompts are fed in chunks beside the others' decoding); more \
+    wait in a queue of --queue, beyond which requests get 503. A request whose prompt starts \
+    with tokens already in a slot's cache (the previous turn of the same chat, a shared system \
+    prompt) reuses them, and `usage.prompt_tokens_details.cached_tokens` says how many. Ctrl-C \
+    or SIGTERM stops accepting and lets requests in flight finish."
 )]
 pub struct Args {
     /// GGUF file, owner/name[:QUANT] or owner/name/FILE.gguf
@@ -32,8 +34,9 @@ pub struct Args {
     /// Allow browsers on ORIGIN to call the API (CORS); off by default
     #[arg(long, value_name = "ORIGIN")]
     pub cors: Option<String>,
-    /// Sequences served at once (KV cache slots); 1 until continuous batching lands
-    #[arg(long, default_value_t = 1)]
+    /// Sequences served at once: KV-cache slots, each of --max-seq-len positions, decoded
+    /// together through the weights (continuous batching)
+    #[arg(long, default_value_t = 4)]
     pub parallel: usize,
     /// Requests that may wait for the model before new ones get 503
     #[arg(long, default_value_t = 64)]
@@ -46,12 +49,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.parallel != 1 {
-        bail!(
-            "--parallel {}: this build serves one sequence at a time (continuous batching is \
-             being built); use --parallel 1",
-            args.parallel
-        );
+    if args.parallel == 0 {
+        bail!("--parallel: must be at least 1");
     }
     let ip: IpAddr = args
         .host
@@ -70,6 +69,7 @@ pub fn run(args: Args) -> Result<()> {
         model_name: name,
         api_key: args.api_key.clone(),
         cors: args.cors.clone(),
+        parallel: args.parallel,
         queue: args.queue,
         ..Default::default()
     };
