@@ -58,6 +58,14 @@ const COVERED: &[(&str, How)] = &[
         },
     ),
     (
+        "torchless serve --port 8080 --parallel 4",
+        How::Skip("serves until stopped; tests/serve.rs starts the server and speaks to it"),
+    ),
+    (
+        r#"curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{"messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'"#,
+        How::Skip("needs the server above; tests/serve.rs sends this request's shape"),
+    ),
+    (
         "torchless --chat --show-thinking Qwen/Qwen3-0.6B-GGUF",
         How::Run {
             stdout: false,

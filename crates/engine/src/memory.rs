@@ -433,6 +433,8 @@ pub struct Planner {
     pub weights: WeightStats,
     /// Logits of every position are wanted (perplexity), not only the last one's.
     pub all_logits: bool,
+    /// Sequences served at once (a server's KV-cache slots), each with its own cache.
+    pub slots: u64,
 }
 
 impl Planner {
@@ -441,6 +443,7 @@ impl Planner {
             shape: ModelShape::from_gguf(file)?,
             weights: WeightStats::from_gguf(file),
             all_logits: false,
+            slots: 1,
         })
     }
 
@@ -464,7 +467,10 @@ impl Planner {
             max_seq_len,
             kv_dtype: kv,
             weights_bytes,
-            kv_bytes: self.shape.kv_bytes_windowed(max_seq_len, kv),
+            kv_bytes: self
+                .shape
+                .kv_bytes_windowed(max_seq_len, kv)
+                .saturating_mul(self.slots.max(1)),
             scratch_bytes: self
                 .shape
                 .scratch_bytes(max_seq_len.min(models::DEFAULT_UBATCH as u64))

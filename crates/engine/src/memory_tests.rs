@@ -231,6 +231,7 @@ fn planner() -> Planner {
             output_bytes: 70 * MIB,
         },
         all_logits: false,
+        slots: 1,
     }
 }
 
@@ -328,10 +329,21 @@ fn absurd_metadata_saturates_instead_of_panicking() {
         shape: s,
         weights: WeightStats::default(),
         all_logits: true,
+        slots: 1,
     };
     let plan = p.plan(LoadMode::Eager, u64::MAX, KvDtype::F32);
     assert_eq!(plan.kv_bytes, u64::MAX);
     assert_eq!(plan.total(), u64::MAX);
     let err = decide(&p, LoadMode::Auto, u64::MAX / 2, KvDtype::F16, avail(GIB)).unwrap_err();
     assert!(err.contains("not enough memory"), "{err}");
+}
+
+#[test]
+fn server_slots_multiply_the_kv_cache() {
+    let mut p = planner();
+    let one = p.plan(LoadMode::Eager, 4096, KvDtype::F16);
+    p.slots = 4;
+    let four = p.plan(LoadMode::Eager, 4096, KvDtype::F16);
+    assert_eq!(four.kv_bytes, 4 * one.kv_bytes);
+    assert_eq!(four.weights_bytes, one.weights_bytes);
 }

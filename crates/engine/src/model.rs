@@ -42,6 +42,8 @@ pub struct LoadOptions {
     /// The model will be asked for the logits of every position (perplexity), which the
     /// memory check then counts.
     pub all_logits: bool,
+    /// Sessions that will hold a KV cache at once (a server's `--parallel` slots).
+    pub slots: usize,
 }
 
 impl Default for LoadOptions {
@@ -50,6 +52,7 @@ impl Default for LoadOptions {
             mode: LoadMode::Auto,
             session: SessionOptions::default(),
             all_logits: false,
+            slots: 1,
         }
     }
 }
@@ -84,6 +87,7 @@ impl LoadedModel {
         let mut file = gguf::GgufFile::open(path).map_err(|e| load_err(e.to_string()))?;
         let mut planner = Planner::from_gguf(&file).map_err(load_err)?;
         planner.all_logits = opts.all_logits;
+        planner.slots = opts.slots.max(1) as u64;
         let seq = opts
             .session
             .max_seq_len

@@ -128,6 +128,16 @@ impl LoadArgs {
         self.load_for(path, session, false, quiet)
     }
 
+    /// [`LoadArgs::load`] for a server with `slots` KV caches at once.
+    pub fn load_slots(
+        &self,
+        path: &Path,
+        session: SessionOptions,
+        slots: usize,
+    ) -> Result<LoadedModel> {
+        self.load_with(path, session, false, slots, false)
+    }
+
     /// [`LoadArgs::load`] for a model whose every position's logits are wanted (perplexity).
     pub fn load_for(
         &self,
@@ -136,10 +146,22 @@ impl LoadArgs {
         all_logits: bool,
         quiet: bool,
     ) -> Result<LoadedModel> {
+        self.load_with(path, session, all_logits, 1, quiet)
+    }
+
+    fn load_with(
+        &self,
+        path: &Path,
+        session: SessionOptions,
+        all_logits: bool,
+        slots: usize,
+        quiet: bool,
+    ) -> Result<LoadedModel> {
         let opts = LoadOptions {
             mode: self.mode()?,
             session,
             all_logits,
+            slots,
         };
         let show = !quiet && std::io::stderr().is_terminal();
         let mut last = 0u64;

@@ -58,7 +58,11 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("--host {:?} is not an IP address", args.host))?;
     let session = args.runtime.session_options()?;
     let path = super::model_path(args.model.as_deref())?;
-    let lm = args.runtime.load.load(&path, session, false)?;
+    // The memory plan counts every slot's KV cache.
+    let lm = args
+        .runtime
+        .load
+        .load_slots(&path, session, args.parallel)?;
     let name = args.alias.clone().unwrap_or_else(|| {
         path.file_name().map_or_else(
             || path.display().to_string(),
