@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 scripts/fetch-models.sh >/dev/null
 if [ -x scripts/fetch-tokenizer-tests.sh ]; then scripts/fetch-tokenizer-tests.sh >/dev/null; fi
-# The server is tested with the official OpenAI client (crates/cli/tests/openai_client.py).
-python3 -c 'import openai' 2>/dev/null || python3 -m pip install -q openai
+# The server is tested with the official OpenAI client (crates/cli/tests/openai_client.py) and
+# its chat page in a browser through Selenium (crates/cli/tests/chat_page.py).
+python3 -c 'import openai, selenium' 2>/dev/null || python3 -m pip install -q openai selenium
 
 cargo fmt --all -- --check
 # --release like the tests: one profile, so the build scripts and proc macros (ring's C code,

@@ -425,3 +425,32 @@ fn concurrent_streams_each_get_their_solo_answer_and_slots_come_back() {
         busy(&s.addr)
     );
 }
+
+/// The chat page in a real browser: headless Chromium from Debian's packages, driven by
+/// Selenium (tests/chat_page.py); the screenshot stays in the test's output folder.
+#[test]
+fn the_chat_page_streams_an_answer_in_a_real_browser() {
+    let s = serve(&[]);
+    let shot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("chat-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chat_page.py");
+    let o = Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{}", s.addr))
+        .arg(&shot)
+        .arg("smollm2-135m-instruct-q4_1.gguf")
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(shot.is_file(), "no screenshot");
+    eprintln!(
+        "{}screenshot: {}",
+        String::from_utf8_lossy(&o.stdout),
+        shot.display()
+    );
+}
