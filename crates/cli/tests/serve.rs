@@ -58,7 +58,20 @@ fn serve(extra: &[&str]) -> Serve {
         let mut sink = String::new();
         let _ = err.read_to_string(&mut sink);
     });
-    Serve { child, addr }
+    // It listens before the model is loaded: /health is 503 until then.
+    for _ in 0..600 {
+        match http(&addr, "GET", "/health", &[], b"") {
+            (200, _, _) => return Serve { child, addr },
+            (503, _, b) => assert!(
+                String::from_utf8_lossy(&b).contains("loading"),
+                "{}",
+                String::from_utf8_lossy(&b)
+            ),
+            (st, _, b) => panic!("/health: {st} {}", String::from_utf8_lossy(&b)),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the model did not load")
 }
 
 /// One HTTP/1.1 request; returns (status, headers, body).
@@ -453,4 +466,17 @@ fn the_chat_page_streams_an_answer_in_a_real_browser() {
         String::from_utf8_lossy(&o.stdout),
         shot.display()
     );
+}
+
+#[test]
+fn a_model_that_fails_to_load_ends_the_server_with_the_reason() {
+    let bad = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("not-a-model.gguf");
+    std::fs::write(&bad, b"this is not a GGUF file").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_torchless"))
+        .args(["serve", bad.to_str().unwrap(), "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not-a-model.gguf"), "{err}");
 }

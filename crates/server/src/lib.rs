@@ -61,22 +61,66 @@ impl Default for ServeOptions {
     }
 }
 
-/// A server over `model`: the router to mount, and the worker behind it.
+/// A server over one model: the router to mount, and the scheduler behind it.
 pub struct Server {
     state: Arc<routes::AppState>,
 }
 
+/// What loading produces: the model and the settings of its KV-cache slots.
+pub type Loaded = (engine::LoadedModel, engine::SessionOptions);
+
 impl Server {
-    /// Starts the model's worker thread.
+    /// A server over a model already loaded.
     pub fn new(
         model: engine::LoadedModel,
         session: engine::SessionOptions,
         opts: ServeOptions,
     ) -> Result<Self, engine::EngineError> {
-        let worker = worker::Worker::start(model, &session, opts.parallel, opts.queue)?;
-        Ok(Server {
-            state: Arc::new(routes::AppState { worker, opts }),
-        })
+        let srv = Server::empty(opts);
+        srv.install((model, session))?;
+        Ok(srv)
+    }
+
+    /// A server whose model is loaded by `load` on a background thread: it can listen at
+    /// once, answering `/health` (and every model route) with 503 until the model is ready,
+    /// as llama-server does. A failed load is reported by those routes and on stderr.
+    pub fn loading(
+        opts: ServeOptions,
+        load: impl FnOnce() -> Result<Loaded, String> + Send + 'static,
+    ) -> Self {
+        let srv = Server::empty(opts);
+        let state = srv.state.clone();
+        std::thread::spawn(move || {
+            let r = load().and_then(|loaded| {
+                Server {
+                    state: state.clone(),
+                }
+                .install(loaded)
+                .map_err(|e| e.to_string())
+            });
+            if let Err(e) = r {
+                eprintln!("serve: the model failed to load: {e}");
+                let _ = state.load_error.set(e);
+            }
+        });
+        srv
+    }
+
+    fn empty(opts: ServeOptions) -> Self {
+        Server {
+            state: Arc::new(routes::AppState {
+                worker: std::sync::OnceLock::new(),
+                load_error: std::sync::OnceLock::new(),
+                opts,
+            }),
+        }
+    }
+
+    fn install(&self, (model, session): Loaded) -> Result<(), engine::EngineError> {
+        let o = &self.state.opts;
+        let worker = worker::Worker::start(model, &session, o.parallel, o.queue)?;
+        let _ = self.state.worker.set(worker);
+        Ok(())
     }
 
     /// The HTTP routes (for embedding in another axum app, or for tests).
@@ -85,7 +129,7 @@ impl Server {
     }
 
     /// Serves on `addr` until SIGINT/SIGTERM, then stops accepting and lets requests in
-    /// flight finish (bounded by the client: a stream ends when its generation does).
+    /// flight finish (a stream ends when its generation does).
     pub async fn serve(
         self,
         addr: SocketAddr,

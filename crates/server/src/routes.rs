@@ -23,8 +23,27 @@ use crate::worker::{Event, Job, TokenInfo, Worker};
 use crate::ServeOptions;
 
 pub(crate) struct AppState {
-    pub worker: Worker,
+    /// Set once the model has loaded; until then every model route answers 503.
+    pub worker: std::sync::OnceLock<Worker>,
+    /// Why loading failed, if it did.
+    pub load_error: std::sync::OnceLock<String>,
     pub opts: ServeOptions,
+}
+
+impl AppState {
+    fn worker(&self) -> Result<&Worker, ApiError> {
+        if let Some(w) = self.worker.get() {
+            return Ok(w);
+        }
+        Err(match self.load_error.get() {
+            Some(e) => ApiError::internal(format!("the model failed to load: {e}")),
+            None => {
+                let mut e = ApiError::busy("the model is still loading; retry shortly");
+                e.code = Some("model_loading");
+                e
+            }
+        })
+    }
 }
 
 type AppRef = Arc<AppState>;
@@ -106,8 +125,12 @@ async fn page(State(st): State<AppRef>) -> Html<String> {
     Html(crate::page::html(&st.opts.model_name))
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// 200 once the model is loaded; 503 while it loads (as llama-server does).
+async fn health(State(st): State<AppRef>) -> Response {
+    match st.worker() {
+        Ok(_) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 fn now() -> u64 {
@@ -122,8 +145,11 @@ fn next_id(prefix: &str) -> String {
     format!("{prefix}-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
 }
 
-async fn models(State(st): State<AppRef>) -> Json<Value> {
-    let w = &st.worker;
+async fn models(State(st): State<AppRef>) -> Response {
+    let w = match st.worker() {
+        Ok(w) => w,
+        Err(e) => return e.into_response(),
+    };
     Json(json!({
         "object": "list",
         "data": [{
@@ -139,12 +165,13 @@ async fn models(State(st): State<AppRef>) -> Json<Value> {
             },
         }],
     }))
+    .into_response()
 }
 
 async fn tokenize(State(st): State<AppRef>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let r: api::TokenizeRequest = api::parse(&body)?;
     let ids = st
-        .worker
+        .worker()?
         .model
         .tokenize(&r.content, r.add_special, r.parse_special)
         .map_err(ApiError::from_engine)?;
@@ -153,20 +180,23 @@ async fn tokenize(State(st): State<AppRef>, body: Bytes) -> Result<Json<Value>, 
 
 async fn detokenize(State(st): State<AppRef>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let r: api::DetokenizeRequest = api::parse(&body)?;
-    let n = st.worker.model.n_vocab();
+    let w = st.worker()?;
+    let n = w.model.n_vocab();
     if let Some(bad) = r.tokens.iter().find(|&&t| t as usize >= n) {
         return Err(ApiError::invalid(
             format!("token {bad} is outside the vocabulary of {n}"),
             Some("tokens"),
         ));
     }
-    Ok(Json(
-        json!({"content": st.worker.model.detokenize(&r.tokens)}),
-    ))
+    Ok(Json(json!({"content": w.model.detokenize(&r.tokens)})))
 }
 
 async fn metrics(State(st): State<AppRef>) -> Response {
-    let m = &st.worker.metrics;
+    let w = match st.worker() {
+        Ok(w) => w,
+        Err(e) => return e.into_response(),
+    };
+    let m = &w.metrics;
     let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let rate = |tokens: u64, ms: u64| {
         if ms == 0 {
@@ -176,7 +206,7 @@ async fn metrics(State(st): State<AppRef>) -> Response {
         }
     };
     let reqs = g(&m.completed).max(1);
-    let stats = st.worker.stats();
+    let stats = w.stats();
     let text = format!(
         "# TYPE torchless_requests_total counter\ntorchless_requests_total {}\n\
          # TYPE torchless_requests_failed_total counter\ntorchless_requests_failed_total {}\n\
@@ -235,15 +265,16 @@ fn submit(
     common: &Common,
     logprobs: Option<usize>,
 ) -> Result<Prepared, ApiError> {
-    let room = st.worker.max_seq_len.saturating_sub(ids.len());
-    if ids.len() > st.worker.max_seq_len {
+    let w = st.worker()?;
+    let room = w.max_seq_len.saturating_sub(ids.len());
+    if ids.len() > w.max_seq_len {
         let mut e = ApiError::invalid(
             format!(
                 "the prompt has {} tokens but the context holds {} ({} too many); shorten it or \
                  start the server with a larger --max-seq-len",
                 ids.len(),
-                st.worker.max_seq_len,
-                ids.len() - st.worker.max_seq_len
+                w.max_seq_len,
+                ids.len() - w.max_seq_len
             ),
             Some(if kind == Kind::Chat {
                 "messages"
@@ -256,7 +287,7 @@ fn submit(
     }
     let opts = common.options(logprobs, room)?;
     let (tx, rx) = unbounded_channel();
-    st.worker.submit(Job {
+    w.submit(Job {
         ids,
         split_thinking: split,
         opts,
@@ -296,7 +327,7 @@ async fn chat(State(st): State<AppRef>, body: Bytes) -> Result<Response, ApiErro
         .chat_template_kwargs
         .as_ref()
         .map(|m| Value::Object(m.clone()).to_string());
-    let model = &st.worker.model;
+    let model = &st.worker()?.model;
     let text = model
         .render_messages_json(&Value::from(msgs).to_string(), true, extra.as_deref())
         .map_err(ApiError::from_engine)?;
@@ -333,7 +364,7 @@ async fn completions(State(st): State<AppRef>, body: Bytes) -> Result<Response, 
     if r.echo {
         return Err(ApiError::unsupported("echo", "echoing the prompt"));
     }
-    let model = &st.worker.model;
+    let model = &st.worker()?.model;
     let ids = match r.prompt {
         api::Prompt::Text(t) => model
             .tokenize(&t, true, true)

@@ -58,11 +58,6 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("--host {:?} is not an IP address", args.host))?;
     let session = args.runtime.session_options()?;
     let path = super::model_path(args.model.as_deref())?;
-    // The memory plan counts every slot's KV cache.
-    let lm = args
-        .runtime
-        .load
-        .load_slots(&path, session, args.parallel)?;
     let name = args.alias.clone().unwrap_or_else(|| {
         path.file_name().map_or_else(
             || path.display().to_string(),
@@ -77,7 +72,21 @@ pub fn run(args: Args) -> Result<()> {
         queue: args.queue,
         ..Default::default()
     };
-    let srv = server::Server::new(lm, session, opts)?;
+    // Listen at once; /health says 503 until the model is loaded (the memory plan counts
+    // every slot's KV cache).
+    let (load, parallel) = (args.runtime.load.clone(), args.parallel);
+    let srv = server::Server::loading(opts, move || {
+        let lm = match load.load_slots(&path, session, parallel) {
+            Ok(lm) => lm,
+            // Nothing can be served: exit as llama-server does, with the reason.
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+        };
+        eprintln!("serve: model loaded; ready");
+        Ok((lm, session))
+    });
     let rt = tokio_runtime()?;
     rt.block_on(srv.serve(SocketAddr::new(ip, args.port), |addr| {
         eprintln!("serve: listening on http://{addr} (OpenAI API at http://{addr}/v1, chat page at http://{addr}/)");
