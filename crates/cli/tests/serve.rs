@@ -480,3 +480,30 @@ fn a_model_that_fails_to_load_ends_the_server_with_the_reason() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not-a-model.gguf"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_lets_the_stream_in_flight_finish_and_exits_zero() {
+    let mut s = serve(&[]);
+    let addr = s.addr.clone();
+    let mut r = greedy_chat("Tell me about the sea.", 24);
+    r["stream"] = json!(true);
+    let reader = std::thread::spawn(move || {
+        let (st, _, body) = http(
+            &addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("Content-Type", "application/json")],
+            r.to_string().as_bytes(),
+        );
+        (st, String::from_utf8(body).unwrap())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    let (st, body) = reader.join().unwrap();
+    assert_eq!(st, 200);
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -137,11 +137,26 @@ impl Server {
     ) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         on_ready(listener.local_addr()?);
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown())
-            .await
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let notify = stopping.clone();
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+            shutdown().await;
+            notify.notify_one();
+        });
+        // After the signal, requests in flight get SHUTDOWN_GRACE to finish; then the
+        // process stops anyway (dropping their streams cancels their generations).
+        tokio::select! {
+            r = server => r,
+            _ = async {
+                stopping.notified().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => Ok(()),
+        }
     }
 }
+
+/// How long requests in flight may run on after SIGINT/SIGTERM.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn shutdown() {
     let ctrl_c = async {
