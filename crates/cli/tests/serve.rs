@@ -280,6 +280,22 @@ fn errors_have_openai_shapes_and_statuses() {
     // max_tokens far beyond the context is capped, not an allocation.
     let (st, v) = call(json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1_000_000_000_000u64, "temperature": 0, "stop": ["."]}).to_string().as_bytes());
     assert_eq!(st, 200, "{v}");
+    // Hostile shapes: deeply nested JSON, 10^5 stop strings, 10^6 top logprobs.
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let (st, _) = call(format!(r#"{{"messages": {nested}}}"#).as_bytes());
+    assert_eq!(st, 400);
+    let stops: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+    let (st, v) = call(
+        json!({"messages": [{"role": "user", "content": "hi"}], "stop": stops})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!((st, v["error"]["param"].as_str()), (400, Some("stop")));
+    let (st, v) = call(json!({"messages": [{"role": "user", "content": "hi"}], "logprobs": true, "top_logprobs": 1_000_000}).to_string().as_bytes());
+    assert_eq!(
+        (st, v["error"]["param"].as_str()),
+        (400, Some("top_logprobs"))
+    );
     // An oversized body: 413 in the same shape.
     let big = vec![b' '; 9 << 20];
     let (st, _, b) = http(&s.addr, "POST", "/v1/chat/completions", &auth, &big);
