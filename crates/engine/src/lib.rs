@@ -57,7 +57,7 @@ pub use conversation::{Conversation, Message, TurnPrompt};
 pub use error::EngineError;
 pub use memory::{LoadDecision, LoadMode, MemoryPlan, Planner};
 pub use model::{LoadOptions, LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
-pub use models::{default_threads, set_threads, supported_archs, KvDtype};
+pub use models::{default_threads, set_threads, supported_archs, KvDtype, MAX_THREADS};
 pub use perplexity::{perplexity, ChunkProgress, PerplexityResult};
 pub use sampling::{random_seed, Sampler, SamplingParams, TokenLogprob};
 pub use session::{
