@@ -75,6 +75,7 @@ fn mla_caches_the_latent_and_rope_part_only() {
             ("attention.key_length", 40),
             ("attention.value_length", 32),
             ("attention.kv_lora_rank", 32),
+            ("attention.key_length_mla", 40),
             ("rope.dimension_count", 8),
             ("context_length", 128),
             ("expert_count", 8),
@@ -312,7 +313,7 @@ fn absurd_metadata_saturates_instead_of_panicking() {
     let md = meta(
         "llama",
         &[
-            ("block_count", u32::MAX as u64),
+            ("block_count", models::MAX_LAYERS),
             ("embedding_length", u32::MAX as u64),
             ("attention.head_count", 1),
             ("feed_forward_length", u32::MAX as u64),
@@ -320,6 +321,21 @@ fn absurd_metadata_saturates_instead_of_panicking() {
         ],
     );
     let s = ModelShape::from_metadata(&md, u32::MAX as u64).unwrap();
+    // More layers than any model: refused before anything is allocated per layer.
+    let many = meta(
+        "llama",
+        &[
+            ("block_count", u32::MAX as u64),
+            ("embedding_length", 8),
+            ("attention.head_count", 1),
+            ("context_length", 8),
+        ],
+    );
+    let e = ModelShape::from_metadata(&many, 8).unwrap_err();
+    assert!(
+        e.contains("llama.block_count") && e.contains("4294967295"),
+        "{e}"
+    );
     let p = Planner {
         shape: s,
         weights: WeightStats::default(),
