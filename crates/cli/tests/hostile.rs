@@ -95,8 +95,9 @@ fn runaway_chat_templates_are_stopped() {
         "{% macro f(s, n) %}{% if n %}{{ f(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ f('ab', 60) }}",
         // A lazy list doubled, then joined.
         "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|join(',') }}",
-        // Padding to a huge width.
-        "{{ 'a'.center(10000000000) }}",
+        // One filter call that multiplies the size: replace() between every character.
+        "{{ ('ab' * 1000)|replace('', 'y' * 90000000) }}",
+        // Indentation to a huge width.
         "{{ 'a\nb'|indent(1000000000) }}",
         // Loops that never end.
         "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}x{% endfor %}{% endfor %}{% endfor %}",
