@@ -147,7 +147,7 @@ pub fn render_chat_json(template: &str, messages_json: &str, opts: &ChatOptions)
         overflowed: false,
     };
     let _guard = guard::Armed::new(MEMORY_BUDGET_BYTES.max(input.saturating_mul(16)));
-    let r = tmpl.render_to_write(ctx, &mut out);
+    let r = tmpl.render_captured_to(ctx, &mut out);
     drop(_guard);
     match r {
         Ok(_) => String::from_utf8(out.buf)
