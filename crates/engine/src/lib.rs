@@ -45,6 +45,8 @@
 mod available;
 pub mod conversation;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod memory;
 pub mod model;
 pub mod perplexity;

@@ -28,6 +28,8 @@
 mod bpe;
 pub mod chat;
 mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod pretok;
 mod pyjson;
 mod special;
