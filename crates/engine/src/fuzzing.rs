@@ -126,7 +126,7 @@ fn edit(
         match op % 8 {
             0 => kv.push((key, Value::U32(b.u64()? as u32))),
             1 => kv.push((key, Value::U64(b.u64()?))),
-            2 => kv.push((key, Value::I32(-(b.u64()? as i32)))),
+            2 => kv.push((key, Value::I32((b.u64()? as i32).wrapping_neg()))),
             3 => kv.push((
                 key,
                 Value::Array((0..b.u8()? % 8).map(|i| Value::Bool(i % 2 == 0)).collect()),
