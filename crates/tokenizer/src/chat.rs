@@ -167,8 +167,8 @@ pub fn render_chat_json(template: &str, messages_json: &str, opts: &ChatOptions)
 }
 
 /// Instructions a template may run: a real template over a long conversation runs tens of
-/// thousands; this is a few seconds of work.
-pub const TEMPLATE_FUEL: u64 = 20_000_000;
+/// thousands; this is a fraction of a second of work (a few seconds in a fuzzing build).
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
 /// Nesting depth (minijinja counts a macro call as several levels).
 pub const TEMPLATE_RECURSION: usize = 200;
 /// Output size allowed whatever the input (more when the messages themselves are larger).
