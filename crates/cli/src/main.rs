@@ -5,6 +5,11 @@
 
 mod commands;
 
+/// Counts what a chat template holds while it renders and stops a runaway one with a clear
+/// message (see `engine::chat_guard`); otherwise the system allocator.
+#[global_allocator]
+static ALLOC: engine::chat_guard::RenderAlloc = engine::chat_guard::RenderAlloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +53,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    engine::chat_guard::set_hint(
+        "use --chat-template-file FILE for another template, or run --raw",
+    );
     let cli = Cli::parse_from(chat_spelling(std::env::args_os().collect()));
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args),

@@ -16,7 +16,7 @@ pub use ops::{
     add_bias, add_in_place, geglu, gelu, gelu_scalar, layer_norm, rms_norm, rms_norm_in_place,
     scale, silu, softcap, softmax, swiglu,
 };
-pub use pool::{default_threads, n_threads, set_threads};
+pub use pool::{default_threads, n_threads, set_threads, MAX_THREADS};
 pub use rope::{Rope, RopeMode};
 
 /// Why an operation could not run. Shape errors name what was expected and what was found.

@@ -172,20 +172,28 @@ impl Pool {
             lock: Mutex::new(()),
             wake: Condvar::new(),
         });
-        let workers = (1..n_threads)
-            .map(|i| {
-                let sh = shared.clone();
-                std::thread::Builder::new()
-                    .name(format!("torchless-compute-{i}"))
-                    .spawn(move || sh.worker_loop())
-                    // Only fails if the OS refuses threads; there is no meaningful fallback.
-                    .expect("cannot start compute threads")
-            })
-            .collect();
+        let mut workers = Vec::with_capacity(n_threads.min(MAX_THREADS) - 1);
+        for i in 1..n_threads.min(MAX_THREADS) {
+            let sh = shared.clone();
+            match std::thread::Builder::new()
+                .name(format!("torchless-compute-{i}"))
+                .spawn(move || sh.worker_loop())
+            {
+                Ok(h) => workers.push(h),
+                // The OS refused a thread (limits, memory): run with the ones it gave.
+                Err(e) => {
+                    eprintln!(
+                        "warning: could start only {i} of {n_threads} compute threads ({e}); \
+                         using {i}"
+                    );
+                    break;
+                }
+            }
+        }
         Pool {
             shared,
             dispatch: Mutex::new(()),
-            n_threads,
+            n_threads: workers.len() + 1,
             workers,
         }
     }
@@ -290,9 +298,13 @@ fn pool() -> Arc<Pool> {
         .clone()
 }
 
+/// Most threads a pool starts (llama.cpp's `GGML_MAX_N_THREADS`); callers warn above it.
+pub const MAX_THREADS: usize = 512;
+
 /// Use `n` threads (the caller plus `n - 1` workers) for all later ops; 0 = the default.
+/// At most [`MAX_THREADS`], and fewer if the OS refuses to start them (with a warning).
 pub fn set_threads(n: usize) {
-    let n = if n == 0 { default_threads() } else { n };
+    let n = if n == 0 { default_threads() } else { n }.min(MAX_THREADS);
     let mut guard = slot().write().unwrap_or_else(|e| e.into_inner());
     if guard.as_ref().map(|p| p.n_threads) != Some(n) {
         // The old pool's workers stop once the last region still using it returns.

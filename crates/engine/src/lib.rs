@@ -45,6 +45,8 @@
 mod available;
 pub mod conversation;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod memory;
 pub mod model;
 pub mod perplexity;
@@ -58,7 +60,7 @@ pub use conversation::{Conversation, Message, TurnPrompt};
 pub use error::EngineError;
 pub use memory::{LoadDecision, LoadMode, MemoryPlan, Planner};
 pub use model::{LoadOptions, LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
-pub use models::{default_threads, set_threads, supported_archs, KvDtype};
+pub use models::{default_threads, set_threads, supported_archs, KvDtype, MAX_THREADS};
 
 /// What front ends may read of a model file without running it (`info`, `tokenize`, memory
 /// plans, bench headers): the GGUF container, the tokenizer, the cache-layout constants and
@@ -81,3 +83,5 @@ pub use session::{
     TokenText,
 };
 pub use thinking::{Segment, ThinkingSplitter, ThinkingTags};
+/// The allocator guard a binary installs to stop runaway chat templates.
+pub use tokenizer::chat_guard;

@@ -156,6 +156,8 @@ impl ModelShape {
     pub fn from_gguf(file: &GgufFile) -> Result<ModelShape, String> {
         let md = file.metadata();
         let arch = md.get_str("general.architecture").map_err(md_err)?;
+        // Every count and size below is checked against the tensors before it sizes anything.
+        models::check_shape(md, file.tensors()).map_err(|e| e.to_string())?;
         let n_vocab = match file.tensor("token_embd.weight") {
             Some(t) if t.dims.len() >= 2 => t.dims[1],
             _ => match md.opt_u64(&format!("{arch}.vocab_size")).map_err(md_err)? {
@@ -183,9 +185,22 @@ impl ModelShape {
         let n_layer = get("block_count")?;
         let n_embd = get("embedding_length")?;
         let n_head = get("attention.head_count")?;
-        if n_head == 0 || n_layer == 0 || n_embd == 0 {
+        for (k, v) in [
+            ("block_count", n_layer),
+            ("embedding_length", n_embd),
+            ("attention.head_count", n_head),
+        ] {
+            if v == 0 {
+                return Err(format!("metadata key `{arch}.{k}`: must be positive"));
+            }
+        }
+        // Without tensors to compare with (`from_gguf` does), at least refuse layer counts no
+        // model has before anything is allocated per layer.
+        if n_layer > models::MAX_LAYERS {
             return Err(format!(
-                "{arch}: block_count, embedding_length and attention.head_count must be positive"
+                "metadata key `{arch}.block_count`: {n_layer} layers is more than any model has \
+                 (at most {})",
+                models::MAX_LAYERS
             ));
         }
         let n_head_kv = opt("attention.head_count_kv")?.unwrap_or(n_head);
@@ -208,12 +223,19 @@ impl ModelShape {
         };
         let n_expert = opt("expert_count")?.unwrap_or(0);
         let n_expert_used = opt("expert_used_count")?.unwrap_or(0);
-        let dense_ff = opt("feed_forward_length")?.unwrap_or(4 * n_embd);
+        let dense_ff = opt("feed_forward_length")?.unwrap_or(n_embd.saturating_mul(4));
         let n_ff = if n_expert > 0 {
             let per_expert = opt("expert_feed_forward_length")?.unwrap_or(dense_ff);
-            let shared = opt("expert_shared_feed_forward_length")?
-                .unwrap_or(opt("expert_shared_count")?.unwrap_or(0) * per_expert);
-            dense_ff.max(per_expert * n_expert_used + shared)
+            let shared = opt("expert_shared_feed_forward_length")?.unwrap_or(
+                opt("expert_shared_count")?
+                    .unwrap_or(0)
+                    .saturating_mul(per_expert),
+            );
+            dense_ff.max(
+                per_expert
+                    .saturating_mul(n_expert_used)
+                    .saturating_add(shared),
+            )
         } else {
             dense_ff
         };
@@ -327,7 +349,9 @@ impl WeightStats {
     /// Elements that take part in one token's forward pass: everything but the experts
     /// not chosen (`used` of `n_expert` per MoE layer).
     pub fn active_params(&self, used: u64, n_expert: u64) -> u64 {
-        self.total_params - self.expert_params + active_share(self.expert_params, used, n_expert)
+        self.total_params
+            .saturating_sub(self.expert_params)
+            .saturating_add(active_share(self.expert_params, used, n_expert))
     }
 
     /// Expert bytes one token reads: `used / n_expert` of them.
@@ -359,7 +383,7 @@ impl WeightStats {
         for t in file.tensors() {
             total_params = total_params.saturating_add(t.n_elements());
             if is_vector(t) {
-                decoded += t.n_elements() * 4;
+                decoded = t.n_elements().saturating_mul(4).saturating_add(decoded);
                 continue;
             }
             // Stacked experts: [cols, rows, n_expert]; lazy loading holds one at a time.
@@ -375,7 +399,8 @@ impl WeightStats {
                 .and_then(|r| r.split('.').next())
                 .and_then(|n| n.parse::<u64>().ok());
             if let Some(il) = layer {
-                *layers.entry(il).or_default() += resident;
+                let e = layers.entry(il).or_default();
+                *e = e.saturating_add(resident);
             }
         }
         let output = file
@@ -451,12 +476,11 @@ impl Planner {
     pub fn plan(&self, mode: LoadMode, max_seq_len: u64, kv: KvDtype) -> MemoryPlan {
         let w = &self.weights;
         let weights_bytes = match mode {
-            LoadMode::Eager | LoadMode::Auto => w.data_bytes + w.decoded_bytes,
-            LoadMode::Lazy => {
-                w.decoded_bytes
-                    + w.largest_layer_bytes
-                        .max(w.output_bytes.min(LAZY_OUTPUT_CHUNK_BYTES))
-            }
+            LoadMode::Eager | LoadMode::Auto => w.data_bytes.saturating_add(w.decoded_bytes),
+            LoadMode::Lazy => w.decoded_bytes.saturating_add(
+                w.largest_layer_bytes
+                    .max(w.output_bytes.min(LAZY_OUTPUT_CHUNK_BYTES)),
+            ),
         };
         MemoryPlan {
             mode: if mode == LoadMode::Auto {

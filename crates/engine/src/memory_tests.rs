@@ -317,7 +317,7 @@ fn absurd_metadata_saturates_instead_of_panicking() {
     let md = meta(
         "llama",
         &[
-            ("block_count", u32::MAX as u64),
+            ("block_count", models::MAX_LAYERS),
             ("embedding_length", u32::MAX as u64),
             ("attention.head_count", 1),
             ("feed_forward_length", u32::MAX as u64),
@@ -325,6 +325,21 @@ fn absurd_metadata_saturates_instead_of_panicking() {
         ],
     );
     let s = ModelShape::from_metadata(&md, u32::MAX as u64).unwrap();
+    // More layers than any model: refused before anything is allocated per layer.
+    let many = meta(
+        "llama",
+        &[
+            ("block_count", u32::MAX as u64),
+            ("embedding_length", 8),
+            ("attention.head_count", 1),
+            ("context_length", 8),
+        ],
+    );
+    let e = ModelShape::from_metadata(&many, 8).unwrap_err();
+    assert!(
+        e.contains("llama.block_count") && e.contains("4294967295"),
+        "{e}"
+    );
     let p = Planner {
         shape: s,
         weights: WeightStats::default(),

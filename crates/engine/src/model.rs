@@ -164,6 +164,16 @@ impl LoadedModel {
             .map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 
+    /// Uses `template` instead of the file's chat template (`--chat-template-file`). Call
+    /// before any session is created.
+    pub fn set_chat_template(&mut self, template: String) -> Result<(), EngineError> {
+        let tok = Arc::get_mut(&mut self.tokenizer).ok_or_else(|| {
+            EngineError::Tokenizer("the chat template cannot change while sessions run".into())
+        })?;
+        tok.set_chat_template(Some(template));
+        Ok(())
+    }
+
     pub fn has_chat_template(&self) -> bool {
         self.tokenizer.chat_template().is_some()
     }
@@ -178,7 +188,7 @@ impl LoadedModel {
         self.tokenizer
             .apply_chat_template(&messages, true, self.arch())
             .map(Some)
-            .map_err(|e| EngineError::Tokenizer(format!("chat template: {e}")))
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 
     /// Text of `ids` as the user would see it (control tokens omitted).

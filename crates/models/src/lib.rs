@@ -15,14 +15,16 @@ mod config;
 mod error;
 mod families;
 mod forward;
+mod shape;
 mod weights;
 
 use std::sync::Arc;
 
-pub use compute::{default_threads, set_threads, windowed_slots, KvDtype};
+pub use compute::{default_threads, set_threads, windowed_slots, KvDtype, MAX_THREADS};
 pub use config::{Config, RopeConfig, RopeScaling};
 pub use error::ModelError;
 pub use families::{sliding_window, supported_archs, SlidingWindow};
+pub use shape::{check_shape, TensorSummary, MAX_CONTEXT, MAX_LAYERS};
 pub use weights::LAZY_OUTPUT_CHUNK_BYTES;
 
 /// The SIMD level the kernels run at on this CPU (`scalar`, `avx2`, `avx512`), as chosen at
@@ -134,6 +136,8 @@ impl Model {
             arch: arch.clone(),
             supported: supported_archs().join(", "),
         })?;
+        // Every size read below is checked against the tensors first.
+        shape::check_shape(md, file.tensors())?;
         let ld = Loader {
             file: &file,
             interleaved,

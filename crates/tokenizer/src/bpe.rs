@@ -36,21 +36,33 @@ impl BpeMerges {
             let split = merge.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1);
             let Some(split) = split else { continue };
             let (left, right) = (&merge[..split], &merge[split + 1..]);
-            let l = this.intern(left, token_to_id);
-            let r = this.intern(right, token_to_id);
-            let m = this.intern(&format!("{left}{right}"), token_to_id);
+            // Piece ids are u32: merges past that many distinct strings are dropped.
+            let (Some(l), Some(r), Some(m)) = (
+                this.intern(left, token_to_id),
+                this.intern(right, token_to_id),
+                this.intern(&format!("{left}{right}"), token_to_id),
+            ) else {
+                continue;
+            };
             // The first occurrence of a pair keeps its rank.
-            this.ranks.entry((l, r)).or_insert((rank as u32, m));
+            let rank = u32::try_from(rank).unwrap_or(u32::MAX);
+            this.ranks.entry((l, r)).or_insert((rank, m));
         }
         this
     }
 
-    fn intern(&mut self, s: &str, token_to_id: &HashMap<String, u32>) -> u32 {
+    fn intern(&mut self, s: &str, token_to_id: &HashMap<String, u32>) -> Option<u32> {
         if let Some(&id) = token_to_id.get(s) {
-            return id;
+            return Some(id);
         }
-        let next = self.n_vocab + self.extra.len() as u32;
-        *self.extra.entry(s.to_string()).or_insert(next)
+        if let Some(&id) = self.extra.get(s) {
+            return Some(id);
+        }
+        let next = u32::try_from(self.extra.len())
+            .ok()
+            .and_then(|e| self.n_vocab.checked_add(e))?;
+        self.extra.insert(s.to_string(), next);
+        Some(next)
     }
 
     fn lookup(&self, s: &str, token_to_id: &HashMap<String, u32>) -> Option<u32> {

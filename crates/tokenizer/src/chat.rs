@@ -100,6 +100,10 @@ pub fn render_chat_json(template: &str, messages_json: &str, opts: &ChatOptions)
     env.add_filter("count", crate::pyjson::length);
     env.add_filter("string", crate::pyjson::string);
     env.set_formatter(crate::pyjson::python_formatter);
+    // A template is a program from the file: bounded in steps and depth (and in output and
+    // memory below).
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env.set_recursion_limit(TEMPLATE_RECURSION);
     env.add_template("chat", template)
         .map_err(|e| TokenizerError::Template(describe(&e)))?;
     let tmpl = env
@@ -132,8 +136,166 @@ pub fn render_chat_json(template: &str, messages_json: &str, opts: &ChatOptions)
         ctx.push(("tools".into(), parse_json("tools", tools)?));
     }
     let ctx: Value = ctx.into_iter().collect();
-    tmpl.render(ctx)
-        .map_err(|e| TokenizerError::Template(describe(&e)))
+    let input = template.len()
+        + messages_json.len()
+        + opts.tools.map_or(0, str::len)
+        + opts.extra.map_or(0, str::len);
+    let max_output = MAX_OUTPUT_BYTES.max(input.saturating_mul(4));
+    let mut out = CappedOutput {
+        buf: Vec::new(),
+        cap: max_output,
+        overflowed: false,
+    };
+    let _guard = guard::Armed::new(MEMORY_BUDGET_BYTES.max(input.saturating_mul(16)));
+    let r = tmpl.render_captured_to(ctx, &mut out);
+    drop(_guard);
+    match r {
+        Ok(_) => String::from_utf8(out.buf)
+            .map_err(|_| TokenizerError::Template("the template produced invalid UTF-8".into())),
+        Err(_) if out.overflowed => Err(stopped(format!(
+            "its output passed {} MiB",
+            max_output >> 20
+        ))),
+        Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(stopped(format!(
+            "it ran more than {TEMPLATE_FUEL} instructions (a loop that does not end?)"
+        ))),
+        Err(e) if e.to_string().contains("recursion limit exceeded") => Err(stopped(format!(
+            "it nested calls or blocks deeper than {TEMPLATE_RECURSION} levels"
+        ))),
+        Err(e) => Err(TokenizerError::Template(describe(&e))),
+    }
+}
+
+/// Instructions a template may run: a real template over a long conversation runs tens of
+/// thousands; this is a fraction of a second of work (a few seconds in a fuzzing build).
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+/// Nesting depth (minijinja counts a macro call as several levels).
+pub const TEMPLATE_RECURSION: usize = 200;
+/// Output size allowed whatever the input (more when the messages themselves are larger).
+pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
+/// Memory a render may hold at once, checked by [`guard::RenderAlloc`] when a binary installs
+/// it as its global allocator (more when the input is larger).
+pub const MEMORY_BUDGET_BYTES: usize = 256 << 20;
+
+fn stopped(why: String) -> TokenizerError {
+    TokenizerError::Template(format!("the template was stopped: {why}"))
+}
+
+/// A `Write` that refuses to grow past `cap` bytes.
+struct CappedOutput {
+    buf: Vec<u8>,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > self.cap {
+            self.overflowed = true;
+            return Err(std::io::Error::other("chat template output too large"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub mod guard {
+    //! A memory limit on template rendering. A template can grow a value exponentially in
+    //! a few instructions (`{% set ns.s = ns.s ~ ns.s %}` in a loop, a recursive macro), so
+    //! fuel alone does not bound its memory, and minijinja has no hook on value sizes. A
+    //! binary that installs [`RenderAlloc`] as its global allocator gets a per-thread count
+    //! of the bytes held while a template renders; past the budget the process prints one
+    //! line saying the template was stopped and exits with status 1 (an allocator cannot
+    //! unwind, and failing the allocation would abort without a word).
+
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::OnceLock;
+
+    thread_local! {
+        /// (budget, bytes held since armed); budget 0 = not rendering.
+        static STATE: Cell<(usize, isize)> = const { Cell::new((0, 0)) };
+    }
+
+    static HINT: OnceLock<&'static str> = OnceLock::new();
+
+    /// What the stop message suggests (e.g. the command-line flags that go around the
+    /// template). Set once; later calls are ignored.
+    pub fn set_hint(hint: &'static str) {
+        let _ = HINT.set(hint);
+    }
+
+    /// The counting allocator: [`System`] plus the per-thread budget check.
+    pub struct RenderAlloc;
+
+    fn track(delta: isize) {
+        let _ = STATE.try_with(|s| {
+            let (budget, held) = s.get();
+            if budget == 0 {
+                return;
+            }
+            let held = held.saturating_add(delta);
+            s.set((budget, held));
+            if held > budget as isize {
+                s.set((0, 0));
+                stop(budget);
+            }
+        });
+    }
+
+    #[cold]
+    fn stop(budget: usize) -> ! {
+        use std::io::Write;
+        let hint = HINT.get().copied().unwrap_or("");
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "error: the chat template was stopped: rendering it took more than {} MiB of memory{}{}",
+            budget >> 20,
+            if hint.is_empty() { "" } else { "; " },
+            hint
+        );
+        let _ = err.flush();
+        std::process::exit(1)
+    }
+
+    unsafe impl GlobalAlloc for RenderAlloc {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            track(l.size() as isize);
+            System.alloc(l)
+        }
+        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+            track(l.size() as isize);
+            System.alloc_zeroed(l)
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            track(-(l.size() as isize));
+            System.dealloc(p, l)
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+            track(new as isize - l.size() as isize);
+            System.realloc(p, l, new)
+        }
+    }
+
+    /// Counting is on for this thread while it lives.
+    pub(super) struct Armed;
+
+    impl Armed {
+        pub(super) fn new(budget: usize) -> Armed {
+            let _ = STATE.try_with(|s| s.set((budget.max(1), 0)));
+            Armed
+        }
+    }
+
+    impl Drop for Armed {
+        fn drop(&mut self) {
+            let _ = STATE.try_with(|s| s.set((0, 0)));
+        }
+    }
 }
 
 fn describe(e: &Error) -> String {

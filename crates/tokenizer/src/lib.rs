@@ -28,6 +28,8 @@
 mod bpe;
 pub mod chat;
 mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod pretok;
 mod pyjson;
 mod special;
@@ -39,6 +41,7 @@ mod vocab;
 
 use std::collections::{HashMap, HashSet};
 
+pub use chat::guard as chat_guard;
 pub use chat::{render_chat, render_chat_json, ChatMessage, ChatOptions};
 pub use config::TokenizerConfig;
 pub use stream::StreamDecoder;
@@ -193,9 +196,14 @@ impl Tokenizer {
         self.add_space_prefix
     }
 
-    /// `tokenizer.chat_template` from the file, if any.
+    /// `tokenizer.chat_template` from the file, if any (or the one set since).
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
+    }
+
+    /// Replaces the file's chat template (e.g. with one the user trusts more).
+    pub fn set_chat_template(&mut self, template: Option<String>) {
+        self.chat_template = template;
     }
 
     /// True for tokens that end generation (eos, eot, eom and the usual

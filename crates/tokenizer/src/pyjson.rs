@@ -8,6 +8,9 @@
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{Error, ErrorKind, Value};
 
+/// Widest `indent` accepted (a huge one multiplies the output by its width per line).
+const MAX_INDENT: usize = 64;
+
 pub(crate) fn tojson(value: Value, kwargs: Kwargs) -> Result<String, Error> {
     let indent: Option<Value> = kwargs.get("indent")?;
     let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
@@ -18,8 +21,23 @@ pub(crate) fn tojson(value: Value, kwargs: Kwargs) -> Result<String, Error> {
         None => None,
         Some(v) if v.is_none() => None,
         Some(v) => match v.as_i64() {
+            Some(n) if n > MAX_INDENT as i64 => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("tojson: indent {n} is too large (at most {MAX_INDENT})"),
+                ))
+            }
             Some(n) => Some(" ".repeat(n.max(0) as usize)),
-            None => Some(v.as_str().unwrap_or("").to_string()),
+            None => {
+                let s = v.as_str().unwrap_or("");
+                if s.len() > MAX_INDENT {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson: indent string is too large",
+                    ));
+                }
+                Some(s.to_string())
+            }
         },
     };
     let (item_sep, key_sep) = match separators {

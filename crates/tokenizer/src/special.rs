@@ -7,7 +7,7 @@
 //! so an Aho-Corasick pass first finds which special tokens occur at all and
 //! only those take part.
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 
 use crate::attr;
 
@@ -32,7 +32,12 @@ impl SpecialMatcher {
         let ac = if patterns.is_empty() {
             None
         } else {
-            AhoCorasick::new(&patterns).ok()
+            // A non-contiguous NFA builds in time linear in the patterns' total length (the
+            // default may build a DFA: a megabyte-long special token would take minutes).
+            AhoCorasick::builder()
+                .kind(Some(AhoCorasickKind::NoncontiguousNFA))
+                .build(&patterns)
+                .ok()
         };
         SpecialMatcher {
             ac,

@@ -101,6 +101,18 @@ fn attr_from_type(t: i32) -> u32 {
     }
 }
 
+/// Longest token text repeated inside an `[UNK_BYTE_0x..]` marker.
+const MAX_UNK_BYTE_ECHO: usize = 256;
+
+/// `text` cut to a few dozen characters for an error message.
+fn excerpt(text: &str) -> String {
+    let mut s: String = text.chars().take(40).collect();
+    if s.len() < text.len() {
+        s.push_str("...");
+    }
+    s
+}
+
 /// GPT-2 byte-decoding of a token's text; characters outside the byte map are
 /// kept visible in llama.cpp's `[UNK_BYTE_0x..]` form.
 fn decode_byte_level(text: &str) -> Vec<u8> {
@@ -114,7 +126,11 @@ fn decode_byte_level(text: &str) -> Vec<u8> {
                 for b in c.encode_utf8(&mut buf).bytes() {
                     out.extend_from_slice(format!("{b:02x}").as_bytes());
                 }
-                out.extend_from_slice(text.as_bytes());
+                // llama.cpp repeats the whole token text in every marker, quadratic in the
+                // token's length: kept for ordinary tokens, left out for long ones.
+                if text.len() <= MAX_UNK_BYTE_ECHO {
+                    out.extend_from_slice(text.as_bytes());
+                }
                 out.push(b']');
             }
         }
@@ -169,7 +185,13 @@ impl Tokenizer {
         }
         let mut token_to_id = HashMap::with_capacity(n);
         for (i, t) in tokens.iter().enumerate() {
-            token_to_id.insert(t.clone(), i as u32);
+            // llama.cpp asserts the same: two ids with one text cannot both be produced.
+            if let Some(first) = token_to_id.insert(t.clone(), i as u32) {
+                return Err(TokenizerError::Metadata(format!(
+                    "tokenizer.ggml.tokens: token {i} {:?} repeats token {first}",
+                    excerpt(t)
+                )));
+            }
         }
         let scores = cfg.scores.map(|mut s| {
             s.truncate(n);

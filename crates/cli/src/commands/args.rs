@@ -214,7 +214,25 @@ pub fn apply_threads(threads: Option<usize>) -> Result<()> {
         if n == 0 {
             bail!("--threads: must be at least 1");
         }
+        let n = if n > engine::MAX_THREADS {
+            eprintln!(
+                "warning: --threads {n} is more than {max}; using {max}",
+                max = engine::MAX_THREADS
+            );
+            engine::MAX_THREADS
+        } else {
+            n
+        };
         engine::set_threads(n);
     }
     Ok(())
+}
+
+/// `--chat-template-file FILE`: the template text, read before the model is loaded so a bad
+/// path fails fast.
+pub fn read_chat_template(path: Option<&Path>) -> Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    std::fs::read_to_string(path)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("--chat-template-file {}: {e}", path.display()))
 }

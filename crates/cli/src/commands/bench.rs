@@ -91,12 +91,11 @@ pub fn run(args: Args) -> Result<()> {
         bail!("nothing to measure: -p and -n are both 0");
     }
     let kv_dtype: KvDtype = super::args::parse_kv_dtype(&args.kv_dtype)?;
-    let threads = match args.threads {
-        Some(0) => bail!("--threads: must be at least 1"),
-        Some(n) => n,
-        None => engine::default_threads(),
-    };
-    engine::set_threads(threads);
+    let threads = args
+        .threads
+        .unwrap_or_else(engine::default_threads)
+        .min(engine::MAX_THREADS);
+    super::args::apply_threads(Some(args.threads.unwrap_or(threads)))?;
 
     let path = super::model_path(args.model.as_deref())?;
     let session = engine::SessionOptions {

@@ -64,6 +64,9 @@ pub struct Args {
     /// Print nothing but the answers: no load line, notes or statistics on stderr
     #[arg(short, long)]
     pub quiet: bool,
+    /// Use the Jinja chat template in FILE instead of the model's (as llama.cpp's flag)
+    #[arg(long, value_name = "FILE")]
+    pub chat_template_file: Option<std::path::PathBuf>,
 }
 
 /// Figures of one answer.
@@ -355,8 +358,12 @@ pub fn run(args: Args) -> Result<()> {
     let sampling = args.sampling.params()?;
     let max_tokens = max_tokens(args.n_predict)?;
     let session_opts = args.runtime.session_options()?;
+    let template = super::args::read_chat_template(args.chat_template_file.as_deref())?;
     let path = super::model_path(args.model.as_deref())?;
-    let lm = args.runtime.load.load(&path, session_opts, args.quiet)?;
+    let mut lm = args.runtime.load.load(&path, session_opts, args.quiet)?;
+    if let Some(t) = template {
+        lm.set_chat_template(t)?;
+    }
     let session = lm.new_session(&session_opts)?;
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let style = if interactive {

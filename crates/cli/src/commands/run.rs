@@ -45,6 +45,9 @@ pub struct Args {
     /// Feed the prompt as plain text, without the chat template
     #[arg(long)]
     pub raw: bool,
+    /// Use the Jinja chat template in FILE instead of the model's (as llama.cpp's flag)
+    #[arg(long, value_name = "FILE", conflicts_with = "raw")]
+    pub chat_template_file: Option<std::path::PathBuf>,
     /// Stop when this text appears (repeatable); it is not printed
     #[arg(long = "stop", value_name = "STR")]
     pub stop: Vec<String>,
@@ -63,8 +66,18 @@ fn parse_ids(s: &str) -> Result<Vec<u32>> {
     let ids = s
         .split(',')
         .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
+        .enumerate()
+        .map(|(i, t)| {
+            if t.is_empty() {
+                bail!(
+                    "--prompt-ids: item {} is empty (expected ids like 1,2,3)",
+                    i + 1
+                );
+            }
+            Ok(t)
+        })
         .map(|t| {
+            let t = t?;
             t.parse::<u32>()
                 .with_context(|| format!("--prompt-ids: {t:?} is not a token id"))
         })
@@ -110,8 +123,13 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(_)) => None,
         _ => bail!("give a prompt with -p TEXT (or -p - for stdin) or --prompt-ids"),
     };
+    let given_ids = args.prompt_ids.as_deref().map(parse_ids).transpose()?;
+    let template = super::args::read_chat_template(args.chat_template_file.as_deref())?;
     let path = super::model_path(args.model.as_deref())?;
-    let lm = args.runtime.load.load(&path, session_opts, args.quiet)?;
+    let mut lm = args.runtime.load.load(&path, session_opts, args.quiet)?;
+    if let Some(t) = template {
+        lm.set_chat_template(t)?;
+    }
     let prompt_ids = match (&prompt_text, &args.prompt_ids) {
         (Some(text), _) => {
             let rendered = if args.raw {
@@ -127,7 +145,7 @@ pub fn run(args: Args) -> Result<()> {
             // Like llama.cpp: BOS per metadata, control-token text recognised.
             lm.tokenize(text, true, true)?
         }
-        (None, Some(ids)) => parse_ids(ids)?,
+        (None, Some(_)) => given_ids.expect("parsed above"),
         (None, None) => unreachable!("checked above"),
     };
     if prompt_ids.is_empty() {

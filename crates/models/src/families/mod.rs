@@ -141,6 +141,7 @@ fn pattern(p: usize, n_layer: usize) -> Vec<bool> {
 /// crate does not know, so memory planning still works for them).
 pub fn sliding_window(md: &Metadata, n_layer: usize) -> Result<SlidingWindow, ModelError> {
     let arch = md.get_str("general.architecture")?;
+    crate::shape::check_layer_count(md, n_layer)?;
     match find(arch) {
         Some(f) => (f.sliding_window)(&Hparams { md, arch }, n_layer),
         None => Ok(SlidingWindow::none(n_layer)),
@@ -343,7 +344,7 @@ pub(crate) fn read_moe(
     };
     let n_ff_shared = match shared {
         Shared::None => 0,
-        Shared::Plain => n_ff_exp * h.opt_usize("expert_shared_count")?.unwrap_or(1),
+        Shared::Plain => n_ff_exp.saturating_mul(h.opt_usize("expert_shared_count")?.unwrap_or(1)),
         Shared::Gated => h
             .opt_usize("expert_shared_feed_forward_length")?
             .filter(|&v| v > 0)
