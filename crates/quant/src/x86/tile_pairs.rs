@@ -140,29 +140,47 @@ const X_BYTES: usize = crate::q8_0::BYTES;
 kernel!(gemm_q8_0, tile_q8_0, crate::q8_0::BYTES, quants_q8_0);
 kernel!(gemm_q5_0, tile_q5_0, crate::q5_0::BYTES, quants_q5_0);
 
-/// Q4_1 weight quants of the block at `b`: its nibbles, in [0, 15].
+/// The 16 nibble bytes at `p` as ggml's 32 quants (low nibbles, then high ones), in both
+/// halves of a 512-bit register: the bytes broadcast to four 128-bit lanes (a plain load),
+/// the odd lanes shifted down by 4, every byte masked to its nibble.
+///
+/// # Safety
+/// `p` must be readable for 16 bytes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn nibbles_512(p: *const u8) -> __m512i {
+    // SAFETY: the caller guarantees 16 readable bytes; loadu has no alignment requirement.
+    let b = _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(p as *const __m128i) });
+    let shifted = _mm512_srlv_epi64(b, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4));
+    _mm512_and_si512(shifted, _mm512_set1_epi8(0x0f))
+}
+
+/// Q4_1 weight quants of the block at `b` (its nibbles, in [0, 15]) in both halves.
 ///
 /// # Safety
 /// `b` must point at a readable Q4_1 block.
 #[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn quants_q4_1(b: *const u8) -> __m256i {
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quants_q4_1(b: *const u8) -> __m512i {
     // SAFETY: 16 nibble bytes follow the 4 bytes of `d` and `m` (caller).
-    unsafe { bytes_from_nibbles_32(b.add(4)) }
+    unsafe { nibbles_512(b.add(4)) }
 }
 
-/// Q5_1 weight quants of the block at `b`, as ggml's AVX2 kernel forms them: the nibble plus
-/// 16 where the bit in `qh` is set, in [0, 31].
+/// Q5_1 weight quants of the block at `b` in both halves, as ggml's AVX2 kernel forms them:
+/// the nibble plus 16 where the bit in `qh` is set, in [0, 31] (the bits used as a byte mask,
+/// repeated for the high half).
 ///
 /// # Safety
 /// `b` must point at a readable Q5_1 block.
 #[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn quants_q5_1(b: *const u8) -> __m256i {
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quants_q5_1(b: *const u8) -> __m512i {
     // SAFETY: the block holds 4 `qh` bytes after `d` and `m`, and 16 nibble bytes after them.
     unsafe {
-        let hi = _mm256_and_si256(bytes_from_bits_32(b.add(4)), _mm256_set1_epi8(0x10));
-        _mm256_or_si256(bytes_from_nibbles_32(b.add(8)), hi)
+        let qh = (b.add(4) as *const u32).read_unaligned() as u64;
+        let nib = nibbles_512(b.add(8));
+        // nib + 16 = nib | 16, as the nibble is below 16.
+        _mm512_mask_add_epi8(nib, qh | (qh << 32), nib, _mm512_set1_epi8(0x10))
     }
 }
 
@@ -247,7 +265,7 @@ macro_rules! kernel_offset {
                         // product, then moved to the halves of each pair: one multiply
                         // per row instead of one per pair, the rest on the shuffle port.
                         let dd = _mm512_mul_ps(dw, ds);
-                        let q = _mm512_broadcast_i64x4($quants(bw));
+                        let q = $quants(bw);
                         for ((acc, y), pick) in acc.iter_mut().zip(y).zip(pick) {
                             let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, y);
                             let d = _mm512_permutexvar_ps(pick, dd);
