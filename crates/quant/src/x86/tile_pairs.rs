@@ -9,36 +9,44 @@
 
 use std::arch::x86_64::*;
 
-use super::{bytes_from_bits_32, bytes_from_nibbles_32, f16_at, f16_pair, hsum_float_8};
+use super::{f16_at, f16_pair, hsum_float_8};
 
 /// Weight rows and most tokens per call: 16 accumulators, with the four token pairs' quants
 /// and scales, fill most of the 32 vector registers.
 pub(crate) const ROWS: usize = 4;
 pub(crate) const TOKS: usize = 8;
 
-/// Q8_0 weight quants of the block at `b`.
+/// Q8_0 weight quants of the block at `b`, in both halves of a 512-bit register.
 ///
 /// # Safety
 /// `b` must point at a readable Q8_0 block.
 #[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn quants_q8_0(b: *const u8) -> __m256i {
+#[target_feature(enable = "avx512f")]
+unsafe fn quants_q8_0(b: *const u8) -> __m512i {
     // SAFETY: 32 quant bytes follow the 2-byte scale (caller).
-    unsafe { _mm256_loadu_si256(b.add(2) as *const __m256i) }
+    _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(b.add(2) as *const __m256i) })
 }
 
-/// Q5_0 weight quants of the block at `b`, as ggml's AVX2 kernel forms them: nibbles with
-/// bit 4 from `qh`, offset to [-16, 15] by setting the high bits where `qh` is clear.
+/// Q5_0 weight quants of the block at `b` in both halves, as ggml's AVX2 kernel forms them:
+/// nibbles with bit 4 from `qh`, offset to [-16, 15] by setting the high bits where `qh` is
+/// clear (the clear bits used as a byte mask, repeated for the high half).
 ///
 /// # Safety
 /// `b` must point at a readable Q5_0 block.
 #[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn quants_q5_0(b: *const u8) -> __m256i {
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quants_q5_0(b: *const u8) -> __m512i {
     // SAFETY: the block holds 4 `qh` bytes after the scale and 16 nibble bytes after them.
     unsafe {
-        let hi = _mm256_andnot_si256(bytes_from_bits_32(b.add(2)), _mm256_set1_epi8(0xf0u8 as i8));
-        _mm256_or_si256(bytes_from_nibbles_32(b.add(6)), hi)
+        let clear = !(b.add(2) as *const u32).read_unaligned() as u64;
+        let nib = nibbles_512(b.add(6));
+        // nib + 0xf0 = nib | 0xf0, as the nibble is below 16.
+        _mm512_mask_add_epi8(
+            nib,
+            clear | (clear << 32),
+            nib,
+            _mm512_set1_epi8(0xf0u8 as i8),
+        )
     }
 }
 
@@ -77,7 +85,7 @@ macro_rules! kernel {
                     for (acc, wr) in acc.iter_mut().zip(w) {
                         let bw = wr.add(i * $bytes);
                         let dw = _mm512_set1_ps(f16_at(bw));
-                        let q = _mm512_broadcast_i64x4($quants(bw));
+                        let q = $quants(bw);
                         // ggml's sign trick, bit for bit (including its wrap of -(-128)):
                         // |w| times y negated where w < 0.
                         let (aq, neg) = (_mm512_abs_epi8(q), _mm512_movepi8_mask(q));
@@ -430,7 +438,7 @@ mod timing {
         let (rows, n) = (1536usize, 576usize);
         let nb = n / 32;
         let mut rng = Rng::new(1);
-        let kinds: [(&str, usize, usize, TileFn, usize, usize); 4] = [
+        let kinds: [(&str, usize, usize, TileFn, usize, usize); 5] = [
             (
                 "q4_1 4x4",
                 crate::q4_1::BYTES,
@@ -460,6 +468,14 @@ mod timing {
                 crate::q5_1::BYTES,
                 X1_BYTES,
                 tile_q5_1,
+                4,
+                TOKS,
+            ),
+            (
+                "q5_0 pairs",
+                crate::q5_0::BYTES,
+                X_BYTES,
+                tile_q5_0,
                 4,
                 TOKS,
             ),
