@@ -63,24 +63,45 @@ macro_rules! kernel {
             x: [[*const u8; 2]; P],
         ) -> [[__m512; P]; ROWS] {
             let mut acc = [[_mm512_setzero_ps(); P]; ROWS];
+            // Lanes past the last pair read token 0 again (nobody reads them).
+            let tok: [*const u8; 8] =
+                std::array::from_fn(|t| if t / 2 < P { x[t / 2][t % 2] } else { x[0][0] });
+            // Pair p's `d_x`: token 2p's (lane 2p) in the low half, 2p + 1's in the high.
+            let pick: [__m512i; P] = std::array::from_fn(|p| {
+                _mm512_mask_blend_epi32(
+                    0xff00,
+                    _mm512_set1_epi32(2 * p as i32),
+                    _mm512_set1_epi32(2 * p as i32 + 1),
+                )
+            });
             for i in 0..nb {
+                let off = i * X_BYTES;
                 // SAFETY: block i of each row is in bounds (caller), and the offsets stay
                 // inside a block.
                 unsafe {
+                    // The eight tokens' scales widened in one conversion (token t in lane t).
+                    let d8 = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_setr_epi16(
+                        d_bits(tok[0].add(off)),
+                        d_bits(tok[1].add(off)),
+                        d_bits(tok[2].add(off)),
+                        d_bits(tok[3].add(off)),
+                        d_bits(tok[4].add(off)),
+                        d_bits(tok[5].add(off)),
+                        d_bits(tok[6].add(off)),
+                        d_bits(tok[7].add(off)),
+                    )));
                     let mut y = [_mm512_setzero_si512(); P];
                     let mut dx = [_mm512_setzero_ps(); P];
-                    for ((y, dx), [a, b]) in y.iter_mut().zip(dx.iter_mut()).zip(x) {
-                        let (ba, bb) = (a.add(i * X_BYTES), b.add(i * X_BYTES));
+                    for (((y, dx), [a, b]), pick) in
+                        y.iter_mut().zip(dx.iter_mut()).zip(x).zip(pick)
+                    {
+                        let (ba, bb) = (a.add(off), b.add(off));
                         *y = _mm512_inserti64x4(
                             _mm512_castsi256_si512(_mm256_loadu_si256(ba.add(2) as *const __m256i)),
                             _mm256_loadu_si256(bb.add(2) as *const __m256i),
                             1,
                         );
-                        *dx = _mm512_mask_blend_ps(
-                            0xff00,
-                            _mm512_set1_ps(f16_at(ba)),
-                            _mm512_set1_ps(f16_at(bb)),
-                        );
+                        *dx = _mm512_permutexvar_ps(pick, d8);
                     }
                     for (acc, wr) in acc.iter_mut().zip(w) {
                         let bw = wr.add(i * $bytes);
@@ -190,6 +211,16 @@ unsafe fn quants_q5_1(b: *const u8) -> __m512i {
         // nib + 16 = nib | 16, as the nibble is below 16.
         _mm512_mask_add_epi8(nib, qh | (qh << 32), nib, _mm512_set1_epi8(0x10))
     }
+}
+
+/// The f16 scale of a Q8_0 activation block, as raw bits.
+///
+/// # Safety
+/// `p` must be readable for 2 bytes.
+#[inline]
+unsafe fn d_bits(p: *const u8) -> i16 {
+    // SAFETY: caller; unaligned read.
+    unsafe { (p as *const i16).read_unaligned() }
 }
 
 /// Q8_1 activation block size (`d`, `s`, 32 quants).
