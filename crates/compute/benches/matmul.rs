@@ -1,5 +1,5 @@
 //! Whole weight-matrix products as the models run them, per weight type: one token
-//! (generation, memory-bound) and a 128-token batch (prompt processing, compute-bound), on
+//! (generation, memory-bound), 4 and 16 (batched decoding) and a 128-token batch (prompt processing, compute-bound), on
 //! SmolLM2-135M's FFN shape (1536 x 576), plus a 32768-row vocabulary slice for the output
 //! projection: `cargo bench -p compute --bench matmul [-- FILTER]`. Threads: the compute pool's
 //! default (all cores) unless `TORCHLESS_BENCH_THREADS` is set.
@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
         GgmlType::Q4_0,
         GgmlType::Q4_1,
         GgmlType::Q5_0,
+        GgmlType::Q5_1,
         GgmlType::Q8_0,
         GgmlType::Q4_K,
         GgmlType::Q6_K,
@@ -49,6 +50,9 @@ fn bench(c: &mut Criterion) {
     // (name, rows, cols, tokens)
     let shapes = [
         ("ffn_1536x576", 1536, 576, 1),
+        // Several sequences decoding together (the engine's scheduler).
+        ("ffn_1536x576", 1536, 576, 4),
+        ("ffn_1536x576", 1536, 576, 16),
         ("ffn_1536x576", 1536, 576, 128),
         ("vocab_32768x576", 32768, 576, 1),
     ];

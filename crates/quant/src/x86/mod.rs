@@ -68,8 +68,8 @@ macro_rules! block_entry_points {
 
         /// Four weight rows times one to four activation rows (see
         /// [`crate::dispatch::TileFn`]): the weights are unpacked once per block for all
-        /// the activation rows, with 16 independent accumulators in flight. (Q5_0 and Q8_0
-        /// use the faster `tile_pairs` kernels instead.)
+        /// the activation rows, with 16 independent accumulators in flight. (Q5_0 and Q8_0 use
+        /// the `tile_pairs` kernels instead, as Q4_1 and Q5_1 do from 4 tokens on.)
         #[allow(dead_code)]
         pub(crate) fn tile_avx512(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]) {
             let nb = super::blocks_tile(n, BLOCK, w, BYTES, x, $x_bytes, out, 4, 4);
@@ -252,13 +252,13 @@ pub(crate) fn avx512_tile(ty: GgmlType) -> Option<Tile> {
     use GgmlType::*;
     let f: TileFn = match ty {
         Q4_0 => q4_0::tile_avx512,
-        Q4_1 => q4_1::tile_avx512,
+        Q4_1 => tile_pairs::tile_q4_1,
         Q5_0 => tile_pairs::tile_q5_0,
-        Q5_1 => q5_1::tile_avx512,
+        Q5_1 => tile_pairs::tile_q5_1,
         Q8_0 => tile_pairs::tile_q8_0,
         _ => return None,
     };
-    let toks = if matches!(ty, Q5_0 | Q8_0) {
+    let toks = if matches!(ty, Q4_1 | Q5_0 | Q5_1 | Q8_0) {
         tile_pairs::TOKS
     } else {
         4
@@ -271,10 +271,20 @@ pub(crate) fn avx512_tile(ty: GgmlType) -> Option<Tile> {
     })
 }
 
-/// A tile kernel of `ty` for a single activation row (generation) at the `avx512` level, in
-/// `vec_dot` order, where one beats [`avx512_tile`] there. Only call once [`has_avx512`]
+/// A tile kernel of `ty` for one to three activation rows (generation) at the `avx512` level,
+/// in `vec_dot` order, where one beats [`avx512_tile`] there. Only call once [`has_avx512`]
 /// holds.
 pub(crate) fn avx512_gemv_tile(ty: GgmlType) -> Option<Tile> {
+    // Q4_1 / Q5_1: the token-pair tiles waste half their work on one token and beat the
+    // plain 4 x 4 tile only from 4 tokens on.
+    let plain = |f: TileFn| {
+        Some(Tile {
+            rows: 4,
+            toks: 4,
+            f,
+            x_f32: false,
+        })
+    };
     match ty {
         GgmlType::Q8_0 => Some(Tile {
             rows: gemv_q8_0::ROWS,
@@ -282,6 +292,8 @@ pub(crate) fn avx512_gemv_tile(ty: GgmlType) -> Option<Tile> {
             f: gemv_q8_0::tile_avx512,
             x_f32: false,
         }),
+        GgmlType::Q4_1 => plain(q4_1::tile_avx512),
+        GgmlType::Q5_1 => plain(q5_1::tile_avx512),
         _ => None,
     }
 }
