@@ -112,6 +112,14 @@ impl LayerAttn {
         }
     }
 
+    /// The softmax attention settings (both kinds attend with `compute::attention`).
+    fn params(&self) -> &compute::AttnParams {
+        match self {
+            LayerAttn::Standard(a) => &a.params,
+            LayerAttn::Latent(m) => &m.params,
+        }
+    }
+
     /// Attention of the `n` queries in `q` over `cache` into `out`.
     fn attend(
         &self,
@@ -377,14 +385,36 @@ impl Decoder {
             let a = &l.attn;
             let (q_row, row) = a.row_lens();
             let att = sized(&mut s.att, n * row);
-            for g in segs {
-                if last && g.keep == Keep::None {
-                    continue;
+            let todo = || segs.iter().filter(|g| !(last && g.keep == Keep::None));
+            if todo().count() <= 1 {
+                for g in todo() {
+                    let (r0, r1) = (g.row0, g.row0 + g.n);
+                    let cache = &seqs[g.seq].state.caches[il];
+                    let q = &s.q[r0 * q_row..r1 * q_row];
+                    a.attend(cache, q, g.n, g.start_pos, &mut att[r0 * row..r1 * row])?;
                 }
-                let (r0, r1) = (g.row0, g.row0 + g.n);
-                let cache = &seqs[g.seq].state.caches[il];
-                let q = &s.q[r0 * q_row..r1 * q_row];
-                a.attend(cache, q, g.n, g.start_pos, &mut att[r0 * row..r1 * row])?;
+            } else {
+                // Several sequences: one parallel region over all their (token, head) tasks
+                // (each sequence's rows are computed exactly as alone).
+                let mut calls = Vec::with_capacity(segs.len());
+                let mut rest: &mut [f32] = att;
+                let mut at = 0;
+                for g in todo() {
+                    let (r0, r1) = (g.row0, g.row0 + g.n);
+                    let (_, tail) = std::mem::take(&mut rest).split_at_mut((r0 - at) * row);
+                    let (out, tail) = tail.split_at_mut((r1 - r0) * row);
+                    rest = tail;
+                    at = r1;
+                    calls.push(compute::AttnCall {
+                        params: a.params(),
+                        cache: &seqs[g.seq].state.caches[il],
+                        q: &s.q[r0 * q_row..r1 * q_row],
+                        n_tokens: g.n,
+                        start_pos: g.start_pos,
+                        out,
+                    });
+                }
+                compute::attention_many(&mut calls)?;
             }
 
             // Only the rows whose logits are wanted matter after the last attention: they

@@ -331,6 +331,28 @@ pub fn attention(
     start_pos: usize,
     out: &mut [f32],
 ) -> Result<(), ComputeError> {
+    check(p, cache, q, n_tokens, start_pos, out)?;
+    attention_at(
+        quant::dispatch::active_level(),
+        p,
+        cache,
+        q,
+        n_tokens,
+        start_pos,
+        out,
+    );
+    Ok(())
+}
+
+/// The shape checks of an attention call.
+fn check(
+    p: &AttnParams,
+    cache: &KvCache,
+    q: &[f32],
+    n_tokens: usize,
+    start_pos: usize,
+    out: &[f32],
+) -> Result<(), ComputeError> {
     let (dk, dv, nkv) = (cache.dk, cache.dv, cache.n_head_kv);
     if p.n_head == 0 || !p.n_head.is_multiple_of(nkv) {
         return Err(shape_err(
@@ -379,15 +401,6 @@ pub fn attention(
             dk.max(dv),
         ));
     }
-    attention_at(
-        quant::dispatch::active_level(),
-        p,
-        cache,
-        q,
-        n_tokens,
-        start_pos,
-        out,
-    );
     Ok(())
 }
 
@@ -413,111 +426,216 @@ impl OutRows {
 const TILE_ROWS: usize = 16;
 
 /// [`attention`] with the arithmetic of one SIMD level (shapes already checked).
-pub(crate) fn attention_at<'a>(
+pub(crate) fn attention_at(
     level: SimdLevel,
     p: &AttnParams,
-    cache: &'a KvCache,
+    cache: &KvCache,
     q: &[f32],
     n_tokens: usize,
     start_pos: usize,
     out: &mut [f32],
 ) {
-    let (dk, dv, nkv, al) = (cache.dk, cache.dv, cache.n_head_kv, cache.alloc);
-    let group = p.n_head / nkv;
-    let first_of = |pos: usize| {
-        if p.window > 0 {
-            (pos + 1).saturating_sub(p.window)
+    let job = Job::new(level, p, cache, q, n_tokens, start_pos, out);
+    let work = n_tokens * p.n_head * (start_pos + n_tokens) * (cache.dk + cache.dv);
+    if work < 64 * 1024 {
+        (0..job.tasks()).for_each(|t| job.run(t));
+    } else {
+        crate::pool::run(job.tasks(), |t| job.run(t));
+    }
+}
+
+/// One attention call of [`attention_many`].
+pub struct AttnCall<'a> {
+    pub params: &'a AttnParams,
+    pub cache: &'a KvCache,
+    pub q: &'a [f32],
+    pub n_tokens: usize,
+    pub start_pos: usize,
+    pub out: &'a mut [f32],
+}
+
+/// Several [`attention`] calls (the sequences of a batch, each over its own cache) as ONE
+/// parallel region over all their (token, head) tasks: decoding many short sequences is
+/// many tiny calls, which one by one would each pay a region and leave threads idle. Each
+/// output is computed exactly as its own call computes it.
+pub fn attention_many(calls: &mut [AttnCall]) -> Result<(), ComputeError> {
+    let level = quant::dispatch::active_level();
+    for c in calls.iter_mut() {
+        // The shape checks of a single call (an empty output runs nothing).
+        check(c.params, c.cache, c.q, c.n_tokens, c.start_pos, c.out)?;
+    }
+    let jobs: Vec<Job> = calls
+        .iter_mut()
+        .map(|c| {
+            Job::new(
+                level,
+                c.params,
+                c.cache,
+                c.q,
+                c.n_tokens,
+                c.start_pos,
+                c.out,
+            )
+        })
+        .collect();
+    let mut starts = Vec::with_capacity(jobs.len() + 1);
+    let mut total = 0;
+    for j in &jobs {
+        starts.push(total);
+        total += j.tasks();
+    }
+    starts.push(total);
+    crate::pool::run(total, |t| {
+        let i = starts.partition_point(|&s| s <= t) - 1;
+        jobs[i].run(t - starts[i]);
+    });
+    Ok(())
+}
+
+/// Which kernel a call runs.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// F16 cache, a long batch: ggml's tiled flash attention, `tiles` query tiles per head.
+    F16Tiled { tiles: usize },
+    /// F16 cache, a short batch: one flash-attention row per (token, head).
+    F16Rows,
+    /// F32 cache: plain attention per (token, head).
+    F32Rows,
+}
+
+/// One attention call cut into independent tasks, each writing its own output rows.
+struct Job<'a> {
+    level: SimdLevel,
+    p: &'a AttnParams,
+    cache: &'a KvCache,
+    q: &'a [f32],
+    start_pos: usize,
+    n_tokens: usize,
+    rows: OutRows,
+    kind: Kind,
+}
+
+impl<'a> Job<'a> {
+    fn new(
+        level: SimdLevel,
+        p: &'a AttnParams,
+        cache: &'a KvCache,
+        q: &'a [f32],
+        n_tokens: usize,
+        start_pos: usize,
+        out: &'a mut [f32],
+    ) -> Self {
+        let kind = match cache.store {
+            Store::F16 { .. } if n_tokens >= FA_TILE_Q => Kind::F16Tiled {
+                tiles: n_tokens.div_ceil(TILE_ROWS),
+            },
+            Store::F16 { .. } => Kind::F16Rows,
+            Store::F32 { .. } => Kind::F32Rows,
+        };
+        Job {
+            level,
+            p,
+            cache,
+            q,
+            start_pos,
+            n_tokens,
+            rows: OutRows(out.as_mut_ptr()),
+            kind,
+        }
+    }
+
+    fn tasks(&self) -> usize {
+        match self.kind {
+            Kind::F16Tiled { tiles } => self.p.n_head * tiles,
+            Kind::F16Rows | Kind::F32Rows => self.n_tokens * self.p.n_head,
+        }
+    }
+
+    fn first_of(&self, pos: usize) -> usize {
+        if self.p.window > 0 {
+            (pos + 1).saturating_sub(self.p.window)
         } else {
             0
         }
-    };
-    let rows = OutRows(out.as_mut_ptr());
-    let work = n_tokens * p.n_head * (start_pos + n_tokens) * (dk + dv);
-    let small = work < 64 * 1024;
-    let run = |n: usize, f: &(dyn Fn(usize) + Sync)| {
-        if small {
-            (0..n).for_each(f)
-        } else {
-            crate::pool::run(n, f)
-        }
-    };
-    // One KV head's keys and values; a latent cache's values are its keys' first dv
-    // elements (stride dk).
-    let v_stride = if cache.latent { dk } else { dv };
-    let f16_head = |k: &'a [f16], v: &'a [f16], kvh: usize| {
+    }
+
+    /// One KV head of an F16 cache; a latent cache's values are its keys' first dv
+    /// elements (stride dk).
+    fn f16_head(&self, k: &'a [f16], v: &'a [f16], kvh: usize) -> flash::Head<'a> {
+        let c = self.cache;
+        let (dk, dv, al) = (c.dk, c.dv, c.alloc);
         let keys = &k[kvh * al * dk..][..al * dk];
         flash::Head {
             k: keys,
-            v: if cache.latent {
+            v: if c.latent {
                 keys
             } else {
                 &v[kvh * al * dv..][..al * dv]
             },
             dk,
             dv,
-            v_stride,
-            slots: cache.slots,
-            len: cache.len,
+            v_stride: if c.latent { dk } else { dv },
+            slots: c.slots,
+            len: c.len,
         }
-    };
-    match &cache.store {
-        Store::F16 { k, v } if n_tokens >= FA_TILE_Q => {
-            let tiles = n_tokens.div_ceil(TILE_ROWS);
-            run(p.n_head * tiles, &|task| {
+    }
+
+    fn run(&self, task: usize) {
+        let (p, c, q) = (self.p, self.cache, self.q);
+        let (dk, dv, al) = (c.dk, c.dv, c.alloc);
+        let group = p.n_head / c.n_head_kv;
+        let level = self.level;
+        match (&c.store, self.kind) {
+            (Store::F16 { k, v }, Kind::F16Tiled { tiles }) => {
                 let (h, tile) = (task / tiles, task % tiles);
-                let kvh = h / group;
                 let t0 = tile * TILE_ROWS;
-                let t1 = (t0 + TILE_ROWS).min(n_tokens);
-                let head = f16_head(k, v, kvh);
+                let t1 = (t0 + TILE_ROWS).min(self.n_tokens);
+                let head = self.f16_head(k, v, h / group);
                 let mut ranges = [(0usize, 0usize); TILE_ROWS];
                 for (r, t) in ranges.iter_mut().zip(t0..t1) {
-                    *r = (first_of(start_pos + t), start_pos + t);
+                    let pos = self.start_pos + t;
+                    *r = (self.first_of(pos), pos);
                 }
                 let qrow = |r: usize| &q[((t0 + r) * p.n_head + h) * dk..][..dk];
                 flash::tiled(level, p, &head, qrow, &ranges[..t1 - t0], |r, o| {
                     // SAFETY: row (t0 + r, h) belongs to this task only.
-                    unsafe { rows.row((t0 + r) * p.n_head + h, dv) }.copy_from_slice(o)
+                    unsafe { self.rows.row((t0 + r) * p.n_head + h, dv) }.copy_from_slice(o)
                 });
-            });
-        }
-        Store::F16 { k, v } => {
-            run(n_tokens * p.n_head, &|idx| {
-                let (t, h) = (idx / p.n_head, idx % p.n_head);
-                let kvh = h / group;
-                let pos = start_pos + t;
-                let head = f16_head(k, v, kvh);
-                // SAFETY: row idx belongs to this task only.
-                let o = unsafe { rows.row(idx, dv) };
-                let qh = &q[idx * dk..][..dk];
-                flash::decode_row(level, p, &head, qh, first_of(pos), pos, o);
-            });
-        }
-        Store::F32 { k, v } => {
-            thread_local! {
-                // Per-thread score buffer, kept across calls so decoding does not allocate.
-                static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
             }
-            run(n_tokens * p.n_head, &|idx| {
-                let (t, h) = (idx / p.n_head, idx % p.n_head);
+            (Store::F16 { k, v }, _) => {
+                let (t, h) = (task / p.n_head, task % p.n_head);
+                let pos = self.start_pos + t;
+                let head = self.f16_head(k, v, h / group);
+                // SAFETY: row `task` belongs to this task only.
+                let o = unsafe { self.rows.row(task, dv) };
+                let qh = &q[task * dk..][..dk];
+                flash::decode_row(level, p, &head, qh, self.first_of(pos), pos, o);
+            }
+            (Store::F32 { k, v }, _) => {
+                thread_local! {
+                    // Per-thread score buffer, kept across calls so decoding does not allocate.
+                    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+                }
+                let (t, h) = (task / p.n_head, task % p.n_head);
                 let kvh = h / group;
-                let pos = start_pos + t;
-                let slot = |j: usize| kvh * al + j % cache.slots;
+                let pos = self.start_pos + t;
+                let slot = |j: usize| kvh * al + j % c.slots;
                 let key = |j: usize| &k[slot(j) * dk..][..dk];
                 let val = |j: usize| {
-                    if cache.latent {
+                    if c.latent {
                         &k[slot(j) * dk..][..dv]
                     } else {
                         &v[slot(j) * dv..][..dv]
                     }
                 };
-                // SAFETY: row idx belongs to this task only.
-                let o = unsafe { rows.row(idx, dv) };
-                let qh = &q[idx * dk..][..dk];
+                // SAFETY: row `task` belongs to this task only.
+                let o = unsafe { self.rows.row(task, dv) };
+                let qh = &q[task * dk..][..dk];
                 SCORES.with(|s| {
                     let s = &mut s.borrow_mut();
-                    plain(p, qh, first_of(pos), pos, key, val, s, o)
+                    plain(p, qh, self.first_of(pos), pos, key, val, s, o)
                 });
-            });
+            }
         }
     }
 }

@@ -480,3 +480,71 @@ fn latent_cache_equals_a_cache_with_the_values_copied_bit_for_bit() {
     assert_eq!(c.max_bytes(), 10 * 40 * 2);
     assert!(c.is_latent());
 }
+
+/// `attention_many` runs each call exactly as `attention` alone does: several sequences of
+/// different lengths (decode rows and a tiled prefill), F16 and F32 caches, a window and a
+/// soft cap, compared bit for bit.
+#[test]
+fn attention_many_equals_one_call_at_a_time() {
+    for dtype in [KvDtype::F16, KvDtype::F32] {
+        let (nh, nkv, dk, dv) = (4, 2, 16, 8);
+        let p = AttnParams {
+            n_head: nh,
+            scale: 0.3,
+            softcap: 20.0,
+            window: 40,
+        };
+        // (cached positions before, tokens in this call)
+        let shapes = [(0usize, 1usize), (30, 1), (5, 70), (90, 3), (0, 64)];
+        let mut caches = Vec::new();
+        let mut qs = Vec::new();
+        for (i, &(before, n)) in shapes.iter().enumerate() {
+            let mut c = KvCache::new(dtype, 256, nkv, dk, dv);
+            for pos in 0..before + n {
+                let seed = (i * 1000 + pos) as f32;
+                c.store(pos, &data(nkv * dk, seed), &data(nkv * dv, seed + 0.5))
+                    .unwrap();
+            }
+            caches.push(c);
+            qs.push(data(n * nh * dk, i as f32 * 7.0));
+        }
+        let mut alone: Vec<Vec<f32>> = Vec::new();
+        for (i, &(before, n)) in shapes.iter().enumerate() {
+            let mut out = vec![0f32; n * nh * dv];
+            attention(&p, &caches[i], &qs[i], n, before, &mut out).unwrap();
+            alone.push(out);
+        }
+        let mut outs: Vec<Vec<f32>> = shapes
+            .iter()
+            .map(|&(_, n)| vec![0f32; n * nh * dv])
+            .collect();
+        let mut calls: Vec<AttnCall> = outs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, out)| AttnCall {
+                params: &p,
+                cache: &caches[i],
+                q: &qs[i],
+                n_tokens: shapes[i].1,
+                start_pos: shapes[i].0,
+                out,
+            })
+            .collect();
+        attention_many(&mut calls).unwrap();
+        for (i, (a, b)) in alone.iter().zip(&outs).enumerate() {
+            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{dtype:?} call {i} differs from its own call");
+        }
+        // A bad call is an error, not a panic.
+        let mut short = vec![0f32; 3];
+        let mut bad = [AttnCall {
+            params: &p,
+            cache: &caches[0],
+            q: &qs[0],
+            n_tokens: 1,
+            start_pos: 0,
+            out: &mut short,
+        }];
+        assert!(attention_many(&mut bad).is_err());
+    }
+}
