@@ -523,3 +523,32 @@ fn sigterm_lets_the_stream_in_flight_finish_and_exits_zero() {
     let status = s.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_client_that_never_reads_does_not_stall_the_others() {
+    let s = serve(&["--parallel", "2"]);
+    // A streaming request whose client never reads its answer.
+    let mut stuck = TcpStream::connect(&s.addr).unwrap();
+    let mut r = greedy_chat("Count slowly from one to five hundred.", 400);
+    r["stream"] = json!(true);
+    let body = r.to_string();
+    write!(
+        stuck,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // Others are served meanwhile, promptly.
+    let t0 = std::time::Instant::now();
+    for i in 0..3 {
+        let (st, v) = post(
+            &s.addr,
+            "/v1/chat/completions",
+            &greedy_chat(&format!("Say {i}."), 8),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
+    assert_eq!(http(&s.addr, "GET", "/health", &[], b"").0, 200);
+    drop(stuck);
+}
