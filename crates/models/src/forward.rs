@@ -129,10 +129,8 @@ impl LayerAttn {
         start_pos: usize,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
-        match self {
-            LayerAttn::Standard(a) => a.attend(cache, q, n, start_pos, out),
-            LayerAttn::Latent(m) => m.attend(cache, q, n, start_pos, out),
-        }
+        compute::attention(self.params(), cache, q, n, start_pos, out)?;
+        Ok(())
     }
 
     /// The output projection of `n` attention rows into `out` (`n * n_embd`; the standard

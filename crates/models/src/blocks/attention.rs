@@ -4,7 +4,7 @@
 //! a Q pre-scale, then softmax attention over the layer's KV cache (GQA, logit soft-cap,
 //! sliding window) and the output projection with its optional bias.
 
-use compute::{AttnParams, KvCache, Rope};
+use compute::{AttnParams, Rope};
 use gguf::{GgufFile, TensorInfo};
 
 use super::mla::MlaDims;
@@ -234,20 +234,6 @@ impl Attention {
         for t in 0..n {
             store(t, &k[t * kd..(t + 1) * kd], &v[t * vd..(t + 1) * vd])?;
         }
-        Ok(())
-    }
-
-    /// Softmax attention of the `n` queries in `q` over the cache, into `out`
-    /// (`n * n_head * dv`).
-    pub fn attend(
-        &self,
-        cache: &KvCache,
-        q: &[f32],
-        n: usize,
-        start_pos: usize,
-        out: &mut [f32],
-    ) -> Result<(), ModelError> {
-        compute::attention(&self.params, cache, q, n, start_pos, out)?;
         Ok(())
     }
 

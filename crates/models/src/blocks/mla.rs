@@ -337,20 +337,6 @@ impl Mla {
         Ok(())
     }
 
-    /// Softmax attention of the `n` absorbed queries in `q` over the latent cache, into
-    /// `out` (`n * n_head * kv_lora_rank`).
-    pub fn attend(
-        &self,
-        cache: &KvCache,
-        q: &[f32],
-        n: usize,
-        start_pos: usize,
-        out: &mut [f32],
-    ) -> Result<(), ModelError> {
-        compute::attention(&self.params, cache, q, n, start_pos, out)?;
-        Ok(())
-    }
-
     /// Decompresses each head's latent output through `attn_v_b`, then `attn_output`, for
     /// `n` rows of `att` into `out` (`n * n_embd`).
     pub fn output(
@@ -657,8 +643,7 @@ mod tests {
                 mla.project_and_store(&file, &x[p0 * E..p1 * E], &rows, &mut store, b)
                     .unwrap();
                 let att = sized(att, m * mla.att_len());
-                mla.attend(&cache, &q[..m * mla.q_len()], m, p0, att)
-                    .unwrap();
+                compute::attention(&mla.params, &cache, &q[..m * mla.q_len()], m, p0, att).unwrap();
                 let ob = MlaOutBufs {
                     tmp,
                     heads,
