@@ -7,8 +7,8 @@
 use compute::{AttnParams, RopeMode};
 
 use super::{
-    build_decoder, file_rope, no_sliding_window, plain_attn, Family, LayerPlan, ModelPlan,
-    ResidualKind,
+    build_decoder, file_rope, no_sliding_window, plain_attn, read_moe, Family, LayerPlan,
+    ModelPlan, ResidualKind,
 };
 use crate::blocks::ffn::{FfnKind, Glu};
 use crate::blocks::mla::MlaDims;
@@ -136,61 +136,21 @@ pub(crate) fn kq_scale(cfg: &Config, key_length_mla: usize) -> f32 {
 /// The MoE layers' spec from the deepseek2 metadata, as llama.cpp's `load_arch_hparams`
 /// reads it.
 pub(crate) fn moe_spec(h: &Hparams, cfg: &Config) -> Result<MoeSpec, ModelError> {
-    let n_expert = h.positive("expert_count")?;
-    let n_used = h.positive("expert_used_count")?;
-    if n_used > n_expert {
-        return Err(hparam(
-            h.key("expert_used_count"),
-            format!("{n_used} exceeds expert_count {n_expert}"),
-        ));
-    }
-    let n_ff_exp = h.positive("expert_feed_forward_length")?;
-    let n_shared = h.usize("expert_shared_count")?;
-    let gating = match h.opt_usize("expert_gating_func")?.unwrap_or(0) {
-        // 0 (absent): DeepSeek V2 / V2.5 files predate the key; GLM 4.7 Lite is sigmoid.
-        0 if matches!(cfg.n_layer, 47 | 48) && cfg.n_vocab == 154880 => Gating::Sigmoid,
-        0 | 1 => Gating::Softmax,
-        2 => Gating::Sigmoid,
-        3 => Gating::SoftmaxWeight,
-        other => {
-            return Err(hparam(
-                h.key("expert_gating_func"),
-                format!(
-                    "{other} is not a gating function (1 softmax, 2 sigmoid, 3 softmax_weight)"
-                ),
-            ))
-        }
+    // Required here, as llama.cpp requires them for deepseek2.
+    h.positive("expert_feed_forward_length")?;
+    let shared = if h.usize("expert_shared_count")? > 0 {
+        Shared::Plain
+    } else {
+        Shared::None
     };
-    let n_group = h.opt_usize("expert_group_count")?.unwrap_or(0);
-    let n_group_used = h.opt_usize("expert_group_used_count")?.unwrap_or(0);
-    if n_group > 0 && (!n_expert.is_multiple_of(n_group) || n_group_used > n_group) {
-        return Err(hparam(
-            h.key("expert_group_count"),
-            format!(
-                "{n_group} groups must divide expert_count {n_expert} and hold \
-                 expert_group_used_count {n_group_used}"
-            ),
-        ));
-    }
-    Ok(MoeSpec {
-        n_expert,
-        n_used,
-        n_ff_exp,
-        gating,
-        norm_weights: h
-            .md
-            .opt_bool(&h.key("expert_weights_norm"))?
-            .unwrap_or(false),
-        weights_scale: h.opt_f32("expert_weights_scale")?.unwrap_or(0.0),
-        n_group,
-        n_group_used,
-        shared: if n_shared > 0 {
-            Shared::Plain
-        } else {
-            Shared::None
-        },
-        n_ff_shared: n_ff_exp * n_shared,
-    })
+    // Without expert_gating_func: DeepSeek V2 / V2.5 files predate the key (softmax);
+    // GLM 4.7 Lite is sigmoid.
+    let gating = if matches!(cfg.n_layer, 47 | 48) && cfg.n_vocab == 154880 {
+        Gating::Sigmoid
+    } else {
+        Gating::Softmax
+    };
+    read_moe(h, cfg, gating, false, shared)
 }
 
 fn build(ld: &Loader, cfg: &Config) -> Result<Decoder, ModelError> {

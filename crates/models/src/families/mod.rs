@@ -354,6 +354,17 @@ pub(crate) fn read_moe(
     if !weights_scale.is_finite() {
         return Err(hparam(h.key("expert_weights_scale"), "must be finite"));
     }
+    let n_group = h.opt_usize("expert_group_count")?.unwrap_or(0);
+    let n_group_used = h.opt_usize("expert_group_used_count")?.unwrap_or(0);
+    if n_group > 0 && (!n_expert.is_multiple_of(n_group) || n_group_used > n_group) {
+        return Err(hparam(
+            h.key("expert_group_count"),
+            format!(
+                "{n_group} groups must divide expert_count {n_expert} and hold \
+                 expert_group_used_count {n_group_used}"
+            ),
+        ));
+    }
     Ok(MoeSpec {
         n_expert,
         n_used,
@@ -364,8 +375,8 @@ pub(crate) fn read_moe(
             .opt_bool(&h.key("expert_weights_norm"))?
             .unwrap_or(norm),
         weights_scale,
-        n_group: h.opt_usize("expert_group_count")?.unwrap_or(0),
-        n_group_used: h.opt_usize("expert_group_used_count")?.unwrap_or(0),
+        n_group,
+        n_group_used,
         shared,
         n_ff_shared,
     })
