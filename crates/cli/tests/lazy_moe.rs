@@ -4,34 +4,15 @@
 //! runs under a 1 GiB budget. Only the chosen experts' pages are ever touched and each is
 //! given back after use, so peak RSS stays within the plan and far below the file.
 
+mod common;
+
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::Sparse;
 use gguf::{GgmlType, GgufFile, GgufWriter, Value};
 use serde_json::Value as Json;
-
-/// Skips over all-zero writes, leaving holes.
-struct Sparse {
-    f: File,
-    pos: u64,
-}
-
-impl Write for Sparse {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if buf.iter().all(|&b| b == 0) {
-            self.f.seek(SeekFrom::Current(buf.len() as i64))?;
-        } else {
-            self.f.write_all(buf)?;
-        }
-        self.pos += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.f.flush()
-    }
-}
 
 const N_EMBD: u64 = 2048;
 const N_LAYER: u64 = 27;
