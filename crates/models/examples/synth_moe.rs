@@ -24,21 +24,9 @@ use std::process::ExitCode;
 use gguf::{GgufFile, GgufWriter, Value};
 use quant::GgmlType;
 
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self, std: f32) -> f32 {
-        let mut s = 0.0f32;
-        for _ in 0..4 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            let u = (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32;
-            s += u - 0.5;
-        }
-        s * std * 3f32.sqrt()
-    }
-}
+#[path = "common/noise.rs"]
+mod noise;
+use noise::Noise;
 
 /// One tensor to write: name, ggml dims, type.
 struct T {
