@@ -138,19 +138,7 @@ impl LoadedModel {
         conv: &Conversation,
         add_generation_prompt: bool,
     ) -> Result<String, EngineError> {
-        let tok = self.tokenizer();
-        let template = tok
-            .chat_template()
-            .unwrap_or_else(|| tok.fallback_chat_template(self.arch()));
-        let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i).ok()).unwrap_or("");
-        let opts = tokenizer::ChatOptions {
-            add_generation_prompt,
-            bos_token: text(tok.bos()),
-            eos_token: text(tok.eos()),
-            ..Default::default()
-        };
-        tokenizer::render_chat_json(template, &conv.messages_json(), &opts)
-            .map_err(|e| EngineError::Tokenizer(format!("chat template: {e}")))
+        self.render_messages_json(&conv.messages_json(), add_generation_prompt, None)
     }
 
     /// Renders an OpenAI-style message list (`[{"role": .., "content": ..}, ..]` as JSON
