@@ -288,10 +288,10 @@ impl Common {
     }
 }
 
-/// `POST /v1/chat/completions`.
+/// `POST /v1/chat/completions`. One model is served, so `model` is accepted whatever it
+/// names (as llama-server does) and not read.
 #[derive(Deserialize, Debug)]
 pub struct ChatRequest {
-    pub model: Option<String>,
     pub messages: Vec<ChatMessageIn>,
     #[serde(flatten)]
     pub common: Common,
@@ -380,10 +380,9 @@ pub enum Prompt {
     Ids(Vec<u32>),
 }
 
-/// `POST /v1/completions`.
+/// `POST /v1/completions` (`model` as for chat).
 #[derive(Deserialize, Debug)]
 pub struct CompletionRequest {
-    pub model: Option<String>,
     pub prompt: Prompt,
     #[serde(flatten)]
     pub common: Common,

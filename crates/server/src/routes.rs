@@ -252,11 +252,6 @@ struct Prepared {
     rx: UnboundedReceiver<Event>,
 }
 
-fn check_model(st: &AppState, model: &Option<String>) -> Result<(), ApiError> {
-    let _ = (st, model); // one model is served; any name is accepted, as llama-server does
-    Ok(())
-}
-
 fn submit(
     st: &AppState,
     kind: Kind,
@@ -310,7 +305,6 @@ fn submit(
 
 async fn chat(State(st): State<AppRef>, body: Bytes) -> Result<Response, ApiError> {
     let r: ChatRequest = api::parse(&body)?;
-    check_model(&st, &r.model)?;
     if r.messages.is_empty() {
         return Err(ApiError::invalid(
             "messages must not be empty",
@@ -360,7 +354,6 @@ async fn chat(State(st): State<AppRef>, body: Bytes) -> Result<Response, ApiErro
 
 async fn completions(State(st): State<AppRef>, body: Bytes) -> Result<Response, ApiError> {
     let r: CompletionRequest = api::parse(&body)?;
-    check_model(&st, &r.model)?;
     if r.echo {
         return Err(ApiError::unsupported("echo", "echoing the prompt"));
     }
