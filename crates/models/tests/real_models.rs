@@ -57,7 +57,12 @@ fn argmax(x: &[f32]) -> usize {
 /// Runs every recorded prompt (up to `max_steps` greedy steps each); returns the number of
 /// steps compared.
 fn check(model_file: &str, golden: &str, max_steps: usize) -> usize {
-    let file = gguf::GgufFile::open(model_path(model_file)).expect("open model");
+    check_path(&model_path(model_file), golden, max_steps)
+}
+
+fn check_path(path: &std::path::Path, golden: &str, max_steps: usize) -> usize {
+    let model_file = path.file_name().unwrap().to_string_lossy();
+    let file = gguf::GgufFile::open(path).expect("open model");
     let model = Model::load(Arc::new(file)).expect("load model");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
@@ -136,3 +141,73 @@ fn gemma3_q4_k_m_greedy_matches_llama_cpp() {
         ) >= 20
     );
 }
+
+/// SmolLM2 with every block weight re-quantized by this crate's IQ4 quantizers (IQ4_XS where
+/// rows are a multiple of 256 values, IQ4_NL elsewhere, as llama-quantize falls back), the
+/// rest copied. The quantizers are byte-exact with ggml's, so this is the file llama.cpp
+/// decoded for the golden (made with scripts/quant-goldens; the hash below proves it).
+#[test]
+fn smollm2_iq4_greedy_matches_llama_cpp() {
+    use gguf::{GgmlType, GgufWriter};
+    let src = gguf::GgufFile::open(model_path("smollm2-135m-instruct-q4_1.gguf")).unwrap();
+    let mut w = GgufWriter::new();
+    w.add_all(src.metadata()).unwrap();
+    let mut data: Vec<Vec<u8>> = Vec::new();
+    let mut types = Vec::new();
+    for t in src.tensors() {
+        let bytes = src.tensor_data(t);
+        let ty = match t.dims[0] {
+            _ if !t.name.starts_with("blk.") || t.dims.len() != 2 => None,
+            n if n % 256 == 0 => Some(GgmlType::IQ4_XS),
+            _ => Some(GgmlType::IQ4_NL),
+        };
+        let Some(ty) = ty else {
+            data.push(bytes.to_vec());
+            types.push(t.ty);
+            continue;
+        };
+        let n = t.dims[0] as usize;
+        let (src_row, dst_row) = (
+            t.ty.row_bytes(n as u64).unwrap() as usize,
+            ty.row_bytes(n as u64).unwrap() as usize,
+        );
+        let mut out = vec![0u8; dst_row * t.dims[1] as usize];
+        // The IQ4 scale search is slow: rows split over the cores.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = (t.dims[1] as usize).div_ceil(threads);
+        std::thread::scope(|scope| {
+            for (src, dst) in bytes
+                .chunks(per * src_row)
+                .zip(out.chunks_mut(per * dst_row))
+            {
+                scope.spawn(move || {
+                    let mut row = vec![0f32; n];
+                    for (s, d) in src.chunks_exact(src_row).zip(dst.chunks_exact_mut(dst_row)) {
+                        quant::dequantize_row(t.ty, s, &mut row).unwrap();
+                        quant::quantize_row(ty, &row, d).unwrap();
+                    }
+                });
+            }
+        });
+        data.push(out);
+        types.push(ty);
+    }
+    for ((t, ty), d) in src.tensors().iter().zip(&types).zip(&data) {
+        w.add_tensor(t.name.clone(), &t.dims, *ty, d.as_slice())
+            .unwrap();
+    }
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2-135m-iq4-mix.gguf");
+    w.write_file(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let fnv = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    assert_eq!(
+        fnv, IQ4_MIX_FNV,
+        "the re-quantized file is not the one the golden was made from"
+    );
+    assert!(check_path(&path, "greedy-smollm2-135m-iq4-mix.json", 48) >= 40);
+}
+
+/// FNV-1a 64 of the file `smollm2_iq4_greedy_matches_llama_cpp` writes.
+const IQ4_MIX_FNV: u64 = 212_932_208_223_597_175;

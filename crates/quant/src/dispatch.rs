@@ -204,6 +204,8 @@ pub fn scalar_kernel(ty: GgmlType) -> Option<VecDotFn> {
         Q4_K => crate::q4_k::vec_dot,
         Q5_K => crate::q5_k::vec_dot,
         Q6_K => crate::q6_k::vec_dot,
+        IQ4_NL => crate::iq4_nl::vec_dot,
+        IQ4_XS => crate::iq4_xs::vec_dot,
         _ => return None,
     })
 }
@@ -291,6 +293,31 @@ pub fn repacked_q4_0_tile(level: SimdLevel) -> Option<Tile> {
         };
         Some(Tile {
             rows: r::ROWS,
+            toks,
+            f,
+            x_f32: false,
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// The tile kernel of llama.cpp's repacked IQ4_NL order at `level` (8 weight rows; see
+/// [`crate::iq4_nl::vec_dot_repacked`]), or `None` below AVX2, where ggml does not repack.
+pub fn repacked_iq4_nl_tile(level: SimdLevel) -> Option<Tile> {
+    if level > detected_level() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::x86::repack_iq4_nl as r;
+        let (f, toks): (TileFn, usize) = match level {
+            SimdLevel::Scalar => return None,
+            SimdLevel::Avx2 => (r::tile_avx2, r::TOKS_AVX2),
+            SimdLevel::Avx512 => (r::tile_avx512, r::TOKS_AVX512),
+        };
+        Some(Tile {
+            rows: crate::x86::repack_q4_0::ROWS,
             toks,
             f,
             x_f32: false,
@@ -402,7 +429,7 @@ pub struct RepackedDot {
 /// The repacked-order kernels for a `ty` weight matrix of `rows` rows, or `None` where
 /// llama.cpp at the active level would keep using `vec_dot` ([`vec_dot_fn`]). ggml repacks
 /// Q4_K when AVX2 is present and Q2_K with AVX-512, if `rows % 8 == 0`; both are covered
-/// (ggml also repacks Q4_0, IQ4_NL and MXFP4 with AVX2, not reproduced here). The
+/// (ggml also repacks Q4_0 and IQ4_NL with AVX2, see [`llama_cpp_order`], and MXFP4). The
 /// activations are Q8_K as usual: ggml's 4-token quantizer gives the same bytes as
 /// [`quantize_q8_k`] except when a block's largest magnitude occurs with both signs, where it
 /// negates quants and scale together, which leaves every dot unchanged.
@@ -448,13 +475,13 @@ pub struct TiledDot {
 pub const TILED_MIN_TOKENS: usize = 8;
 
 /// The tiled-order kernels for `ty` at the active level, or `None` where they are not
-/// written yet (Q2_K..Q6_K are; ggml also tiles the IQ types).
+/// written yet (Q2_K..Q6_K and IQ4_XS are; ggml also tiles the other IQ types).
 pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
     #[cfg(target_arch = "x86_64")]
     {
         let level = active_level();
         if level >= SimdLevel::Avx2 {
-            use crate::x86::{q2_k, q3_k, q4_k, q5_k, q6_k};
+            use crate::x86::{iq4_xs, q2_k, q3_k, q4_k, q5_k, q6_k};
             let avx512 = level >= SimdLevel::Avx512;
             return match ty {
                 GgmlType::Q2_K => Some(TiledDot {
@@ -481,6 +508,10 @@ pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
                     one: q6_k::vec_dot_tiled_avx2,
                     x4: Some(q6_k::vec_dot_tiled_x4_avx2),
                 }),
+                GgmlType::IQ4_XS => Some(TiledDot {
+                    one: iq4_xs::vec_dot_tiled_avx2,
+                    x4: None,
+                }),
                 _ => None,
             };
         }
@@ -497,7 +528,8 @@ pub enum LlamaCppOrder {
     VecDot,
     /// Repacked weights: [`RepackedDot::gemm`] for tokens `0..n - n % 4`, `gemv` for the rest.
     Repacked(RepackedDot),
-    /// The tiled K-quant matmul, every token alike.
+    /// One order for every token: the tiled K-quant matmul (or, for unrepacked IQ4_NL,
+    /// llamafile's sgemm).
     Tiled(TiledDot),
     /// One order for every token with a tile kernel: repacked Q4_0 (gemm and gemv sum
     /// alike) and llamafile's F16 sgemm (2 or more tokens, rows % 4 == 0).
@@ -506,7 +538,8 @@ pub enum LlamaCppOrder {
 
 /// ggml's choice for K-quant weights: repacking wins (when ggml repacks the type at this
 /// level and `rows % 8 == 0`), else the tiled matmul for 8 or more tokens, else `vec_dot`.
-/// Q4_0 with AVX2 and `rows % 8 == 0` is repacked ([`LlamaCppOrder::RepackedTile`]). Other
+/// Q4_0 and IQ4_NL with AVX2 and `rows % 8 == 0` are repacked
+/// ([`LlamaCppOrder::RepackedTile`]). Other
 /// types get [`LlamaCppOrder::VecDot`]: llamafile's sgemm, which ggml uses for Q5_0/Q8_0
 /// (and unrepacked Q4_0) batches of 2 or more tokens, keeps `vec_dot`'s per-output order on
 /// x86 (one 8-lane accumulator per output, the same fused multiply-adds and final sum); its
@@ -554,6 +587,22 @@ pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOr
                 tile,
             };
         }
+    }
+    if ty == GgmlType::IQ4_NL && rows.is_multiple_of(8) {
+        if let Some(tile) = repacked_iq4_nl_tile(active_level()) {
+            return LlamaCppOrder::RepackedTile {
+                one: crate::iq4_nl::vec_dot_repacked,
+                tile,
+            };
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if ty == GgmlType::IQ4_NL && n_tokens >= 2 && active_level() >= SimdLevel::Avx2 {
+        // Not repacked (rows % 8 != 0): llamafile's sgemm, one accumulator per output.
+        return LlamaCppOrder::Tiled(TiledDot {
+            one: crate::x86::iq4_nl::vec_dot_sgemm_avx2,
+            x4: None,
+        });
     }
     if let Some(r) = repacked_dot(ty, rows) {
         return LlamaCppOrder::Repacked(r);

@@ -13,6 +13,8 @@ mod testutil;
 pub mod bf16;
 pub mod f16;
 pub mod f32;
+pub mod iq4_nl;
+pub mod iq4_xs;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
@@ -87,6 +89,8 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
         Q5_K => q5_k::dequantize(src, dst),
         Q6_K => q6_k::dequantize(src, dst),
         Q8_K => q8_k::dequantize(src, dst),
+        IQ4_NL => iq4_nl::dequantize(src, dst),
+        IQ4_XS => iq4_xs::dequantize(src, dst),
         other => return Err(QuantError::Unsupported(other)),
     }
     Ok(())
@@ -113,6 +117,8 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
         Q5_K => q5_k::quantize(src, dst),
         Q6_K => q6_k::quantize(src, dst),
         Q8_K => q8_k::quantize(src, dst),
+        IQ4_NL => iq4_nl::quantize(src, dst),
+        IQ4_XS => iq4_xs::quantize(src, dst),
         other => return Err(QuantError::Unsupported(other)),
     }
     Ok(())

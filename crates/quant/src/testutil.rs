@@ -107,6 +107,8 @@ pub fn f32le_sha256(v: &[f32]) -> String {
 pub type QuantizeFn = fn(&[f32], &mut [u8]);
 pub type DequantizeFn = fn(&[u8], &mut [f32]);
 pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
+/// A quantizer that may capture (e.g. the public dispatch for one type).
+pub type QuantizeDyn<'a> = &'a dyn Fn(&[f32], &mut [u8]);
 
 /// The 12 fixture rows (`rows_hex` of `<name>.json`) as raw block bytes.
 pub fn fixture_rows(name: &str) -> Vec<Vec<u8>> {
@@ -228,6 +230,30 @@ pub fn check_quantize_fns_sized(
     quantize_x: QuantizeFn,
     x_bytes: usize,
 ) {
+    // ggml compares its SIMD quantizer with the reference one; this crate has one quantizer,
+    // so compare the direct call with the public dispatch instead.
+    let ty = crate::GgmlType::from_name(name).unwrap();
+    let public = move |x: &[f32], q: &mut [u8]| crate::quantize_row(ty, x, q).unwrap();
+    check_quantize_fns_against(
+        name,
+        (quantize, &public),
+        dequantize,
+        vec_dot,
+        quantize_x,
+        x_bytes,
+    );
+}
+
+/// [`check_quantize_fns_sized`] with the second quantizer of the "reference" measure given:
+/// for IQ4_NL, whose row quantizer (measured by ggml) is not the one files are made with.
+pub fn check_quantize_fns_against(
+    name: &str,
+    (quantize, reference_quantize): (QuantizeFn, QuantizeDyn),
+    dequantize: DequantizeFn,
+    vec_dot: VecDotFn,
+    quantize_x: QuantizeFn,
+    x_bytes: usize,
+) {
     let th = &load_json("thresholds.json")["per_type"][name];
     assert_eq!(th["tested_by_ggml"], Value::Bool(true));
     let n = 4096;
@@ -241,10 +267,8 @@ pub fn check_quantize_fns_sized(
     dequantize(&q0, &mut back);
     let total = rmse_ggml(&x0, &back);
 
-    // ggml compares its SIMD quantizer with the reference one; this crate has one quantizer,
-    // so compare the direct call with the public dispatch instead.
     let mut q_ref = vec![0u8; q0.len()];
-    crate::quantize_row(ty, &x0, &mut q_ref).unwrap();
+    reference_quantize(&x0, &mut q_ref);
     let mut back_ref = vec![0f32; n];
     crate::dequantize_row(ty, &q_ref, &mut back_ref).unwrap();
     let reference = rmse_ggml(&back, &back_ref);
@@ -283,6 +307,50 @@ pub fn check_quantize_fns_sized(
         (dot_err - m_dot).abs() <= slack,
         "{name}: dot err {dot_err} vs ggml {m_dot}"
     );
+}
+
+/// xorshift64 values in [-1, 1) times `scale`, as `scripts/quant-goldens/matmul_hash.c`
+/// computes them.
+pub fn ggml_side_values(state: &mut u64, count: usize, scale: f32) -> Vec<f32> {
+    (0..count)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            ((*state >> 40) as f32 / 16_777_216.0 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// The FNV-1a hash (over the output bits, token-major) of a whole `m x k` times `k x n`
+/// matmul, computed with `kernel(t)` for token `t`, on the data `matmul_hash.c` makes:
+/// weight row r from [`ggml_side_values`] scaled by `1 << (r % 3)` and quantized with
+/// `quantize`, then token t scaled by `1 << (t % 2)` and quantized to `ty`'s activation type.
+pub fn matmul_hash(
+    ty: crate::GgmlType,
+    quantize: QuantizeFn,
+    (k, m, n): (usize, usize, usize),
+    kernel: &dyn Fn(usize) -> VecDotFn,
+) -> u64 {
+    let row = ty.row_bytes(k as u64).unwrap() as usize;
+    let xty = ty.vec_dot_type();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut w = vec![0u8; m * row];
+    for (r, wr) in w.chunks_exact_mut(row).enumerate() {
+        quantize(&ggml_side_values(&mut state, k, (1 << (r % 3)) as f32), wr);
+    }
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for t in 0..n {
+        let v = ggml_side_values(&mut state, k, (1 << (t % 2)) as f32);
+        let mut xq = vec![0u8; xty.row_bytes(k as u64).unwrap() as usize];
+        crate::quantize_row(xty, &v, &mut xq).unwrap();
+        for wr in w.chunks_exact(row) {
+            for b in kernel(t)(k, wr, &xq).to_bits().to_le_bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    h
 }
 
 #[cfg(test)]

@@ -153,6 +153,8 @@ impl GgmlType {
                 | Q5_K
                 | Q6_K
                 | Q8_K
+                | IQ4_NL
+                | IQ4_XS
         )
     }
 
@@ -161,9 +163,9 @@ impl GgmlType {
     pub fn vec_dot_type(self) -> GgmlType {
         use GgmlType::*;
         match self {
-            Q4_0 | Q5_0 | Q8_0 => Q8_0,
+            Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Q8_0,
             Q4_1 | Q5_1 => Q8_1,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Q8_K,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS => Q8_K,
             F16 => F16,
             BF16 => BF16,
             other => other,

@@ -108,6 +108,8 @@ pub(crate) mod bf16;
 pub(crate) mod f16;
 pub(crate) mod f32;
 pub(crate) mod gemv_q8_0;
+pub(crate) mod iq4_nl;
+pub(crate) mod iq4_xs;
 pub(crate) mod q2_k;
 pub(crate) mod q3_k;
 pub(crate) mod q4_0;
@@ -120,6 +122,7 @@ pub(crate) mod q5_k;
 pub(crate) mod q6_k;
 pub(crate) mod q8_0;
 pub(crate) mod q8_k;
+pub(crate) mod repack_iq4_nl;
 pub(crate) mod repack_q4_0;
 pub(crate) mod tile_pairs;
 pub(crate) mod tinyblas_f16;
@@ -163,6 +166,8 @@ pub(crate) fn avx2_kernel(ty: GgmlType) -> Option<VecDotFn> {
         Q4_K => q4_k::vec_dot_avx2,
         Q5_K => q5_k::vec_dot_avx2,
         Q6_K => q6_k::vec_dot_avx2,
+        IQ4_NL => iq4_nl::vec_dot_avx2,
+        IQ4_XS => iq4_xs::vec_dot_avx2,
         _ => return None,
     })
 }

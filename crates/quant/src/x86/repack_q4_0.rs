@@ -18,7 +18,7 @@ pub(crate) const ROWS: usize = 8;
 /// The eight lanes' sums of `p[r]` in lane `r` (integer adds, so any tree gives the same).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn reduce8(p: [__m256i; 8]) -> __m256i {
+pub(super) fn reduce8(p: [__m256i; 8]) -> __m256i {
     let h01 = _mm256_hadd_epi32(p[0], p[1]);
     let h23 = _mm256_hadd_epi32(p[2], p[3]);
     let h45 = _mm256_hadd_epi32(p[4], p[5]);
@@ -44,7 +44,7 @@ pub(super) fn hsum_broadcast(v: __m256i) -> __m256i {
 /// An 8x8 transpose of 32-bit elements: lane `r` of result `k` is lane `k` of `a[r]`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn transpose8(a: [__m256i; 8]) -> [__m256i; 8] {
+pub(super) fn transpose8(a: [__m256i; 8]) -> [__m256i; 8] {
     let (t0, t1) = (
         _mm256_unpacklo_epi32(a[0], a[1]),
         _mm256_unpackhi_epi32(a[0], a[1]),
