@@ -50,6 +50,8 @@ enum Command {
     Bench(commands::bench::Args),
     /// Serve the model over HTTP with OpenAI's API (chat/completions, streaming) and a chat page
     Serve(commands::serve::Args),
+    /// Make a smaller GGUF (Q4_K_M, Q8_0, IQ4_XS, ...) with llama-quantize's per-tensor choices
+    Quantize(commands::quantize::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Models(args) => commands::models::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Quantize(args) => commands::quantize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -50,6 +50,8 @@ pub mod fuzzing;
 pub mod memory;
 pub mod model;
 pub mod perplexity;
+/// GGUF re-quantization with llama-quantize's choices (`torchless quantize`).
+pub use quantize as quantization;
 pub mod sampling;
 pub mod scheduler;
 pub mod session;

@@ -8,6 +8,7 @@ pub mod info;
 mod info_memory;
 pub mod models;
 pub mod perplexity;
+pub mod quantize;
 pub mod run;
 pub mod serve;
 pub mod tokenize;

@@ -1,0 +1,204 @@
+//! `torchless quantize` against llama-quantize (llama.cpp b11434): the same input and options
+//! must give the same file, byte for byte. The expected sha256 values are of the files
+//! llama-quantize wrote (2 threads; its output does not depend on them) from
+//! SmolLM2-135M-Instruct: first `--allow-requantize Q4_1 -> F16`, then from that F16 file.
+
+mod common;
+use common::real_model;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+fn torchless(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_torchless"))
+        .arg("quantize")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn sha256(path: &Path) -> String {
+    let mut h = Sha256::new();
+    h.update(std::fs::read(path).unwrap());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A directory per test (tests run in parallel, and one looks for stray files).
+fn dir(test: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("quantize")
+        .join(test);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs a quantization that must succeed, and returns its output's sha256.
+fn quantize(input: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![s(input), s(out)];
+    args.extend_from_slice(extra);
+    args.push("--force");
+    let o = torchless(&args);
+    assert!(
+        o.status.success(),
+        "quantize {extra:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    sha256(out)
+}
+
+#[test]
+fn output_equals_llama_quantize_byte_for_byte() {
+    let d = dir("same-bytes");
+    let f16 = d.join("smollm2-f16.gguf");
+    let src = real_model("smollm2-135m-instruct-q4_1");
+    assert_eq!(
+        quantize(&src, &f16, &["F16", "--allow-requantize"]),
+        "a269e3181fcbb25046f99f64ba8d3c159165b211c2ff4ffca7ba1bb219d2ccd0"
+    );
+    for (args, want) in [
+        (
+            &["Q4_K_M"][..],
+            "27e1496775b07d69415cc5b6658f448ded3829cd2d769473cf2781e77d020b19",
+        ),
+        (
+            &["IQ4_XS"],
+            "55774849f739670f6843cc6f1e5cce50b4fda4a44e2bea59138ddbc272400998",
+        ),
+        (
+            &["Q3_K_L"],
+            "b4c2135a01cdcd6ec886a5a442c21a0504d6779707d2f42df81d151c07b4aa3a",
+        ),
+        (
+            &["Q2_K"],
+            "c7c9a27bc9b5004eaa297bc6ed0296f70a2783d0680f02315d9ec262362b6f44",
+        ),
+        (
+            &["Q8_0"],
+            "f7933c716a5b5334c54b997d1f6db3f38a0786c9046ac5f46311b396a3f1fe54",
+        ),
+        (
+            &[
+                "Q4_K_M",
+                "--tensor-type",
+                "attn_v=q8_0",
+                "--tensor-type",
+                "ffn_down=q5_k",
+            ],
+            "be451e5d7084b66828b9d4efc12447b00a52373a5c55fd6e2221402daba420d5",
+        ),
+    ] {
+        let out = d.join(format!("smollm2-{}.gguf", args.join("-").replace('=', "_")));
+        assert_eq!(quantize(&f16, &out, args), want, "{args:?}");
+    }
+}
+
+#[test]
+fn the_quantized_file_runs() {
+    let d = dir("runs");
+    let out = d.join("smollm2-run-q4_0.gguf");
+    let src = real_model("smollm2-135m-instruct-q4_1");
+    quantize(&src, &out, &["Q4_0", "--allow-requantize", "-q"]);
+    let o = Command::new(env!("CARGO_BIN_EXE_torchless"))
+        .args([
+            "run",
+            s(&out),
+            "-p",
+            "What is 2+2?",
+            "-n",
+            "8",
+            "--temp",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!o.stdout.is_empty());
+}
+
+#[test]
+fn bad_requests_are_refused_with_clear_errors_and_leave_no_file() {
+    let d = dir("refused");
+    let src = real_model("smollm2-135m-instruct-q4_1");
+    let out = d.join("refused.gguf");
+    let _ = std::fs::remove_file(&out);
+    let cases: [(&[&str], &str); 5] = [
+        (&["Q4_K_M"], "requantizing from a quantized type is off"),
+        (&["Q9_9"], "unknown TYPE"),
+        (
+            &["IQ2_XXS", "--allow-requantize"],
+            "needs an importance matrix",
+        ),
+        (&["TQ2_0", "--allow-requantize"], "cannot write yet"),
+        (
+            &["Q4_0", "--allow-requantize", "--tensor-type", "(=q8_0"],
+            "--tensor-type pattern",
+        ),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec![s(&src), s(&out)];
+        args.extend_from_slice(extra);
+        let o = torchless(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(want),
+            "{extra:?}: {err}"
+        );
+        assert!(!out.exists(), "{extra:?} left {}", out.display());
+    }
+    // An existing output is kept unless --force.
+    std::fs::write(&out, b"keep me").unwrap();
+    let o = torchless(&[s(&src), s(&out), "Q8_0", "--allow-requantize"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
+    // A directory that does not exist: an error naming the path, nothing written.
+    let missing = d.join("no/such/dir/out.gguf");
+    let o = torchless(&[s(&src), s(&missing), "Q8_0", "--allow-requantize"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/dir"));
+    // No temporary file is left behind by any of these.
+    let leftovers: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn dry_run_lists_types_and_writes_nothing() {
+    let src = real_model("smollm2-135m-instruct-q4_1");
+    let out = dir("dry-run").join("dry.gguf");
+    let _ = std::fs::remove_file(&out);
+    let o = torchless(&[
+        s(&src),
+        s(&out),
+        "IQ4_XS",
+        "--allow-requantize",
+        "--dry-run",
+    ]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    // 576-wide rows do not fit IQ4_XS's 256-blocks: IQ4_NL, as llama-quantize falls back.
+    let q = text
+        .lines()
+        .find(|l| l.starts_with("blk.0.attn_q.weight"))
+        .unwrap();
+    assert!(
+        q.contains("IQ4_NL") && q.contains("rows do not fit IQ4_XS"),
+        "{q}"
+    );
+    let down = text
+        .lines()
+        .find(|l| l.starts_with("blk.0.ffn_down.weight"))
+        .unwrap();
+    assert!(down.contains("Q5_K"), "{down}"); // first eighth of the layers
+    assert!(!out.exists());
+    let list = torchless(&["--list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("Q4_K_M"));
+}
