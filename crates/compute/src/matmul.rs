@@ -3,7 +3,7 @@
 //! one `quant::vec_dot`. This is what makes the results track llama.cpp's to ~1e-5 rather
 //! than the ~1e-1 a float-activation product gives on quantized weights.
 //!
-//! The kernels come from `quant::dispatch::matmul_plan`, which picks the summation order
+//! The kernels come from `quant::order::matmul_plan`, which picks the summation order
 //! llama.cpp's x86 build uses for the weight type, row count and batch size (`vec_dot`, which
 //! llamafile's sgemm also keeps for Q8_0/Q5_0; repacked Q4_0 and Q4_K/Q2_K; tiled K-quants),
 //! so each output equals llama.cpp's bit for bit where the activations agree. The tile
@@ -59,13 +59,13 @@ impl<'a> WeightView<'a> {
     }
 
     /// A Q4_0 matrix whose rows were interleaved by 8 with [`quant::q4_0x8::interleave`].
-    /// Refused unless this CPU has the kernels for it ([`quant::dispatch::interleaves_q4_0`]).
+    /// Refused unless this CPU has the kernels for it ([`quant::order::interleaves_q4_0`]).
     pub fn interleaved_q4_0(
         rows: usize,
         cols: usize,
         data: &'a [u8],
     ) -> Result<Self, ComputeError> {
-        if !quant::dispatch::interleaves_q4_0(rows) {
+        if !quant::order::interleaves_q4_0(rows) {
             return Err(shape_err(
                 "interleaved Q4_0 rows",
                 "a multiple of 8, on a CPU with AVX2",
@@ -181,7 +181,7 @@ pub fn matmul_many(
     }
     // Tiles that take f32 activations (F16 weights) get the f16 rows widened once here.
     let wide = jobs.iter().any(|(w, _)| {
-        quant::dispatch::matmul_plan(w.ty, w.rows, n).is_some_and(|p| {
+        quant::order::matmul_plan(w.ty, w.rows, n).is_some_and(|p| {
             [p.first, p.rest]
                 .iter()
                 .any(|k| k.tile.is_some_and(|t| t.x_f32))
@@ -274,9 +274,9 @@ struct Plan<'a> {
     xw: &'a [u8],
     q_row: usize,
     out: OutPtr,
-    kernels: quant::dispatch::MatmulPlan,
+    kernels: quant::order::MatmulPlan,
     /// Set for interleaved Q4_0 weights, which only these kernels can read.
-    groups: Option<quant::dispatch::InterleavedQ4_0>,
+    groups: Option<quant::order::InterleavedQ4_0>,
     row_block: usize,
 }
 
@@ -290,7 +290,7 @@ impl<'a> Plan<'a> {
     ) -> Result<Plan<'a>, ComputeError> {
         // Resolved once: the per-element calls are then plain indirect calls, no type match
         // or CPU-feature check. Lengths were validated by the caller.
-        let kernels = quant::dispatch::matmul_plan(w.ty, w.rows, n)
+        let kernels = quant::order::matmul_plan(w.ty, w.rows, n)
             .ok_or(ComputeError::UnsupportedWeight(w.ty))?;
         for k in [kernels.first, kernels.rest] {
             if let Some(t) = k.tile {
@@ -301,7 +301,7 @@ impl<'a> Plan<'a> {
             }
         }
         let groups = if w.interleaved {
-            Some(quant::dispatch::interleaved_q4_0().ok_or(ComputeError::UnsupportedWeight(w.ty))?)
+            Some(quant::order::interleaved_q4_0().ok_or(ComputeError::UnsupportedWeight(w.ty))?)
         } else {
             None
         };
@@ -384,7 +384,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Weight rows `r0..r1` times tokens `t0..t1`, all in the order of `k`.
-    fn block(&self, k: &quant::dispatch::Kernels, r0: usize, r1: usize, t0: usize, t1: usize) {
+    fn block(&self, k: &quant::order::Kernels, r0: usize, r1: usize, t0: usize, t1: usize) {
         let (w, cols) = (&self.w, self.w.cols);
         let mut r = r0;
         if let Some(tile) = k.tile {
@@ -441,7 +441,7 @@ impl Plan<'_> {
     /// multiples of 16 and the matrix has a multiple of 8 rows, so groups never straddle.
     fn block_groups(
         &self,
-        g: &quant::dispatch::InterleavedQ4_0,
+        g: &quant::order::InterleavedQ4_0,
         r0: usize,
         r1: usize,
         t0: usize,
@@ -583,7 +583,7 @@ mod tests {
                             &mut xq,
                         )
                         .unwrap();
-                        let plan = quant::dispatch::matmul_plan(ty, rows, n).unwrap();
+                        let plan = quant::order::matmul_plan(ty, rows, n).unwrap();
                         let one = if t < plan.n_first {
                             plan.first.one
                         } else {
@@ -605,7 +605,7 @@ mod tests {
 
     #[test]
     fn interleaved_q4_0_equals_the_plain_layout_bit_for_bit() {
-        if !quant::dispatch::interleaves_q4_0(8) {
+        if !quant::order::interleaves_q4_0(8) {
             return; // below AVX2 nothing is interleaved (and the constructor refuses)
         }
         let cols = 256;

@@ -41,7 +41,7 @@ pub fn interleave_q4_0(file: &mut GgufFile) -> HashSet<String> {
             t.ty == quant::GgmlType::Q4_0 && t.dims.len() == 2 && t.name != "token_embd.weight"
         })
         .map(|t| (t.name.clone(), t.dims[1] as usize, t.dims[0] as usize))
-        .filter(|&(_, rows, _)| quant::dispatch::interleaves_q4_0(rows))
+        .filter(|&(_, rows, _)| quant::order::interleaves_q4_0(rows))
         .collect();
     let mut done = HashSet::new();
     for (name, rows, cols) in picks {
@@ -190,7 +190,7 @@ impl Matrix {
         let view = self.view(file)?;
         let row_bytes = view.row_bytes();
         let chunk = (LAZY_OUTPUT_CHUNK_BYTES / row_bytes.max(1)) / 64 * 64;
-        let repacked = |r: usize| quant::dispatch::repacked_dot(self.info.ty, r).is_some();
+        let repacked = |r: usize| quant::order::repacked_dot(self.info.ty, r).is_some();
         let tail = self.rows % chunk.max(1);
         let same_kernel = repacked(self.rows) == repacked(chunk)
             && (tail == 0 || repacked(self.rows) == repacked(tail));

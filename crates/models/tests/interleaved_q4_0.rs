@@ -57,7 +57,7 @@ fn interleaved_q4_0_gives_the_logits_of_the_mapped_file() {
         != plain_bytes.as_slice();
     assert_eq!(
         changed,
-        quant::dispatch::interleaves_q4_0(8),
+        quant::order::interleaves_q4_0(8),
         "interleaved iff AVX2"
     );
     let tokens: Vec<u32> = (0..37).map(|i| (i * 13 + 5) % 100).collect();

@@ -4,10 +4,8 @@
 //! `cargo bench -p quant --bench vec_dot [-- FILTER]`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use quant::dispatch::{
-    kernel, kernel_tile, kernel_w4, kernel_x4, repacked_dot, repacked_q4_0_tile, scalar_kernel,
-    tiled_dot, SimdLevel,
-};
+use quant::dispatch::{kernel, kernel_tile, kernel_w4, kernel_x4, scalar_kernel, SimdLevel};
+use quant::order::{repacked_dot, repacked_q4_0_tile, tiled_dot};
 use quant::GgmlType;
 
 const N: usize = 4096;

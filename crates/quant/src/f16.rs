@@ -89,6 +89,15 @@ pub fn vec_dot_tinyblas8(n: usize, w: &[u8], x: &[u8]) -> f32 {
     (u[0] + u[2]) + (u[1] + u[3])
 }
 
+/// This format's entry in [`crate::formats::FORMATS`].
+pub const FORMAT: crate::format::Format = crate::format::Format {
+    ty: crate::GgmlType::F16,
+    vec_dot_type: crate::GgmlType::F16,
+    dequantize,
+    quantize,
+    vec_dot: Some(vec_dot),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,15 @@ pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     sum as f32
 }
 
+/// This format's entry in [`crate::formats::FORMATS`].
+pub const FORMAT: crate::format::Format = crate::format::Format {
+    ty: crate::GgmlType::F32,
+    vec_dot_type: crate::GgmlType::F32,
+    dequantize,
+    quantize,
+    vec_dot: Some(vec_dot),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,8 @@
 //! (`GgmlType::vec_dot_type`). Everything works on raw little-endian block bytes exactly as
 //! they sit in a GGUF file, so weights never need converting on load.
 
+pub mod format;
+pub mod formats;
 mod k_common;
 mod scalar;
 mod types;
@@ -29,6 +31,8 @@ pub mod q8_0;
 pub mod q8_1;
 pub mod q8_k;
 
+pub use format::Format;
+pub use formats::{format, FORMATS};
 pub use types::GgmlType;
 
 /// Why a quant operation could not run.
@@ -72,27 +76,8 @@ fn check(ty: GgmlType, n: usize, bytes: usize) -> Result<(), QuantError> {
 /// Decode `dst.len()` elements of type `ty` from `src` (exactly `ty.row_bytes(dst.len())` bytes).
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
     check(ty, dst.len(), src.len())?;
-    use GgmlType::*;
-    match ty {
-        F32 => f32::dequantize(src, dst),
-        F16 => f16::dequantize(src, dst),
-        BF16 => bf16::dequantize(src, dst),
-        Q4_0 => q4_0::dequantize(src, dst),
-        Q4_1 => q4_1::dequantize(src, dst),
-        Q5_0 => q5_0::dequantize(src, dst),
-        Q5_1 => q5_1::dequantize(src, dst),
-        Q8_0 => q8_0::dequantize(src, dst),
-        Q8_1 => q8_1::dequantize(src, dst),
-        Q2_K => q2_k::dequantize(src, dst),
-        Q3_K => q3_k::dequantize(src, dst),
-        Q4_K => q4_k::dequantize(src, dst),
-        Q5_K => q5_k::dequantize(src, dst),
-        Q6_K => q6_k::dequantize(src, dst),
-        Q8_K => q8_k::dequantize(src, dst),
-        IQ4_NL => iq4_nl::dequantize(src, dst),
-        IQ4_XS => iq4_xs::dequantize(src, dst),
-        other => return Err(QuantError::Unsupported(other)),
-    }
+    let f = formats::format(ty).ok_or(QuantError::Unsupported(ty))?;
+    (f.dequantize)(src, dst);
     Ok(())
 }
 
@@ -100,27 +85,8 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
 /// reference quantizer, byte for byte.
 pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     check(ty, src.len(), dst.len())?;
-    use GgmlType::*;
-    match ty {
-        F32 => f32::quantize(src, dst),
-        F16 => f16::quantize(src, dst),
-        BF16 => bf16::quantize(src, dst),
-        Q4_0 => q4_0::quantize(src, dst),
-        Q4_1 => q4_1::quantize(src, dst),
-        Q5_0 => q5_0::quantize(src, dst),
-        Q5_1 => q5_1::quantize(src, dst),
-        Q8_0 => q8_0::quantize(src, dst),
-        Q8_1 => q8_1::quantize(src, dst),
-        Q2_K => q2_k::quantize(src, dst),
-        Q3_K => q3_k::quantize(src, dst),
-        Q4_K => q4_k::quantize(src, dst),
-        Q5_K => q5_k::quantize(src, dst),
-        Q6_K => q6_k::quantize(src, dst),
-        Q8_K => q8_k::quantize(src, dst),
-        IQ4_NL => iq4_nl::quantize(src, dst),
-        IQ4_XS => iq4_xs::quantize(src, dst),
-        other => return Err(QuantError::Unsupported(other)),
-    }
+    let f = formats::format(ty).ok_or(QuantError::Unsupported(ty))?;
+    (f.quantize)(src, dst);
     Ok(())
 }
 
@@ -136,6 +102,7 @@ pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> Result<f32, QuantE
 }
 
 pub mod dispatch;
+pub mod order;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -123,6 +123,15 @@ pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     sumf
 }
 
+/// This format's entry in [`crate::formats::FORMATS`].
+pub const FORMAT: crate::format::Format = crate::format::Format {
+    ty: crate::GgmlType::Q4_K,
+    vec_dot_type: crate::GgmlType::Q8_K,
+    dequantize,
+    quantize,
+    vec_dot: Some(vec_dot),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,6 +91,15 @@ pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     sumf
 }
 
+/// This format's entry in [`crate::formats::FORMATS`].
+pub const FORMAT: crate::format::Format = crate::format::Format {
+    ty: crate::GgmlType::Q5_0,
+    vec_dot_type: crate::GgmlType::Q8_0,
+    dequantize,
+    quantize,
+    vec_dot: Some(vec_dot),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

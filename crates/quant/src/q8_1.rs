@@ -41,10 +41,14 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-/// Never called: `lib::vec_dot` rejects Q8_1 as a weight type, as ggml does.
-pub fn vec_dot(_n: usize, _w: &[u8], _x: &[u8]) -> f32 {
-    unreachable!("Q8_1 is an activation-only type")
-}
+/// This format's entry in [`crate::formats::FORMATS`].
+pub const FORMAT: crate::format::Format = crate::format::Format {
+    ty: crate::GgmlType::Q8_1,
+    vec_dot_type: crate::GgmlType::Q8_1,
+    dequantize,
+    quantize,
+    vec_dot: None,
+};
 
 #[cfg(test)]
 mod tests {

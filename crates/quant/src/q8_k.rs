@@ -82,6 +82,15 @@ pub fn block_bsum(b: &[u8], g: usize) -> i16 {
     i16::from_le_bytes([b[BSUMS + 2 * g], b[BSUMS + 2 * g + 1]])
 }
 
+/// This format's entry in [`crate::formats::FORMATS`].
+pub const FORMAT: crate::format::Format = crate::format::Format {
+    ty: crate::GgmlType::Q8_K,
+    vec_dot_type: crate::GgmlType::Q8_K,
+    dequantize,
+    quantize,
+    vec_dot: None,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

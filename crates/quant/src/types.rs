@@ -134,42 +134,16 @@ impl GgmlType {
         (n / bs).checked_mul(self.type_size() as u64)
     }
 
-    /// Whether the engine can compute with tensors of this type (dequantize and dot).
+    /// Whether the engine can compute with tensors of this type (dequantize and dot): it has
+    /// an entry in [`crate::FORMATS`].
     pub fn is_supported(self) -> bool {
-        use GgmlType::*;
-        matches!(
-            self,
-            F32 | F16
-                | BF16
-                | Q4_0
-                | Q4_1
-                | Q5_0
-                | Q5_1
-                | Q8_0
-                | Q8_1
-                | Q2_K
-                | Q3_K
-                | Q4_K
-                | Q5_K
-                | Q6_K
-                | Q8_K
-                | IQ4_NL
-                | IQ4_XS
-        )
+        crate::format(self).is_some()
     }
 
     /// The type the activation row is quantized to before `vec_dot` with a weight of this type
-    /// (ggml's `vec_dot_type`).
+    /// (ggml's `vec_dot_type`; the type itself where the crate has no format for it).
     pub fn vec_dot_type(self) -> GgmlType {
-        use GgmlType::*;
-        match self {
-            Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Q8_0,
-            Q4_1 | Q5_1 => Q8_1,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS => Q8_K,
-            F16 => F16,
-            BF16 => BF16,
-            other => other,
-        }
+        crate::format(self).map_or(self, |f| f.vec_dot_type)
     }
 }
 

@@ -139,6 +139,34 @@ pub(crate) fn vec_dot_avx512bf16(n: usize, w: &[u8], x: &[u8]) -> f32 {
     tail(s, w, x, done, n)
 }
 
+/// This format's SIMD kernels (see [`super::SimdKernels`]).
+pub(crate) fn kernels() -> super::SimdKernels {
+    use super::LevelKernels;
+    #[allow(unused_imports)]
+    use crate::dispatch::Tile;
+    super::SimdKernels {
+        ty: crate::GgmlType::BF16,
+        avx2: LevelKernels {
+            one: Some(vec_dot_avx2),
+            x4: None,
+            w4: None,
+            tile: None,
+            gemv_tile: None,
+        },
+        avx512: if super::has_avx512bf16() {
+            LevelKernels {
+                one: Some(vec_dot_avx512bf16),
+                ..LevelKernels::NONE
+            }
+        } else {
+            LevelKernels {
+                one: Some(vec_dot_avx512),
+                ..LevelKernels::NONE
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

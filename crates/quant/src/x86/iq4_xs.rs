@@ -90,6 +90,30 @@ pub(crate) fn vec_dot_tiled_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     unsafe { dot_avx2::<true>(nb, w.as_ptr(), x.as_ptr()) }
 }
 
+/// This format's SIMD kernels (see [`super::SimdKernels`]).
+pub(crate) fn kernels() -> super::SimdKernels {
+    use super::LevelKernels;
+    #[allow(unused_imports)]
+    use crate::dispatch::Tile;
+    super::SimdKernels {
+        ty: crate::GgmlType::IQ4_XS,
+        avx2: LevelKernels {
+            one: Some(vec_dot_avx2),
+            x4: None,
+            w4: None,
+            tile: None,
+            gemv_tile: None,
+        },
+        avx512: LevelKernels {
+            one: None,
+            x4: None,
+            w4: None,
+            tile: None,
+            gemv_tile: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

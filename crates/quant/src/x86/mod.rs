@@ -19,7 +19,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::dispatch::{Tile, TileFn, VecDotFn, VecDotW4Fn, VecDotX4Fn};
+use crate::dispatch::{Tile, VecDotFn, VecDotW4Fn, VecDotX4Fn};
 use crate::GgmlType;
 
 /// The six safe entry points of a 32-element block format (one row, four activation rows,
@@ -148,178 +148,76 @@ pub(crate) fn has_avx512bf16() -> bool {
     has_avx512() && is_x86_feature_detected!("avx512bf16")
 }
 
-/// The `avx2`-level kernel for `ty`, if there is one. Only call once [`has_avx2`] holds.
-pub(crate) fn avx2_kernel(ty: GgmlType) -> Option<VecDotFn> {
-    use GgmlType::*;
-    Some(match ty {
-        F32 => f32::vec_dot_avx2,
-        F16 => f16::vec_dot_avx2,
-        BF16 => bf16::vec_dot_avx2,
-        Q4_0 => q4_0::vec_dot_avx2,
-        Q4_1 => q4_1::vec_dot_avx2,
-        Q5_0 => q5_0::vec_dot_avx2,
-        Q5_1 => q5_1::vec_dot_avx2,
-        Q8_0 => q8_0::vec_dot_avx2,
-        // K-quant kernels go here.
-        Q2_K => q2_k::vec_dot_avx2,
-        Q3_K => q3_k::vec_dot_avx2,
-        Q4_K => q4_k::vec_dot_avx2,
-        Q5_K => q5_k::vec_dot_avx2,
-        Q6_K => q6_k::vec_dot_avx2,
-        IQ4_NL => iq4_nl::vec_dot_avx2,
-        IQ4_XS => iq4_xs::vec_dot_avx2,
-        _ => return None,
-    })
+/// The SIMD kernels of one format at one level. Every kernel gives, per output, exactly the
+/// bits of `one` at the same level: the others only share loads and unpacking between
+/// independent sums.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LevelKernels {
+    pub one: Option<VecDotFn>,
+    /// One weight row times four activation rows.
+    pub x4: Option<VecDotX4Fn>,
+    /// Four weight rows times one activation row.
+    pub w4: Option<VecDotW4Fn>,
+    /// Blocks of weight rows times several activation rows.
+    pub tile: Option<Tile>,
+    /// A tile for one to three activation rows (generation), where one beats `tile` there.
+    pub gemv_tile: Option<Tile>,
 }
 
-/// The `avx512`-level kernel for `ty`, if there is one. Only call once [`has_avx512`] holds.
-pub(crate) fn avx512_kernel(ty: GgmlType) -> Option<VecDotFn> {
-    use GgmlType::*;
-    Some(match ty {
-        F32 => f32::vec_dot_avx512,
-        F16 => f16::vec_dot_avx512,
-        BF16 if has_avx512bf16() => bf16::vec_dot_avx512bf16,
-        BF16 => bf16::vec_dot_avx512,
-        Q4_0 => q4_0::vec_dot_avx512,
-        Q4_1 => q4_1::vec_dot_avx512,
-        Q5_0 => q5_0::vec_dot_avx512,
-        Q5_1 => q5_1::vec_dot_avx512,
-        Q8_0 => q8_0::vec_dot_avx512,
-        // K-quant kernels go here.
-        Q4_K => q4_k::vec_dot_avx512,
-        Q6_K => q6_k::vec_dot_avx512,
-        _ => return None,
-    })
-}
-
-/// The four-activation-row kernel of `ty` at the `avx2` level (see
-/// [`crate::dispatch::VecDotX4Fn`]). Only call once [`has_avx2`] holds.
-pub(crate) fn avx2_kernel_x4(ty: GgmlType) -> Option<VecDotX4Fn> {
-    use GgmlType::*;
-    Some(match ty {
-        Q4_0 => q4_0::vec_dot_x4_avx2,
-        Q4_1 => q4_1::vec_dot_x4_avx2,
-        Q5_0 => q5_0::vec_dot_x4_avx2,
-        Q5_1 => q5_1::vec_dot_x4_avx2,
-        Q8_0 => q8_0::vec_dot_x4_avx2,
-        Q6_K => q6_k::vec_dot_x4_avx2,
-        Q5_K => q5_k::vec_dot_x4_avx2,
-        _ => return None,
-    })
-}
-
-/// The four-activation-row kernel of `ty` at the `avx512` level. Only call once
-/// [`has_avx512`] holds.
-pub(crate) fn avx512_kernel_x4(ty: GgmlType) -> Option<VecDotX4Fn> {
-    use GgmlType::*;
-    Some(match ty {
-        Q4_0 => q4_0::vec_dot_x4_avx512,
-        Q4_1 => q4_1::vec_dot_x4_avx512,
-        Q5_0 => q5_0::vec_dot_x4_avx512,
-        Q5_1 => q5_1::vec_dot_x4_avx512,
-        Q8_0 => q8_0::vec_dot_x4_avx512,
-        Q6_K => q6_k::vec_dot_x4_avx512,
-        _ => return None,
-    })
-}
-
-/// The four-weight-row kernel of `ty` at the `avx2` level (see
-/// [`crate::dispatch::VecDotW4Fn`]). Only call once [`has_avx2`] holds.
-pub(crate) fn avx2_kernel_w4(ty: GgmlType) -> Option<VecDotW4Fn> {
-    use GgmlType::*;
-    Some(match ty {
-        Q4_0 => q4_0::vec_dot_w4_avx2,
-        Q4_1 => q4_1::vec_dot_w4_avx2,
-        Q5_0 => q5_0::vec_dot_w4_avx2,
-        Q5_1 => q5_1::vec_dot_w4_avx2,
-        Q8_0 => q8_0::vec_dot_w4_avx2,
-        _ => return None,
-    })
-}
-
-/// The four-weight-row kernel of `ty` at the `avx512` level. Only call once [`has_avx512`]
-/// holds.
-pub(crate) fn avx512_kernel_w4(ty: GgmlType) -> Option<VecDotW4Fn> {
-    use GgmlType::*;
-    Some(match ty {
-        Q4_0 => q4_0::vec_dot_w4_avx512,
-        Q4_1 => q4_1::vec_dot_w4_avx512,
-        Q5_0 => q5_0::vec_dot_w4_avx512,
-        Q5_1 => q5_1::vec_dot_w4_avx512,
-        Q8_0 => q8_0::vec_dot_w4_avx512,
-        _ => return None,
-    })
-}
-
-/// The tile kernel of `ty` at the `avx512` level for matmuls in `vec_dot` order (each output
-/// bit-identical to [`avx512_kernel`]'s). Only call once [`has_avx512`] holds.
-pub(crate) fn avx512_tile(ty: GgmlType) -> Option<Tile> {
-    use GgmlType::*;
-    let f: TileFn = match ty {
-        Q4_0 => q4_0::tile_avx512,
-        Q4_1 => tile_pairs::tile_q4_1,
-        Q5_0 => tile_pairs::tile_q5_0,
-        Q5_1 => tile_pairs::tile_q5_1,
-        Q8_0 => tile_pairs::tile_q8_0,
-        _ => return None,
+impl LevelKernels {
+    pub const NONE: LevelKernels = LevelKernels {
+        one: None,
+        x4: None,
+        w4: None,
+        tile: None,
+        gemv_tile: None,
     };
-    let toks = if matches!(ty, Q4_1 | Q5_0 | Q5_1 | Q8_0) {
-        tile_pairs::TOKS
-    } else {
-        4
-    };
-    Some(Tile {
-        rows: 4,
-        toks,
-        f,
-        x_f32: false,
+}
+
+/// A format's kernels at each x86 level; each format's file defines `kernels()`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SimdKernels {
+    pub ty: GgmlType,
+    pub avx2: LevelKernels,
+    pub avx512: LevelKernels,
+}
+
+/// Every format's SIMD kernels, in one table (one line per format).
+fn table() -> &'static [SimdKernels] {
+    static TABLE: std::sync::OnceLock<Vec<SimdKernels>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        vec![
+            f32::kernels(),
+            f16::kernels(),
+            bf16::kernels(),
+            q4_0::kernels(),
+            q4_1::kernels(),
+            q5_0::kernels(),
+            q5_1::kernels(),
+            q8_0::kernels(),
+            q2_k::kernels(),
+            q3_k::kernels(),
+            q4_k::kernels(),
+            q5_k::kernels(),
+            q6_k::kernels(),
+            iq4_nl::kernels(),
+            iq4_xs::kernels(),
+        ]
     })
 }
 
-/// A tile kernel of `ty` for one to three activation rows (generation) at the `avx512` level,
-/// in `vec_dot` order, where one beats [`avx512_tile`] there. Only call once [`has_avx512`]
-/// holds.
-pub(crate) fn avx512_gemv_tile(ty: GgmlType) -> Option<Tile> {
-    // Q4_1 / Q5_1: the token-pair tiles waste half their work on one token and beat the
-    // plain 4 x 4 tile only from 4 tokens on.
-    let plain = |f: TileFn| {
-        Some(Tile {
-            rows: 4,
-            toks: 4,
-            f,
-            x_f32: false,
-        })
+/// The kernels of `ty` written for `level` (`Avx2` or `Avx512`; nothing for `Scalar`). Only
+/// call them once detection has confirmed the level.
+pub(crate) fn kernels_at(ty: GgmlType, level: crate::dispatch::SimdLevel) -> LevelKernels {
+    use crate::dispatch::SimdLevel;
+    let Some(k) = table().iter().find(|k| k.ty == ty) else {
+        return LevelKernels::NONE;
     };
-    match ty {
-        GgmlType::Q8_0 => Some(Tile {
-            rows: gemv_q8_0::ROWS,
-            toks: 1,
-            f: gemv_q8_0::tile_avx512,
-            x_f32: false,
-        }),
-        GgmlType::Q4_1 => plain(q4_1::tile_avx512),
-        GgmlType::Q5_1 => plain(q5_1::tile_avx512),
-        _ => None,
+    match level {
+        SimdLevel::Scalar => LevelKernels::NONE,
+        SimdLevel::Avx2 => k.avx2,
+        SimdLevel::Avx512 => k.avx512,
     }
-}
-
-/// [`avx512_tile`] at the `avx2` level: four weight rows, one activation row (generation).
-pub(crate) fn avx2_tile(ty: GgmlType) -> Option<Tile> {
-    use GgmlType::*;
-    let f: TileFn = match ty {
-        Q4_0 => q4_0::tile_avx2,
-        Q4_1 => q4_1::tile_avx2,
-        Q5_0 => q5_0::tile_avx2,
-        Q5_1 => q5_1::tile_avx2,
-        Q8_0 => q8_0::tile_avx2,
-        _ => return None,
-    };
-    Some(Tile {
-        rows: 4,
-        toks: 1,
-        f,
-        x_f32: false,
-    })
 }
 
 /// [`blocks`] for a tile kernel of at most `max_w` x `max_x` rows: every weight and

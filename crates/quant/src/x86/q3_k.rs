@@ -125,6 +125,30 @@ pub(super) unsafe fn dot_avx2<const TILED: bool>(nb: usize, w: *const u8, x: *co
     }
 }
 
+/// This format's SIMD kernels (see [`super::SimdKernels`]).
+pub(crate) fn kernels() -> super::SimdKernels {
+    use super::LevelKernels;
+    #[allow(unused_imports)]
+    use crate::dispatch::Tile;
+    super::SimdKernels {
+        ty: crate::GgmlType::Q3_K,
+        avx2: LevelKernels {
+            one: Some(vec_dot_avx2),
+            x4: None,
+            w4: None,
+            tile: None,
+            gemv_tile: None,
+        },
+        avx512: LevelKernels {
+            one: None,
+            x4: None,
+            w4: None,
+            tile: None,
+            gemv_tile: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

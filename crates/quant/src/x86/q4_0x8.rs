@@ -332,7 +332,7 @@ mod tests {
                     crate::q4_0x8::dot_group(n, &w[..half], &xr[..toks], a);
                     crate::q4_0x8::dot_group(n, &w[half..], &xr[..toks], b);
                     let mut got8 = vec![0f32; ROWS * toks];
-                    let mut kernels: Vec<crate::dispatch::GroupFn> = Vec::new();
+                    let mut kernels: Vec<crate::order::GroupFn> = Vec::new();
                     if detected_level() >= SimdLevel::Avx2 && toks <= TOKS_AVX2 {
                         kernels.push(group8_avx2_entry);
                     }

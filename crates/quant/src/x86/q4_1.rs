@@ -67,6 +67,45 @@ kernel!(
 
 block_entry_points!(X_BYTES);
 
+/// This format's SIMD kernels (see [`super::SimdKernels`]).
+pub(crate) fn kernels() -> super::SimdKernels {
+    use super::LevelKernels;
+    #[allow(unused_imports)]
+    use crate::dispatch::Tile;
+    super::SimdKernels {
+        ty: crate::GgmlType::Q4_1,
+        avx2: LevelKernels {
+            one: Some(vec_dot_avx2),
+            x4: Some(vec_dot_x4_avx2),
+            w4: Some(vec_dot_w4_avx2),
+            tile: Some(Tile {
+                rows: 4,
+                toks: 1,
+                f: tile_avx2,
+                x_f32: false,
+            }),
+            gemv_tile: None,
+        },
+        avx512: LevelKernels {
+            one: Some(vec_dot_avx512),
+            x4: Some(vec_dot_x4_avx512),
+            w4: Some(vec_dot_w4_avx512),
+            tile: Some(Tile {
+                rows: 4,
+                toks: super::tile_pairs::TOKS,
+                f: super::tile_pairs::tile_q4_1,
+                x_f32: false,
+            }),
+            gemv_tile: Some(Tile {
+                rows: 4,
+                toks: 4,
+                f: tile_avx512,
+                x_f32: false,
+            }),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::x86::testkit::*;

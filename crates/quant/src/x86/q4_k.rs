@@ -213,7 +213,7 @@ pub(crate) fn vec_dot_repack_gemv_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
 }
 
 /// Safe entry: the dot in the order of llama.cpp's tiled K-quant matmul, which it uses for
-/// batches of 8 or more tokens when the weights are not repacked (see `dispatch::tiled_dot`).
+/// batches of 8 or more tokens when the weights are not repacked (see `order::tiled_dot`).
 pub(crate) fn vec_dot_tiled_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BLOCK_BYTES, x, Q8K_BYTES);
     // SAFETY: handed out only once `has_avx2` held; `blocks` checked both buffers.
@@ -470,6 +470,30 @@ unsafe fn dot_repack_gemm_x4_avx512(nb: usize, w: *const u8, x: [*const u8; 4]) 
     }
 }
 
+/// This format's SIMD kernels (see [`super::SimdKernels`]).
+pub(crate) fn kernels() -> super::SimdKernels {
+    use super::LevelKernels;
+    #[allow(unused_imports)]
+    use crate::dispatch::Tile;
+    super::SimdKernels {
+        ty: crate::GgmlType::Q4_K,
+        avx2: LevelKernels {
+            one: Some(vec_dot_avx2),
+            x4: None,
+            w4: None,
+            tile: None,
+            gemv_tile: None,
+        },
+        avx512: LevelKernels {
+            one: Some(vec_dot_avx512),
+            x4: None,
+            w4: None,
+            tile: None,
+            gemv_tile: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,7 +743,8 @@ mod tests {
 
     #[test]
     fn dispatch_offers_repacked_order_where_ggml_repacks() {
-        use crate::dispatch::{active_level, repacked_dot, SimdLevel};
+        use crate::dispatch::{active_level, SimdLevel};
+        use crate::order::repacked_dot;
         use crate::GgmlType::{Q4_K, Q6_K};
         let on = active_level() >= SimdLevel::Avx2;
         assert_eq!(repacked_dot(Q4_K, 16).is_some(), on);

@@ -129,6 +129,30 @@ pub(super) unsafe fn dot_avx2<const R: usize, const TILED: bool>(
     }
 }
 
+/// This format's SIMD kernels (see [`super::SimdKernels`]).
+pub(crate) fn kernels() -> super::SimdKernels {
+    use super::LevelKernels;
+    #[allow(unused_imports)]
+    use crate::dispatch::Tile;
+    super::SimdKernels {
+        ty: crate::GgmlType::Q5_K,
+        avx2: LevelKernels {
+            one: Some(vec_dot_avx2),
+            x4: Some(vec_dot_x4_avx2),
+            w4: None,
+            tile: None,
+            gemv_tile: None,
+        },
+        avx512: LevelKernels {
+            one: None,
+            x4: None,
+            w4: None,
+            tile: None,
+            gemv_tile: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

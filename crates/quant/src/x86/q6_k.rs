@@ -284,6 +284,30 @@ pub(super) unsafe fn dot_avx512<const R: usize, const TILED: bool>(
     }
 }
 
+/// This format's SIMD kernels (see [`super::SimdKernels`]).
+pub(crate) fn kernels() -> super::SimdKernels {
+    use super::LevelKernels;
+    #[allow(unused_imports)]
+    use crate::dispatch::Tile;
+    super::SimdKernels {
+        ty: crate::GgmlType::Q6_K,
+        avx2: LevelKernels {
+            one: Some(vec_dot_avx2),
+            x4: Some(vec_dot_x4_avx2),
+            w4: None,
+            tile: None,
+            gemv_tile: None,
+        },
+        avx512: LevelKernels {
+            one: Some(vec_dot_avx512),
+            x4: Some(vec_dot_x4_avx512),
+            w4: None,
+            tile: None,
+            gemv_tile: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,7 +360,8 @@ mod tests {
 
     #[test]
     fn dispatch_offers_tiled_order() {
-        use crate::dispatch::{active_level, tiled_dot, SimdLevel};
+        use crate::dispatch::{active_level, SimdLevel};
+        use crate::order::tiled_dot;
         let t = tiled_dot(crate::GgmlType::Q6_K);
         assert_eq!(t.is_some(), active_level() >= SimdLevel::Avx2);
         if let Some(t) = t {
@@ -350,7 +375,8 @@ mod tests {
 
     #[test]
     fn llama_cpp_order_follows_ggml_rules() {
-        use crate::dispatch::{active_level, llama_cpp_order, LlamaCppOrder as O, SimdLevel};
+        use crate::dispatch::{active_level, SimdLevel};
+        use crate::order::{llama_cpp_order, LlamaCppOrder as O};
         use crate::GgmlType::{Q4_K, Q6_K, Q8_0};
         let simd = active_level() >= SimdLevel::Avx2;
         assert!(matches!(llama_cpp_order(Q6_K, 16, 7), O::VecDot));

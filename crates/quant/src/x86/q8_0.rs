@@ -58,6 +58,45 @@ kernel!(
 
 block_entry_points!(BYTES);
 
+/// This format's SIMD kernels (see [`super::SimdKernels`]).
+pub(crate) fn kernels() -> super::SimdKernels {
+    use super::LevelKernels;
+    #[allow(unused_imports)]
+    use crate::dispatch::Tile;
+    super::SimdKernels {
+        ty: crate::GgmlType::Q8_0,
+        avx2: LevelKernels {
+            one: Some(vec_dot_avx2),
+            x4: Some(vec_dot_x4_avx2),
+            w4: Some(vec_dot_w4_avx2),
+            tile: Some(Tile {
+                rows: 4,
+                toks: 1,
+                f: tile_avx2,
+                x_f32: false,
+            }),
+            gemv_tile: None,
+        },
+        avx512: LevelKernels {
+            one: Some(vec_dot_avx512),
+            x4: Some(vec_dot_x4_avx512),
+            w4: Some(vec_dot_w4_avx512),
+            tile: Some(Tile {
+                rows: 4,
+                toks: super::tile_pairs::TOKS,
+                f: super::tile_pairs::tile_q8_0,
+                x_f32: false,
+            }),
+            gemv_tile: Some(Tile {
+                rows: super::gemv_q8_0::ROWS,
+                toks: 1,
+                f: super::gemv_q8_0::tile_avx512,
+                x_f32: false,
+            }),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::x86::testkit::*;
