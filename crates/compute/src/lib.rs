@@ -3,7 +3,6 @@
 //! and softmax, same rope angle recurrence, same fp16 GELU table, same flash-attention
 //! precision with an F16 KV cache. Nothing here knows about GGUF files or model layouts.
 
-mod actq;
 mod attention;
 mod matmul;
 mod ops;

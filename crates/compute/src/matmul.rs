@@ -173,7 +173,7 @@ pub fn matmul_many(
     })? as usize;
     qbuf.resize(n * q_row, 0);
     for t in 0..n {
-        crate::actq::quantize_activation(
+        quant::activation::quantize(
             vdt,
             &x[t * cols..(t + 1) * cols],
             &mut qbuf[t * q_row..(t + 1) * q_row],
@@ -577,12 +577,8 @@ mod tests {
                     let q_row = vdt.row_bytes(cols as u64).unwrap() as usize;
                     let mut xq = vec![0u8; q_row];
                     for t in 0..n {
-                        crate::actq::quantize_activation(
-                            vdt,
-                            &x[t * cols..(t + 1) * cols],
-                            &mut xq,
-                        )
-                        .unwrap();
+                        quant::activation::quantize(vdt, &x[t * cols..(t + 1) * cols], &mut xq)
+                            .unwrap();
                         let plan = quant::order::matmul_plan(ty, rows, n).unwrap();
                         let one = if t < plan.n_first {
                             plan.first.one

@@ -254,18 +254,6 @@ pub fn vec_dot_w4_fn(ty: GgmlType) -> Option<VecDotW4Fn> {
     table().four_w.get(ty.id() as usize).copied().flatten()
 }
 
-/// Quantizes activations to Q8_K (`src` a multiple of 256 values, `dst` 292 bytes per 256)
-/// with the fastest available code. Every level gives exactly the bytes of
-/// [`crate::q8_k::quantize`], which is also what llama.cpp's x86 build uses (it has no SIMD
-/// Q8_K quantizer), so this only changes the speed.
-pub fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if active_level() >= SimdLevel::Avx2 {
-        return crate::x86::q8_k::quantize_avx2(src, dst);
-    }
-    crate::q8_k::quantize(src, dst)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

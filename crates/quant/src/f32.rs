@@ -39,7 +39,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::*;
+    use crate::testkit::*;
 
     fn to_bytes(v: &[f32]) -> Vec<u8> {
         let mut b = vec![0u8; v.len() * 4];

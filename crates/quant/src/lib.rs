@@ -3,6 +3,7 @@
 //! (`GgmlType::vec_dot_type`). Everything works on raw little-endian block bytes exactly as
 //! they sit in a GGUF file, so weights never need converting on load.
 
+pub mod activation;
 pub mod format;
 pub mod formats;
 mod k_common;
@@ -10,7 +11,7 @@ mod scalar;
 mod types;
 
 #[cfg(test)]
-mod testutil;
+mod testkit;
 
 pub mod bf16;
 pub mod f16;

@@ -147,7 +147,7 @@ pub struct RepackedDot {
 /// Q4_K when AVX2 is present and Q2_K with AVX-512, if `rows % 8 == 0`; both are covered
 /// (ggml also repacks Q4_0 and IQ4_NL with AVX2, see [`llama_cpp_order`], and MXFP4). The
 /// activations are Q8_K as usual: ggml's 4-token quantizer gives the same bytes as
-/// [`quantize_q8_k`] except when a block's largest magnitude occurs with both signs, where it
+/// [`crate::activation::quantize_q8_k`] except when a block's largest magnitude occurs with both signs, where it
 /// negates quants and scale together, which leaves every dot unchanged.
 pub fn repacked_dot(ty: GgmlType, rows: usize) -> Option<RepackedDot> {
     #[cfg(target_arch = "x86_64")]

@@ -135,7 +135,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{
+    use crate::testkit::{
         check_dequantize_fixture, check_dot_fixture, check_quantize_fixture,
         check_quantize_fns_sized, fixture_rows,
     };

@@ -63,7 +63,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::*;
+    use crate::testkit::*;
 
     #[test]
     fn quantize_matches_ggml_bytes() {

@@ -94,7 +94,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{check_dequantize_fixture, check_quantize_fixture};
+    use crate::testkit::{check_dequantize_fixture, check_quantize_fixture};
 
     #[test]
     fn quantize_matches_ggml_bytes() {

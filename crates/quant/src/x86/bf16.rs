@@ -170,7 +170,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::x86::testkit::*;
+    use crate::testkit::simd::*;
     use crate::GgmlType::BF16;
 
     fn to_bits(v: f32) -> Vec<u8> {

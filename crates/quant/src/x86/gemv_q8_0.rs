@@ -83,7 +83,7 @@ pub(crate) fn tile_avx512(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]) {
 mod tests {
     use super::*;
     use crate::dispatch::{detected_level, kernel, SimdLevel};
-    use crate::x86::testkit::Rng;
+    use crate::testkit::simd::Rng;
 
     /// Equal to the single-row `avx512` kernel bit for bit, on random rows, extreme quants
     /// (-128 weights and activations, where ggml's sign trick wraps) and f16 scales at the

@@ -103,7 +103,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
 
 #[cfg(test)]
 mod tests {
-    use crate::x86::testkit::*;
+    use crate::testkit::simd::*;
     use crate::GgmlType::IQ4_NL;
 
     #[test]
@@ -120,18 +120,14 @@ mod tests {
             return;
         }
         for (n, want) in [(1, 0xe6b0_53d9_f4e6_6182u64), (3, 0xfd71_6947_2199_12f6)] {
-            let got = crate::testutil::matmul_hash(
-                IQ4_NL,
-                crate::iq4_nl::quantize,
-                (544, 31, n),
-                &|_| {
+            let got =
+                crate::testkit::matmul_hash(IQ4_NL, crate::iq4_nl::quantize, (544, 31, n), &|_| {
                     if n >= 2 {
                         super::vec_dot_sgemm_avx2
                     } else {
                         super::vec_dot_avx2
                     }
-                },
-            );
+                });
             assert_eq!(got, want, "{n} tokens");
         }
     }

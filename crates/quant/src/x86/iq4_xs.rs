@@ -117,7 +117,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::x86::testkit::*;
+    use crate::testkit::simd::*;
     use crate::GgmlType::IQ4_XS;
 
     #[test]
@@ -150,7 +150,7 @@ mod tests {
                 vec_dot_avx2
             };
             let got =
-                crate::testutil::matmul_hash(IQ4_XS, crate::iq4_xs::quantize, (k, m, n), &|_| {
+                crate::testkit::matmul_hash(IQ4_XS, crate::iq4_xs::quantize, (k, m, n), &|_| {
                     kernel
                 });
             assert_eq!(got, want, "{k} x {m} times {n} tokens");
@@ -160,7 +160,7 @@ mod tests {
                 crate::iq4_xs::vec_dot
             };
             if n >= 8 {
-                let got = crate::testutil::matmul_hash(
+                let got = crate::testkit::matmul_hash(
                     IQ4_XS,
                     crate::iq4_xs::quantize,
                     (k, m, n),

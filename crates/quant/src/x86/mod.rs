@@ -104,6 +104,7 @@ macro_rules! block_entry_points {
     };
 }
 
+pub(crate) mod activation;
 pub(crate) mod bf16;
 pub(crate) mod f16;
 pub(crate) mod f32;
@@ -446,7 +447,3 @@ pub(crate) fn mul_sum_i8_avx2(x: __m256i, y: __m256i) -> __m256 {
 pub(crate) fn mul_sum_i8_vnni(x: __m256i, y: __m256i) -> __m256 {
     mul_sum_us8_vnni(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 }
-
-/// Shared checks for the kernel tests: every SIMD level this CPU has, called directly.
-#[cfg(test)]
-pub(crate) mod testkit;

@@ -100,7 +100,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
 
 #[cfg(test)]
 mod tests {
-    use crate::x86::testkit::*;
+    use crate::testkit::simd::*;
     use crate::GgmlType::Q4_0;
 
     #[test]

@@ -288,7 +288,7 @@ mod tests {
     use super::*;
     use crate::dispatch::{detected_level, SimdLevel};
     use crate::q4_0::{BLOCK, BYTES};
-    use crate::x86::testkit::Rng;
+    use crate::testkit::simd::Rng;
 
     fn blocks(rng: &mut Rng, n_blocks: usize, bytes: usize, scale: fn(&mut Rng) -> u16) -> Vec<u8> {
         let mut r: Vec<u8> = (0..n_blocks * bytes).map(|_| rng.next() as u8).collect();

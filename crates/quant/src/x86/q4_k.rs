@@ -497,7 +497,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::x86::q8_k::ktest;
+    use crate::testkit::kquant as ktest;
 
     fn levels() -> Vec<(&'static str, ktest::Kernel)> {
         let mut v: Vec<(&'static str, ktest::Kernel)> = Vec::new();

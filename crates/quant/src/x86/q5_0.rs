@@ -103,7 +103,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
 
 #[cfg(test)]
 mod tests {
-    use crate::x86::testkit::*;
+    use crate::testkit::simd::*;
     use crate::GgmlType::Q5_0;
 
     #[test]

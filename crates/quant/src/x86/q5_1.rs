@@ -112,7 +112,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
 
 #[cfg(test)]
 mod tests {
-    use crate::x86::testkit::*;
+    use crate::testkit::simd::*;
     use crate::GgmlType::Q5_1;
 
     #[test]

@@ -163,7 +163,7 @@ pub(crate) const TOKS_AVX512: usize = 8;
 mod tests {
     use super::*;
     use crate::dispatch::{detected_level, SimdLevel, TileFn};
-    use crate::x86::testkit::Rng;
+    use crate::testkit::simd::Rng;
 
     /// `count` rows of `nb` random blocks of `bytes` bytes, each led by a `scale` f16.
     fn rows(rng: &mut Rng, count: usize, nb: usize, bytes: usize, extreme: bool) -> Vec<Vec<u8>> {
@@ -252,7 +252,7 @@ mod tests {
             // SmolLM2's attention K/V shape, a prompt's worth of tokens, 2 threads in ggml.
             (576, 192, 37, 0x21c8f7cdd3ec8e73),
         ] {
-            let got = crate::testutil::matmul_hash(
+            let got = crate::testkit::matmul_hash(
                 crate::GgmlType::IQ4_NL,
                 crate::iq4_nl::quantize,
                 (k, m, n_tok),

@@ -248,7 +248,7 @@ pub(crate) const TOKS_AVX512: usize = 8;
 mod tests {
     use super::*;
     use crate::dispatch::{detected_level, SimdLevel};
-    use crate::x86::testkit::Rng;
+    use crate::testkit::simd::Rng;
 
     /// `count` rows of `nb` random blocks of `bytes` bytes, each led by a `scale` f16.
     fn rows(

@@ -371,7 +371,7 @@ kernel_offset!(gemm_q5_1, tile_q5_1, crate::q5_1::BYTES, quants_q5_1);
 mod tests {
     use super::*;
     use crate::dispatch::{detected_level, kernel, SimdLevel, TileFn};
-    use crate::x86::testkit::Rng;
+    use crate::testkit::simd::Rng;
     use crate::GgmlType;
 
     /// Every tile shape equals the single-row `avx512` kernel bit for bit, on random blocks,
@@ -455,7 +455,7 @@ mod tests {
 mod timing {
     use super::*;
     use crate::dispatch::{detected_level, SimdLevel, TileFn};
-    use crate::x86::testkit::Rng;
+    use crate::testkit::simd::Rng;
     use std::time::Instant;
 
     /// Not a check: `cargo test --release -p quant tile_timing -- --ignored --nocapture`

@@ -185,7 +185,7 @@ pub(crate) fn tile_wide_avx512(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f3
 mod tests {
     use super::*;
     use crate::dispatch::{detected_level, SimdLevel};
-    use crate::x86::testkit::Rng;
+    use crate::testkit::simd::Rng;
 
     /// The single-row kernel equals the scalar reference bit for bit, for lengths with and
     /// without a partial last vector, and values from subnormal to the f16 maximum.

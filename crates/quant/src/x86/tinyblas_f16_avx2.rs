@@ -126,7 +126,7 @@ pub(crate) fn tile_wide_avx2(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]
 mod tests {
     use super::*;
     use crate::dispatch::{detected_level, SimdLevel};
-    use crate::x86::testkit::Rng;
+    use crate::testkit::simd::Rng;
 
     /// Random, wide-range and adversarial (signed zeros, f16 extremes, subnormal) rows.
     fn row(rng: &mut Rng, n: usize, kind: u32) -> Vec<u8> {

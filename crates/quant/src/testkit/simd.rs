@@ -1,7 +1,7 @@
 //! Shared checks for the kernel tests: every SIMD level this CPU has, called directly.
 
 use crate::dispatch::{kernel, SimdLevel, VecDotFn};
-use crate::testutil::{fixture_rows, hex, load_dot_fixture, source_rows};
+use crate::testkit::{fixture_rows, hex, load_dot_fixture, source_rows};
 use crate::GgmlType;
 
 /// Which levels must reproduce the fixture's `ggml_vec_dot` bit for bit (it was computed

@@ -1,8 +1,15 @@
-//! Shared helpers for the kernel tests: loading the ggml-generated fixtures copied into
-//! `tests/data/` and recomputing ggml's test-quantize-fns measures.
+//! The one test kit of the crate: loading the ggml-generated fixtures copied into
+//! `tests/data/`, recomputing ggml's test-quantize-fns measures, and whole-matmul hashes
+//! (here); checks of the SIMD kernels against those and against the scalar references
+//! (`simd`, and `kquant` for the K-quant super-blocks).
 
 // Not every per-format test module needs every helper.
 #![allow(dead_code)]
+
+#[cfg(target_arch = "x86_64")]
+pub mod kquant;
+#[cfg(target_arch = "x86_64")]
+pub mod simd;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
