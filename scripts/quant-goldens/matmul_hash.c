@@ -1,7 +1,7 @@
 // One ggml_mul_mat on llama.cpp's CPU backend, hashed, so the Rust tests can check that their
 // kernels reproduce llama.cpp's summation order for a whole matmul (not just vec_dot).
 //
-// usage: matmul_hash TYPE K M N plain|repack [THREADS]
+// usage: matmul_hash TYPE K M N plain|repack [THREADS] [detail]
 //
 // Weights: M rows of K values from the xorshift generator below (row r scaled by 1 << (r % 3)),
 // quantized by ggml_quantize_chunk (what llama-quantize calls); then N F32 tokens from the
@@ -9,7 +9,9 @@
 // (`plain`: vec_dot, llamafile sgemm or the tiled K-quant matmul, as ggml picks) or into the
 // CPU_REPACK buffer (`repack`: ggml's interleaved 8-row layout and its gemv/gemm kernels,
 // what llama.cpp does by default on x86). Prints the FNV-1a 64 hash of the output bits,
-// token-major (out[t][r]), as 0x%016llx. Rust side: quant::testutil::ggml_side_values.
+// token-major (out[t][r]), as 0x%016llx. Rust side: quant::testkit::matmul_hash. With
+// `detail`, the line starts with the hashes of the quantized weight bytes and of their
+// dequantization (ggml's to_float): `quant 0x... dequant 0x... out 0x...`.
 #include "ggml.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
@@ -27,6 +29,15 @@ static float next_value(float scale) {
     state ^= state >> 7;
     state ^= state << 17;
     return ((float)(state >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
+}
+
+static uint64_t fnv(const void * p, size_t n, uint64_t h) {
+    const unsigned char * b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
 }
 
 static ggml_backend_buffer_type_t repack_buft(void) {
@@ -59,6 +70,7 @@ int main(int argc, char ** argv) {
     const int64_t K = atoll(argv[2]), M = atoll(argv[3]), N = atoll(argv[4]);
     const int repack = !strcmp(argv[5], "repack");
     const int threads = argc > 6 ? atoi(argv[6]) : 1;
+    const int detail = argc > 7 && !strcmp(argv[7], "detail");
 
     float * wf = malloc(sizeof(float) * K * M);
     for (int64_t r = 0; r < M; r++)
@@ -109,6 +121,12 @@ int main(int argc, char ** argv) {
             h ^= (bits >> (8 * b)) & 0xff;
             h *= 0x100000001b3ull;
         }
+    }
+    if (detail) {
+        float * deq = malloc(sizeof(float) * K * M);
+        ggml_get_type_traits(type)->to_float(wq, deq, K * M);
+        printf("quant 0x%016llx dequant 0x%016llx out ", (unsigned long long) fnv(wq, wbytes, 0xcbf29ce484222325ull),
+               (unsigned long long) fnv(deq, sizeof(float) * K * M, 0xcbf29ce484222325ull));
     }
     printf("0x%016llx\n", (unsigned long long)h);
     return 0;

@@ -134,7 +134,7 @@ fn bad_requests_are_refused_with_clear_errors_and_leave_no_file() {
             &["IQ2_XXS", "--allow-requantize"],
             "needs an importance matrix",
         ),
-        (&["TQ2_0", "--allow-requantize"], "cannot write yet"),
+        (&["IQ3_S", "--allow-requantize"], "cannot write yet"),
         (
             &["Q4_0", "--allow-requantize", "--tensor-type", "(=q8_0"],
             "--tensor-type pattern",

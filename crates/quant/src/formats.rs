@@ -23,6 +23,8 @@ pub static FORMATS: &[&Format] = &[
     &crate::q8_k::FORMAT,
     &crate::iq4_nl::FORMAT,
     &crate::iq4_xs::FORMAT,
+    &crate::tq1_0::FORMAT,
+    &crate::tq2_0::FORMAT,
 ];
 
 /// The descriptor of `ty`, or `None` for a type the crate cannot compute with.

@@ -31,6 +31,8 @@ pub mod q6_k;
 pub mod q8_0;
 pub mod q8_1;
 pub mod q8_k;
+pub mod tq1_0;
+pub mod tq2_0;
 
 pub use format::Format;
 pub use formats::{format, FORMATS};

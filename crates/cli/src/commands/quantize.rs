@@ -80,23 +80,32 @@ fn tensor_type(flag: &str, name: &str) -> Result<GgmlType> {
     })
 }
 
-fn list() {
-    println!("mixes and types (name  file type id  default tensor type  what):");
+/// Prints to stdout; a closed pipe (`| head`) ends the output quietly.
+fn print(text: &str) -> Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+fn list() -> Result<()> {
+    let mut out =
+        String::from("mixes and types (name  file type id  default tensor type  what):\n");
     for m in q::MIXES {
-        println!(
-            "  {:<8} {:>3}  {:<8} {}",
+        out += &format!(
+            "  {:<8} {:>3}  {:<8} {}\n",
             m.name,
             m.ftype,
             m.default.name(),
             m.about
         );
     }
+    print(&out)
 }
 
 pub fn run(args: Args) -> Result<()> {
     if args.list {
-        list();
-        return Ok(());
+        return list();
     }
     let (Some(input), Some(output), Some(ty)) = (&args.input, &args.output, &args.ty) else {
         bail!("usage: torchless quantize IN.gguf OUT.gguf TYPE");
@@ -143,9 +152,10 @@ pub fn run(args: Args) -> Result<()> {
         let file = engine::inspect::GgufFile::open(input)
             .with_context(|| format!("cannot open {}", input.display()))?;
         let plans = q::plan(&file, &opts)?;
+        let mut out = String::new();
         for p in &plans {
-            println!(
-                "{:<40} {:>8} -> {:<8} {:>10.2} MiB{}",
+            out += &format!(
+                "{:<40} {:>8} -> {:<8} {:>10.2} MiB{}\n",
                 p.name,
                 p.from.name(),
                 p.to.name(),
@@ -157,12 +167,13 @@ pub fn run(args: Args) -> Result<()> {
         let (a, b): (u64, u64) = plans
             .iter()
             .fold((0, 0), |(a, b), p| (a + p.bytes_in, b + p.bytes_out));
-        println!(
-            "{:.2} MiB -> {:.2} MiB",
+        out += &format!(
+            "{:.2} MiB -> {:.2} MiB
+",
             a as f64 / 1048576.0,
             b as f64 / 1048576.0
         );
-        return Ok(());
+        return print(&out);
     }
     // Ctrl-C stops between tensors, so the partial file is removed rather than left behind.
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

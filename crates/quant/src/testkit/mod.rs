@@ -360,6 +360,41 @@ pub fn matmul_hash(
     h
 }
 
+fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Quantizing `matmul_hash.c`'s weights (`m` rows of `k`) must give ggml's bytes, and
+/// dequantizing them ggml's floats: compared through the FNV-1a hashes its `detail` mode
+/// prints.
+pub fn check_format_hashes(ty: crate::GgmlType, (k, m): (usize, usize), quant: u64, dequant: u64) {
+    let row = ty.row_bytes(k as u64).unwrap() as usize;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut w = vec![0u8; m * row];
+    for (r, wr) in w.chunks_exact_mut(row).enumerate() {
+        crate::quantize_row(
+            ty,
+            &ggml_side_values(&mut state, k, (1 << (r % 3)) as f32),
+            wr,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        fnv(w.iter().copied()),
+        quant,
+        "{ty}: quantized bytes differ from ggml's"
+    );
+    let mut back = vec![0f32; m * k];
+    crate::dequantize_row(ty, &w, &mut back).unwrap();
+    assert_eq!(
+        fnv(back.iter().flat_map(|v| v.to_le_bytes())),
+        dequant,
+        "{ty}: dequantized values differ from ggml's"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,8 @@ pub(crate) mod repack_q4_0;
 pub(crate) mod tile_pairs;
 pub(crate) mod tinyblas_f16;
 pub(crate) mod tinyblas_f16_avx2;
+pub(crate) mod tq1_0;
+pub(crate) mod tq2_0;
 
 pub(crate) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2")
@@ -203,6 +205,8 @@ fn table() -> &'static [SimdKernels] {
             q6_k::kernels(),
             iq4_nl::kernels(),
             iq4_xs::kernels(),
+            tq1_0::kernels(),
+            tq2_0::kernels(),
         ]
     })
 }
