@@ -15,3 +15,5 @@ cargo fmt --all -- --check
 # syn, the derives) are compiled once, not once per profile.
 cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 cargo test --workspace --release "$@"
+# Every crate packages for crates.io (seconds; needs the crates.io index).
+scripts/check-publish.sh
