@@ -73,7 +73,9 @@ impl Params {
             .validate()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         if self.max_tokens == Some(0) {
-            return Err(PyValueError::new_err("max_tokens must be at least 1 (or None)"));
+            return Err(PyValueError::new_err(
+                "max_tokens must be at least 1 (or None)",
+            ));
         }
         Ok(GenerateOptions {
             max_tokens: self.max_tokens,
@@ -390,7 +392,10 @@ impl TokenStream {
 
     /// Stops the generation (at its next token).
     fn close(&self) {
-        self.rx.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     /// After the end: finish_reason, prompt_tokens, completion_tokens, text (the answer for
