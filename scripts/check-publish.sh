@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks that every workspace crate can be published to crates.io: `cargo package` in dependency
+# Checks that every workspace crate can be published to crates.io and documents cleanly: `cargo package` in dependency
 # order (cargo resolves the not-yet-published torchless-* dependencies from the local packages),
 # the metadata crates.io requires, and its 10 MiB size cap. `--no-verify`: building each packaged
 # crate again from scratch would take as long as the whole test run; the workspace build and
@@ -27,5 +27,7 @@ for crate in target/package/*.crate; do
     status=1
   fi
 done
+# docs.rs builds every crate's documentation; broken links and (in torchless) missing docs fail.
+RUSTDOCFLAGS="-D warnings" cargo doc --release --workspace --no-deps --quiet || status=1
 [ "$status" -eq 0 ] && echo "check-publish: $(ls target/package/*.crate | wc -l) crates packaged"
 exit "$status"
