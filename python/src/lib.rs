@@ -7,6 +7,7 @@
 //! between pieces: Ctrl-C raises KeyboardInterrupt, and dropping the stream stops the thread
 //! at its next token.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use pyo3::types::PyDict;
 
 use torchless::{
     Completion, Conversation, GenerateOptions, KvDtype, LoadMode, LoadOptions, SamplingParams,
-    Segment, SessionOptions,
+    Segment, Session, SessionOptions,
 };
 
 pyo3::create_exception!(
@@ -43,6 +44,10 @@ struct PyModel {
     /// One generation at a time per model: calls from several threads queue here (off the
     /// interpreter, so they do not block other Python threads).
     running: Arc<Mutex<()>>,
+    /// The session chat calls share: clients resend the whole history each time, and the
+    /// part of the KV cache it shares with the previous call is kept.
+    chat_session: Arc<Mutex<Option<Session>>>,
+    closed: Arc<AtomicBool>,
 }
 
 /// Sampling settings as Python passes them.
@@ -105,6 +110,8 @@ enum Msg {
 struct Summary {
     finish_reason: &'static str,
     prompt_tokens: usize,
+    /// Prompt tokens already in the KV cache from an earlier call.
+    cached_tokens: usize,
     completion_tokens: usize,
     text: String,
     reasoning: Option<String>,
@@ -115,6 +122,7 @@ impl Summary {
         Summary {
             finish_reason: c.finish_reason(),
             prompt_tokens: c.prompt_tokens,
+            cached_tokens: 0,
             completion_tokens: c.tokens.len(),
             text,
             reasoning,
@@ -163,6 +171,8 @@ impl PyModel {
         Ok(PyModel {
             model: Mutex::new(Some(Arc::new(model))),
             running: Arc::new(Mutex::new(())),
+            chat_session: Arc::new(Mutex::new(None)),
+            closed: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -269,10 +279,16 @@ impl PyModel {
 
     /// Releases the model (its memory goes once no generation uses it).
     fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         self.model
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        // A running chat holds the session; it drops it itself when it sees `closed`
+        // (waiting here could deadlock with a stream this thread has not drained).
+        if let Ok(mut session) = self.chat_session.try_lock() {
+            session.take();
+        }
     }
 
     #[getter]
@@ -299,14 +315,21 @@ impl PyModel {
         // A few pieces of slack so the engine need not wait for Python between tokens.
         let (tx, rx) = sync_channel(16);
         let running = self.running.clone();
+        let chat_session = self.chat_session.clone();
+        let closed = self.closed.clone();
         std::thread::Builder::new()
             .name("torchless-generate".into())
             .spawn(move || {
                 let _one_at_a_time = running.lock().unwrap_or_else(PoisonError::into_inner);
-                let msg = match generate(&model, job, &opts, &tx) {
+                let mut session = chat_session.lock().unwrap_or_else(PoisonError::into_inner);
+                let msg = match generate(&model, job, &opts, &mut session, &tx) {
                     Ok(summary) => Msg::Done(summary),
                     Err(e) => Msg::Failed(e.to_string()),
                 };
+                if closed.load(Ordering::SeqCst) {
+                    session.take();
+                }
+                drop(session);
                 let _ = tx.send(msg);
             })
             .map_err(engine_err)?;
@@ -322,6 +345,7 @@ fn generate(
     model: &torchless::Model,
     job: Job,
     opts: &GenerateOptions,
+    chat_session: &mut Option<Session>,
     tx: &SyncSender<Msg>,
 ) -> Result<Summary, torchless::Error> {
     let send = |kind, text: &str| text.is_empty() || tx.send(Msg::Piece(kind, text.into())).is_ok();
@@ -332,11 +356,19 @@ fn generate(
             Ok(Summary::new(&c, text, None))
         }
         Job::Chat(conv) => {
-            let r = model.reply(&conv, opts, |seg| match seg {
+            let session = match chat_session {
+                Some(s) => s,
+                None => chat_session.insert(model.session()?),
+            };
+            let r = model.reply_in(session, &conv, opts, |seg| match seg {
                 Segment::Answer(t) => send("answer", t),
                 Segment::Reasoning(t) => send("reasoning", t),
             })?;
-            Ok(Summary::new(&r.completion, r.content, r.reasoning))
+            let mut summary = Summary::new(&r.completion, r.content, r.reasoning);
+            // OpenAI counts the whole prompt, the cached part included.
+            summary.prompt_tokens += r.reused_tokens;
+            summary.cached_tokens = r.reused_tokens;
+            Ok(summary)
         }
     }
 }
@@ -398,7 +430,7 @@ impl TokenStream {
             .take();
     }
 
-    /// After the end: finish_reason, prompt_tokens, completion_tokens, text (the answer for
+    /// After the end: finish_reason, prompt_tokens, cached_tokens, completion_tokens, text (the answer for
     /// chat), reasoning. None while running or after an early stop.
     #[getter]
     fn summary<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
@@ -409,6 +441,7 @@ impl TokenStream {
         let d = PyDict::new(py);
         d.set_item("finish_reason", s.finish_reason)?;
         d.set_item("prompt_tokens", s.prompt_tokens)?;
+        d.set_item("cached_tokens", s.cached_tokens)?;
         d.set_item("completion_tokens", s.completion_tokens)?;
         d.set_item("text", &s.text)?;
         d.set_item("reasoning", &s.reasoning)?;

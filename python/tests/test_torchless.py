@@ -56,6 +56,21 @@ def test_greedy_chat_equals_the_cli(model):
     )[:3]
 
 
+def test_chat_calls_reuse_the_cache(model):
+    first_q = [{"role": "user", "content": "Name a fruit."}]
+    first = model.chat(first_q, max_tokens=8, temperature=0)
+    history = first_q + [
+        {"role": "assistant", "content": first["content"]},
+        {"role": "user", "content": "And a vegetable?"},
+    ]
+    second = model.chat(history, max_tokens=8, temperature=0)
+    assert second["cached_tokens"] > first["prompt_tokens"] // 2
+    assert second["prompt_tokens"] > second["cached_tokens"]
+    # The same answer as from a cold cache.
+    with torchless.Model(str(SMOL)) as cold:
+        assert cold.chat(history, max_tokens=8, temperature=0)["content"] == second["content"]
+
+
 def test_tokenize_equals_the_cli_and_round_trips(model):
     text = "Hello world, naïve café! 123"
     ids = model.tokenize(text)
@@ -104,7 +119,12 @@ def test_create_chat_completion_shape(model):
     streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert streamed == choice["message"]["content"]
     assert chunks[-1]["choices"][0]["finish_reason"] == choice["finish_reason"]
-    assert chunks[-1]["usage"] == usage
+    streamed_usage = chunks[-1]["usage"]
+    assert streamed_usage["completion_tokens"] == usage["completion_tokens"]
+    assert streamed_usage["prompt_tokens"] == usage["prompt_tokens"]
+    # The same request again finds all of its prompt but the last token in the cache.
+    cached = streamed_usage["prompt_tokens_details"]["cached_tokens"]
+    assert cached == usage["prompt_tokens"] - 1
     with pytest.raises(ValueError, match="role"):
         model.chat([{"role": "tool", "content": "x"}])
 

