@@ -111,6 +111,10 @@ impl LoadedModel {
         &self.planner
     }
 
+    /// The forward pass itself, for `torchless bench`, which times it without a session.
+    /// Hidden: its type is `models`', which library users cannot name (the public API stays
+    /// on engine types).
+    #[doc(hidden)]
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
