@@ -15,3 +15,7 @@ cargo fmt --all -- --check
 # syn, the derives) are compiled once, not once per profile.
 cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 cargo test --workspace --release "$@"
+# The Python package: wheel built with maturin, pytest against the real model and the CLI.
+scripts/test-python.sh
+# Every crate packages for crates.io (seconds; needs the crates.io index).
+scripts/check-publish.sh

@@ -1,7 +1,7 @@
-//! Front ends (every crate that builds on `engine`: the CLI today, the server and the
-//! Python package as they come) see `engine` only, plus `hub` for MODEL resolution: none of
-//! them may depend on a crate below `engine`. Dev-dependencies (test fixtures written with
-//! the GGUF writer) are allowed.
+//! Front ends (every crate that builds on `engine` or on the `torchless` library: the CLI, the
+//! server, the Python package in python/) see `engine` only, plus `hub` for MODEL resolution:
+//! none of them may depend on a crate below `engine`. Dev-dependencies (test fixtures written
+//! with the GGUF writer) are allowed.
 
 use std::path::Path;
 
@@ -31,17 +31,24 @@ fn runtime_deps(toml: &str) -> Vec<String> {
 #[test]
 fn front_ends_depend_on_engine_not_below_it() {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = crates.join("../python");
+    let mut dirs: Vec<_> = std::fs::read_dir(&crates)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.push(python.clone());
     let mut front_ends = 0;
-    for entry in std::fs::read_dir(&crates).unwrap() {
-        let dir = entry.unwrap().path();
+    let mut saw_python = false;
+    for dir in dirs {
         let Ok(toml) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
             continue;
         };
         let deps = runtime_deps(&toml);
-        if !deps.iter().any(|d| d == "engine") {
+        if !deps.iter().any(|d| d == "engine" || d == "torchless") {
             continue;
         }
         front_ends += 1;
+        saw_python |= dir == python;
         let below: Vec<&String> = deps
             .iter()
             .filter(|d| INTERNAL.contains(&d.as_str()))
@@ -53,7 +60,14 @@ fn front_ends_depend_on_engine_not_below_it() {
             dir.display()
         );
     }
-    assert!(front_ends >= 1, "the CLI at least builds on engine");
+    assert!(
+        front_ends >= 3,
+        "the CLI, the server and the Python package"
+    );
+    assert!(
+        saw_python,
+        "python/Cargo.toml builds on the torchless library"
+    );
 }
 
 #[test]

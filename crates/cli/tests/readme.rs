@@ -79,6 +79,14 @@ const COVERED: &[(&str, How)] = &[
             quiet: true,
         },
     ),
+    (
+        "pip install maturin && maturin build --release -m python/Cargo.toml -o target/wheels",
+        How::Skip("scripts/test-python.sh builds the wheel this way and tests it"),
+    ),
+    (
+        "pip install target/wheels/torchless-*.whl",
+        How::Skip("scripts/test-python.sh installs the wheel it built into its venv"),
+    ),
 ];
 
 /// Longest a README command may take (SmolLM2 answering twice, unbounded, at the worst).

@@ -1,7 +1,7 @@
 //! Attention over an F16 KV cache with the shapes of the real models: one decode query
 //! against 64 / 512 cached positions, and a 128-token prefill (ggml's tiled kernel), at the
 //! active SIMD level (`TORCHLESS_SIMD=scalar|avx2|avx512` to compare levels) and the default
-//! thread count: `cargo bench -p compute --bench attention [-- FILTER]`.
+//! thread count: `cargo bench -p torchless-compute --bench attention [-- FILTER]`.
 
 use compute::{attention, AttnParams, KvCache, KvDtype};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};

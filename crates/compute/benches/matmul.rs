@@ -1,7 +1,7 @@
 //! Whole weight-matrix products as the models run them, per weight type: one token
 //! (generation, memory-bound), 4 and 16 (batched decoding) and a 128-token batch (prompt processing, compute-bound), on
 //! SmolLM2-135M's FFN shape (1536 x 576), plus a 32768-row vocabulary slice for the output
-//! projection: `cargo bench -p compute --bench matmul [-- FILTER]`. Threads: the compute pool's
+//! projection: `cargo bench -p torchless-compute --bench matmul [-- FILTER]`. Threads: the compute pool's
 //! default (all cores) unless `TORCHLESS_BENCH_THREADS` is set.
 
 use compute::{matmul, WeightView};

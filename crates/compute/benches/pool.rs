@@ -1,7 +1,7 @@
 //! Cost of one parallel region of the compute pool (what every matmul, attention and fused
 //! op pays per call; a decode step runs ~5 per layer): an empty region, and regions of 2 and
 //! 32 tiny tasks, against running the same tasks on the calling thread:
-//! `cargo bench -p compute --bench pool`.
+//! `cargo bench -p torchless-compute --bench pool`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -7,9 +7,9 @@
 /// How dimensions are paired for rotation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RopeMode {
-    /// Adjacent pairs (x[2i], x[2i+1]): llama, deepseek2.
+    /// Adjacent pairs (`x[2i]`, `x[2i+1]`): llama, deepseek2.
     Norm,
-    /// Half-split pairs (x[i], x[i + n_rot/2]): qwen2, gemma, phi3, gptneox...
+    /// Half-split pairs (`x[i]`, `x[i + n_rot/2]`): qwen2, gemma, phi3, gptneox...
     Neox,
 }
 

@@ -2,7 +2,7 @@
 //! requests (one slot each).
 //!
 //! ```sh
-//! cargo run --release -p engine --example batch_bench -- [MODEL.gguf] [NEW_TOKENS]
+//! cargo run --release -p torchless-engine --example batch_bench -- [MODEL.gguf] [NEW_TOKENS]
 //! ```
 //! MODEL defaults to SmolLM2-135M-Instruct Q4_1 in `~/.cache/torchless/models`.
 

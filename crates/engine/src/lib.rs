@@ -61,7 +61,7 @@ pub mod thinking;
 pub use conversation::{Conversation, Message, TurnPrompt};
 pub use error::EngineError;
 pub use memory::{LoadDecision, LoadMode, MemoryPlan, Planner};
-pub use model::{LoadOptions, LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
+pub use model::{plan_load, LoadOptions, LoadedModel, SessionOptions, DEFAULT_MAX_SEQ_LEN};
 pub use models::{default_threads, set_threads, supported_archs, KvDtype, MAX_THREADS};
 
 /// What front ends may read of a model file without running it (`info`, `tokenize`, memory

@@ -84,22 +84,7 @@ impl LoadedModel {
             path: path.display().to_string(),
             msg,
         };
-        let mut file = gguf::GgufFile::open(path).map_err(|e| load_err(e.to_string()))?;
-        let mut planner = Planner::from_gguf(&file).map_err(load_err)?;
-        planner.all_logits = opts.all_logits;
-        planner.slots = opts.slots.max(1) as u64;
-        let seq = opts
-            .session
-            .max_seq_len
-            .map_or_else(|| memory::default_seq_len(&planner.shape), |n| n as u64);
-        let decision = memory::decide(
-            &planner,
-            opts.mode,
-            seq,
-            opts.session.kv_dtype,
-            memory::available_memory(),
-        )
-        .map_err(EngineError::InsufficientMemory)?;
+        let (mut file, planner, decision) = open_and_plan(path, opts)?;
         match decision.mode {
             LoadMode::Eager => file
                 .load_into_memory(progress)
@@ -126,6 +111,10 @@ impl LoadedModel {
         &self.planner
     }
 
+    /// The forward pass itself, for `torchless bench`, which times it without a session.
+    /// Hidden: its type is `models`', which library users cannot name (the public API stays
+    /// on engine types).
+    #[doc(hidden)]
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
@@ -238,6 +227,40 @@ impl LoadedModel {
         };
         perplexity_chunks(&mut source, &tokens, n_ctx, bos, max_chunks, progress)
     }
+}
+
+/// What [`LoadedModel::load_with`] would decide for `path` and `opts` (mode, reason, both
+/// memory plans), from the tensor directory and metadata alone: no weight is read.
+pub fn plan_load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<LoadDecision, EngineError> {
+    open_and_plan(path.as_ref(), opts).map(|(_, _, decision)| decision)
+}
+
+/// Opens the file and plans the load; refuses when even lazy loading cannot fit.
+fn open_and_plan(
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<(gguf::GgufFile, Planner, LoadDecision), EngineError> {
+    let load_err = |msg: String| EngineError::Load {
+        path: path.display().to_string(),
+        msg,
+    };
+    let file = gguf::GgufFile::open(path).map_err(|e| load_err(e.to_string()))?;
+    let mut planner = Planner::from_gguf(&file).map_err(load_err)?;
+    planner.all_logits = opts.all_logits;
+    planner.slots = opts.slots.max(1) as u64;
+    let seq = opts
+        .session
+        .max_seq_len
+        .map_or_else(|| memory::default_seq_len(&planner.shape), |n| n as u64);
+    let decision = memory::decide(
+        &planner,
+        opts.mode,
+        seq,
+        opts.session.kv_dtype,
+        memory::available_memory(),
+    )
+    .map_err(EngineError::InsufficientMemory)?;
+    Ok((file, planner, decision))
 }
 
 struct ModelSource {

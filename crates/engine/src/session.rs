@@ -99,6 +99,21 @@ impl Default for GenerateOptions {
     }
 }
 
+impl GenerateOptions {
+    /// Greedy decoding (temperature 0: the most likely token, lowest id on ties) of at most
+    /// `max_tokens` tokens: reproducible output, the same as `torchless run --temp 0`.
+    pub fn greedy(max_tokens: usize) -> Self {
+        GenerateOptions {
+            max_tokens: Some(max_tokens),
+            sampling: SamplingParams {
+                temperature: 0.0,
+                ..SamplingParams::default()
+            },
+            ..GenerateOptions::default()
+        }
+    }
+}
+
 /// One generated token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenEvent {

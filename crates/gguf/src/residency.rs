@@ -165,7 +165,7 @@ impl GgufFile {
 
 impl GgufFile {
     /// Releases what reading `len` bytes of `t` from `start` may have mapped: the range widened
-    /// to [`MAX_FOLIO`] boundaries, since a fault maps the whole page-cache folio around the
+    /// to `MAX_FOLIO` boundaries, since a fault maps the whole page-cache folio around the
     /// byte read. For scattered small reads (norm vectors at load, one embedding row per
     /// token), which [`GgufFile::release_bytes`] cannot cover because it keeps pages shared
     /// with neighbours. Dropping a neighbour's pages is harmless: they fault back on next use.

@@ -1,5 +1,5 @@
 //! Shows the download progress bar and resume messages against a slow mock hub that cuts the
-//! connection once: `cargo run -p hub --features mock --example mock_download` in a terminal.
+//! connection once: `cargo run -p torchless-hub --features mock --example mock_download` in a terminal.
 
 use std::time::Duration;
 

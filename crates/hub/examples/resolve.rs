@@ -1,5 +1,5 @@
 //! Prints the local path `hub::resolve_model` gives for a MODEL argument (none: the default
-//! model), downloading as needed: `cargo run -p hub --example resolve -- [MODEL]`.
+//! model), downloading as needed: `cargo run -p torchless-hub --example resolve -- [MODEL]`.
 
 fn main() -> std::process::ExitCode {
     let spec = std::env::args().nth(1);

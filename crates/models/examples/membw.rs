@@ -2,7 +2,7 @@
 //! generation: a decode step must stream every weight once, so tokens/s can never exceed
 //! bandwidth / bytes-per-token. BENCHMARKS.md reports tg as a fraction of this roofline.
 //!
-//!   cargo run --release -p models --example membw -- [threads] [MiB per thread]
+//!   cargo run --release -p torchless-models --example membw -- [threads] [MiB per thread]
 
 use std::time::Instant;
 

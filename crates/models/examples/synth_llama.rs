@@ -3,7 +3,7 @@
 //! 1B+ models). The tokenizer keys are copied from an existing GGUF so every engine can load
 //! it; the weights are noise, so only speed (not text) is meaningful.
 //!
-//!   cargo run --release -p models --example synth_llama -- TOKENIZER.gguf OUT.gguf \
+//!   cargo run --release -p torchless-models --example synth_llama -- TOKENIZER.gguf OUT.gguf \
 //!       [n_embd 2048] [n_layer 16] [n_ff 8192] [n_head 32] [n_head_kv 8]
 //!
 //! Quantize the result with `llama-quantize` (scripts/make-bench-models.sh does).

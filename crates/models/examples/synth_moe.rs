@@ -7,7 +7,7 @@
 //! * `qwen2moe`: Qwen1.5-MoE-A2.7B: 24 layers, 60 experts (4 used) + a gated shared expert.
 //!
 //! ```text
-//! cargo run --release -p models --example synth_moe -- TOKENIZER.gguf OUT.gguf \
+//! cargo run --release -p torchless-models --example synth_moe -- TOKENIZER.gguf OUT.gguf \
 //!     [deepseek2-lite|qwen2moe] [q4_k|q8_0|q4_0]
 //! ```
 //!

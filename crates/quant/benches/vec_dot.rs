@@ -1,7 +1,7 @@
 //! One 4096-element row dot per iteration, for every weight type and every kernel level this
 //! CPU can run (`scalar`, `avx2`, `avx512`), so the levels can be compared directly, and the
 //! four-activation-row (`x4`) and four-weight-row (`w4`) kernels against four single calls:
-//! `cargo bench -p quant --bench vec_dot [-- FILTER]`.
+//! `cargo bench -p torchless-quant --bench vec_dot [-- FILTER]`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use quant::dispatch::{kernel, kernel_tile, kernel_w4, kernel_x4, scalar_kernel, SimdLevel};

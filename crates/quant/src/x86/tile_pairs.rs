@@ -458,7 +458,7 @@ mod timing {
     use crate::testkit::simd::Rng;
     use std::time::Instant;
 
-    /// Not a check: `cargo test --release -p quant tile_timing -- --ignored --nocapture`
+    /// Not a check: `cargo test --release -p torchless-quant tile_timing -- --ignored --nocapture`
     /// prints ns per weight row and token of each tile on an FFN-sized matrix (1536 x 576).
     #[test]
     #[ignore]
