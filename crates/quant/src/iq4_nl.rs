@@ -8,7 +8,7 @@
 //! Element = `d * KVALUES[code]`. The 16 grid values are spaced more densely near zero than
 //! at the ends, which fits the bell-shaped distribution of weights better than Q4_0's even
 //! steps at the same size. The search for the scale is shared with IQ4_XS
-//! ([`quantize_superblock`]).
+//! (`quantize_superblock`).
 
 use crate::k_common::{nearest_int, GROUP_MAX_EPS};
 use crate::scalar::le_f16;
