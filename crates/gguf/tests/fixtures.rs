@@ -100,12 +100,25 @@ fn quant_fixture_tensor_bytes_match_ggml() {
 }
 
 #[test]
-fn unsupported_types_still_parse() {
+fn iq_types_parse() {
     let f = GgufFile::open(data("IQ4_XS.gguf")).unwrap();
     let t = f.tensor("normal").unwrap();
     assert_eq!(t.ty, GgmlType::IQ4_XS);
-    assert!(!t.ty.is_supported());
     assert_eq!(t.size, 4 * 2 * 136);
+}
+
+#[test]
+fn types_without_kernels_still_parse() {
+    let mut w = gguf::GgufWriter::new();
+    w.add_tensor("t", &[256, 3], GgmlType::IQ2_XXS, vec![0u8; 3 * 66])
+        .unwrap();
+    let mut bytes = Vec::new();
+    w.write_to(&mut bytes).unwrap();
+    let f = GgufFile::from_bytes(&bytes).unwrap();
+    let t = f.tensor("t").unwrap();
+    assert_eq!(t.ty, GgmlType::IQ2_XXS);
+    assert!(!t.ty.is_supported());
+    assert_eq!(t.size, 3 * 66);
 }
 
 #[test]
