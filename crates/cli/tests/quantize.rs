@@ -202,3 +202,73 @@ fn dry_run_lists_types_and_writes_nothing() {
     let list = torchless(&["--list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("Q4_K_M"));
 }
+
+/// Splits `input` into `parts` files of consecutive tensors the way llama-gguf-split does
+/// (metadata in the first, `split.*` keys in every one); returns the first part's path.
+fn split_model(input: &Path, prefix: &Path, parts: usize) -> PathBuf {
+    let src = gguf::GgufFile::open(input).unwrap();
+    let per = src.tensors().len().div_ceil(parts);
+    for (i, chunk) in src.tensors().chunks(per).enumerate() {
+        let mut w = gguf::GgufWriter::new();
+        if i == 0 {
+            for (k, v) in src.metadata().iter() {
+                w.add(k, v.clone()).unwrap();
+            }
+        }
+        w.add("split.no", gguf::Value::U16(i as u16)).unwrap();
+        w.add("split.count", gguf::Value::U16(parts as u16))
+            .unwrap();
+        w.add(
+            "split.tensors.count",
+            gguf::Value::I32(src.tensors().len() as i32),
+        )
+        .unwrap();
+        for t in chunk {
+            w.add_tensor(t.name.clone(), &t.dims, t.ty, src.tensor_data(t))
+                .unwrap();
+        }
+        w.write_file(gguf::split_path(prefix, i as u32, parts as u32))
+            .unwrap();
+    }
+    gguf::split_path(prefix, 0, parts as u32)
+}
+
+/// `--keep-split` writes one file per input split, tensors in file order (which changes the
+/// mix rules' counters), with the split keys llama-quantize writes; without it a split input
+/// becomes one file. The hashes are llama-quantize's for the same split input.
+#[test]
+fn keep_split_equals_llama_quantize() {
+    let d = dir("keep-split");
+    let f16 = d.join("smollm2-f16.gguf");
+    let src = real_model("smollm2-135m-instruct-q4_1");
+    quantize(&src, &f16, &["F16", "--allow-requantize", "-q"]);
+    let first = split_model(&f16, &d.join("in"), 3);
+    let out = d.join("out.gguf");
+    let o = torchless(&[
+        s(&first),
+        s(&out),
+        "Q4_K_M",
+        "--keep-split",
+        "-q",
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: Vec<String> = (0..3)
+        .map(|i| sha256(&gguf::split_path(d.join("out"), i, 3)))
+        .collect();
+    assert_eq!(got, KEEP_SPLIT_SHA256);
+    assert!(
+        !out.exists(),
+        "--keep-split writes OUT-0000N-of-00003.gguf only"
+    );
+    let joined = d.join("joined.gguf");
+    assert_eq!(quantize(&first, &joined, &["Q4_K_M", "-q"]), JOINED_SHA256);
+}
+
+const KEEP_SPLIT_SHA256: [&str; 3] = [
+    "d6417105e085db6cf1cfc6040e3cbd756b7b91a2a3c1acb4b0d305c538d4e212",
+    "02dff1f8f66e9564e1cd0387823e2c712f9ceae080a63505f0e80c50e2cd1bd7",
+    "1a2f56517aa8525122172d166b0f8581126ad45b9685bf3d7e0d0aa173315153",
+];
+/// The same as the unsplit file's Q4_K_M: the split input holds the same tensors.
+const JOINED_SHA256: &str = "27e1496775b07d69415cc5b6658f448ded3829cd2d769473cf2781e77d020b19";

@@ -36,6 +36,8 @@ pub struct Options {
     pub force: bool,
     /// Worker threads (0: all cores).
     pub threads: usize,
+    /// One output file per input split (`--keep-split`), tensors in file order.
+    pub keep_split: bool,
     /// Set (e.g. by a Ctrl-C handler) to stop between tensors; the partial file is removed.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
@@ -52,6 +54,7 @@ impl Options {
             tensor_types: Vec::new(),
             force: false,
             threads: 0,
+            keep_split: false,
             cancel: None,
         }
     }
@@ -208,7 +211,14 @@ pub fn plan(input: &GgufFile, opts: &Options) -> Result<Vec<TensorPlan>> {
     };
     let mut counters = Counters::default();
     let mut out = Vec::new();
-    for t in ordered(input.tensors()) {
+    // llama-quantize's order: by layer and name, or with --keep-split the files' own order
+    // (which also changes the counters the mix rules use).
+    let order: Vec<&TensorInfo> = if opts.keep_split {
+        input.tensors().iter().collect()
+    } else {
+        ordered(input.tensors())
+    };
+    for t in order {
         let dims = trimmed(&t.dims);
         let mut plan = TensorPlan {
             name: t.name.clone(),
@@ -283,9 +293,10 @@ fn can_quantize(ty: GgmlType) -> bool {
         && quant::quantize_row(ty, &src, &mut dst).is_ok()
 }
 
-/// Removes the temporary file unless the write completed.
+/// Removes the temporary file unless it was renamed to `dest`.
 struct TempFile {
     path: PathBuf,
+    dest: PathBuf,
     keep: bool,
 }
 
@@ -297,9 +308,22 @@ impl Drop for TempFile {
     }
 }
 
-/// Quantizes `input` into `output` with `opts`, calling `progress` after each tensor. The
-/// file is written under a temporary name beside `output` and renamed at the end, so a
-/// failure (a full disk, Ctrl-C) never leaves a half-written file under the final name.
+/// The files [`quantize_file`] writes for `output`: itself, or with `keep_split` one per
+/// input split, named as llama-quantize names them (`OUT` without `.gguf`, then
+/// `-00001-of-00003.gguf`, ...).
+pub fn output_paths(input: &GgufFile, output: &Path, opts: &Options) -> Vec<PathBuf> {
+    if !opts.keep_split {
+        return vec![output.to_path_buf()];
+    }
+    let n = input.n_splits() as u32;
+    let s = output.to_string_lossy();
+    let prefix = s.strip_suffix(".gguf").unwrap_or(&s);
+    (0..n).map(|i| gguf::split_path(prefix, i, n)).collect()
+}
+
+/// Quantizes `input` into `output` with `opts`, calling `progress` after each tensor. Each
+/// file is written under a temporary name beside its final one and renamed when complete, so
+/// a failure (a full disk, Ctrl-C) never leaves a half-written file under a final name.
 pub fn quantize_file(
     input: &Path,
     output: &Path,
@@ -307,17 +331,36 @@ pub fn quantize_file(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
     let src = GgufFile::open(input)?;
-    if output.exists() {
-        let same = std::fs::canonicalize(output).ok() == std::fs::canonicalize(input).ok();
-        if same {
-            return Err(QuantizeError::SameFile(output.to_path_buf()));
-        }
-        if !opts.force {
-            return Err(QuantizeError::OutputExists(output.to_path_buf()));
+    let outputs = output_paths(&src, output, opts);
+    for out in &outputs {
+        if out.exists() {
+            let same = std::fs::canonicalize(out).ok() == std::fs::canonicalize(input).ok();
+            if same {
+                return Err(QuantizeError::SameFile(out.to_path_buf()));
+            }
+            if !opts.force {
+                return Err(QuantizeError::OutputExists(out.to_path_buf()));
+            }
         }
     }
     let plans = plan(&src, opts)?;
-    let mut w = GgufWriter::new();
+    let by_name: std::collections::HashMap<&str, &TensorInfo> =
+        src.tensors().iter().map(|t| (t.name.as_str(), t)).collect();
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut run = Run {
+        src: &src,
+        by_name,
+        threads,
+        opts,
+        bytes_total: plans.iter().map(|p| p.bytes_in).sum(),
+        bytes_done: 0,
+        elements: 0,
+        index: 0,
+        total: plans.len(),
+    };
     const DROPPED: [&str; 5] = [
         "general.quantization_version",
         "general.file_type",
@@ -325,72 +368,112 @@ pub fn quantize_file(
         "split.count",
         "split.tensors.count",
     ];
-    for (k, v) in src.metadata().iter() {
-        if !DROPPED.contains(&k) {
-            w.add(k, v.clone())?;
+    let n_split = outputs.len();
+    // Written to temporary names first; renamed only once every file is complete.
+    let mut done = Vec::new();
+    for (i, out) in outputs.iter().enumerate() {
+        let mut w = GgufWriter::new();
+        // llama-quantize gives the first file the metadata, every file the split keys.
+        if i == 0 {
+            for (k, v) in src.metadata().iter() {
+                if !DROPPED.contains(&k) {
+                    w.add(k, v.clone())?;
+                }
+            }
+            w.add("general.quantization_version", Value::U32(2))?;
+            w.add("general.file_type", Value::U32(opts.mix.ftype))?;
         }
-    }
-    w.add("general.quantization_version", Value::U32(2))?;
-    w.add("general.file_type", Value::U32(opts.mix.ftype))?;
-    for p in &plans {
-        w.add_tensor_info(p.name.clone(), &p.dims, p.to)?;
-    }
-    let file_name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = TempFile {
-        path: output.with_file_name(format!(".{file_name}.partial-{}", std::process::id())),
-        keep: false,
-    };
-    let file = File::create(&tmp.path).map_err(io(&tmp.path))?;
-    let mut data = w.begin(BufWriter::with_capacity(1 << 20, file))?;
-    let threads = match opts.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    let bytes_total: u64 = plans.iter().map(|p| p.bytes_in).sum();
-    let mut bytes_done = 0;
-    let mut elements = 0;
-    let by_name: std::collections::HashMap<&str, &TensorInfo> =
-        src.tensors().iter().map(|t| (t.name.as_str(), t)).collect();
-    for (i, p) in plans.iter().enumerate() {
-        let cancelled = opts.cancel.as_ref();
-        if cancelled.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
-            return Err(QuantizeError::Cancelled);
+        if n_split > 1 {
+            w.add("split.no", Value::U16(i as u16))?;
+            w.add("split.count", Value::U16(n_split as u16))?;
+            w.add("split.tensors.count", Value::I32(plans.len() as i32))?;
         }
-        let t = by_name[p.name.as_str()];
-        let bytes = src.tensor_data(t);
-        if p.to == p.from {
-            data.write_tensor(bytes)?;
-        } else {
-            data.write_tensor(&convert(bytes, p, threads)?)?;
-        }
-        bytes_done += p.bytes_in;
-        elements += p.dims.iter().product::<u64>();
-        progress(Progress {
-            index: i,
-            total: plans.len(),
-            tensor: p,
-            bytes_done,
-            bytes_total,
-        });
+        let mine: Vec<&TensorPlan> = plans
+            .iter()
+            .filter(|p| n_split == 1 || run.by_name[p.name.as_str()].split == i)
+            .collect();
+        done.push(run.write(out, w, &mine, progress)?);
     }
-    let buf = data.finish()?;
-    let file = buf.into_inner().map_err(|e| QuantizeError::Io {
-        path: tmp.path.clone(),
-        source: e.into_error(),
-    })?;
-    file.sync_all().map_err(io(&tmp.path))?;
-    std::fs::rename(&tmp.path, output).map_err(io(output))?;
-    let mut tmp = tmp;
-    tmp.keep = true;
+    for mut tmp in done {
+        let dest = tmp.dest.clone();
+        std::fs::rename(&tmp.path, &dest).map_err(io(&dest))?;
+        tmp.keep = true;
+    }
     Ok(Summary {
         bytes_in: plans.iter().map(|p| p.bytes_in).sum(),
         bytes_out: plans.iter().map(|p| p.bytes_out).sum(),
         tensors: plans,
-        elements,
+        elements: run.elements,
     })
+}
+
+/// State of one quantization across its output files.
+struct Run<'a> {
+    src: &'a GgufFile,
+    by_name: std::collections::HashMap<&'a str, &'a TensorInfo>,
+    threads: usize,
+    opts: &'a Options,
+    bytes_total: u64,
+    bytes_done: u64,
+    elements: u64,
+    index: usize,
+    total: usize,
+}
+
+impl Run<'_> {
+    /// Writes one output file (header from `w`, then `plans`' tensors) to a temporary name
+    /// beside `dest`, synced; the caller renames it.
+    fn write(
+        &mut self,
+        dest: &Path,
+        mut w: GgufWriter,
+        plans: &[&TensorPlan],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<TempFile> {
+        for p in plans {
+            w.add_tensor_info(p.name.clone(), &p.dims, p.to)?;
+        }
+        let file_name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let tmp = TempFile {
+            path: dest.with_file_name(format!(".{file_name}.partial-{}", std::process::id())),
+            dest: dest.to_path_buf(),
+            keep: false,
+        };
+        let file = File::create(&tmp.path).map_err(io(&tmp.path))?;
+        let mut data = w.begin(BufWriter::with_capacity(1 << 20, file))?;
+        for p in plans {
+            let cancelled = self.opts.cancel.as_ref();
+            if cancelled.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Err(QuantizeError::Cancelled);
+            }
+            let bytes = self.src.tensor_data(self.by_name[p.name.as_str()]);
+            if p.to == p.from {
+                data.write_tensor(bytes)?;
+            } else {
+                data.write_tensor(&convert(bytes, p, self.threads)?)?;
+            }
+            self.bytes_done += p.bytes_in;
+            self.elements += p.dims.iter().product::<u64>();
+            progress(Progress {
+                index: self.index,
+                total: self.total,
+                tensor: p,
+                bytes_done: self.bytes_done,
+                bytes_total: self.bytes_total,
+            });
+            self.index += 1;
+        }
+        let buf = data.finish()?;
+        let file = buf.into_inner().map_err(|e| QuantizeError::Io {
+            path: tmp.path.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io(&tmp.path))?;
+        Ok(tmp)
+    }
 }
 
 /// One tensor from its type to the plan's: each row widened to f32 and quantized, rows

@@ -57,7 +57,8 @@ pub struct Args {
     /// Importance matrix (not supported yet)
     #[arg(long, value_name = "FILE")]
     pub imatrix: Option<PathBuf>,
-    /// Write one output file per input split (not supported yet)
+    /// Write one output file per input split, named OUT-00001-of-0000N.gguf (OUT without
+    /// .gguf), as llama-quantize does
     #[arg(long)]
     pub keep_split: bool,
     /// Replace OUT if it exists
@@ -113,9 +114,6 @@ pub fn run(args: Args) -> Result<()> {
     if args.imatrix.is_some() {
         bail!("--imatrix is not supported yet; use a mix that needs no importance matrix");
     }
-    if args.keep_split {
-        bail!("--keep-split is not supported yet: the output is one file");
-    }
     let mix = q::mix::find(ty)
         .with_context(|| format!("unknown TYPE {ty:?}: `torchless quantize --list` shows them"))?;
     let mut opts = Options::new(mix);
@@ -123,6 +121,7 @@ pub fn run(args: Args) -> Result<()> {
     opts.keep_output = args.leave_output_tensor;
     opts.pure = args.pure;
     opts.force = args.force;
+    opts.keep_split = args.keep_split;
     opts.threads = match args.threads {
         Some(0) => bail!("--threads: must be at least 1"),
         Some(n) if n > engine::MAX_THREADS => {
@@ -229,9 +228,15 @@ pub fn run(args: Args) -> Result<()> {
              the chosen one (as llama-quantize does); --dry-run lists them"
         );
     }
+    let file = engine::inspect::GgufFile::open(input)?;
+    let written = q::output_paths(&file, output, &opts);
     eprintln!(
         "{}: {:.2} MiB -> {:.2} MiB ({:.2} bits per weight), {:.1} s",
-        output.display(),
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         summary.bytes_in as f64 / 1048576.0,
         summary.bytes_out as f64 / 1048576.0,
         summary.bytes_out as f64 * 8.0 / summary.elements.max(1) as f64,
