@@ -43,6 +43,7 @@
 //! [`TokenText`], so they are unit-tested with scripted models.
 
 mod available;
+pub mod constraint;
 pub mod conversation;
 pub mod error;
 #[doc(hidden)]
@@ -56,6 +57,7 @@ pub mod session;
 pub mod text;
 pub mod thinking;
 
+pub use constraint::{Constraint, ConstraintSpec, Grammars};
 pub use conversation::{Conversation, Message, TurnPrompt};
 pub use error::EngineError;
 pub use memory::{LoadDecision, LoadMode, MemoryPlan, Planner};

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::constraint::{ActiveConstraint, Constraint};
 use crate::error::EngineError;
 use crate::sampling::{logprobs, Sampler, SamplingParams, TokenLogprob};
 use crate::text::{StopMatcher, Utf8Assembler};
@@ -86,6 +87,8 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Also report the chosen token's logprob and the `k` most likely tokens at each step.
     pub logprobs: Option<usize>,
+    /// Output must match this grammar (see [`crate::LoadedModel::compile_constraint`]).
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for GenerateOptions {
@@ -95,6 +98,7 @@ impl Default for GenerateOptions {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             logprobs: None,
+            constraint: None,
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct GenerationStats {
     pub gen_time: Duration,
     pub stop: StopReason,
     pub seed: u64,
+    /// With a constraint: time spent computing token masks and how many were computed.
+    pub constraint_masks: Option<(Duration, usize)>,
 }
 
 impl GenerationStats {
@@ -315,6 +321,7 @@ impl Generation<'_> {
             gen_time: self.gen_time,
             stop: self.stop_reason?,
             seed: self.emit.sampler.params().seed,
+            constraint_masks: self.emit.mask_stats(),
         })
     }
 
@@ -356,6 +363,7 @@ pub(crate) struct Emitter {
     utf8: Utf8Assembler,
     /// Tokens sampled so far.
     pub generated: usize,
+    constraint: Option<ActiveConstraint>,
 }
 
 impl Emitter {
@@ -372,7 +380,13 @@ impl Emitter {
             stop: StopMatcher::new(&opts.stop),
             utf8: Utf8Assembler::new(),
             generated: 0,
+            constraint: opts.constraint.as_ref().map(Constraint::start),
         })
+    }
+
+    /// Time spent computing constraint masks and how many were computed.
+    pub fn mask_stats(&self) -> Option<(Duration, usize)> {
+        self.constraint.as_ref().map(|c| (c.mask_time, c.masks))
     }
 
     /// Samples the next token from `logits` (`history`: every token fed so far) and says
@@ -384,7 +398,14 @@ impl Emitter {
         text: &dyn TokenText,
         context_full: bool,
     ) -> Result<(TokenEvent, Option<StopReason>), EngineError> {
-        let id = self.sampler.sample(logits, history)?;
+        let id = match &mut self.constraint {
+            Some(c) => {
+                let id = self.sampler.sample(c.mask(logits)?, history)?;
+                c.commit(id)?;
+                id
+            }
+            None => self.sampler.sample(logits, history)?,
+        };
         self.generated += 1;
         let (logprob, top) = match self.want_logprobs {
             Some(k) => {

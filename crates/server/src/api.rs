@@ -278,6 +278,7 @@ impl Common {
             sampling: s,
             stop: stop.into_iter().filter(|s| !s.is_empty()).collect(),
             logprobs,
+            constraint: None,
         })
     }
 

@@ -397,6 +397,7 @@ pub fn run(args: Args) -> Result<()> {
             sampling,
             stop: Vec::new(),
             logprobs: None,
+            constraint: None,
         },
         show_thinking: args.show_thinking,
         style,

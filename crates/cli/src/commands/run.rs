@@ -158,6 +158,7 @@ pub fn run(args: Args) -> Result<()> {
         sampling,
         stop: args.stop.clone(),
         logprobs: args.json.then_some(args.logprobs),
+        constraint: None,
     };
 
     let mut events: Vec<TokenEvent> = Vec::new();
