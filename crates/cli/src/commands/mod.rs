@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod bench;
+mod bench_schema;
 pub mod chat;
 pub mod download;
 pub mod info;
@@ -10,6 +11,7 @@ pub mod models;
 pub mod perplexity;
 pub mod run;
 pub mod serve;
+pub mod structured;
 pub mod tokenize;
 
 use std::io::Write;
