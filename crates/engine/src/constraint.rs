@@ -83,7 +83,9 @@ impl ConstraintSpec {
 /// options keeps them.
 const JSON_WHITESPACE: &str = r"\x20{1,2}|(?:\x0D?\x0A){1,2}(?:\x20{0,16}|\x09{0,4})";
 
-fn bounded_whitespace(mut schema: serde_json::Value) -> serde_json::Value {
+/// `schema` with the bounded whitespace every schema compiled here gets, for a schema a
+/// caller embeds in a Lark grammar (`%json {...}`) itself.
+pub fn bounded_whitespace(mut schema: serde_json::Value) -> serde_json::Value {
     if let Some(obj) = schema.as_object_mut() {
         obj.entry("x-guidance")
             .or_insert_with(|| serde_json::json!({ "whitespace_pattern": JSON_WHITESPACE }));

@@ -57,7 +57,7 @@ pub mod session;
 pub mod text;
 pub mod thinking;
 
-pub use constraint::{Constraint, ConstraintSpec, Grammars};
+pub use constraint::{bounded_whitespace, Constraint, ConstraintSpec, Grammars};
 pub use conversation::{Conversation, Message, TurnPrompt};
 pub use error::EngineError;
 pub use memory::{LoadDecision, LoadMode, MemoryPlan, Planner};

@@ -12,6 +12,7 @@
 mod api;
 mod page;
 mod routes;
+mod tools;
 mod worker;
 
 use std::net::SocketAddr;
