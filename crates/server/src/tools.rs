@@ -70,24 +70,24 @@ pub fn plan(
         Some(_) => return Err(ApiError::invalid("tools must be a list", Some("tools"))),
     };
     for (i, t) in tools.iter().enumerate() {
-        let param = format!("tools[{i}]");
+        let at = format!("tools[{i}]");
         if t.get("type").and_then(Value::as_str) != Some("function") {
             return Err(ApiError::invalid(
-                format!("{param}.type must be \"function\""),
-                Some(&param),
+                format!("{at}.type must be \"function\""),
+                Some("tools"),
             ));
         }
         let f = &t["function"];
         if f["name"].as_str().is_none_or(str::is_empty) {
             return Err(ApiError::invalid(
-                format!("{param}.function.name must be a non-empty string"),
-                Some(&param),
+                format!("{at}.function.name must be a non-empty string"),
+                Some("tools"),
             ));
         }
         if !(f["parameters"].is_null() || f["parameters"].is_object()) {
             return Err(ApiError::invalid(
-                format!("{param}.function.parameters must be a JSON Schema object"),
-                Some(&param),
+                format!("{at}.function.parameters must be a JSON Schema object"),
+                Some("tools"),
             ));
         }
     }
