@@ -12,6 +12,7 @@
 mod api;
 mod page;
 mod routes;
+mod tool_calls;
 mod tools;
 mod worker;
 

@@ -19,7 +19,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::api::{self, ApiError, ChatRequest, Common, CompletionRequest, MAX_TOP_LOGPROBS};
-use crate::tools::{self, CallParser, Piece};
+use crate::tool_calls::{chat_message, tool_deltas, CallParser, Piece};
+use crate::tools;
 use crate::worker::{Event, Job, TokenInfo, Worker};
 use crate::ServeOptions;
 
@@ -459,57 +460,6 @@ fn chat_logprob(t: &TokenInfo) -> Value {
         "bytes": bytes_of(&t.text),
         "top_logprobs": t.top.iter().map(|(_, s, lp)| json!({"token": s, "logprob": lp, "bytes": bytes_of(s)})).collect::<Vec<_>>(),
     })
-}
-
-static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
-
-fn call_id() -> String {
-    format!("call_{}", NEXT_CALL.fetch_add(1, Ordering::Relaxed))
-}
-
-/// The assistant message of a whole answer; with tools, `<tool_call>` blocks become
-/// `tool_calls` (content null when nothing else was said). Returns whether calls were made.
-fn chat_message(content: String, tools: bool) -> (Value, bool) {
-    if !tools {
-        return (json!({"role": "assistant", "content": content}), false);
-    }
-    let mut parser = CallParser::default();
-    let mut pieces = parser.push(&content);
-    pieces.extend(parser.finish());
-    let (mut text, mut calls) = (String::new(), Vec::new());
-    for p in pieces {
-        match p {
-            Piece::Text(t) => text.push_str(&t),
-            Piece::Call { name, arguments } => calls.push(json!({
-                "id": call_id(),
-                "type": "function",
-                "function": {"name": name, "arguments": arguments},
-            })),
-        }
-    }
-    if calls.is_empty() {
-        return (json!({"role": "assistant", "content": text}), false);
-    }
-    let text = text.trim();
-    let content = if text.is_empty() {
-        Value::Null
-    } else {
-        Value::from(text)
-    };
-    let message = json!({"role": "assistant", "content": content, "tool_calls": calls});
-    (message, true)
-}
-
-/// Stream deltas of one parsed piece: text as `content`; a call as a first delta with its
-/// index, id and name, then one with its arguments.
-fn tool_deltas(piece: Piece, index: usize) -> Vec<Value> {
-    match piece {
-        Piece::Text(t) => vec![json!({"content": t})],
-        Piece::Call { name, arguments } => vec![
-            json!({"tool_calls": [{"index": index, "id": call_id(), "type": "function", "function": {"name": name, "arguments": ""}}]}),
-            json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
-        ],
-    }
 }
 
 /// Legacy completions logprobs, accumulated.
