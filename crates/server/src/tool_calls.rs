@@ -196,7 +196,7 @@ mod tests {
                 "call>\n<tool_call>{\"name\":\"g\",\"arguments\":{}}"
             ]),
             vec![
-                Piece::Text("Sure.".into()),
+                Piece::Text("Sure.\n".into()),
                 call("f", "{\"x\":1}"),
                 call("g", "{}")
             ]
