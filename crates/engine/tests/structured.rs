@@ -6,16 +6,16 @@
 //! Needs scripts/fetch-models.sh (the model lives in $TORCHLESS_CACHE/models).
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use engine::{
-    ConstraintSpec, EngineError, GenerateOptions, LoadedModel, SamplingParams, SessionOptions,
-    StopReason,
+    Constraint, ConstraintSpec, EngineError, Event, GenerateOptions, LoadedModel, Request,
+    SamplingParams, Scheduler, SchedulerOptions, Session, SessionOptions, StopReason,
 };
 use serde_json::{json, Value};
 
-fn model() -> &'static LoadedModel {
-    static LM: OnceLock<LoadedModel> = OnceLock::new();
+fn model() -> &'static Arc<LoadedModel> {
+    static LM: OnceLock<Arc<LoadedModel>> = OnceLock::new();
     LM.get_or_init(|| {
         let cache = std::env::var_os("TORCHLESS_CACHE")
             .map(PathBuf::from)
@@ -29,7 +29,7 @@ fn model() -> &'static LoadedModel {
             "{} is missing: run scripts/fetch-models.sh",
             p.display()
         );
-        LoadedModel::load(p).unwrap()
+        Arc::new(LoadedModel::load(p).unwrap())
     })
 }
 
@@ -42,6 +42,41 @@ fn prompt(lm: &LoadedModel, ask: &str) -> Vec<u32> {
 }
 
 /// Generates under `spec`; returns the text and why it stopped.
+fn session(lm: &LoadedModel) -> Session {
+    lm.new_session(&SessionOptions {
+        max_seq_len: Some(512),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// Generates under `spec` in `s`, keeping what `s` already holds of the prompt (the seeds of
+/// one schema share it); returns the ids, the text and why it stopped.
+fn generate_in(
+    s: &mut Session,
+    ids: &[u32],
+    constraint: Option<Constraint>,
+    sampling: SamplingParams,
+    max_tokens: usize,
+) -> (Vec<u32>, String, StopReason) {
+    let opts = GenerateOptions {
+        max_tokens: Some(max_tokens),
+        sampling,
+        constraint,
+        ..Default::default()
+    };
+    let kept = s.reuse_prefix(ids);
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let st = s
+        .generate_with(&ids[kept..], &opts, |e| {
+            out.push(e.id);
+            text.push_str(&e.text);
+        })
+        .unwrap();
+    (out, text, st.stop)
+}
+
 fn generate(
     lm: &LoadedModel,
     ask: &str,
@@ -49,28 +84,14 @@ fn generate(
     sampling: SamplingParams,
     max_tokens: usize,
 ) -> (Vec<u32>, String, StopReason) {
-    let ids = prompt(lm, ask);
-    let opts = GenerateOptions {
-        max_tokens: Some(max_tokens),
+    let constraint = spec.map(|s| lm.compile_constraint(s).unwrap());
+    generate_in(
+        &mut session(lm),
+        &prompt(lm, ask),
+        constraint,
         sampling,
-        constraint: spec.map(|s| lm.compile_constraint(s).unwrap()),
-        ..Default::default()
-    };
-    let mut s = lm
-        .new_session(&SessionOptions {
-            max_seq_len: Some(512),
-            ..Default::default()
-        })
-        .unwrap();
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let st = s
-        .generate_with(&ids, &opts, |e| {
-            out.push(e.id);
-            text.push_str(&e.text);
-        })
-        .unwrap();
-    (out, text, st.stop)
+        max_tokens,
+    )
 }
 
 /// Schemas covering the keywords the issue lists. Strings carry `maxLength` (or a pattern,
@@ -186,15 +207,21 @@ fn seeded_samples_validate_against_24_schemas() {
             .should_validate_formats(true)
             .build(schema)
             .unwrap();
-        let spec = ConstraintSpec::JsonSchema(schema.clone());
-        let ask = format!("Reply with JSON matching this schema: {schema}");
+        let constraint = lm
+            .compile_constraint(&ConstraintSpec::JsonSchema(schema.clone()))
+            .unwrap();
+        let ids = prompt(
+            lm,
+            &format!("Reply with JSON matching this schema: {schema}"),
+        );
+        let mut s = session(lm);
         for seed in 0..5 {
             let sampling = SamplingParams {
                 temperature: 1.0,
                 seed,
                 ..Default::default()
             };
-            let (_, text, stop) = generate(lm, &ask, Some(&spec), sampling, 80);
+            let (_, text, stop) = generate_in(&mut s, &ids, Some(constraint.clone()), sampling, 80);
             let verdict = match serde_json::from_str::<Value>(&text) {
                 _ if stop != StopReason::Eos => Err(format!("stopped by {stop}")),
                 Ok(v) => match validator.validate(&v) {
@@ -320,5 +347,75 @@ fn invalid_schemas_and_grammars_are_errors_naming_the_problem() {
     match ConstraintSpec::json_schema_arg("{\"type\": ") {
         Err(EngineError::Constraint(m)) => assert!(m.contains("not valid JSON"), "{m}"),
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn batched_constrained_requests_get_their_solo_answers() {
+    // Three constraints decoded together by the scheduler, each sampled at temperature 1:
+    // every request gets exactly the tokens it gets alone in a Session.
+    let lm = model();
+    let specs = [
+        ConstraintSpec::JsonSchema(
+            json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["n"], "additionalProperties": false}),
+        ),
+        ConstraintSpec::JsonObject,
+        ConstraintSpec::Lark("start: \"Answer: \" (\"yes\" | \"no\")".into()),
+    ];
+    let jobs: Vec<(Vec<u32>, GenerateOptions)> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let opts = GenerateOptions {
+                max_tokens: Some(24),
+                sampling: SamplingParams {
+                    temperature: 1.0,
+                    seed: 11 + i as u64,
+                    ..Default::default()
+                },
+                constraint: Some(lm.compile_constraint(spec).unwrap()),
+                ..Default::default()
+            };
+            (prompt(lm, "Reply in JSON: pick a number."), opts)
+        })
+        .collect();
+    let sched = Scheduler::start(
+        lm.clone(),
+        SchedulerOptions {
+            n_parallel: 3,
+            max_seq_len: Some(512),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let handles: Vec<_> = jobs
+        .iter()
+        .map(|(p, o)| {
+            sched
+                .submit(Request {
+                    prompt: p.clone(),
+                    options: o.clone(),
+                })
+                .unwrap()
+        })
+        .collect();
+    for ((p, o), h) in jobs.iter().zip(handles) {
+        let (mut ids, mut stop) = (Vec::new(), None);
+        for ev in h {
+            match ev {
+                Event::Token(t) => ids.push(t.id),
+                Event::Done(f) => stop = Some(f.stop),
+                Event::Error(e) => panic!("{e}"),
+            }
+        }
+        let mut s = lm
+            .new_session(&SessionOptions {
+                max_seq_len: Some(512),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut solo = Vec::new();
+        let st = s.generate_with(p, o, |e| solo.push(e.id)).unwrap();
+        assert_eq!((ids, stop), (solo, Some(st.stop)), "{:?}", o.constraint);
     }
 }
