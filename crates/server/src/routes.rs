@@ -19,7 +19,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::api::{self, ApiError, ChatRequest, Common, CompletionRequest, MAX_TOP_LOGPROBS};
-use crate::tool_calls::{chat_message, tool_deltas, CallParser, Piece};
+use crate::tool_calls::{chat_message, tool_deltas, CallParser, Piece, Syntax};
 use crate::tools;
 use crate::worker::{Event, Job, TokenInfo, Worker};
 use crate::ServeOptions;
@@ -251,8 +251,8 @@ struct Prepared {
     stream: bool,
     include_usage: bool,
     logprobs: bool,
-    /// Parse `<tool_call>` blocks out of the answer (the request has tools).
-    tools: bool,
+    /// Parse tool calls out of the answer, in this syntax (the request has tools).
+    tools: Option<Syntax>,
     rx: UnboundedReceiver<Event>,
 }
 
@@ -260,7 +260,7 @@ struct Prepared {
 struct Structured {
     spec: Option<ConstraintSpec>,
     param: &'static str,
-    tools: bool,
+    tools: Option<Syntax>,
 }
 
 fn submit(
@@ -337,12 +337,14 @@ async fn chat(State(st): State<AppRef>, body: Bytes) -> Result<Response, ApiErro
         .map(|(i, m)| m.to_template(i))
         .collect::<Result<Vec<_>, _>>()?;
     let format = tools::response_format(r.common.response_format.as_ref())?;
+    let model = &st.worker()?.model;
+    let syntax = Syntax::of_template(model.chat_template());
     let plan = tools::plan(
         r.common.tools.as_ref(),
         r.common.tool_choice.as_ref(),
         r.common.parallel_tool_calls,
+        syntax,
     )?;
-    let model = &st.worker()?.model;
     let native = model.chat_template_handles_tools();
     tools::prepare_messages(&mut msgs, plan.as_ref(), native);
     let mut extra = r.chat_template_kwargs.clone();
@@ -357,12 +359,12 @@ async fn chat(State(st): State<AppRef>, body: Bytes) -> Result<Response, ApiErro
         Some(spec) => Structured {
             spec: Some(spec),
             param: "tools",
-            tools: true,
+            tools: Some(syntax),
         },
         None => Structured {
             spec: format,
             param: "response_format",
-            tools: plan.is_some(),
+            tools: plan.is_some().then_some(syntax),
         },
     };
     let text = model
@@ -410,7 +412,7 @@ async fn completions(State(st): State<AppRef>, body: Bytes) -> Result<Response, 
     let structured = Structured {
         spec: tools::response_format(r.common.response_format.as_ref())?,
         param: "response_format",
-        tools: false,
+        tools: None,
     };
     let model = &st.worker()?.model;
     let ids = match r.prompt {
@@ -589,7 +591,7 @@ fn stream(p: Prepared) -> impl IntoResponse {
     };
     tokio::spawn(async move {
         let mut offset = 0usize;
-        let mut parser = CallParser::default();
+        let mut parser = CallParser::new(tools.unwrap_or(Syntax::Hermes));
         let send = |e: SseEvent| tx.send(Ok(e)).is_ok();
         // With tools, answer text goes through the call parser; each piece is one or two
         // deltas (the call index counts the calls sent so far).
@@ -626,7 +628,7 @@ fn stream(p: Prepared) -> impl IntoResponse {
                     if content.is_empty() && reasoning.is_empty() && token.is_none() {
                         continue;
                     }
-                    if tools {
+                    if tools.is_some() {
                         let mut ok = true;
                         if !reasoning.is_empty() {
                             let d = json!({"reasoning_content": reasoning});
@@ -682,7 +684,7 @@ fn stream(p: Prepared) -> impl IntoResponse {
                     ..
                 } => {
                     let before = parser.calls;
-                    if tools && !send_pieces(parser.finish(), before) {
+                    if tools.is_some() && !send_pieces(parser.finish(), before) {
                         break;
                     }
                     let fr = if parser.calls > 0 {

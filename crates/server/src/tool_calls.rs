@@ -1,6 +1,7 @@
-//! The model's tool calls in its answer: `<tool_call>{"name": .., "arguments": ..}</tool_call>`
-//! blocks (the Hermes/Qwen syntax, also what the tools system prompt asks for) split from the
-//! text as it streams, and shaped as OpenAI `tool_calls`, whole or as stream deltas.
+//! The model's tool calls in its answer, split from the text as it streams and shaped as
+//! OpenAI `tool_calls`, whole or as stream deltas. Two syntaxes: Hermes/Qwen
+//! `<tool_call>{"name": .., "arguments": ..}</tool_call>` blocks (also what the tools system
+//! prompt asks for), and Llama 3.x's answer that is one bare `{"name": .., "parameters": ..}`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,13 +17,40 @@ pub enum Piece {
     Call { name: String, arguments: String },
 }
 
-/// Splits streamed answer text into text and tool calls. Text that may begin a `<tool_call>`
-/// tag is held back until it is clear; a call is released once its closing tag (or the end
-/// of the answer) arrives and its JSON parses, otherwise it stays text.
-#[derive(Default)]
+/// How a model writes its calls, as its chat template teaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    Hermes,
+    /// Llama 3.1+: the whole answer is one JSON call (after `<|python_tag|>`, a control token
+    /// the answer text does not show).
+    Llama3Json,
+}
+
+impl Syntax {
+    pub fn of_template(template: Option<&str>) -> Syntax {
+        match template {
+            Some(t)
+                if t.contains("<|python_tag|>")
+                    || t.contains("respond with a JSON for a function call") =>
+            {
+                Syntax::Llama3Json
+            }
+            _ => Syntax::Hermes,
+        }
+    }
+}
+
+/// Splits streamed answer text into text and tool calls. Hermes: text that may begin a
+/// `<tool_call>` tag is held back until it is clear; a call is released once its closing tag
+/// (or the end of the answer) arrives and its JSON parses, otherwise it stays text. Llama 3:
+/// an answer whose first non-blank character is `{` is held to the end, then is a call if it
+/// parses as one; any other answer streams as text.
 pub struct CallParser {
+    syntax: Syntax,
     buf: String,
     in_call: bool,
+    /// Llama 3: the answer was seen not to be a call.
+    plain: bool,
     /// Whitespace held back: shown only if more text follows (not between or after calls).
     blank: String,
     pub calls: usize,
@@ -45,6 +73,35 @@ fn parse_call(body: &str) -> Option<Piece> {
 }
 
 impl CallParser {
+    pub fn new(syntax: Syntax) -> CallParser {
+        CallParser {
+            syntax,
+            buf: String::new(),
+            in_call: false,
+            plain: false,
+            blank: String::new(),
+            calls: 0,
+        }
+    }
+
+    fn push_llama3(&mut self, text: &str) -> Vec<Piece> {
+        let mut out = Vec::new();
+        if self.plain {
+            self.text(&mut out, text);
+            return out;
+        }
+        self.buf.push_str(text);
+        match self.buf.trim_start().chars().next() {
+            None | Some('{') => {}
+            Some(_) => {
+                self.plain = true;
+                let t = std::mem::take(&mut self.buf);
+                self.text(&mut out, &t);
+            }
+        }
+        out
+    }
+
     fn text(&mut self, out: &mut Vec<Piece>, t: &str) {
         if t.trim().is_empty() {
             self.blank.push_str(t);
@@ -67,6 +124,9 @@ impl CallParser {
     }
 
     pub fn push(&mut self, text: &str) -> Vec<Piece> {
+        if self.syntax == Syntax::Llama3Json {
+            return self.push_llama3(text);
+        }
         self.buf.push_str(text);
         let mut out = Vec::new();
         loop {
@@ -105,7 +165,15 @@ impl CallParser {
     pub fn finish(&mut self) -> Vec<Piece> {
         let mut out = Vec::new();
         let rest = std::mem::take(&mut self.buf);
-        if self.in_call {
+        if self.syntax == Syntax::Llama3Json && !rest.trim().is_empty() {
+            match parse_call(&rest) {
+                Some(c) => {
+                    self.calls += 1;
+                    out.push(c);
+                }
+                None => self.text(&mut out, &rest),
+            }
+        } else if self.in_call {
             self.in_call = false;
             match parse_call(&rest) {
                 Some(c) => {
@@ -129,11 +197,11 @@ fn call_id() -> String {
 
 /// The assistant message of a whole answer; with tools, `<tool_call>` blocks become
 /// `tool_calls` (content null when nothing else was said). Returns whether calls were made.
-pub fn chat_message(content: String, tools: bool) -> (Value, bool) {
-    if !tools {
+pub fn chat_message(content: String, tools: Option<Syntax>) -> (Value, bool) {
+    let Some(syntax) = tools else {
         return (json!({"role": "assistant", "content": content}), false);
-    }
-    let mut parser = CallParser::default();
+    };
+    let mut parser = CallParser::new(syntax);
     let mut pieces = parser.push(&content);
     pieces.extend(parser.finish());
     let (mut text, mut calls) = (String::new(), Vec::new());
@@ -177,7 +245,7 @@ mod tests {
     use super::*;
 
     fn run(chunks: &[&str]) -> Vec<Piece> {
-        let mut p = CallParser::default();
+        let mut p = CallParser::new(Syntax::Hermes);
         let mut out: Vec<Piece> = chunks.iter().flat_map(|c| p.push(c)).collect();
         out.extend(p.finish());
         out
@@ -209,5 +277,26 @@ mod tests {
             run(&["<tool_call>not json</tool_call>"]),
             vec![Piece::Text("<tool_call>not json</tool_call>".into())]
         );
+    }
+
+    #[test]
+    fn llama3_answers_are_one_bare_json_call_or_text() {
+        let mut p = CallParser::new(Syntax::Llama3Json);
+        let mut out = p.push(" {\"name\": \"f\", ");
+        assert!(out.is_empty());
+        out.extend(p.push("\"parameters\": {\"a\": 1}}"));
+        out.extend(p.finish());
+        let call = Piece::Call {
+            name: "f".into(),
+            arguments: "{\"a\":1}".into(),
+        };
+        assert_eq!(out, vec![call]);
+        let mut p = CallParser::new(Syntax::Llama3Json);
+        let mut out = p.push("It is {sunny}");
+        out.extend(p.finish());
+        assert_eq!(out, vec![Piece::Text("It is {sunny}".into())]);
+        let t = "Given the following functions, please respond with a JSON for a function call";
+        assert_eq!(Syntax::of_template(Some(t)), Syntax::Llama3Json);
+        assert_eq!(Syntax::of_template(None), Syntax::Hermes);
     }
 }

@@ -11,6 +11,7 @@ use engine::{bounded_whitespace, ConstraintSpec};
 use serde_json::{json, Value};
 
 use crate::api::ApiError;
+use crate::tool_calls::Syntax;
 
 /// `response_format` → what the output must match (`None`: free text).
 pub fn response_format(rf: Option<&Value>) -> Result<Option<ConstraintSpec>, ApiError> {
@@ -62,6 +63,7 @@ pub fn plan(
     tools: Option<&Value>,
     choice: Option<&Value>,
     parallel: Option<bool>,
+    syntax: Syntax,
 ) -> Result<Option<ToolPlan>, ApiError> {
     let tools = match tools {
         None | Some(Value::Null) => return Ok(None),
@@ -120,13 +122,19 @@ pub fn plan(
             )
         }
     };
-    let constraint = required.map(|allowed| call_grammar(&allowed, parallel.unwrap_or(true)));
+    let constraint =
+        required.map(|allowed| call_grammar(&allowed, parallel.unwrap_or(true), syntax));
     Ok(Some(ToolPlan { tools, constraint }))
 }
 
-/// A Lark grammar of one or more well-formed Hermes calls to `allowed` tools: the name is
-/// one of theirs and the arguments match that tool's parameter schema.
-fn call_grammar(allowed: &[Value], parallel: bool) -> ConstraintSpec {
+/// A Lark grammar of well-formed calls to `allowed` tools in `syntax`: the name is one of
+/// theirs and the arguments match that tool's parameter schema. Hermes allows one or more
+/// calls (one without `parallel`); Llama 3 answers with exactly one.
+fn call_grammar(allowed: &[Value], parallel: bool, syntax: Syntax) -> ConstraintSpec {
+    let args_key = match syntax {
+        Syntax::Hermes => "arguments",
+        Syntax::Llama3Json => "parameters",
+    };
     let one_of: Vec<Value> = allowed
         .iter()
         .map(|t| {
@@ -138,13 +146,16 @@ fn call_grammar(allowed: &[Value], parallel: bool) -> ConstraintSpec {
             };
             json!({
                 "type": "object",
-                "properties": {"name": {"const": f["name"]}, "arguments": params},
-                "required": ["name", "arguments"],
+                "properties": {"name": {"const": f["name"]}, args_key: params},
+                "required": ["name", args_key],
                 "additionalProperties": false,
             })
         })
         .collect();
     let schema = bounded_whitespace(json!({"anyOf": one_of}));
+    if syntax == Syntax::Llama3Json {
+        return ConstraintSpec::Lark(format!("start: %json {schema}\n"));
+    }
     let repeat = if parallel { " (\"\\n\" call)*" } else { "" };
     ConstraintSpec::Lark(format!(
         "start: call{repeat}\ncall: \"<tool_call>\\n\" %json {schema} \"\\n</tool_call>\"\n"
@@ -244,28 +255,37 @@ mod tests {
     #[test]
     fn tool_choice_and_response_format_checked() {
         let tools = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
-        assert!(plan(Some(&tools), Some(&json!("none")), None)
-            .unwrap()
-            .is_none());
-        assert!(plan(Some(&tools), Some(&json!("auto")), None)
-            .unwrap()
-            .unwrap()
-            .constraint
-            .is_none());
-        assert!(plan(Some(&tools), Some(&json!("required")), None)
-            .unwrap()
-            .unwrap()
-            .constraint
-            .is_some());
+        assert!(
+            plan(Some(&tools), Some(&json!("none")), None, Syntax::Hermes)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            plan(Some(&tools), Some(&json!("auto")), None, Syntax::Hermes)
+                .unwrap()
+                .unwrap()
+                .constraint
+                .is_none()
+        );
+        assert!(plan(
+            Some(&tools),
+            Some(&json!("required")),
+            None,
+            Syntax::Llama3Json
+        )
+        .unwrap()
+        .unwrap()
+        .constraint
+        .is_some());
         let named = json!({"type": "function", "function": {"name": "nope"}});
         assert_eq!(
-            plan(Some(&tools), Some(&named), None)
+            plan(Some(&tools), Some(&named), None, Syntax::Hermes)
                 .unwrap_err()
                 .param
                 .as_deref(),
             Some("tool_choice")
         );
-        assert!(plan(Some(&json!([{"type": "x"}])), None, None).is_err());
+        assert!(plan(Some(&json!([{"type": "x"}])), None, None, Syntax::Hermes).is_err());
         assert!(response_format(Some(&json!({"type": "xml"}))).is_err());
         assert_eq!(
             response_format(Some(&json!({"type": "json_object"}))).unwrap(),
