@@ -232,6 +232,7 @@ impl Constraint {
             matcher: self.matcher.clone(),
             n_vocab: self.n_vocab,
             masked: Vec::new(),
+            ready: None,
             mask_time: Duration::ZERO,
             masks: 0,
         }
@@ -244,6 +245,8 @@ pub(crate) struct ActiveConstraint {
     n_vocab: usize,
     /// Reused buffer of masked logits.
     masked: Vec<f32>,
+    /// The next step's mask, computed ahead by [`ActiveConstraint::prepare`].
+    ready: Option<Result<SimpleVob, String>>,
     /// Time spent computing masks, for `bench`.
     pub mask_time: Duration,
     pub masks: usize,
@@ -254,13 +257,11 @@ impl ActiveConstraint {
     /// grammar is complete only end-of-generation tokens are allowed, so generation ends the
     /// way an unconstrained one does (with the model's own EOS in the ids).
     pub fn mask(&mut self, logits: &[f32]) -> Result<&[f32], EngineError> {
-        let t0 = Instant::now();
-        let mask = self
-            .matcher
-            .compute_mask_or_eos()
-            .map_err(|e| EngineError::Constraint(format!("computing the token mask: {e}")))?;
-        self.mask_time += t0.elapsed();
-        self.masks += 1;
+        let mask = match self.ready.take() {
+            Some(m) => m,
+            None => self.compute(),
+        }
+        .map_err(|e| EngineError::Constraint(format!("computing the token mask: {e}")))?;
         self.masked.clear();
         self.masked.extend_from_slice(logits);
         apply(&mask, self.n_vocab, &mut self.masked);
@@ -270,6 +271,26 @@ impl ActiveConstraint {
             ));
         }
         Ok(&self.masked)
+    }
+
+    /// Computes the next step's mask now: the decode loops call this on a helper thread
+    /// while the forward pass that produces the step's logits runs, so the mask costs no time
+    /// on the critical path (where cores are free).
+    pub fn prepare(&mut self) {
+        if self.ready.is_none() {
+            self.ready = Some(self.compute());
+        }
+    }
+
+    fn compute(&mut self) -> Result<SimpleVob, String> {
+        let t0 = Instant::now();
+        let r = self
+            .matcher
+            .compute_mask_or_eos()
+            .map_err(|e| e.to_string());
+        self.mask_time += t0.elapsed();
+        self.masks += 1;
+        r
     }
 
     /// Advances the grammar past the sampled token.

@@ -333,8 +333,17 @@ impl Generation<'_> {
     fn step(&mut self) -> Result<TokenEvent, EngineError> {
         let s = &mut *self.session;
         if let Some(id) = self.to_feed.take() {
-            s.source
-                .forward_into(&[id], s.history.len(), false, &mut self.logits)?;
+            let (emit, logits) = (&mut self.emit, &mut self.logits);
+            let pos = s.history.len();
+            if emit.constrained() {
+                // The next mask depends only on the tokens so far: compute it meanwhile.
+                std::thread::scope(|sc| {
+                    sc.spawn(|| emit.prepare_mask());
+                    s.source.forward_into(&[id], pos, false, logits)
+                })?;
+            } else {
+                s.source.forward_into(&[id], pos, false, logits)?;
+            }
             check_len(&self.logits, s.source.n_vocab())?;
             s.history.push(id);
             s.pending = None;
@@ -382,6 +391,18 @@ impl Emitter {
             generated: 0,
             constraint: opts.constraint.as_ref().map(Constraint::start),
         })
+    }
+
+    pub fn constrained(&self) -> bool {
+        self.constraint.is_some()
+    }
+
+    /// Computes the constraint's next mask ahead of [`Emitter::step`] (see
+    /// [`ActiveConstraint::prepare`]).
+    pub fn prepare_mask(&mut self) {
+        if let Some(c) = &mut self.constraint {
+            c.prepare();
+        }
     }
 
     /// Time spent computing constraint masks and how many were computed.
