@@ -17,6 +17,7 @@
 //!     sampling: SamplingParams { seed: 42, ..Default::default() }, // llama.cpp defaults
 //!     stop: vec!["\n\n".into()],
 //!     logprobs: Some(5),
+//!     constraint: None, // or lm.compile_constraint(&engine::ConstraintSpec::JsonObject)?
 //! };
 //! // Prefill is one forward call; then each `next()` samples one token.
 //! let mut generation = session.generate(&ids, &opts)?;
