@@ -591,14 +591,21 @@ fn stream(p: Prepared) -> impl IntoResponse {
     };
     tokio::spawn(async move {
         let mut offset = 0usize;
-        let mut parser = CallParser::new(tools.unwrap_or(Syntax::Hermes));
+        let mut parser = CallParser::streaming(tools.unwrap_or(Syntax::Hermes));
         let send = |e: SseEvent| tx.send(Ok(e)).is_ok();
         // With tools, answer text goes through the call parser; each piece is one or two
         // deltas (the call index counts the calls sent so far).
         let send_pieces = |pieces: Vec<Piece>, calls_before: usize| {
-            let mut index = calls_before;
+            // Calls started so far; a call's pieces carry its index.
+            let mut started = calls_before;
             for piece in pieces {
-                let is_call = matches!(piece, Piece::Call { .. });
+                let index = match piece {
+                    Piece::Call { .. } | Piece::CallStart { .. } => {
+                        started += 1;
+                        started - 1
+                    }
+                    _ => started.saturating_sub(1),
+                };
                 for d in tool_deltas(piece, index) {
                     let c =
                         json!({"index": 0, "delta": d, "logprobs": null, "finish_reason": null});
@@ -606,7 +613,6 @@ fn stream(p: Prepared) -> impl IntoResponse {
                         return false;
                     }
                 }
-                index += usize::from(is_call);
             }
             true
         };

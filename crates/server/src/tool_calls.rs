@@ -14,7 +14,15 @@ const CLOSE: &str = "</tool_call>";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Piece {
     Text(String),
-    Call { name: String, arguments: String },
+    Call {
+        name: String,
+        arguments: String,
+    },
+    /// Incremental parsing: a call's name is known, its arguments follow as `CallArgs`.
+    CallStart {
+        name: String,
+    },
+    CallArgs(String),
 }
 
 /// How a model writes its calls, as its chat template teaches it.
@@ -51,6 +59,11 @@ pub struct CallParser {
     in_call: bool,
     /// Llama 3: the answer was seen not to be a call.
     plain: bool,
+    /// Streaming: release a Hermes call's arguments as they are written, once the call's
+    /// header (`{"name": "..", "arguments": `) has been seen.
+    incremental: bool,
+    /// Inside a call whose arguments are being streamed.
+    args_open: bool,
     /// Whitespace held back: shown only if more text follows (not between or after calls).
     blank: String,
     pub calls: usize,
@@ -79,8 +92,63 @@ impl CallParser {
             buf: String::new(),
             in_call: false,
             plain: false,
+            incremental: false,
+            args_open: false,
             blank: String::new(),
             calls: 0,
+        }
+    }
+
+    /// A parser for a stream: arguments are released piece by piece (the answer's shape as
+    /// the grammar of a required call writes it: name first). A call written otherwise is
+    /// released whole when it closes.
+    pub fn streaming(syntax: Syntax) -> CallParser {
+        CallParser {
+            incremental: true,
+            ..CallParser::new(syntax)
+        }
+    }
+
+    /// Inside a call: streams its arguments once the header is seen. `true` when the
+    /// buffer was handled (continue the loop), `false` to fall back to whole calls.
+    fn stream_args(&mut self, out: &mut Vec<Piece>) -> Option<bool> {
+        if !self.args_open {
+            let (name, used) = call_header(&self.buf)?;
+            self.buf.drain(..used);
+            self.blank.clear();
+            self.calls += 1;
+            self.args_open = true;
+            out.push(Piece::CallStart { name });
+            return Some(true);
+        }
+        if let Some(end) = self.buf.find(CLOSE) {
+            let body: String = self.buf.drain(..end + CLOSE.len()).collect();
+            self.push_args(out, &body[..end], true);
+            self.in_call = false;
+            self.args_open = false;
+            return Some(true);
+        }
+        // Hold back what may be the object's closing brace and the start of the close tag.
+        let mut keep = (CLOSE.len() + 8).min(self.buf.len());
+        while !self.buf.is_char_boundary(self.buf.len() - keep) {
+            keep += 1;
+        }
+        let cut = self.buf.len() - keep;
+        let t: String = self.buf.drain(..cut).collect();
+        self.push_args(out, &t, false);
+        Some(false)
+    }
+
+    /// Arguments text; at the end of the call, without the `}` closing the call object.
+    fn push_args(&mut self, out: &mut Vec<Piece>, t: &str, last: bool) {
+        let t = if last {
+            let t = t.trim_end();
+            t.strip_suffix('}').unwrap_or(t).trim_end()
+        } else {
+            t
+        };
+        if !t.is_empty() {
+            out.push(Piece::CallArgs(t.to_string()));
         }
     }
 
@@ -130,6 +198,14 @@ impl CallParser {
         self.buf.push_str(text);
         let mut out = Vec::new();
         loop {
+            if self.in_call && self.incremental {
+                match self.stream_args(&mut out) {
+                    Some(true) => continue,
+                    Some(false) => break,
+                    None if self.args_open => break,
+                    None => {}
+                }
+            }
             if self.in_call {
                 let Some(end) = self.buf.find(CLOSE) else {
                     break;
@@ -165,7 +241,11 @@ impl CallParser {
     pub fn finish(&mut self) -> Vec<Piece> {
         let mut out = Vec::new();
         let rest = std::mem::take(&mut self.buf);
-        if self.syntax == Syntax::Llama3Json && !rest.trim().is_empty() {
+        if self.args_open {
+            self.args_open = false;
+            self.in_call = false;
+            self.push_args(&mut out, &rest, true);
+        } else if self.syntax == Syntax::Llama3Json && !rest.trim().is_empty() {
             match parse_call(&rest) {
                 Some(c) => {
                     self.calls += 1;
@@ -208,6 +288,7 @@ pub fn chat_message(content: String, tools: Option<Syntax>) -> (Value, bool) {
     for p in pieces {
         match p {
             Piece::Text(t) => text.push_str(&t),
+            Piece::CallStart { .. } | Piece::CallArgs(_) => {}
             Piece::Call { name, arguments } => calls.push(json!({
                 "id": call_id(),
                 "type": "function",
@@ -228,11 +309,46 @@ pub fn chat_message(content: String, tools: Option<Syntax>) -> (Value, bool) {
     (message, true)
 }
 
+/// `{"name": "NAME", "arguments": ` at the start of `buf` (whitespace allowed between
+/// tokens): the name and the bytes it takes; `None` while incomplete or when written otherwise.
+fn call_header(buf: &str) -> Option<(String, usize)> {
+    let mut rest = buf.trim_start();
+    let expect = |lit: &str, r: &mut &str| -> Option<()> {
+        *r = r.strip_prefix(lit)?.trim_start();
+        Some(())
+    };
+    expect("{", &mut rest)?;
+    expect("\"name\"", &mut rest)?;
+    expect(":", &mut rest)?;
+    let body = rest.strip_prefix('"')?;
+    let close = body.find('"')?;
+    let name = &body[..close];
+    if name.contains('\\') || name.is_empty() {
+        return None;
+    }
+    rest = body[close + 1..].trim_start();
+    expect(",", &mut rest)?;
+    expect("\"arguments\"", &mut rest)?;
+    let after_colon = rest.strip_prefix(':')?;
+    let args = after_colon.trim_start();
+    // The arguments' first character must have arrived, or the header may still grow.
+    if args.is_empty() {
+        return None;
+    }
+    Some((name.to_string(), buf.len() - args.len()))
+}
+
 /// Stream deltas of one parsed piece: text as `content`; a call as a first delta with its
 /// index, id and name, then one with its arguments.
 pub fn tool_deltas(piece: Piece, index: usize) -> Vec<Value> {
     match piece {
         Piece::Text(t) => vec![json!({"content": t})],
+        Piece::CallStart { name } => vec![
+            json!({"tool_calls": [{"index": index, "id": call_id(), "type": "function", "function": {"name": name, "arguments": ""}}]}),
+        ],
+        Piece::CallArgs(a) => {
+            vec![json!({"tool_calls": [{"index": index, "function": {"arguments": a}}]})]
+        }
         Piece::Call { name, arguments } => vec![
             json!({"tool_calls": [{"index": index, "id": call_id(), "type": "function", "function": {"name": name, "arguments": ""}}]}),
             json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
@@ -298,5 +414,30 @@ mod tests {
         let t = "Given the following functions, please respond with a JSON for a function call";
         assert_eq!(Syntax::of_template(Some(t)), Syntax::Llama3Json);
         assert_eq!(Syntax::of_template(None), Syntax::Hermes);
+    }
+
+    #[test]
+    fn streaming_releases_arguments_as_written() {
+        let mut p = CallParser::streaming(Syntax::Hermes);
+        let mut out = Vec::new();
+        let text = "<tool_call>\n{\"name\": \"get\", \"arguments\": {\"city\": \"Paris, the capital of France\", \"n\": 1}}\n</tool_call>";
+        for ch in text.as_bytes().chunks(3) {
+            out.extend(p.push(std::str::from_utf8(ch).unwrap()));
+        }
+        out.extend(p.finish());
+        assert_eq!(out[0], Piece::CallStart { name: "get".into() });
+        let args: String = out[1..]
+            .iter()
+            .map(|p| match p {
+                Piece::CallArgs(a) => a.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(out.len() > 2, "arguments arrive in pieces: {out:?}");
+        assert_eq!(
+            args,
+            "{\"city\": \"Paris, the capital of France\", \"n\": 1}"
+        );
+        assert_eq!(p.calls, 1);
     }
 }
