@@ -87,6 +87,7 @@ impl Params {
             sampling,
             stop: self.stop.clone(),
             logprobs: None,
+            ..Default::default()
         })
     }
 }

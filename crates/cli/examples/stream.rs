@@ -24,6 +24,7 @@ fn main() -> Result<(), torchless::Error> {
         },
         stop: vec!["\n\n\n".into()],
         logprobs: None,
+        ..Default::default()
     };
     let mut stdout = std::io::stdout().lock();
     let out = model.stream(&prompt, &opts, |event| {

@@ -66,6 +66,24 @@ const COVERED: &[(&str, How)] = &[
         How::Skip("needs the server above; tests/serve.rs sends this request's shape"),
     ),
     (
+        r#"torchless run -p "Describe a cat." --temp 0 --json-schema '{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer","minimum":0,"maximum":30}},"required":["name","age"]}'"#,
+        How::Run {
+            stdout: true,
+            quiet: false,
+        },
+    ),
+    (
+        r#"torchless run -p "List two fruits." -n 64 --json-object"#,
+        How::Run {
+            stdout: true,
+            quiet: false,
+        },
+    ),
+    (
+        r#"curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{"messages":[{"role":"user","content":"What is the weather in Paris?"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}],"tool_choice":"required"}'"#,
+        How::Skip("needs a running server; tests/serve.rs and openai_client.py make tool calls"),
+    ),
+    (
         "torchless --chat --show-thinking Qwen/Qwen3-0.6B-GGUF",
         How::Run {
             stdout: false,

@@ -392,3 +392,82 @@ fn gemma3_prompts_match_llama_cpp_greedy() {
         "no chat template",
     );
 }
+
+/// `--json-schema` (inline and file), `--grammar` and `--json-object` on SmolLM2; bad schemas,
+/// grammars and files are one-line errors.
+#[test]
+fn structured_output_flags_constrain_and_bad_ones_fail_clearly() {
+    let p = real_model(SMOL);
+    let model = p.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("torchless-structured-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let schema = dir.join("s.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"array","items":{"enum":["a","b"]},"minItems":2,"maxItems":2}"#,
+    )
+    .unwrap();
+    let grammar = dir.join("g.lark");
+    std::fs::write(&grammar, "start: \"Yes\" | \"No\"\n").unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", model, "-n", "64", "-q", "--seed", "3"];
+        args.extend_from_slice(extra);
+        let out = torchless(&args);
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let arr: Value = serde_json::from_str(&run(&[
+        "-p",
+        "Answer me.",
+        "--json-schema",
+        schema.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let items = arr.as_array().unwrap();
+    assert!(
+        items.len() == 2 && items.iter().all(|v| v == "a" || v == "b"),
+        "{arr}"
+    );
+    let yn = run(&["-p", "Answer me.", "--grammar", grammar.to_str().unwrap()]);
+    assert!(yn == "Yes" || yn == "No", "{yn:?}");
+    let obj: Value = serde_json::from_str(&run(&[
+        "-p",
+        r#"Give a JSON object with the key "ok" set to true."#,
+        "--temp",
+        "0",
+        "--json-object",
+    ]))
+    .unwrap();
+    assert!(obj.is_object());
+    let inline = run(&["-p", "Answer me.", "--json-schema", r#"{"const": 42}"#]);
+    assert_eq!(inline, "42");
+
+    let bad = dir.join("bad.lark");
+    std::fs::write(&bad, "start: nothing_defined\n").unwrap();
+    fn with<'a>(model: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut v = vec!["run", model, "-p", "x", "-q"];
+        v.extend_from_slice(extra);
+        v
+    }
+    fails_with(
+        &with(model, &["--json-schema", r#"{"type": "strnig"}"#]),
+        "strnig",
+    );
+    fails_with(
+        &with(model, &["--json-schema", "{not json"]),
+        "not valid JSON",
+    );
+    fails_with(
+        &with(model, &["--json-schema", "/nonexistent/schema.json"]),
+        "cannot read JSON schema file",
+    );
+    fails_with(
+        &with(model, &["--grammar", bad.to_str().unwrap()]),
+        "nothing_defined",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -230,7 +230,7 @@ fn errors_have_openai_shapes_and_statuses() {
     assert_eq!(st, 401, "{v}");
     assert_eq!(v["error"]["code"], "invalid_api_key");
     assert_eq!(http(&s.addr, "GET", "/health", &[], b"").0, 200);
-    // Bad JSON, wrong types, n > 1, unsupported tools, empty messages, bad role.
+    // Bad JSON, wrong types, n > 1, malformed tools, empty messages, bad role.
     let (st, v) = call(b"{not json");
     assert_eq!(st, 400);
     assert_eq!(v["error"]["type"], "invalid_request_error");
@@ -353,6 +353,85 @@ fn completions_tokenize_models_metrics_and_page() {
     assert!(String::from_utf8(b)
         .unwrap()
         .contains("smollm2-135m-instruct-q4_1.gguf"));
+}
+
+/// response_format on both endpoints, and structured-output requests that are 400s.
+#[test]
+fn response_format_constrains_output_and_bad_requests_name_the_field() {
+    let s = serve(&[]);
+    let mut req = greedy_chat("Describe a cat.", 40);
+    req["response_format"] = json!({"type": "json_object"});
+    let (st, v) = post(&s.addr, "/v1/chat/completions", &req);
+    assert_eq!(st, 200, "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    let obj: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert!(obj.is_object(), "{text}");
+    let enum_schema = json!({"type": "json_schema", "json_schema": {"name": "c", "schema": {"enum": ["red", "green"]}}});
+    let (st, v) = post(
+        &s.addr,
+        "/v1/completions",
+        &json!({"prompt": "My favourite colour is", "max_tokens": 8, "temperature": 0, "response_format": enum_schema}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    assert!(text == "\"red\"" || text == "\"green\"", "{text:?}");
+
+    let chat = |extra: Value| {
+        let mut req = greedy_chat("hi", 4);
+        req.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        post(&s.addr, "/v1/chat/completions", &req)
+    };
+    let tools =
+        json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+    let cases = [
+        (
+            json!({"response_format": {"type": "xml"}}),
+            "response_format",
+            "xml",
+        ),
+        (
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"$ref": "#/$defs/nope"}}, "required": ["a"]}}}}),
+            "response_format",
+            "nope",
+        ),
+        (
+            json!({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+            "tool_choice",
+            "tool_choice",
+        ),
+        (
+            json!({"tools": tools, "tool_choice": "sometimes"}),
+            "tool_choice",
+            "tool_choice",
+        ),
+        (
+            json!({"tools": [{"type": "function", "function": {"name": "f", "parameters": 3}}]}),
+            "tools",
+            "parameters",
+        ),
+    ];
+    for (extra, param, needle) in cases {
+        let (st, v) = chat(extra.clone());
+        assert_eq!(
+            (st, v["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{extra}: {v}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{extra}: {msg}");
+    }
+    let (st, v) = post(
+        &s.addr,
+        "/v1/completions",
+        &json!({"prompt": "x", "tools": tools}),
+    );
+    assert_eq!(
+        (st, v["error"]["param"].as_str()),
+        (400, Some("tools")),
+        "{v}"
+    );
 }
 
 /// The official `openai` Python package against the server (installed by scripts/test.sh).

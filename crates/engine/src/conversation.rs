@@ -167,6 +167,20 @@ impl LoadedModel {
             .map_err(|e| EngineError::Tokenizer(format!("chat template: {e}")))
     }
 
+    /// The chat template's source (the file's or `--chat-template-file`'s), if any: front ends
+    /// read the conventions it follows (e.g. which tool-call syntax it teaches the model).
+    pub fn chat_template(&self) -> Option<&str> {
+        self.tokenizer().chat_template()
+    }
+
+    /// Whether the chat template renders a `tools` list itself (Qwen, Hermes, Llama 3.1+,
+    /// Mistral templates do); otherwise a server describes the tools in a system message.
+    pub fn chat_template_handles_tools(&self) -> bool {
+        self.tokenizer()
+            .chat_template()
+            .is_some_and(|t| t.contains("tools"))
+    }
+
     /// Token ids of a rendered chat prompt (special tokens parsed, BOS as the template has
     /// it).
     pub fn tokenize_chat_prompt(&self, text: &str) -> Result<Vec<u32>, EngineError> {

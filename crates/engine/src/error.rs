@@ -33,6 +33,9 @@ pub enum EngineError {
     QueueFull { limit: usize },
     #[error("the scheduler has stopped")]
     SchedulerStopped,
+    /// A JSON schema or grammar that cannot be compiled, or a constraint failing mid-run.
+    #[error("structured output: {0}")]
+    Constraint(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

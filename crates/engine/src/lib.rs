@@ -17,6 +17,7 @@
 //!     sampling: SamplingParams { seed: 42, ..Default::default() }, // llama.cpp defaults
 //!     stop: vec!["\n\n".into()],
 //!     logprobs: Some(5),
+//!     constraint: None, // or lm.compile_constraint(&engine::ConstraintSpec::JsonObject)?
 //! };
 //! // Prefill is one forward call; then each `next()` samples one token.
 //! let mut generation = session.generate(&ids, &opts)?;
@@ -43,6 +44,7 @@
 //! [`TokenText`], so they are unit-tested with scripted models.
 
 mod available;
+pub mod constraint;
 pub mod conversation;
 pub mod error;
 #[doc(hidden)]
@@ -58,6 +60,7 @@ pub mod session;
 pub mod text;
 pub mod thinking;
 
+pub use constraint::{bounded_whitespace, Constraint, ConstraintSpec, Grammars};
 pub use conversation::{Conversation, Message, TurnPrompt};
 pub use error::EngineError;
 pub use memory::{LoadDecision, LoadMode, MemoryPlan, Planner};

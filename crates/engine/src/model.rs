@@ -2,11 +2,12 @@
 //! hands out [`Session`]s backed by the real forward pass.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use models::{KvDtype, Model, State};
 use tokenizer::Tokenizer;
 
+use crate::constraint::{Constraint, ConstraintSpec, Grammars};
 use crate::error::EngineError;
 use crate::memory::{self, LoadDecision, LoadMode, Planner};
 use crate::perplexity::{perplexity_chunks, ChunkProgress, PerplexityResult};
@@ -63,6 +64,8 @@ pub struct LoadedModel {
     tokenizer: Arc<Tokenizer>,
     planner: Planner,
     decision: LoadDecision,
+    /// Built on first use: most runs never constrain their output.
+    grammars: OnceLock<Result<Arc<Grammars>, String>>,
 }
 
 impl LoadedModel {
@@ -99,6 +102,7 @@ impl LoadedModel {
             tokenizer: Arc::new(tokenizer),
             planner,
             decision,
+            grammars: OnceLock::new(),
         })
     }
 
@@ -178,6 +182,27 @@ impl LoadedModel {
             .apply_chat_template(&messages, true, self.arch())
             .map(Some)
             .map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+
+    /// The grammar compiler for this model's vocabulary (built on first call).
+    pub fn grammars(&self) -> Result<Arc<Grammars>, EngineError> {
+        self.grammars
+            .get_or_init(|| {
+                Grammars::new(&self.tokenizer)
+                    .map(Arc::new)
+                    .map_err(|e| match e {
+                        EngineError::Constraint(m) => m,
+                        other => other.to_string(),
+                    })
+            })
+            .clone()
+            .map_err(EngineError::Constraint)
+    }
+
+    /// Compiles `spec` for [`crate::GenerateOptions::constraint`]; an invalid schema or
+    /// grammar is an [`EngineError::Constraint`] naming the problem.
+    pub fn compile_constraint(&self, spec: &ConstraintSpec) -> Result<Constraint, EngineError> {
+        self.grammars()?.compile(spec)
     }
 
     /// Text of `ids` as the user would see it (control tokens omitted).

@@ -154,6 +154,14 @@ impl Sampler {
             .map(|(i, &l)| (i as u32, l))
             .collect();
         apply_penalties(&mut cand, history, p);
+        // Tokens a constraint forbids arrive as -inf: they must not survive as candidates,
+        // or rounding in `draw` could hand one the leftover probability.
+        if cand.iter().any(|c| c.1 == f32::NEG_INFINITY) {
+            cand.retain(|c| c.1 != f32::NEG_INFINITY);
+            if cand.is_empty() {
+                return Err(EngineError::Internal("every token is forbidden".into()));
+            }
+        }
 
         if p.temperature == 0.0 {
             return Ok(argmax(&cand));

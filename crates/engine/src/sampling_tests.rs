@@ -267,3 +267,30 @@ fn rng_is_fixed_algorithm() {
     assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
     assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
 }
+
+#[test]
+fn tokens_masked_to_minus_infinity_are_never_drawn() {
+    // A constraint leaves two tokens; top-k 40 would otherwise keep 38 forbidden ones.
+    let mut logits = vec![f32::NEG_INFINITY; 50];
+    logits[7] = 0.0;
+    logits[9] = 0.5;
+    let params = SamplingParams {
+        temperature: 1.0,
+        top_p: 1.0,
+        min_p: 0.0,
+        ..Default::default()
+    };
+    let mut s = Sampler::new(params).unwrap();
+    let mut seen = [0usize; 2];
+    for _ in 0..500 {
+        match s.sample(&logits, &[]).unwrap() {
+            7 => seen[0] += 1,
+            9 => seen[1] += 1,
+            other => panic!("drew forbidden token {other}"),
+        }
+    }
+    assert!(seen[0] > 0 && seen[1] > seen[0], "{seen:?}");
+    let mut g = Sampler::new(SamplingParams::greedy()).unwrap();
+    assert_eq!(g.sample(&logits, &[]).unwrap(), 9);
+    assert!(g.sample(&[f32::NEG_INFINITY; 4], &[]).is_err());
+}

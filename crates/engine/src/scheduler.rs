@@ -479,22 +479,38 @@ impl Worker {
         }
         let mut batch = Vec::new();
         let mut ran = Vec::new();
+        // Constrained sequences that sample this step: their masks are computed on a helper
+        // thread while the forward pass runs.
+        let mut masks_ahead = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let (n, last) = fed[i];
             if n == 0 {
                 continue;
             }
             let Slot { state, tokens, job } = slot;
-            let job = job.as_ref().unwrap();
-            let input = match &job.next {
+            let Job {
+                next, prompt, emit, ..
+            } = job.as_mut().unwrap();
+            let input = match &*next {
                 Some(t) => std::slice::from_ref(t),
-                None => &job.prompt[tokens.len()..tokens.len() + n],
+                None => &prompt[tokens.len()..tokens.len() + n],
             };
             let want = if last { Logits::Last } else { Logits::None };
             batch.push(SeqBatch::new(state, input, tokens.len(), want));
             ran.push(i);
+            if last && emit.constrained() {
+                masks_ahead.push(emit);
+            }
         }
-        let r = self.lm.model().forward_multi(&mut batch, ws, logits);
+        let model = self.lm.model();
+        let r = if masks_ahead.is_empty() {
+            model.forward_multi(&mut batch, ws, logits)
+        } else {
+            std::thread::scope(|sc| {
+                sc.spawn(|| masks_ahead.iter_mut().for_each(|e| e.prepare_mask()));
+                model.forward_multi(&mut batch, ws, logits)
+            })
+        };
         drop(batch);
         if let Err(e) = r {
             for &i in &ran {

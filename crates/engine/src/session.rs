@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::constraint::{ActiveConstraint, Constraint};
 use crate::error::EngineError;
 use crate::sampling::{logprobs, Sampler, SamplingParams, TokenLogprob};
 use crate::text::{StopMatcher, Utf8Assembler};
@@ -86,6 +87,8 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// Also report the chosen token's logprob and the `k` most likely tokens at each step.
     pub logprobs: Option<usize>,
+    /// Output must match this grammar (see [`crate::LoadedModel::compile_constraint`]).
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for GenerateOptions {
@@ -95,6 +98,7 @@ impl Default for GenerateOptions {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             logprobs: None,
+            constraint: None,
         }
     }
 }
@@ -135,6 +139,8 @@ pub struct GenerationStats {
     pub gen_time: Duration,
     pub stop: StopReason,
     pub seed: u64,
+    /// With a constraint: time spent computing token masks and how many were computed.
+    pub constraint_masks: Option<(Duration, usize)>,
 }
 
 impl GenerationStats {
@@ -330,6 +336,7 @@ impl Generation<'_> {
             gen_time: self.gen_time,
             stop: self.stop_reason?,
             seed: self.emit.sampler.params().seed,
+            constraint_masks: self.emit.mask_stats(),
         })
     }
 
@@ -341,8 +348,17 @@ impl Generation<'_> {
     fn step(&mut self) -> Result<TokenEvent, EngineError> {
         let s = &mut *self.session;
         if let Some(id) = self.to_feed.take() {
-            s.source
-                .forward_into(&[id], s.history.len(), false, &mut self.logits)?;
+            let (emit, logits) = (&mut self.emit, &mut self.logits);
+            let pos = s.history.len();
+            if emit.constrained() {
+                // The next mask depends only on the tokens so far: compute it meanwhile.
+                std::thread::scope(|sc| {
+                    sc.spawn(|| emit.prepare_mask());
+                    s.source.forward_into(&[id], pos, false, logits)
+                })?;
+            } else {
+                s.source.forward_into(&[id], pos, false, logits)?;
+            }
             check_len(&self.logits, s.source.n_vocab())?;
             s.history.push(id);
             s.pending = None;
@@ -371,6 +387,7 @@ pub(crate) struct Emitter {
     utf8: Utf8Assembler,
     /// Tokens sampled so far.
     pub generated: usize,
+    constraint: Option<ActiveConstraint>,
 }
 
 impl Emitter {
@@ -387,7 +404,25 @@ impl Emitter {
             stop: StopMatcher::new(&opts.stop),
             utf8: Utf8Assembler::new(),
             generated: 0,
+            constraint: opts.constraint.as_ref().map(Constraint::start),
         })
+    }
+
+    pub fn constrained(&self) -> bool {
+        self.constraint.is_some()
+    }
+
+    /// Computes the constraint's next mask ahead of [`Emitter::step`] (see
+    /// [`ActiveConstraint::prepare`]).
+    pub fn prepare_mask(&mut self) {
+        if let Some(c) = &mut self.constraint {
+            c.prepare();
+        }
+    }
+
+    /// Time spent computing constraint masks and how many were computed.
+    pub fn mask_stats(&self) -> Option<(Duration, usize)> {
+        self.constraint.as_ref().map(|c| (c.mask_time, c.masks))
     }
 
     /// Samples the next token from `logits` (`history`: every token fed so far) and says
@@ -399,7 +434,14 @@ impl Emitter {
         text: &dyn TokenText,
         context_full: bool,
     ) -> Result<(TokenEvent, Option<StopReason>), EngineError> {
-        let id = self.sampler.sample(logits, history)?;
+        let id = match &mut self.constraint {
+            Some(c) => {
+                let id = self.sampler.sample(c.mask(logits)?, history)?;
+                c.commit(id)?;
+                id
+            }
+            None => self.sampler.sample(logits, history)?,
+        };
         self.generated += 1;
         let (logprob, top) = match self.want_logprobs {
             Some(k) => {

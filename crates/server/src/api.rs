@@ -95,6 +95,7 @@ impl ApiError {
             | EngineError::EmptyPrompt
             | EngineError::BadToken { .. } => ApiError::invalid(e.to_string(), None),
             EngineError::Tokenizer(_) => ApiError::invalid(e.to_string(), Some("messages")),
+            EngineError::Constraint(_) => ApiError::invalid(e.to_string(), None),
             _ => ApiError::internal(e.to_string()),
         }
     }
@@ -179,6 +180,8 @@ pub struct Common {
     pub logit_bias: Option<serde_json::Map<String, Value>>,
     pub response_format: Option<Value>,
     pub tools: Option<Value>,
+    pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
 }
 
 /// Most stop strings a request may send.
@@ -201,26 +204,6 @@ impl Common {
                     "one choice per request; send several requests",
                 ));
             }
-        }
-        if self
-            .response_format
-            .as_ref()
-            .is_some_and(|v| v.get("type").and_then(Value::as_str) != Some("text"))
-        {
-            return Err(ApiError::unsupported(
-                "response_format",
-                "structured output comes with JSON-schema support",
-            ));
-        }
-        if self
-            .tools
-            .as_ref()
-            .is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty()))
-        {
-            return Err(ApiError::unsupported(
-                "tools",
-                "tool calls come with structured-output support",
-            ));
         }
         if self.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
             return Err(ApiError::unsupported("logit_bias", "biasing tokens"));
@@ -278,6 +261,7 @@ impl Common {
             sampling: s,
             stop: stop.into_iter().filter(|s| !s.is_empty()).collect(),
             logprobs,
+            constraint: None,
         })
     }
 
@@ -310,6 +294,8 @@ pub struct ChatMessageIn {
     pub reasoning_content: Option<String>,
     pub name: Option<String>,
     pub tool_call_id: Option<String>,
+    /// An assistant turn's calls, as OpenAI returned them (rendered back by the template).
+    pub tool_calls: Option<Value>,
 }
 
 impl ChatMessageIn {
@@ -366,6 +352,18 @@ impl ChatMessageIn {
         }
         if let Some(id) = &self.tool_call_id {
             v["tool_call_id"] = Value::from(id.as_str());
+        }
+        match &self.tool_calls {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(calls)) if self.role == "assistant" => {
+                v["tool_calls"] = Value::from(calls.clone());
+            }
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    format!("{param}.tool_calls must be a list, on an assistant message"),
+                    Some(&param),
+                ))
+            }
         }
         Ok(v)
     }

@@ -12,6 +12,8 @@
 mod api;
 mod page;
 mod routes;
+mod tool_calls;
+mod tools;
 mod worker;
 
 use std::net::SocketAddr;

@@ -13,12 +13,14 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use engine::StopReason;
+use engine::{ConstraintSpec, StopReason};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::api::{self, ApiError, ChatRequest, Common, CompletionRequest, MAX_TOP_LOGPROBS};
+use crate::tool_calls::{chat_message, tool_deltas, CallParser, Piece, Syntax};
+use crate::tools;
 use crate::worker::{Event, Job, TokenInfo, Worker};
 use crate::ServeOptions;
 
@@ -249,7 +251,16 @@ struct Prepared {
     stream: bool,
     include_usage: bool,
     logprobs: bool,
+    /// Parse tool calls out of the answer, in this syntax (the request has tools).
+    tools: Option<Syntax>,
     rx: UnboundedReceiver<Event>,
+}
+
+/// What a request's output must match, and the request field it came from (for errors).
+struct Structured {
+    spec: Option<ConstraintSpec>,
+    param: &'static str,
+    tools: Option<Syntax>,
 }
 
 fn submit(
@@ -259,6 +270,7 @@ fn submit(
     split: Option<String>,
     common: &Common,
     logprobs: Option<usize>,
+    structured: Structured,
 ) -> Result<Prepared, ApiError> {
     let w = st.worker()?;
     let room = w.max_seq_len.saturating_sub(ids.len());
@@ -280,7 +292,13 @@ fn submit(
         e.code = Some("context_length_exceeded");
         return Err(e);
     }
-    let opts = common.options(logprobs, room)?;
+    let mut opts = common.options(logprobs, room)?;
+    if let Some(spec) = &structured.spec {
+        let c = w.model.compile_constraint(spec).map_err(|e| {
+            ApiError::invalid(format!("{}: {e}", structured.param), Some(structured.param))
+        })?;
+        opts.constraint = Some(c);
+    }
     let (tx, rx) = unbounded_channel();
     w.submit(Job {
         ids,
@@ -299,6 +317,7 @@ fn submit(
         stream: common.stream,
         include_usage: common.include_usage(),
         logprobs: logprobs.is_some(),
+        tools: structured.tools,
         rx,
     })
 }
@@ -311,17 +330,43 @@ async fn chat(State(st): State<AppRef>, body: Bytes) -> Result<Response, ApiErro
             Some("messages"),
         ));
     }
-    let msgs = r
+    let mut msgs = r
         .messages
         .iter()
         .enumerate()
         .map(|(i, m)| m.to_template(i))
         .collect::<Result<Vec<_>, _>>()?;
-    let extra = r
-        .chat_template_kwargs
-        .as_ref()
-        .map(|m| Value::Object(m.clone()).to_string());
+    let format = tools::response_format(r.common.response_format.as_ref())?;
     let model = &st.worker()?.model;
+    let syntax = Syntax::of_template(model.chat_template());
+    let plan = tools::plan(
+        r.common.tools.as_ref(),
+        r.common.tool_choice.as_ref(),
+        r.common.parallel_tool_calls,
+        syntax,
+    )?;
+    let native = model.chat_template_handles_tools();
+    tools::prepare_messages(&mut msgs, plan.as_ref(), native);
+    let mut extra = r.chat_template_kwargs.clone();
+    if let (Some(p), true) = (&plan, native) {
+        extra
+            .get_or_insert_with(Default::default)
+            .insert("tools".into(), Value::from(p.tools.clone()));
+    }
+    let extra = extra.map(|m| Value::Object(m).to_string());
+    // A required call's grammar wins over response_format (the call is the answer).
+    let structured = match plan.as_ref().and_then(|p| p.constraint.clone()) {
+        Some(spec) => Structured {
+            spec: Some(spec),
+            param: "tools",
+            tools: Some(syntax),
+        },
+        None => Structured {
+            spec: format,
+            param: "response_format",
+            tools: plan.is_some().then_some(syntax),
+        },
+    };
     let text = model
         .render_messages_json(&Value::from(msgs).to_string(), true, extra.as_deref())
         .map_err(ApiError::from_engine)?;
@@ -348,6 +393,7 @@ async fn chat(State(st): State<AppRef>, body: Bytes) -> Result<Response, ApiErro
         Some(text),
         &r.common,
         r.logprobs.then_some(top),
+        structured,
     )?;
     Ok(answer(p).await)
 }
@@ -357,6 +403,17 @@ async fn completions(State(st): State<AppRef>, body: Bytes) -> Result<Response, 
     if r.echo {
         return Err(ApiError::unsupported("echo", "echoing the prompt"));
     }
+    if r.common.tools.as_ref().is_some_and(|t| !t.is_null()) {
+        return Err(ApiError::invalid(
+            "tools are a chat feature: use /v1/chat/completions",
+            Some("tools"),
+        ));
+    }
+    let structured = Structured {
+        spec: tools::response_format(r.common.response_format.as_ref())?,
+        param: "response_format",
+        tools: None,
+    };
     let model = &st.worker()?.model;
     let ids = match r.prompt {
         api::Prompt::Text(t) => model
@@ -374,7 +431,7 @@ async fn completions(State(st): State<AppRef>, body: Bytes) -> Result<Response, 
         return Err(ApiError::invalid("the prompt is empty", Some("prompt")));
     }
     let lp = r.logprobs.map(|n| n.min(MAX_TOP_LOGPROBS));
-    let p = submit(&st, Kind::Completion, ids, None, &r.common, lp)?;
+    let p = submit(&st, Kind::Completion, ids, None, &r.common, lp, structured)?;
     Ok(answer(p).await)
 }
 
@@ -465,7 +522,8 @@ async fn answer(mut p: Prepared) -> Response {
             } => {
                 let choice = match p.kind {
                     Kind::Chat => {
-                        let mut message = json!({"role": "assistant", "content": content});
+                        let (message, called) = chat_message(content, p.tools);
+                        let mut message = message;
                         if !reasoning.is_empty() {
                             message["reasoning_content"] = Value::from(reasoning.as_str());
                         }
@@ -473,7 +531,7 @@ async fn answer(mut p: Prepared) -> Response {
                             "index": 0,
                             "message": message,
                             "logprobs": if p.logprobs { json!({"content": chat_lp}) } else { Value::Null },
-                            "finish_reason": finish_reason(stop),
+                            "finish_reason": if called { "tool_calls" } else { finish_reason(stop) },
                         })
                     }
                     Kind::Completion => json!({
@@ -513,6 +571,7 @@ fn stream(p: Prepared) -> impl IntoResponse {
         model,
         include_usage,
         logprobs,
+        tools,
         rx: mut events,
         ..
     } = p;
@@ -532,7 +591,31 @@ fn stream(p: Prepared) -> impl IntoResponse {
     };
     tokio::spawn(async move {
         let mut offset = 0usize;
+        let mut parser = CallParser::streaming(tools.unwrap_or(Syntax::Hermes));
         let send = |e: SseEvent| tx.send(Ok(e)).is_ok();
+        // With tools, answer text goes through the call parser; each piece is one or two
+        // deltas (the call index counts the calls sent so far).
+        let send_pieces = |pieces: Vec<Piece>, calls_before: usize| {
+            // Calls started so far; a call's pieces carry its index.
+            let mut started = calls_before;
+            for piece in pieces {
+                let index = match piece {
+                    Piece::Call { .. } | Piece::CallStart { .. } => {
+                        started += 1;
+                        started - 1
+                    }
+                    _ => started.saturating_sub(1),
+                };
+                for d in tool_deltas(piece, index) {
+                    let c =
+                        json!({"index": 0, "delta": d, "logprobs": null, "finish_reason": null});
+                    if !send(chunk(c, None)) {
+                        return false;
+                    }
+                }
+            }
+            true
+        };
         if kind == Kind::Chat
             && !send(chunk(
                 json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}),
@@ -549,6 +632,20 @@ fn stream(p: Prepared) -> impl IntoResponse {
                     token,
                 } => {
                     if content.is_empty() && reasoning.is_empty() && token.is_none() {
+                        continue;
+                    }
+                    if tools.is_some() {
+                        let mut ok = true;
+                        if !reasoning.is_empty() {
+                            let d = json!({"reasoning_content": reasoning});
+                            let c = json!({"index": 0, "delta": d, "logprobs": null, "finish_reason": null});
+                            ok = send(chunk(c, None));
+                        }
+                        let before = parser.calls;
+                        let alive = ok && send_pieces(parser.push(&content), before);
+                        if !alive {
+                            break;
+                        }
                         continue;
                     }
                     let choice = match kind {
@@ -592,7 +689,15 @@ fn stream(p: Prepared) -> impl IntoResponse {
                     completion_tokens,
                     ..
                 } => {
-                    let fr = finish_reason(stop);
+                    let before = parser.calls;
+                    if tools.is_some() && !send_pieces(parser.finish(), before) {
+                        break;
+                    }
+                    let fr = if parser.calls > 0 {
+                        "tool_calls"
+                    } else {
+                        finish_reason(stop)
+                    };
                     let last = match kind {
                         Kind::Chat => {
                             json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": fr})

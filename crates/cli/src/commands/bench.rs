@@ -14,7 +14,10 @@ use serde_json::json;
 #[command(after_help = "\
 Token ids are pseudo-random in [0, n_vocab) from a fixed seed (the sequences are the same in \
 every run), as llama-bench feeds random ids; logits are computed but not sampled. \
--p 0 or -n 0 skips that test (its value in --json is null).")]
+-p 0 or -n 0 skips that test (its value in --json is null).\n\n\
+--json-schema replaces pp/tg with a structured-output test: a chat prompt asking for JSON of \
+that schema is answered greedily (up to -n tokens) without and with the schema; both rows show \
+generated tokens/s, the schema row also the token-mask time per token.")]
 pub struct Args {
     /// Model: a .gguf path, owner/name[:QUANT] or owner/name/FILE.gguf on the Hugging Face hub
     /// [default: SmolLM2-135M-Instruct Q4_1, fetched on first use]
@@ -39,6 +42,9 @@ pub struct Args {
     pub json: bool,
     #[command(flatten)]
     pub load: super::args::LoadArgs,
+    /// Measure generation with and without this JSON Schema (a file, or inline JSON)
+    #[arg(long, value_name = "FILE_OR_JSON")]
+    pub json_schema: Option<String>,
 }
 
 /// Tokens/s of each timed repetition, with their mean and sample standard deviation.
@@ -97,7 +103,32 @@ pub fn run(args: Args) -> Result<()> {
         .min(engine::MAX_THREADS);
     super::args::apply_threads(Some(args.threads.unwrap_or(threads)))?;
 
+    let schema = args
+        .json_schema
+        .as_deref()
+        .map(engine::ConstraintSpec::json_schema_arg)
+        .transpose()?;
     let path = super::model_path(args.model.as_deref())?;
+    if let Some(schema) = &schema {
+        let lm = args
+            .load
+            .load(&path, engine::SessionOptions::default(), false)?;
+        let setup = super::bench_schema::Setup {
+            lm: &lm,
+            schema,
+            n_gen: args.n_gen.max(1),
+            reps: args.repetitions,
+            session: engine::SessionOptions {
+                max_seq_len: Some(1024),
+                kv_dtype,
+            },
+        };
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        return super::bench_schema::run(&setup, &name, args.json);
+    }
     let session = engine::SessionOptions {
         max_seq_len: Some(args.n_prompt.max(args.n_gen).max(1)),
         kv_dtype,

@@ -38,7 +38,9 @@ Without a terminal, each input line is one message (a line ending in \\ continue
 next); answers go to stdout, notes and statistics to stderr. Slash commands work there too.\n\n\
 Slash commands: /help, /thinking on|off, /system TEXT, /clear, /save FILE, /load FILE, /stats, \
 /exit. Ctrl-C stops the answer being written (the partial answer stays in the conversation); \
-Ctrl-D leaves.")]
+Ctrl-D leaves.\n\n\
+--json-schema, --json-object and --grammar constrain every answer (a reasoning model's \
+trace too: under a constraint it answers without one).")]
 pub struct Args {
     /// Model: a .gguf path, owner/name[:QUANT] or owner/name/FILE.gguf on the Hugging Face hub
     /// [default: SmolLM2-135M-Instruct Q4_1, fetched on first use]
@@ -61,6 +63,8 @@ pub struct Args {
     pub sampling: super::args::SamplingArgs,
     #[command(flatten)]
     pub runtime: super::args::RuntimeArgs,
+    #[command(flatten)]
+    pub structured: super::structured::StructuredArgs,
     /// Print nothing but the answers: no load line, notes or statistics on stderr
     #[arg(short, long)]
     pub quiet: bool,
@@ -358,6 +362,7 @@ pub fn run(args: Args) -> Result<()> {
     let sampling = args.sampling.params()?;
     let max_tokens = max_tokens(args.n_predict)?;
     let session_opts = args.runtime.session_options()?;
+    let structured = args.structured.spec()?;
     let template = super::args::read_chat_template(args.chat_template_file.as_deref())?;
     let path = super::model_path(args.model.as_deref())?;
     let mut lm = args.runtime.load.load(&path, session_opts, args.quiet)?;
@@ -397,6 +402,7 @@ pub fn run(args: Args) -> Result<()> {
             sampling,
             stop: Vec::new(),
             logprobs: None,
+            constraint: super::structured::compile(&lm, structured.as_ref())?,
         },
         show_thinking: args.show_thinking,
         style,

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod bench;
+mod bench_schema;
 pub mod chat;
 pub mod download;
 pub mod info;
@@ -11,6 +12,7 @@ pub mod perplexity;
 pub mod quantize;
 pub mod run;
 pub mod serve;
+pub mod structured;
 pub mod tokenize;
 
 use std::io::Write;

@@ -16,7 +16,10 @@ Generation ends after -n tokens (default 256), at an end-of-generation token, at
 string or when the context is full; the reason is printed with the stats (and in --json).\n\n\
 Sampling follows llama.cpp: penalties -> top-k -> top-p -> min-p -> temperature; --temp 0 is \
 greedy (argmax, lowest id on ties). Without --seed a random seed is used and printed with the \
-stats, so any run can be replayed.")]
+stats, so any run can be replayed.\n\n\
+Structured output: --json-schema, --json-object or --grammar (Lark) mask every token the \
+schema or grammar does not allow before sampling; generation ends when the output is \
+complete. --json is unrelated: it prints the result (ids, text, logprobs) as JSON.")]
 pub struct Args {
     /// Model: a .gguf path, owner/name[:QUANT] or owner/name/FILE.gguf on the Hugging Face hub
     /// (downloaded into its cache) [default: SmolLM2-135M-Instruct Q4_1, fetched on first use]
@@ -39,6 +42,8 @@ pub struct Args {
     pub sampling: super::args::SamplingArgs,
     #[command(flatten)]
     pub runtime: super::args::RuntimeArgs,
+    #[command(flatten)]
+    pub structured: super::structured::StructuredArgs,
     /// Require the model's chat template (error if it has none)
     #[arg(long, conflicts_with = "raw")]
     pub chat_template: bool,
@@ -112,6 +117,7 @@ pub fn run(args: Args) -> Result<()> {
     let sampling = args.sampling.params()?;
     let max_tokens = max_tokens(args.n_predict)?;
     let session_opts = args.runtime.session_options()?;
+    let structured = args.structured.spec()?;
     let prompt_text = match (&args.prompt, &args.prompt_ids) {
         (Some(p), None) => {
             let text = read_prompt(p)?;
@@ -158,6 +164,7 @@ pub fn run(args: Args) -> Result<()> {
         sampling,
         stop: args.stop.clone(),
         logprobs: args.json.then_some(args.logprobs),
+        constraint: super::structured::compile(&lm, structured.as_ref())?,
     };
 
     let mut events: Vec<TokenEvent> = Vec::new();
