@@ -33,7 +33,7 @@ if [[ -z "${TORCHLESS:-}" ]]; then
     TORCHLESS="${CARGO_TARGET_DIR:-$root/target}/release/torchless"
 fi
 if [[ -z "${MEMBW:-}" ]]; then
-    (cd "$root" && cargo build --release -q -p models --example membw) >&2
+    (cd "$root" && cargo build --release -q -p torchless-models --example membw) >&2
     MEMBW="$("${CARGO_TARGET_DIR:-$root/target}/release/examples/membw" "$THREADS" 512 |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["gb_per_s"])')"
 fi

@@ -20,7 +20,7 @@ out="${1:-$cache/bench}"
 mkdir -p "$out"
 
 "$root/scripts/fetch-models.sh" >&2
-(cd "$root" && cargo build --release -q -p models --example synth_llama) >&2
+(cd "$root" && cargo build --release -q -p torchless-models --example synth_llama) >&2
 synth="${CARGO_TARGET_DIR:-$root/target}/release/examples/synth_llama"
 f16="$out/synth-1b-f16.gguf"
 [[ -f "$f16" ]] || "$synth" "$cache/models/smollm2-135m-instruct-q4_1.gguf" "$f16"
