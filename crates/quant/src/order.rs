@@ -226,7 +226,7 @@ pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
                 }),
                 GgmlType::IQ4_XS => Some(TiledDot {
                     one: iq4_xs::vec_dot_tiled_avx2,
-                    x4: None,
+                    x4: Some(iq4_xs::vec_dot_tiled_x4_avx2),
                 }),
                 _ => None,
             };

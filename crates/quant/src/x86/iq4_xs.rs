@@ -76,6 +76,57 @@ unsafe fn dot_avx2<const TILED: bool>(nb: usize, w: *const u8, x: *const u8) -> 
     }
 }
 
+/// The tiled order for one weight row against four activation rows: the codes are looked
+/// up once per group for all four, each token keeps its own exact integer sum and float
+/// chain, so each result equals [`vec_dot_tiled_avx2`]'s bit for bit.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be present; `w` and each `x[t]` must hold `nb` blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_tiled_x4_avx2(nb: usize, w: *const u8, x: [*const u8; 4]) -> [f32; 4] {
+    // SAFETY (whole body): every offset stays inside block i < nb of its row (caller);
+    // KVALUES is 16 bytes; unaligned loads.
+    unsafe {
+        let t = _mm_loadu_si128(KVALUES.as_ptr() as *const __m128i);
+        let lut = _mm256_set_m128i(t, t);
+        let m4 = _mm256_set1_epi8(0x0f);
+        let mut acc = [0f32; 4];
+        for i in 0..nb {
+            let bw = w.add(i * BYTES);
+            let scales = std::slice::from_raw_parts(bw, W_QS);
+            let bx = x.map(|r| r.add(i * X_BYTES));
+            let mut sum = [_mm256_setzero_si256(); 4];
+            for g in 0..8 {
+                let q = _mm_loadu_si128(bw.add(W_QS + 16 * g) as *const __m128i);
+                let codes = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+                let v = _mm256_shuffle_epi8(lut, codes);
+                let av = _mm256_sign_epi8(v, v);
+                let ls = _mm256_set1_epi16(group_scale(scales, g) as i16);
+                for (s, &b) in sum.iter_mut().zip(&bx) {
+                    let y = _mm256_loadu_si256(b.add(X_QS + 32 * g) as *const __m256i);
+                    let p16 = _mm256_maddubs_epi16(av, _mm256_sign_epi8(y, v));
+                    *s = _mm256_add_epi32(*s, _mm256_madd_epi16(p16, ls));
+                }
+            }
+            let dw = f16_at(bw);
+            for ((a, s), b) in acc.iter_mut().zip(sum).zip(bx) {
+                let total = super::repack_q4_0::hsum_broadcast(s);
+                let r = dw * _mm256_cvtsi256_si32(total) as f32;
+                *a = (b as *const f32).read_unaligned().mul_add(r, *a);
+            }
+        }
+        acc
+    }
+}
+
+/// Safe entry of [`dot_tiled_x4_avx2`].
+pub(crate) fn vec_dot_tiled_x4_avx2(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+    let nb = super::blocks_x4(n, QK_K, w, BYTES, x, X_BYTES);
+    // SAFETY: only reachable through the dispatch table after AVX2/FMA/F16C detection;
+    // `blocks_x4` checked all five lengths.
+    unsafe { dot_tiled_x4_avx2(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
+}
+
 pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, QK_K, w, BYTES, x, X_BYTES);
     // SAFETY: only reachable through the dispatch table after AVX2/FMA/F16C detection;
@@ -123,6 +174,34 @@ mod tests {
     #[test]
     fn equals_ggml_simd_result() {
         check_fixture(IQ4_XS, Exact::Both);
+    }
+
+    /// The four-token tiled kernel gives each token exactly the one-token result.
+    #[test]
+    fn tiled_x4_equals_tiled_one() {
+        if !crate::x86::has_avx2() {
+            return;
+        }
+        let mut r = crate::testkit::simd::Rng::new(17);
+        for nb in [1usize, 3, 8] {
+            let n = nb * QK_K;
+            let w: Vec<f32> = (0..n).map(|_| r.normal()).collect();
+            let mut wq = vec![0u8; nb * BYTES];
+            crate::iq4_xs::quantize(&w, &mut wq);
+            let xs: Vec<Vec<u8>> = (0..4)
+                .map(|t| {
+                    let v: Vec<f32> = (0..n).map(|_| r.normal() * (t + 1) as f32).collect();
+                    let mut q = vec![0u8; nb * X_BYTES];
+                    crate::q8_k::quantize(&v, &mut q);
+                    q
+                })
+                .collect();
+            let got = vec_dot_tiled_x4_avx2(n, &wq, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+            for (t, g) in got.iter().enumerate() {
+                let want = vec_dot_tiled_avx2(n, &wq, &xs[t]);
+                assert_eq!(g.to_bits(), want.to_bits(), "nb {nb} token {t}");
+            }
+        }
     }
 
     /// Whole matmuls hash to llama.cpp b11434's (scripts/quant-goldens:
