@@ -269,6 +269,33 @@ ANSWER: "yes" | "no" | /[0-9]{1,3}/
     }
 }
 
+/// A grammar can name a control token by id (`<[ID]>`), as the server's grammar for
+/// Mistral's `[TOOL_CALLS]` calls does: here SmolLM2's `<|im_start|>` (id 1) must come first,
+/// and its text is not part of the answer.
+#[test]
+fn grammars_can_require_a_control_token_by_id() {
+    let lm = model();
+    let spec =
+        ConstraintSpec::Lark("start: <[1]> \" [\" %json {\"type\": \"integer\"} \"]\"\n".into());
+    let (ids, text, stop) = generate(
+        lm,
+        "Pick a number.",
+        Some(&spec),
+        SamplingParams::greedy(),
+        12,
+    );
+    assert_eq!(ids.first(), Some(&1), "{ids:?}");
+    assert_eq!(stop, StopReason::Eos, "{text:?}");
+    let inner = text
+        .trim()
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'));
+    assert!(
+        inner.is_some_and(|n| n.trim().parse::<i64>().is_ok()),
+        "{text:?}"
+    );
+}
+
 #[test]
 fn greedy_output_the_schema_allows_is_unchanged() {
     let lm = model();

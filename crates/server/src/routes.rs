@@ -19,7 +19,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::api::{self, ApiError, ChatRequest, Common, CompletionRequest, MAX_TOP_LOGPROBS};
-use crate::tool_calls::{chat_message, tool_deltas, CallParser, Piece, Syntax};
+use crate::tool_calls::{chat_message, tool_deltas, CallParser, Piece, Syntax, MISTRAL_MARKER};
 use crate::tools;
 use crate::worker::{Event, Job, TokenInfo, Worker};
 use crate::ServeOptions;
@@ -261,6 +261,8 @@ struct Structured {
     spec: Option<ConstraintSpec>,
     param: &'static str,
     tools: Option<Syntax>,
+    /// Mistral's `[TOOL_CALLS]` token id, when its calls are to be parsed.
+    marker: Option<u32>,
 }
 
 fn submit(
@@ -304,6 +306,10 @@ fn submit(
         ids,
         split_thinking: split,
         opts,
+        show_token: structured
+            .marker
+            .filter(|_| structured.tools == Some(Syntax::Mistral))
+            .map(|id| (id, MISTRAL_MARKER)),
         events: tx,
     })?;
     Ok(Prepared {
@@ -338,12 +344,22 @@ async fn chat(State(st): State<AppRef>, body: Bytes) -> Result<Response, ApiErro
         .collect::<Result<Vec<_>, _>>()?;
     let format = tools::response_format(r.common.response_format.as_ref())?;
     let model = &st.worker()?.model;
-    let syntax = Syntax::of_template(model.chat_template());
+    let mut syntax = Syntax::of_template(model.chat_template());
+    // Mistral's calls open with a control token; without one such token in the vocabulary
+    // the template's syntax cannot be followed, and the tools prompt's Hermes blocks are used.
+    let marker = match model.tokenize(MISTRAL_MARKER, false, true) {
+        Ok(ids) if syntax == Syntax::Mistral && ids.len() == 1 => Some(ids[0]),
+        _ => None,
+    };
+    if syntax == Syntax::Mistral && marker.is_none() {
+        syntax = Syntax::Hermes;
+    }
     let plan = tools::plan(
         r.common.tools.as_ref(),
         r.common.tool_choice.as_ref(),
         r.common.parallel_tool_calls,
         syntax,
+        marker,
     )?;
     let native = model.chat_template_handles_tools();
     tools::prepare_messages(&mut msgs, plan.as_ref(), native);
@@ -360,11 +376,13 @@ async fn chat(State(st): State<AppRef>, body: Bytes) -> Result<Response, ApiErro
             spec: Some(spec),
             param: "tools",
             tools: Some(syntax),
+            marker,
         },
         None => Structured {
             spec: format,
             param: "response_format",
             tools: plan.is_some().then_some(syntax),
+            marker,
         },
     };
     let text = model
@@ -413,6 +431,7 @@ async fn completions(State(st): State<AppRef>, body: Bytes) -> Result<Response, 
         spec: tools::response_format(r.common.response_format.as_ref())?,
         param: "response_format",
         tools: None,
+        marker: None,
     };
     let model = &st.worker()?.model;
     let ids = match r.prompt {

@@ -1,7 +1,10 @@
 //! The model's tool calls in its answer, split from the text as it streams and shaped as
 //! OpenAI `tool_calls`, whole or as stream deltas. Two syntaxes: Hermes/Qwen
 //! `<tool_call>{"name": .., "arguments": ..}</tool_call>` blocks (also what the tools system
-//! prompt asks for), and Llama 3.x's answer that is one bare `{"name": .., "parameters": ..}`.
+//! prompt asks for), Llama 3.x's answer that is one bare `{"name": .., "parameters": ..}`,
+//! and Mistral's `[TOOL_CALLS]` followed by a JSON list of `{"name": .., "arguments": ..}`
+//! (`[TOOL_CALLS]` is a control token: the worker puts its text into the answer, see
+//! [`MISTRAL_MARKER`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,6 +12,9 @@ use serde_json::{json, Value};
 
 const OPEN: &str = "<tool_call>";
 const CLOSE: &str = "</tool_call>";
+/// The control token that opens Mistral's calls; a control token's text is not part of the
+/// decoded answer, so the worker adds it where the token was generated.
+pub const MISTRAL_MARKER: &str = "[TOOL_CALLS]";
 
 /// Output of [`CallParser`]: answer text, or a complete call.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,11 +38,14 @@ pub enum Syntax {
     /// Llama 3.1+: the whole answer is one JSON call (after `<|python_tag|>`, a control token
     /// the answer text does not show).
     Llama3Json,
+    /// Mistral (v0.3-style templates): `[TOOL_CALLS]` then a JSON list of calls.
+    Mistral,
 }
 
 impl Syntax {
     pub fn of_template(template: Option<&str>) -> Syntax {
         match template {
+            Some(t) if t.contains(MISTRAL_MARKER) => Syntax::Mistral,
             Some(t)
                 if t.contains("<|python_tag|>")
                     || t.contains("respond with a JSON for a function call") =>
@@ -152,6 +161,48 @@ impl CallParser {
         }
     }
 
+    /// Mistral: an answer that opens with the marker is held to the end (then parsed as a
+    /// list of calls); any other answer streams as text.
+    fn push_mistral(&mut self, text: &str) -> Vec<Piece> {
+        let mut out = Vec::new();
+        if self.plain {
+            self.text(&mut out, text);
+            return out;
+        }
+        self.buf.push_str(text);
+        let head = self.buf.trim_start();
+        let undecided = head.len() < MISTRAL_MARKER.len() && MISTRAL_MARKER.starts_with(head);
+        if !undecided && !head.starts_with(MISTRAL_MARKER) {
+            self.plain = true;
+            let t = std::mem::take(&mut self.buf);
+            self.text(&mut out, &t);
+        }
+        out
+    }
+
+    /// The calls after Mistral's marker: a JSON list (or one object) of calls.
+    fn mistral_calls(&mut self, out: &mut Vec<Piece>, rest: &str) {
+        let body = rest
+            .trim_start()
+            .strip_prefix(MISTRAL_MARKER)
+            .unwrap_or(rest);
+        let parsed: Option<Vec<Piece>> = match serde_json::from_str::<Value>(body.trim()) {
+            Ok(Value::Array(calls)) if !calls.is_empty() => {
+                calls.iter().map(|c| parse_call(&c.to_string())).collect()
+            }
+            Ok(v @ Value::Object(_)) => parse_call(&v.to_string()).map(|c| vec![c]),
+            _ => None,
+        };
+        match parsed {
+            Some(calls) => {
+                self.blank.clear();
+                self.calls += calls.len();
+                out.extend(calls);
+            }
+            None => self.text(out, body),
+        }
+    }
+
     fn push_llama3(&mut self, text: &str) -> Vec<Piece> {
         let mut out = Vec::new();
         if self.plain {
@@ -192,8 +243,10 @@ impl CallParser {
     }
 
     pub fn push(&mut self, text: &str) -> Vec<Piece> {
-        if self.syntax == Syntax::Llama3Json {
-            return self.push_llama3(text);
+        match self.syntax {
+            Syntax::Llama3Json => return self.push_llama3(text),
+            Syntax::Mistral => return self.push_mistral(text),
+            Syntax::Hermes => {}
         }
         self.buf.push_str(text);
         let mut out = Vec::new();
@@ -245,6 +298,8 @@ impl CallParser {
             self.args_open = false;
             self.in_call = false;
             self.push_args(&mut out, &rest, true);
+        } else if self.syntax == Syntax::Mistral && !self.plain && !rest.trim().is_empty() {
+            self.mistral_calls(&mut out, &rest);
         } else if self.syntax == Syntax::Llama3Json && !rest.trim().is_empty() {
             match parse_call(&rest) {
                 Some(c) => {
@@ -439,5 +494,47 @@ mod tests {
             "{\"city\": \"Paris, the capital of France\", \"n\": 1}"
         );
         assert_eq!(p.calls, 1);
+    }
+
+    #[test]
+    fn mistral_calls_follow_the_marker() {
+        let t = "{% for m in messages %}[TOOL_CALLS] {{ m }}{% endfor %}";
+        assert_eq!(Syntax::of_template(Some(t)), Syntax::Mistral);
+        let mut p = CallParser::new(Syntax::Mistral);
+        let mut pieces = Vec::new();
+        for chunk in [
+            "[TOOL_",
+            "CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}},",
+            " {\"name\": \"now\", \"arguments\": {}}]",
+        ] {
+            pieces.extend(p.push(chunk));
+        }
+        assert!(pieces.is_empty(), "held until the end: {pieces:?}");
+        pieces.extend(p.finish());
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::Call {
+                    name: "get_weather".into(),
+                    arguments: "{\"city\":\"Paris\"}".into()
+                },
+                Piece::Call {
+                    name: "now".into(),
+                    arguments: "{}".into()
+                },
+            ]
+        );
+        assert_eq!(p.calls, 2);
+        // Text that does not open with the marker streams as text at once.
+        let mut p = CallParser::new(Syntax::Mistral);
+        assert_eq!(
+            p.push("The weather"),
+            vec![Piece::Text("The weather".into())]
+        );
+        // A marker followed by something that is not a call list stays text.
+        let mut p = CallParser::new(Syntax::Mistral);
+        let mut pieces = p.push("[TOOL_CALLS] oops");
+        pieces.extend(p.finish());
+        assert_eq!(pieces, vec![Piece::Text(" oops".into())]);
     }
 }

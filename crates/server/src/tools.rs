@@ -64,6 +64,7 @@ pub fn plan(
     choice: Option<&Value>,
     parallel: Option<bool>,
     syntax: Syntax,
+    mistral_marker: Option<u32>,
 ) -> Result<Option<ToolPlan>, ApiError> {
     let tools = match tools {
         None | Some(Value::Null) => return Ok(None),
@@ -122,17 +123,23 @@ pub fn plan(
             )
         }
     };
-    let constraint =
-        required.map(|allowed| call_grammar(&allowed, parallel.unwrap_or(true), syntax));
+    let constraint = required
+        .map(|allowed| call_grammar(&allowed, parallel.unwrap_or(true), syntax, mistral_marker));
     Ok(Some(ToolPlan { tools, constraint }))
 }
 
 /// A Lark grammar of well-formed calls to `allowed` tools in `syntax`: the name is one of
-/// theirs and the arguments match that tool's parameter schema. Hermes allows one or more
-/// calls (one without `parallel`); Llama 3 answers with exactly one.
-fn call_grammar(allowed: &[Value], parallel: bool, syntax: Syntax) -> ConstraintSpec {
+/// theirs and the arguments match that tool's parameter schema. Hermes and Mistral allow one
+/// or more calls (one without `parallel`); Llama 3 answers with exactly one. Mistral's calls
+/// open with its `[TOOL_CALLS]` control token, named in the grammar by its id.
+fn call_grammar(
+    allowed: &[Value],
+    parallel: bool,
+    syntax: Syntax,
+    mistral_marker: Option<u32>,
+) -> ConstraintSpec {
     let args_key = match syntax {
-        Syntax::Hermes => "arguments",
+        Syntax::Hermes | Syntax::Mistral => "arguments",
         Syntax::Llama3Json => "parameters",
     };
     let one_of: Vec<Value> = allowed
@@ -155,6 +162,12 @@ fn call_grammar(allowed: &[Value], parallel: bool, syntax: Syntax) -> Constraint
     let schema = bounded_whitespace(json!({"anyOf": one_of}));
     if syntax == Syntax::Llama3Json {
         return ConstraintSpec::Lark(format!("start: %json {schema}\n"));
+    }
+    if let (Syntax::Mistral, Some(id)) = (syntax, mistral_marker) {
+        let more = if parallel { " (\", \" call)*" } else { "" };
+        return ConstraintSpec::Lark(format!(
+            "start: <[{id}]> \" [\" call{more} \"]\"\ncall: %json {schema}\n"
+        ));
     }
     let repeat = if parallel { " (\"\\n\" call)*" } else { "" };
     ConstraintSpec::Lark(format!(
@@ -255,23 +268,32 @@ mod tests {
     #[test]
     fn tool_choice_and_response_format_checked() {
         let tools = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
-        assert!(
-            plan(Some(&tools), Some(&json!("none")), None, Syntax::Hermes)
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            plan(Some(&tools), Some(&json!("auto")), None, Syntax::Hermes)
-                .unwrap()
-                .unwrap()
-                .constraint
-                .is_none()
-        );
+        assert!(plan(
+            Some(&tools),
+            Some(&json!("none")),
+            None,
+            Syntax::Hermes,
+            None
+        )
+        .unwrap()
+        .is_none());
+        assert!(plan(
+            Some(&tools),
+            Some(&json!("auto")),
+            None,
+            Syntax::Hermes,
+            None
+        )
+        .unwrap()
+        .unwrap()
+        .constraint
+        .is_none());
         assert!(plan(
             Some(&tools),
             Some(&json!("required")),
             None,
-            Syntax::Llama3Json
+            Syntax::Llama3Json,
+            None
         )
         .unwrap()
         .unwrap()
@@ -279,17 +301,42 @@ mod tests {
         .is_some());
         let named = json!({"type": "function", "function": {"name": "nope"}});
         assert_eq!(
-            plan(Some(&tools), Some(&named), None, Syntax::Hermes)
+            plan(Some(&tools), Some(&named), None, Syntax::Hermes, None)
                 .unwrap_err()
                 .param
                 .as_deref(),
             Some("tool_choice")
         );
-        assert!(plan(Some(&json!([{"type": "x"}])), None, None, Syntax::Hermes).is_err());
+        assert!(plan(
+            Some(&json!([{"type": "x"}])),
+            None,
+            None,
+            Syntax::Hermes,
+            None
+        )
+        .is_err());
         assert!(response_format(Some(&json!({"type": "xml"}))).is_err());
         assert_eq!(
             response_format(Some(&json!({"type": "json_object"}))).unwrap(),
             Some(ConstraintSpec::JsonObject)
         );
+    }
+
+    #[test]
+    fn mistral_required_calls_open_with_the_marker_token() {
+        let tools = json!([{"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}]);
+        let p = plan(
+            Some(&tools),
+            Some(&json!("required")),
+            Some(false),
+            Syntax::Mistral,
+            Some(9),
+        )
+        .unwrap()
+        .unwrap();
+        let Some(ConstraintSpec::Lark(g)) = p.constraint else {
+            panic!("a grammar");
+        };
+        assert!(g.starts_with("start: <[9]> \" [\" call \"]\""), "{g}");
     }
 }

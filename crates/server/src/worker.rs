@@ -21,6 +21,9 @@ pub(crate) struct Job {
     /// The rendered chat prompt, when reasoning traces are to be split from the answer.
     pub split_thinking: Option<String>,
     pub opts: GenerateOptions,
+    /// A control token whose text the answer should show where it is generated (Mistral's
+    /// `[TOOL_CALLS]`, which opens its tool calls): its id and text.
+    pub show_token: Option<(u32, &'static str)>,
     pub events: UnboundedSender<Event>,
 }
 
@@ -122,6 +125,7 @@ impl Worker {
         let model = self.model.clone();
         let tx = job.events;
         let split = job.split_thinking;
+        let show = job.show_token;
         tokio::task::spawn_blocking(move || {
             let mut splitter = split.as_deref().and_then(|prompt| {
                 model
@@ -158,9 +162,13 @@ impl Worker {
                                 .map(|c| (c.id, piece(c.id), c.logprob))
                                 .collect(),
                         });
+                        let text = match show {
+                            Some((id, shown)) if id == t.id => format!("{shown}{}", t.text),
+                            _ => t.text,
+                        };
                         let segs = match &mut splitter {
-                            Some(s) => s.push(t.id, &t.text),
-                            None => vec![Segment::Answer(t.text)],
+                            Some(s) => s.push(t.id, &text),
+                            None => vec![Segment::Answer(text)],
                         };
                         if !send(segs, token) {
                             return;
