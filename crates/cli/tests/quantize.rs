@@ -92,8 +92,35 @@ fn output_equals_llama_quantize_byte_for_byte() {
             ],
             "be451e5d7084b66828b9d4efc12447b00a52373a5c55fd6e2221402daba420d5",
         ),
+        (
+            &[
+                "Q4_0",
+                "--override-kv",
+                "general.name=str:test-model",
+                "--override-kv",
+                "foo.int=int:-5",
+                "--override-kv",
+                "foo.f=float:1.5",
+                "--override-kv",
+                "foo.b=bool:true",
+                "--override-kv",
+                "general.file_type=int:7",
+            ],
+            "74b38445a73700882e083342d2c97b47e9ad3526a283f7e38844167e86d4b6b7",
+        ),
     ] {
-        let out = d.join(format!("smollm2-{}.gguf", args.join("-").replace('=', "_")));
+        let name: String = args
+            .join("-")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let out = d.join(format!("smollm2-{name}.gguf"));
         assert_eq!(quantize(&f16, &out, args), want, "{args:?}");
     }
 }
@@ -127,7 +154,7 @@ fn bad_requests_are_refused_with_clear_errors_and_leave_no_file() {
     let src = real_model("smollm2-135m-instruct-q4_1");
     let out = d.join("refused.gguf");
     let _ = std::fs::remove_file(&out);
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["Q4_K_M"], "requantizing from a quantized type is off"),
         (&["Q9_9"], "unknown TYPE"),
         (
@@ -138,6 +165,10 @@ fn bad_requests_are_refused_with_clear_errors_and_leave_no_file() {
         (
             &["Q4_0", "--allow-requantize", "--tensor-type", "(=q8_0"],
             "--tensor-type pattern",
+        ),
+        (
+            &["Q4_0", "--allow-requantize", "--override-kv", "a.b=int:x"],
+            "not an integer",
         ),
     ];
     for (extra, want) in cases {

@@ -38,6 +38,8 @@ pub struct Options {
     pub threads: usize,
     /// One output file per input split (`--keep-split`), tensors in file order.
     pub keep_split: bool,
+    /// Metadata set in the output (`--override-kv`), after everything copied, in order.
+    pub kv_overrides: Vec<(String, Value)>,
     /// Set (e.g. by a Ctrl-C handler) to stop between tensors; the partial file is removed.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
@@ -55,6 +57,7 @@ impl Options {
             force: false,
             threads: 0,
             keep_split: false,
+            kv_overrides: Vec::new(),
             cancel: None,
         }
     }
@@ -161,8 +164,16 @@ fn first_u32(md: &gguf::Metadata, key: &str) -> Option<u32> {
     }
 }
 
-fn model_facts(file: &GgufFile) -> Result<ModelFacts> {
-    let md = file.metadata();
+fn model_facts(file: &GgufFile, overrides: &[(String, Value)]) -> Result<ModelFacts> {
+    // Overrides apply to what llama.cpp's loader reads as well (the rules see them).
+    let mut md = gguf::Metadata::new();
+    for (k, v) in overrides.iter().rev() {
+        md.insert(k.clone(), v.clone());
+    }
+    for (k, v) in file.metadata().iter() {
+        md.insert(k.to_string(), v.clone());
+    }
+    let md = &md;
     let arch = md.get_str("general.architecture")?.to_string();
     let n_layer = md.get_u32(&format!("{arch}.block_count"))?;
     let n_head = first_u32(md, &format!("{arch}.attention.head_count")).unwrap_or(0);
@@ -195,7 +206,7 @@ fn model_facts(file: &GgufFile) -> Result<ModelFacts> {
 
 /// The plan for every tensor, in output order, without writing anything (`--dry-run`).
 pub fn plan(input: &GgufFile, opts: &Options) -> Result<Vec<TensorPlan>> {
-    let facts = model_facts(input)?;
+    let facts = model_facts(input, &opts.kv_overrides)?;
     let mut tensor_types = Vec::new();
     for (p, t) in &opts.tensor_types {
         let re = regex::Regex::new(p)
@@ -375,13 +386,27 @@ pub fn quantize_file(
         let mut w = GgufWriter::new();
         // llama-quantize gives the first file the metadata, every file the split keys.
         if i == 0 {
+            // llama-quantize sets each override after the copy, which moves an existing key
+            // to the end; the last override of a key wins.
+            let overridden = |k: &str| opts.kv_overrides.iter().any(|(o, _)| o == k);
             for (k, v) in src.metadata().iter() {
-                if !DROPPED.contains(&k) {
+                if !DROPPED.contains(&k) && !overridden(k) {
                     w.add(k, v.clone())?;
                 }
             }
-            w.add("general.quantization_version", Value::U32(2))?;
-            w.add("general.file_type", Value::U32(opts.mix.ftype))?;
+            for (k, v) in [
+                ("general.quantization_version", Value::U32(2)),
+                ("general.file_type", Value::U32(opts.mix.ftype)),
+            ] {
+                if !overridden(k) {
+                    w.add(k, v)?;
+                }
+            }
+            for (j, (k, v)) in opts.kv_overrides.iter().enumerate() {
+                if !opts.kv_overrides[j + 1..].iter().any(|(o, _)| o == k) {
+                    w.add(k.clone(), v.clone())?;
+                }
+            }
         }
         if n_split > 1 {
             w.add("split.no", Value::U16(i as u16))?;

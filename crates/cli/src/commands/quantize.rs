@@ -61,6 +61,10 @@ pub struct Args {
     /// .gguf), as llama-quantize does
     #[arg(long)]
     pub keep_split: bool,
+    /// KEY=TYPE:VALUE (TYPE int, float, bool or str): set a metadata key in the output
+    /// (repeatable), as llama-quantize does (int is written as u32 of its magnitude)
+    #[arg(long, value_name = "KEY=TYPE:VALUE")]
+    pub override_kv: Vec<String>,
     /// Replace OUT if it exists
     #[arg(long, short = 'f')]
     pub force: bool,
@@ -79,6 +83,42 @@ fn tensor_type(flag: &str, name: &str) -> Result<GgmlType> {
     GgmlType::from_name(name).with_context(|| {
         format!("{flag}: unknown tensor type {name:?} (see `torchless quantize --list`)")
     })
+}
+
+/// `KEY=TYPE:VALUE` as llama.cpp's `--override-kv` reads it.
+fn parse_kv_override(spec: &str) -> Result<(String, engine::inspect::Value)> {
+    use engine::inspect::Value;
+    let bad = |why: &str| {
+        anyhow::anyhow!(
+            "--override-kv {spec:?}: {why} (KEY=TYPE:VALUE, TYPE int, float, bool or str)"
+        )
+    };
+    let (key, rest) = spec.split_once('=').ok_or_else(|| bad("no ="))?;
+    if key.is_empty() || key.len() >= 128 {
+        return Err(bad("the key must be 1 to 127 characters"));
+    }
+    let (ty, val) = rest.split_once(':').ok_or_else(|| bad("no TYPE:"))?;
+    let value = match ty {
+        // llama.cpp writes int overrides as u32 of the magnitude.
+        "int" => Value::U32(
+            val.trim()
+                .parse::<i64>()
+                .map_err(|_| bad("not an integer"))?
+                .unsigned_abs()
+                .try_into()
+                .map_err(|_| bad("out of u32 range"))?,
+        ),
+        "float" => Value::F32(val.trim().parse::<f64>().map_err(|_| bad("not a number"))? as f32),
+        "bool" => match val {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => return Err(bad("bool must be true or false")),
+        },
+        "str" if val.len() > 127 => return Err(bad("a str value is at most 127 bytes")),
+        "str" => Value::String(val.to_string()),
+        _ => return Err(bad("unknown TYPE")),
+    };
+    Ok((key.to_string(), value))
 }
 
 /// Prints to stdout; a closed pipe (`| head`) ends the output quietly.
@@ -146,6 +186,9 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("--tensor-type {spec:?}: expected PATTERN=TYPE"))?;
         opts.tensor_types
             .push((pat.to_string(), tensor_type("--tensor-type", t)?));
+    }
+    for spec in &args.override_kv {
+        opts.kv_overrides.push(parse_kv_override(spec)?);
     }
     if args.dry_run {
         let file = engine::inspect::GgufFile::open(input)
