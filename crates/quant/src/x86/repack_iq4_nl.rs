@@ -108,52 +108,9 @@ kernel!(
     dot_acc_vnni
 );
 
-/// Stores result `t` of a kernel (8 weight rows) at `out[t * 8..]`.
-#[inline]
-#[target_feature(enable = "avx")]
-fn store<const R: usize>(acc: [__m256; R], out: &mut [f32]) {
-    for (a, o) in acc.iter().zip(out.chunks_exact_mut(ROWS)) {
-        // SAFETY: `o` is exactly 8 floats; unaligned store.
-        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) }
-    }
-}
-
-macro_rules! entry {
-    ($name:ident, $kernel:ident, $toks:literal) => {
-        /// Eight IQ4_NL weight rows times one to `$toks` Q8_0 activation rows in llama.cpp's
-        /// repacked order (see [`crate::dispatch::TileFn`]).
-        pub(crate) fn $name(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]) {
-            let nb = super::blocks_tile(n, BLOCK, w, BYTES, x, X_BYTES, out, ROWS, $toks);
-            let wp: [*const u8; ROWS] = std::array::from_fn(|i| w[i].as_ptr());
-            macro_rules! go {
-                ($r:literal) => {
-                    store(
-                        $kernel::<$r>(nb, wp, std::array::from_fn(|i| x[i].as_ptr())),
-                        out,
-                    )
-                };
-            }
-            // SAFETY: only reachable through the dispatch table after detection of the
-            // kernel's features; `blocks_tile` checked every length and the tile shape.
-            unsafe {
-                match x.len() {
-                    1 => go!(1),
-                    2 => go!(2),
-                    3 => go!(3),
-                    4 => go!(4),
-                    5 => go!(5),
-                    6 => go!(6),
-                    7 => go!(7),
-                    _ => go!(8),
-                }
-            }
-        }
-    };
-}
-
 // AVX2 has 16 vector registers: 4 accumulators beside the 8 transposed weight vectors.
-entry!(tile_avx2, gemm_avx2, 4);
-entry!(tile_avx512, gemm_avx512, 8);
+super::repack_q4_0::entry!(tile_avx2, gemm_avx2, 4, "IQ4_NL");
+super::repack_q4_0::entry!(tile_avx512, gemm_avx512, 8, "IQ4_NL");
 
 /// Most activation rows per call at each level.
 pub(crate) const TOKS_AVX2: usize = 4;

@@ -196,23 +196,26 @@ kernel!(
 /// Stores result `t` of a kernel (8 weight rows) at `out[t * 8..]`.
 #[inline]
 #[target_feature(enable = "avx")]
-fn store<const R: usize>(acc: [__m256; R], out: &mut [f32]) {
+pub(super) fn store<const R: usize>(acc: [__m256; R], out: &mut [f32]) {
     for (a, o) in acc.iter().zip(out.chunks_exact_mut(ROWS)) {
         // SAFETY: `o` is exactly 8 floats; unaligned store.
         unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) }
     }
 }
 
+/// The safe tile entry of an 8-row repacked-order kernel (`$kernel::<R>` returning one
+/// `__m256` per token): checks the buffers with the calling module's `BLOCK`, `BYTES`,
+/// `X_BYTES` and `ROWS`, and dispatches on the number of tokens.
 macro_rules! entry {
-    ($name:ident, $kernel:ident, $toks:literal) => {
-        /// Eight Q4_0 weight rows times one to `$toks` Q8_0 activation rows in llama.cpp's
+    ($name:ident, $kernel:ident, $toks:literal, $what:literal) => {
+        #[doc = concat!("Eight ", $what, " weight rows times one to `", stringify!($toks), "` Q8_0 activation rows in llama.cpp's")]
         /// repacked order (see [`crate::dispatch::TileFn`]).
         pub(crate) fn $name(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]) {
             let nb = super::blocks_tile(n, BLOCK, w, BYTES, x, X_BYTES, out, ROWS, $toks);
             let wp: [*const u8; ROWS] = std::array::from_fn(|i| w[i].as_ptr());
             macro_rules! go {
                 ($r:literal) => {
-                    store(
+                    super::repack_q4_0::store(
                         $kernel::<$r>(nb, wp, std::array::from_fn(|i| x[i].as_ptr())),
                         out,
                     )
@@ -236,9 +239,11 @@ macro_rules! entry {
     };
 }
 
+pub(super) use entry;
+
 // AVX2 has 16 vector registers: 4 accumulators beside the 8 transposed weight vectors.
-entry!(tile_avx2, gemm_avx2, 4);
-entry!(tile_avx512, gemm_avx512, 8);
+entry!(tile_avx2, gemm_avx2, 4, "Q4_0");
+entry!(tile_avx512, gemm_avx512, 8, "Q4_0");
 
 /// Most activation rows per call at each level.
 pub(crate) const TOKS_AVX2: usize = 4;
