@@ -134,13 +134,14 @@ impl Summary {
 #[pymethods]
 impl PyModel {
     #[new]
-    #[pyo3(signature = (path_or_repo, load = "auto", max_seq_len = None, kv_dtype = "f16"))]
+    #[pyo3(signature = (path_or_repo, load = "auto", max_seq_len = None, kv_dtype = "f16", chat_template = None))]
     fn new(
         py: Python<'_>,
         path_or_repo: &str,
         load: &str,
         max_seq_len: Option<usize>,
         kv_dtype: &str,
+        chat_template: Option<String>,
     ) -> PyResult<Self> {
         let mode: LoadMode = load
             .parse()
@@ -167,7 +168,13 @@ impl PyModel {
         };
         let spec = path_or_repo.to_string();
         let model = py
-            .detach(move || torchless::Model::open(&spec, &opts))
+            .detach(move || {
+                let mut model = torchless::Model::open(&spec, &opts)?;
+                if let Some(t) = chat_template {
+                    model.set_chat_template(t)?;
+                }
+                Ok::<_, torchless::Error>(model)
+            })
             .map_err(engine_err)?;
         Ok(PyModel {
             model: Mutex::new(Some(Arc::new(model))),
@@ -467,8 +474,17 @@ fn default_model(py: Python<'_>) -> PyResult<String> {
         .map_err(engine_err)
 }
 
+/// Counts what a chat template holds while it renders: a runaway one fails its call with an
+/// error instead of exhausting memory (see `torchless::engine::chat_guard`). It covers the
+/// extension's own allocations only, which is where rendering happens.
+#[global_allocator]
+static ALLOC: torchless::engine::chat_guard::RenderAlloc =
+    torchless::engine::chat_guard::RenderAlloc;
+
 #[pymodule]
 fn _torchless(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Python must outlive a bad template: the render fails, the interpreter goes on.
+    torchless::engine::chat_guard::set_on_stop(torchless::engine::chat_guard::OnStop::Abandon);
     m.add_class::<PyModel>()?;
     m.add_class::<TokenStream>()?;
     m.add_function(wrap_pyfunction!(download, m)?)?;

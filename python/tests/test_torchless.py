@@ -144,6 +144,24 @@ def test_errors_are_exceptions_with_the_engine_message(tmp_path):
             small.generate("word " * 40)
 
 
+BOMB = (
+    "{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(64) %}"
+    "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}"
+)
+
+
+def test_a_runaway_chat_template_raises_and_python_goes_on():
+    with torchless.Model(str(SMOL), max_seq_len=256, chat_template=BOMB) as m:
+        with pytest.raises(torchless.TorchlessError, match="template was stopped.*MiB"):
+            m.chat([{"role": "user", "content": USER}], max_tokens=2)
+        with pytest.raises(torchless.TorchlessError, match="stopped earlier"):
+            m.chat([{"role": "user", "content": USER}], max_tokens=2)
+        assert m.generate(PROMPT, max_tokens=2, temperature=0)
+    custom = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>"
+    with torchless.Model(str(SMOL), max_seq_len=256, chat_template=custom) as m:
+        assert m.chat_prompt("hi") == "<user>hi<assistant>"
+
+
 def test_closed_model_raises_and_the_context_manager_closes():
     with torchless.Model(str(SMOL), load="lazy", max_seq_len=256) as m:
         assert m.info()["load"] == "lazy"

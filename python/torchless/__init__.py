@@ -70,7 +70,9 @@ class Model:
     the Hugging Face hub (downloaded into its cache when missing), or None for the default
     model. ``load``: ``"eager"`` (copy into RAM, fastest), ``"lazy"`` (memory-mapped, for
     models larger than RAM) or ``"auto"``. ``max_seq_len``: KV-cache size in tokens (default
-    min(trained context, 4096)). ``kv_dtype``: ``"f16"`` or ``"f32"``.
+    min(trained context, 4096)). ``kv_dtype``: ``"f16"`` or ``"f32"``. ``chat_template``: Jinja
+    text used instead of the file's chat template (a runaway one fails its call, and later
+    calls with it, with TorchlessError; the interpreter goes on).
 
     Usable as a context manager; ``close()`` frees the model. Calls from several threads are
     safe and run one after the other.
@@ -82,10 +84,11 @@ class Model:
         load: str = "auto",
         max_seq_len: Optional[int] = None,
         kv_dtype: str = "f16",
+        chat_template: Optional[str] = None,
     ):
         if path_or_repo is None:
             path_or_repo = default_model()
-        self._m = _Model(str(path_or_repo), load, max_seq_len, kv_dtype)
+        self._m = _Model(str(path_or_repo), load, max_seq_len, kv_dtype, chat_template)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:

@@ -95,6 +95,13 @@ impl Model {
         (self.inner, self.session)
     }
 
+    /// Uses `template` (Jinja, as in `tokenizer.chat_template`) instead of the file's chat
+    /// template for every later chat call (a template with errors fails those calls, naming
+    /// the error).
+    pub fn set_chat_template(&mut self, template: impl Into<String>) -> Result<(), Error> {
+        Ok(self.inner.set_chat_template(template.into())?)
+    }
+
     /// The engine's model, borrowed.
     pub fn engine(&self) -> &LoadedModel {
         &self.inner

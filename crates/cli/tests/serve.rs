@@ -631,3 +631,37 @@ fn a_client_that_never_reads_does_not_stall_the_others() {
     assert_eq!(http(&s.addr, "GET", "/health", &[], b"").0, 200);
     drop(stuck);
 }
+
+/// A chat template that runs away with memory fails its request (and later ones at once, not
+/// parking another thread); the server goes on serving completions and health checks.
+#[test]
+fn a_runaway_chat_template_fails_its_request_and_the_server_goes_on() {
+    let tf =
+        std::env::temp_dir().join(format!("torchless-serve-bomb-{}.jinja", std::process::id()));
+    std::fs::write(
+        &tf,
+        "{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+    )
+    .unwrap();
+    let s = serve(&["--chat-template-file", tf.to_str().unwrap()]);
+    let (st, v) = post(&s.addr, "/v1/chat/completions", &greedy_chat("hi", 4));
+    let msg = v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        (400..600).contains(&st) && msg.contains("template was stopped") && msg.contains("MiB"),
+        "{st} {v}"
+    );
+    let (st2, v) = post(&s.addr, "/v1/chat/completions", &greedy_chat("hi", 4));
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(st2 == st && msg.contains("stopped earlier"), "{st2} {v}");
+    let (st, v) = post(
+        &s.addr,
+        "/v1/completions",
+        &json!({"prompt": "The sky is", "max_tokens": 3, "temperature": 0}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(http(&s.addr, "GET", "/health", &[], b"").0, 200);
+    std::fs::remove_file(&tf).ok();
+}

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use minijinja::{Environment, Error, ErrorKind, Value};
 use serde::Serialize;
 
-use crate::{Result, Tokenizer, TokenizerError};
+use crate::{chat_guard, Result, Tokenizer, TokenizerError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatMessage {
@@ -79,7 +79,51 @@ fn parse_json(what: &str, text: &str) -> Result<Value> {
 /// Like [`render_chat`] with the messages given as JSON text (a list of
 /// objects, which may carry tool calls, names or structured content) and
 /// optional tools. Object keys keep their order.
+///
+/// The render runs on a thread of its own: with a stack deep enough for the nesting minijinja
+/// allows whatever the caller's stack is (async runtimes give 2 MiB), and so that a render
+/// stopped for its memory (see [`crate::chat_guard`]) can be left behind.
 pub fn render_chat_json(template: &str, messages_json: &str, opts: &ChatOptions) -> Result<String> {
+    let key = chat_guard::template_key(template);
+    if let Some(e) = chat_guard::stopped_before(key) {
+        return Err(e);
+    }
+    let (template, messages) = (template.to_owned(), messages_json.to_owned());
+    let (bos, eos) = (opts.bos_token.to_owned(), opts.eos_token.to_owned());
+    let (tools, extra) = (opts.tools.map(str::to_owned), opts.extra.map(str::to_owned));
+    let (add_generation_prompt, now_unix) = (opts.add_generation_prompt, opts.now_unix);
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("chat-template".into())
+        .stack_size(RENDER_STACK_BYTES)
+        .spawn(move || {
+            chat_guard::set_reply(tx, key);
+            let opts = ChatOptions {
+                add_generation_prompt,
+                bos_token: &bos,
+                eos_token: &eos,
+                tools: tools.as_deref(),
+                extra: extra.as_deref(),
+                now_unix,
+            };
+            let r = render_here(&template, &messages, &opts);
+            if let Some(tx) = chat_guard::take_reply() {
+                let _ = tx.send(r);
+            }
+        })
+        .map_err(|e| TokenizerError::Template(format!("could not start the renderer: {e}")))?;
+    rx.recv().unwrap_or_else(|_| {
+        Err(TokenizerError::Template(
+            "the template renderer ended without a result".into(),
+        ))
+    })
+}
+
+/// Stack of a render thread: minijinja's parser allows 150 levels of nesting, each a dozen
+/// frames deep; reserved address space, touched only as deep as a template goes.
+const RENDER_STACK_BYTES: usize = 64 << 20;
+
+fn render_here(template: &str, messages_json: &str, opts: &ChatOptions) -> Result<String> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -146,7 +190,7 @@ pub fn render_chat_json(template: &str, messages_json: &str, opts: &ChatOptions)
         cap: max_output,
         overflowed: false,
     };
-    let _guard = guard::Armed::new(MEMORY_BUDGET_BYTES.max(input.saturating_mul(16)));
+    let _guard = chat_guard::Armed::new(MEMORY_BUDGET_BYTES.max(input.saturating_mul(16)));
     let r = tmpl.render_captured_to(ctx, &mut out);
     drop(_guard);
     match r {
@@ -173,7 +217,7 @@ pub const TEMPLATE_FUEL: u64 = 5_000_000;
 pub const TEMPLATE_RECURSION: usize = 200;
 /// Output size allowed whatever the input (more when the messages themselves are larger).
 pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
-/// Memory a render may hold at once, checked by [`guard::RenderAlloc`] when a binary installs
+/// Memory a render may hold at once, checked by [`chat_guard::RenderAlloc`] when a program installs
 /// it as its global allocator (more when the input is larger).
 pub const MEMORY_BUDGET_BYTES: usize = 256 << 20;
 
@@ -199,102 +243,6 @@ impl std::io::Write for CappedOutput {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-pub mod guard {
-    //! A memory limit on template rendering. A template can grow a value exponentially in
-    //! a few instructions (`{% set ns.s = ns.s ~ ns.s %}` in a loop, a recursive macro), so
-    //! fuel alone does not bound its memory, and minijinja has no hook on value sizes. A
-    //! binary that installs [`RenderAlloc`] as its global allocator gets a per-thread count
-    //! of the bytes held while a template renders; past the budget the process prints one
-    //! line saying the template was stopped and exits with status 1 (an allocator cannot
-    //! unwind, and failing the allocation would abort without a word).
-
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-    use std::sync::OnceLock;
-
-    thread_local! {
-        /// (budget, bytes held since armed); budget 0 = not rendering.
-        static STATE: Cell<(usize, isize)> = const { Cell::new((0, 0)) };
-    }
-
-    static HINT: OnceLock<&'static str> = OnceLock::new();
-
-    /// What the stop message suggests (e.g. the command-line flags that go around the
-    /// template). Set once; later calls are ignored.
-    pub fn set_hint(hint: &'static str) {
-        let _ = HINT.set(hint);
-    }
-
-    /// The counting allocator: [`System`] plus the per-thread budget check.
-    pub struct RenderAlloc;
-
-    fn track(delta: isize) {
-        let _ = STATE.try_with(|s| {
-            let (budget, held) = s.get();
-            if budget == 0 {
-                return;
-            }
-            let held = held.saturating_add(delta);
-            s.set((budget, held));
-            if held > budget as isize {
-                s.set((0, 0));
-                stop(budget);
-            }
-        });
-    }
-
-    #[cold]
-    fn stop(budget: usize) -> ! {
-        use std::io::Write;
-        let hint = HINT.get().copied().unwrap_or("");
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(
-            err,
-            "error: the chat template was stopped: rendering it took more than {} MiB of memory{}{}",
-            budget >> 20,
-            if hint.is_empty() { "" } else { "; " },
-            hint
-        );
-        let _ = err.flush();
-        std::process::exit(1)
-    }
-
-    unsafe impl GlobalAlloc for RenderAlloc {
-        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-            track(l.size() as isize);
-            System.alloc(l)
-        }
-        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-            track(l.size() as isize);
-            System.alloc_zeroed(l)
-        }
-        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-            track(-(l.size() as isize));
-            System.dealloc(p, l)
-        }
-        unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-            track(new as isize - l.size() as isize);
-            System.realloc(p, l, new)
-        }
-    }
-
-    /// Counting is on for this thread while it lives.
-    pub(super) struct Armed;
-
-    impl Armed {
-        pub(super) fn new(budget: usize) -> Armed {
-            let _ = STATE.try_with(|s| s.set((budget.max(1), 0)));
-            Armed
-        }
-    }
-
-    impl Drop for Armed {
-        fn drop(&mut self) {
-            let _ = STATE.try_with(|s| s.set((0, 0)));
-        }
     }
 }
 

@@ -27,6 +27,7 @@
 
 mod bpe;
 pub mod chat;
+pub mod chat_guard;
 mod config;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -41,7 +42,6 @@ mod vocab;
 
 use std::collections::{HashMap, HashSet};
 
-pub use chat::guard as chat_guard;
 pub use chat::{render_chat, render_chat_json, ChatMessage, ChatOptions};
 pub use config::TokenizerConfig;
 pub use stream::StreamDecoder;

@@ -44,11 +44,16 @@ pub struct Args {
     /// Name reported in /v1/models and responses [default: the file name]
     #[arg(long)]
     pub alias: Option<String>,
+    /// Jinja chat template to use instead of the model's (as llama-server's flag)
+    #[arg(long, value_name = "FILE")]
+    pub chat_template_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub runtime: super::args::RuntimeArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // A runaway chat template fails its request; the server goes on serving.
+    engine::chat_guard::set_on_stop(engine::chat_guard::OnStop::Abandon);
     if args.parallel == 0 {
         bail!("--parallel: must be at least 1");
     }
@@ -75,8 +80,17 @@ pub fn run(args: Args) -> Result<()> {
     // Listen at once; /health says 503 until the model is loaded (the memory plan counts
     // every slot's KV cache).
     let (load, parallel) = (args.runtime.load.clone(), args.parallel);
+    let template = super::args::read_chat_template(args.chat_template_file.as_deref())?;
     let srv = server::Server::loading(opts, move || {
-        let lm = match load.load_slots(&path, session, parallel) {
+        let loaded = load
+            .load_slots(&path, session, parallel)
+            .and_then(|mut lm| {
+                if let Some(t) = template {
+                    lm.set_chat_template(t)?;
+                }
+                Ok(lm)
+            });
+        let lm = match loaded {
             Ok(lm) => lm,
             // Nothing can be served: exit as llama-server does, with the reason.
             Err(e) => {
