@@ -15,6 +15,10 @@ cargo fmt --all -- --check
 # syn, the derives) are compiled once, not once per profile.
 cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 cargo test --workspace --release "$@"
+# Coverage-guided fuzzing of the GGUF reader, model loading, tokenizer building and chat
+# templates (libFuzzer on stable), briefly, from the seeds in fuzz/seeds: a regression shows.
+fuzz_secs=${TORCHLESS_FUZZ_SECONDS:-60}
+if [ "$fuzz_secs" != 0 ]; then scripts/fuzz.sh all "$fuzz_secs"; fi
 # The Python package: wheel built with maturin, pytest against the real model and the CLI.
 scripts/test-python.sh
 # Every crate packages for crates.io (seconds; needs the crates.io index).

@@ -1,10 +1,22 @@
 //! See `tokenizer::fuzzing::check_template`: must never panic, hang or run away with memory.
-//! Run with `cargo +nightly fuzz run template seeds/template` from this directory (see README.md).
+//! Runaway renders are stopped by the chat-template allocator guard, as in `torchless serve`:
+//! the render fails and its thread is left parked (with a small budget here, so the few a run
+//! leaves behind stay small). Run with `scripts/fuzz.sh template 600` (see README.md).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tokenizer::chat_guard::{self, OnStop, RenderAlloc};
 
-fuzz_target!(|data: &[u8]| {
-    tokenizer::fuzzing::check_template(data);
-});
+#[global_allocator]
+static ALLOC: RenderAlloc = RenderAlloc;
+
+fuzz_target!(
+    init: {
+        chat_guard::set_on_stop(OnStop::Abandon);
+        chat_guard::set_memory_budget(16 << 20);
+    },
+    |data: &[u8]| {
+        tokenizer::fuzzing::check_template(data);
+    }
+);

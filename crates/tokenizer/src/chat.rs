@@ -190,7 +190,7 @@ fn render_here(template: &str, messages_json: &str, opts: &ChatOptions) -> Resul
         cap: max_output,
         overflowed: false,
     };
-    let _guard = chat_guard::Armed::new(MEMORY_BUDGET_BYTES.max(input.saturating_mul(16)));
+    let _guard = chat_guard::Armed::new(chat_guard::memory_budget().max(input.saturating_mul(16)));
     let r = tmpl.render_captured_to(ctx, &mut out);
     drop(_guard);
     match r {

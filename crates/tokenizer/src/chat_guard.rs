@@ -16,7 +16,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Mutex, OnceLock};
 
@@ -43,6 +43,19 @@ fn on_stop() -> OnStop {
         0 => OnStop::Exit,
         _ => OnStop::Abandon,
     }
+}
+
+static BUDGET: AtomicUsize = AtomicUsize::new(crate::chat::MEMORY_BUDGET_BYTES);
+
+/// Sets the memory a render may hold at once (process-wide; default
+/// [`MEMORY_BUDGET_BYTES`](crate::chat::MEMORY_BUDGET_BYTES); more when the input is larger).
+/// A fuzzer lowers it so that the renders it abandons stay small.
+pub fn set_memory_budget(bytes: usize) {
+    BUDGET.store(bytes.max(1 << 20), Ordering::Relaxed);
+}
+
+pub(crate) fn memory_budget() -> usize {
+    BUDGET.load(Ordering::Relaxed)
 }
 
 static HINT: OnceLock<&'static str> = OnceLock::new();

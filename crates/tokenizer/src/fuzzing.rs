@@ -71,8 +71,9 @@ pub fn check_vocab(data: &[u8]) -> bool {
 }
 
 /// Renders `data` (as UTF-8, lossily) as a chat template over a small conversation.
-/// Templates that grow values exponentially are out of scope here (the allocator guard of
-/// [`crate::chat_guard`] stops them in the binary); the fuzz target runs with an RSS limit.
+/// Templates that grow values exponentially are stopped by the allocator guard of
+/// [`crate::chat_guard`], which the fuzz target installs (abandon mode, a small budget); under
+/// `cargo test` without the guard, the corpus holds no such template.
 pub fn check_template(data: &[u8]) -> bool {
     let t = String::from_utf8_lossy(data);
     let msgs = r#"[{"role":"system","content":"s"},{"role":"user","content":"hi"},{"role":"assistant","content":"a","tool_calls":[{"function":{"name":"f","arguments":{"x":1}}}]},{"role":"user","content":"again"}]"#;
