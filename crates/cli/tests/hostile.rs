@@ -14,7 +14,11 @@ fn fixture() -> PathBuf {
 
 /// The fixture with `kv` added or replaced, written to a temp file named after `tag`.
 fn rewrite(tag: &str, kv: &[(&str, Value)]) -> PathBuf {
-    let f = GgufFile::open(fixture()).unwrap();
+    rewrite_file(&fixture(), tag, kv)
+}
+
+fn rewrite_file(src: &Path, tag: &str, kv: &[(&str, Value)]) -> PathBuf {
+    let f = GgufFile::open(src).unwrap();
     let mut w = GgufWriter::new();
     for (k, v) in f.metadata().iter() {
         if !kv.iter().any(|(key, _)| key == &k) {
@@ -36,14 +40,51 @@ fn rewrite(tag: &str, kv: &[(&str, Value)]) -> PathBuf {
     p
 }
 
+/// Peak memory any run here may reach: the tiny fixture's weights and KV cache are a few
+/// MiB, so this is the process's own baseline (code, thread stacks, allocator) plus the chat
+/// template's render budget, not anything a file's numbers ask for.
+const PEAK_RSS_LIMIT_KIB: i64 = 96 << 10;
+
+/// Runs the binary with `args`; checks its peak resident memory (from `wait4`) stays under
+/// [`PEAK_RSS_LIMIT_KIB`], whatever the input.
 fn torchless(args: &[&str]) -> (Output, Duration) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
     let t0 = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_torchless"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_torchless"))
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    (out, t0.elapsed())
+    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        so.read_to_end(&mut b).map(|_| b)
+    });
+    let mut stderr = Vec::new();
+    se.read_to_end(&mut stderr).unwrap();
+    let stdout = out.join().unwrap().unwrap();
+    let (mut raw, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: `child.id()` is our own unwaited child; `raw` and `usage` are valid for writes.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut raw, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    std::mem::forget(child); // reaped above
+    assert!(
+        usage.ru_maxrss < PEAK_RSS_LIMIT_KIB,
+        "{args:?} peaked at {} MiB",
+        usage.ru_maxrss >> 10
+    );
+    let status = std::process::ExitStatus::from_raw(raw);
+    (
+        Output {
+            status,
+            stdout,
+            stderr,
+        },
+        t0.elapsed(),
+    )
 }
 
 /// Runs `args`, expects failure within 10 s with one `error:` line containing every `want`.
@@ -82,6 +123,57 @@ fn absurd_block_count_is_refused_naming_the_key() {
         );
         std::fs::remove_file(&p).ok();
     }
+}
+
+/// Every integer hyperparameter of every architecture fixture set to 2^31 and to u64::MAX:
+/// each run ends within seconds, with a one-line error or an answer, and (checked by
+/// `torchless()`) within the memory bound — nothing is sized from a number before it is
+/// checked against the tensors.
+#[test]
+fn huge_hyperparameters_of_every_architecture_stay_bounded() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/data");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    files.sort();
+    let mut runs = 0;
+    for src in &files {
+        let f = GgufFile::open(src).unwrap();
+        let arch = f
+            .metadata()
+            .get_str("general.architecture")
+            .unwrap()
+            .to_string();
+        let keys: Vec<String> = f
+            .metadata()
+            .iter()
+            .filter(|(k, v)| k.starts_with(&format!("{arch}.")) && v.as_integer().is_some())
+            .map(|(k, _)| k.to_string())
+            .collect();
+        let stem = src.file_stem().unwrap().to_string_lossy().into_owned();
+        for key in &keys {
+            for v in [1u64 << 31, u64::MAX] {
+                let p = rewrite_file(src, &format!("{stem}-{key}-{v}"), &[(key, Value::U64(v))]);
+                let (out, took) =
+                    torchless(&["run", p.to_str().unwrap(), "--prompt-ids", "1,2", "-n", "1"]);
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    took < Duration::from_secs(10),
+                    "{stem} {key}={v}: took {took:?}"
+                );
+                assert!(!err.contains("panicked"), "{stem} {key}={v}: {err}");
+                if !out.status.success() {
+                    let lines = err.lines().filter(|l| l.starts_with("error")).count();
+                    assert_eq!(lines, 1, "{stem} {key}={v}: {err}");
+                }
+                std::fs::remove_file(&p).ok();
+                runs += 1;
+            }
+        }
+    }
+    assert!(runs > 200, "only {runs} runs: fixtures missing?");
 }
 
 /// Templates that grow without limit: each stopped with a message naming the template and the

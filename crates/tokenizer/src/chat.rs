@@ -124,6 +124,12 @@ pub fn render_chat_json(template: &str, messages_json: &str, opts: &ChatOptions)
 const RENDER_STACK_BYTES: usize = 64 << 20;
 
 fn render_here(template: &str, messages_json: &str, opts: &ChatOptions) -> Result<String> {
+    let input = template.len()
+        + messages_json.len()
+        + opts.tools.map_or(0, str::len)
+        + opts.extra.map_or(0, str::len);
+    // Counted from here: compiling folds constant expressions (`'y' * 90000000`) too.
+    let _guard = chat_guard::Armed::new(chat_guard::memory_budget().max(input.saturating_mul(16)));
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -180,17 +186,12 @@ fn render_here(template: &str, messages_json: &str, opts: &ChatOptions) -> Resul
         ctx.push(("tools".into(), parse_json("tools", tools)?));
     }
     let ctx: Value = ctx.into_iter().collect();
-    let input = template.len()
-        + messages_json.len()
-        + opts.tools.map_or(0, str::len)
-        + opts.extra.map_or(0, str::len);
     let max_output = MAX_OUTPUT_BYTES.max(input.saturating_mul(4));
     let mut out = CappedOutput {
         buf: Vec::new(),
         cap: max_output,
         overflowed: false,
     };
-    let _guard = chat_guard::Armed::new(chat_guard::memory_budget().max(input.saturating_mul(16)));
     let r = tmpl.render_captured_to(ctx, &mut out);
     drop(_guard);
     match r {
@@ -219,7 +220,7 @@ pub const TEMPLATE_RECURSION: usize = 200;
 pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
 /// Memory a render may hold at once, checked by [`chat_guard::RenderAlloc`] when a program installs
 /// it as its global allocator (more when the input is larger).
-pub const MEMORY_BUDGET_BYTES: usize = 256 << 20;
+pub const MEMORY_BUDGET_BYTES: usize = 48 << 20;
 
 fn stopped(why: String) -> TokenizerError {
     TokenizerError::Template(format!("the template was stopped: {why}"))
