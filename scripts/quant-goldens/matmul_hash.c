@@ -11,7 +11,8 @@
 // what llama.cpp does by default on x86). Prints the FNV-1a 64 hash of the output bits,
 // token-major (out[t][r]), as 0x%016llx. Rust side: quant::testkit::matmul_hash. With
 // `detail`, the line starts with the hashes of the quantized weight bytes and of their
-// dequantization (ggml's to_float): `quant 0x... dequant 0x... out 0x...`.
+// dequantization (ggml's to_float): `quant 0x... dequant 0x... out 0x...`. The IQ lattice
+// types get made-up blocks instead of quantized ones (see fake_quantize).
 #include "ggml.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
@@ -38,6 +39,34 @@ static uint64_t fnv(const void * p, size_t n, uint64_t h) {
         h *= 0x100000001b3ull;
     }
     return h;
+}
+
+// Weights for the IQ lattice types (IQ2_*, IQ3_*, IQ1_S), which ggml quantizes only with an
+// importance matrix and torchless not at all: every byte of a block is taken from the block's
+// F32 values (byte j = bits of value j >> 8), then the f16 scale at offset 0 is set to
+// 2^-10 * (1 + m/1024) with m from the last value's bits. Any bytes are a valid block of these
+// types. Rust side: quant::testkit::fake_quantize.
+static int fake_quantized(enum ggml_type t) {
+    return t == GGML_TYPE_IQ2_XXS || t == GGML_TYPE_IQ2_XS || t == GGML_TYPE_IQ2_S ||
+           t == GGML_TYPE_IQ3_XXS || t == GGML_TYPE_IQ3_S || t == GGML_TYPE_IQ1_S;
+}
+
+static void fake_quantize(enum ggml_type t, const float * x, uint8_t * out, int64_t n) {
+    const int64_t bs = ggml_blck_size(t), ts = ggml_type_size(t);
+    for (int64_t b = 0; b < n / bs; b++) {
+        const float * xb = x + b * bs;
+        uint8_t * ob = out + b * ts;
+        for (int64_t j = 0; j < ts; j++) {
+            uint32_t u;
+            memcpy(&u, &xb[j], 4);
+            ob[j] = (u >> 8) & 0xff;
+        }
+        uint32_t u;
+        memcpy(&u, &xb[bs - 1], 4);
+        const uint16_t d = 0x1400 | ((u >> 5) & 0x3ff);
+        ob[0] = d & 0xff;
+        ob[1] = d >> 8;
+    }
 }
 
 static ggml_backend_buffer_type_t repack_buft(void) {
@@ -80,7 +109,11 @@ int main(int argc, char ** argv) {
         for (int64_t k = 0; k < K; k++) xf[t * K + k] = next_value((float)(1 << (t % 2)));
     size_t wbytes = ggml_row_size(type, K) * M;
     void * wq = malloc(wbytes);
-    ggml_quantize_chunk(type, wf, wq, 0, M, K, NULL);
+    if (fake_quantized(type)) {
+        fake_quantize(type, wf, wq, K * M);
+    } else {
+        ggml_quantize_chunk(type, wf, wq, 0, M, K, NULL);
+    }
 
     struct ggml_init_params ip = {ggml_tensor_overhead() * 8 + ggml_graph_overhead(), NULL, true};
     struct ggml_context * ctx_w = ggml_init(ip);

@@ -32,7 +32,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::F32,
     vec_dot_type: crate::GgmlType::F32,
     dequantize,
-    quantize,
+    quantize: Some(quantize),
     vec_dot: Some(vec_dot),
 };
 

@@ -17,8 +17,10 @@ pub struct Format {
     pub vec_dot_type: GgmlType,
     /// Exactly ggml's `to_float`.
     pub dequantize: fn(&[u8], &mut [f32]),
-    /// Exactly the bytes `ggml_quantize_chunk` writes without an importance matrix.
-    pub quantize: fn(&[f32], &mut [u8]),
+    /// Exactly the bytes `ggml_quantize_chunk` writes without an importance matrix; `None`
+    /// for formats ggml quantizes only with an importance matrix (the IQ lattice types,
+    /// which torchless reads but does not write).
+    pub quantize: Option<fn(&[f32], &mut [u8])>,
     /// The dot with a row of `vec_dot_type` in ggml's portable (scalar) order; `None` for
     /// formats that are only ever activations (Q8_1, Q8_K).
     pub vec_dot: Option<VecDotFn>,

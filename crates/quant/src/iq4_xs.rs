@@ -111,7 +111,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::IQ4_XS,
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
-    quantize,
+    quantize: Some(quantize),
     vec_dot: Some(vec_dot),
 };
 

@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod format;
 pub mod formats;
+pub mod iq_grid;
 mod k_common;
 mod scalar;
 mod types;
@@ -16,6 +17,11 @@ mod testkit;
 pub mod bf16;
 pub mod f16;
 pub mod f32;
+pub mod iq2_s;
+pub mod iq2_xs;
+pub mod iq2_xxs;
+pub mod iq3_s;
+pub mod iq3_xxs;
 pub mod iq4_nl;
 pub mod iq4_xs;
 pub mod q2_k;
@@ -43,6 +49,11 @@ pub use types::GgmlType;
 pub enum QuantError {
     #[error("tensor type {0} is not supported yet")]
     Unsupported(GgmlType),
+    #[error(
+        "quantizing to {0} needs an importance matrix, which torchless does not make yet \
+         (it reads {0} files)"
+    )]
+    NoQuantizer(GgmlType),
     #[error("{ty}: row of {n} elements is not a multiple of the block size {block}")]
     NotBlockMultiple {
         ty: GgmlType,
@@ -89,7 +100,8 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
 pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     check(ty, src.len(), dst.len())?;
     let f = formats::format(ty).ok_or(QuantError::Unsupported(ty))?;
-    (f.quantize)(src, dst);
+    let quantize = f.quantize.ok_or(QuantError::NoQuantizer(ty))?;
+    quantize(src, dst);
     Ok(())
 }
 

@@ -159,7 +159,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::Q2_K,
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
-    quantize,
+    quantize: Some(quantize),
     vec_dot: Some(vec_dot),
 };
 

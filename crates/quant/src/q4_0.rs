@@ -106,7 +106,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::Q4_0,
     vec_dot_type: crate::GgmlType::Q8_0,
     dequantize,
-    quantize,
+    quantize: Some(quantize),
     vec_dot: Some(vec_dot),
 };
 

@@ -83,7 +83,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::Q4_1,
     vec_dot_type: crate::GgmlType::Q8_1,
     dequantize,
-    quantize,
+    quantize: Some(quantize),
     vec_dot: Some(vec_dot),
 };
 

@@ -46,7 +46,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::Q8_1,
     vec_dot_type: crate::GgmlType::Q8_1,
     dequantize,
-    quantize,
+    quantize: Some(quantize),
     vec_dot: None,
 };
 

@@ -87,7 +87,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::Q8_K,
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
-    quantize,
+    quantize: Some(quantize),
     vec_dot: None,
 };
 
