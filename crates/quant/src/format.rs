@@ -8,6 +8,9 @@
 use crate::dispatch::VecDotFn;
 use crate::GgmlType;
 
+/// ggml's `from_float` without an importance matrix: F32 values to blocks.
+pub type QuantizeFn = fn(&[f32], &mut [u8]);
+
 /// One tensor format.
 #[derive(Clone, Copy, Debug)]
 pub struct Format {
@@ -20,7 +23,7 @@ pub struct Format {
     /// Exactly the bytes `ggml_quantize_chunk` writes without an importance matrix; `None`
     /// for formats ggml quantizes only with an importance matrix (the IQ lattice types,
     /// which torchless reads but does not write).
-    pub quantize: Option<fn(&[f32], &mut [u8])>,
+    pub quantize: Option<QuantizeFn>,
     /// The dot with a row of `vec_dot_type` in ggml's portable (scalar) order; `None` for
     /// formats that are only ever activations (Q8_1, Q8_K).
     pub vec_dot: Option<VecDotFn>,

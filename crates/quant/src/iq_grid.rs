@@ -122,7 +122,7 @@ fn q8k_d(bx: &[u8]) -> f32 {
 
 /// Exactly ggml's `dequantize_row_iq*`: `((d * ls) * FACTOR) * value`, the sign applied last
 /// (ggml multiplies by ±1, which only flips the sign).
-pub(crate) fn dequantize<L: Lattice>(src: &[u8], dst: &mut [f32]) {
+pub fn dequantize<L: Lattice>(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(L::BYTES).zip(dst.chunks_exact_mut(QK_K)) {
         let d = le_f16(b, 0);
         for (ib, ys) in y.chunks_exact_mut(32).enumerate() {
@@ -142,7 +142,7 @@ pub(crate) fn dequantize<L: Lattice>(src: &[u8], dst: &mut [f32]) {
 
 /// The 8 integer lanes of one super-block against a Q8_K block (lane k: elements 4k..4k+4
 /// of every sub-block, times their half's scale).
-pub(crate) fn block_lanes<L: Lattice>(bw: &[u8], bx: &[u8]) -> [i32; 8] {
+pub fn block_lanes<L: Lattice>(bw: &[u8], bx: &[u8]) -> [i32; 8] {
     let mut lanes = [0i32; 8];
     for ib in 0..8 {
         let s = L::sub(bw, ib);
@@ -168,7 +168,7 @@ fn blocks<'a, L: Lattice>(
 }
 
 /// ggml's portable `ggml_vec_dot_iq*_q8_K_generic` order (no fused multiply-add).
-pub(crate) fn vec_dot<L: Lattice>(n: usize, w: &[u8], x: &[u8]) -> f32 {
+pub fn vec_dot<L: Lattice>(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let mut sumf = 0f32;
     for (bw, bx) in blocks::<L>(n, w, x) {
         let d = le_f16(bw, 0) * q8k_d(bx);
@@ -186,7 +186,7 @@ fn hsum8(a: [f32; 8]) -> f32 {
 
 /// ggml's AVX2 order (see the module comment), in scalar code: the reference the SIMD
 /// kernel in `x86/iq_grid.rs` is tested against.
-pub(crate) fn vec_dot_lanes<L: Lattice>(n: usize, w: &[u8], x: &[u8]) -> f32 {
+pub fn vec_dot_lanes<L: Lattice>(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let mut acc = [0f32; 8];
     for (bw, bx) in blocks::<L>(n, w, x) {
         let d = le_f16(bw, 0) * q8k_d(bx);
@@ -198,7 +198,7 @@ pub(crate) fn vec_dot_lanes<L: Lattice>(n: usize, w: &[u8], x: &[u8]) -> f32 {
 }
 
 /// llama.cpp's tiled-matmul order (see the module comment), in scalar code.
-pub(crate) fn vec_dot_tiled<L: Lattice>(n: usize, w: &[u8], x: &[u8]) -> f32 {
+pub fn vec_dot_tiled<L: Lattice>(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let mut acc = 0f32;
     for (bw, bx) in blocks::<L>(n, w, x) {
         let s: i32 = block_lanes::<L>(bw, bx).iter().sum();
@@ -286,6 +286,15 @@ pub(crate) mod tests {
             };
             let got = crate::testkit::matmul_hash(ty, fake_quantize::<L>, (k, m, n), &|_| kernel);
             assert_eq!(got, want, "{ty}: {n} tokens");
+            // What the matmul policy picks on this machine (the goldens are x86 AVX2 ones).
+            #[cfg(target_arch = "x86_64")]
+            if crate::dispatch::active_level() >= crate::dispatch::SimdLevel::Avx2 {
+                let plan = crate::order::matmul_plan(ty, m, n).unwrap();
+                let got = crate::testkit::matmul_hash(ty, fake_quantize::<L>, (k, m, n), &|_| {
+                    plan.first.one
+                });
+                assert_eq!(got, want, "{ty}: {n} tokens, planned kernel");
+            }
         }
         // The portable order against the dequantized weights, in f64.
         let xv = crate::testkit::ggml_side_values(&mut state, k, 1.0);

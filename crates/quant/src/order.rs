@@ -191,7 +191,8 @@ pub struct TiledDot {
 pub const TILED_MIN_TOKENS: usize = 8;
 
 /// The tiled-order kernels for `ty` at the active level, or `None` where they are not
-/// written yet (Q2_K..Q6_K and IQ4_XS are; ggml also tiles the other IQ types).
+/// written yet (Q2_K..Q6_K, IQ4_XS and the IQ2/IQ3 lattice types are; ggml also tiles
+/// IQ1_S and IQ1_M).
 pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -199,6 +200,12 @@ pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
         if level >= SimdLevel::Avx2 {
             use crate::x86::{iq4_xs, q2_k, q3_k, q4_k, q5_k, q6_k};
             let avx512 = level >= SimdLevel::Avx512;
+            fn lattice<L: crate::iq_grid::Lattice>() -> TiledDot {
+                TiledDot {
+                    one: crate::x86::iq_grid::vec_dot_tiled_avx2::<L>,
+                    x4: None,
+                }
+            }
             return match ty {
                 GgmlType::Q2_K => Some(TiledDot {
                     one: q2_k::vec_dot_tiled_avx2,
@@ -224,6 +231,11 @@ pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
                     one: q6_k::vec_dot_tiled_avx2,
                     x4: Some(q6_k::vec_dot_tiled_x4_avx2),
                 }),
+                GgmlType::IQ2_XXS => Some(lattice::<crate::iq2_xxs::Iq2Xxs>()),
+                GgmlType::IQ2_XS => Some(lattice::<crate::iq2_xs::Iq2Xs>()),
+                GgmlType::IQ2_S => Some(lattice::<crate::iq2_s::Iq2S>()),
+                GgmlType::IQ3_XXS => Some(lattice::<crate::iq3_xxs::Iq3Xxs>()),
+                GgmlType::IQ3_S => Some(lattice::<crate::iq3_s::Iq3S>()),
                 GgmlType::IQ4_XS => Some(TiledDot {
                     one: iq4_xs::vec_dot_tiled_avx2,
                     x4: Some(iq4_xs::vec_dot_tiled_x4_avx2),

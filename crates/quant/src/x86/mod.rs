@@ -111,6 +111,7 @@ pub(crate) mod f32;
 pub(crate) mod gemv_q8_0;
 pub(crate) mod iq4_nl;
 pub(crate) mod iq4_xs;
+pub(crate) mod iq_grid;
 pub(crate) mod q2_k;
 pub(crate) mod q3_k;
 pub(crate) mod q4_0;
@@ -205,6 +206,11 @@ fn table() -> &'static [SimdKernels] {
             q6_k::kernels(),
             iq4_nl::kernels(),
             iq4_xs::kernels(),
+            iq_grid::kernels::<crate::iq2_xxs::Iq2Xxs>(GgmlType::IQ2_XXS),
+            iq_grid::kernels::<crate::iq2_xs::Iq2Xs>(GgmlType::IQ2_XS),
+            iq_grid::kernels::<crate::iq2_s::Iq2S>(GgmlType::IQ2_S),
+            iq_grid::kernels::<crate::iq3_xxs::Iq3Xxs>(GgmlType::IQ3_XXS),
+            iq_grid::kernels::<crate::iq3_s::Iq3S>(GgmlType::IQ3_S),
             tq1_0::kernels(),
             tq2_0::kernels(),
         ]
