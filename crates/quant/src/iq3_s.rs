@@ -10,7 +10,11 @@
 //!
 //! Weight = `d * (2 ls4 + 1) * (±grid value)`. See [`crate::iq_grid`].
 
+use std::sync::OnceLock;
+
 use crate::iq_grid::{Lattice, Sub, IQ3S_GRID};
+use crate::k_common::{nearest_int, QK_K};
+use crate::scalar::{c_max, f32_to_fp16};
 
 pub const BYTES: usize = 110;
 const QH: usize = 66;
@@ -44,6 +48,245 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     crate::iq_grid::dequantize::<Iq3S>(src, dst)
 }
 
+/// ggml's `quantize_iq3_s` without an importance matrix (what llama-quantize does for IQ3_S
+/// files made without one), byte for byte.
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(BYTES)) {
+        quantize_block(x, None, b);
+    }
+}
+
+/// The quantizer's view of the grid: ggml's `iq3xs_init_impl(512)`. Each grid entry is 4
+/// levels `l` in 0..8 (value `2 l + 1`), packed 3 bits each into a 12-bit key; `map[key]` is
+/// the entry with exactly those levels, or for a key not on the grid, the entries at the three
+/// smallest squared distances from it (ties in index order), among which the quantizer picks.
+struct GridMap {
+    map: Vec<Result<u16, Vec<u16>>>,
+}
+
+fn levels(entry: u32) -> [i32; 4] {
+    std::array::from_fn(|i| ((entry >> (8 * i)) & 0xff) as i32)
+}
+
+fn grid_map() -> &'static GridMap {
+    static MAP: OnceLock<GridMap> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let key =
+            |v: [i32; 4]| (0..4).fold(0usize, |k, i| k | (((v[i] - 1) / 2) as usize) << (3 * i));
+        let mut on_grid = vec![None; 4096];
+        for (j, &g) in IQ3S_GRID.iter().enumerate() {
+            on_grid[key(levels(g))] = Some(j as u16);
+        }
+        let map = (0..4096)
+            .map(|u| match on_grid[u] {
+                Some(j) => Ok(j),
+                None => {
+                    let pos: [i32; 4] =
+                        std::array::from_fn(|k| 2 * ((u >> (3 * k)) & 7) as i32 + 1);
+                    let mut dist: Vec<(i32, u16)> = IQ3S_GRID
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &g)| {
+                            let pg = levels(g);
+                            ((0..4).map(|k| (pg[k] - pos[k]).pow(2)).sum(), j as u16)
+                        })
+                        .collect();
+                    dist.sort_unstable();
+                    // Every entry at the three smallest distances.
+                    let (mut out, mut d2, mut nhave) = (Vec::new(), dist[0].0, 1);
+                    for &(d, j) in &dist {
+                        if d > d2 {
+                            if nhave == 3 {
+                                break;
+                            }
+                            d2 = d;
+                            nhave += 1;
+                        }
+                        out.push(j);
+                    }
+                    Err(out)
+                }
+            })
+            .collect();
+        GridMap { map }
+    })
+}
+
+/// ggml's `iq3_find_best_neighbour`: the candidate closest to `xval` at `scale` in weighted
+/// squared error (first on ties); its levels go to `l`.
+fn best_neighbour(cands: &[u16], xval: &[f32], weight: &[f32], scale: f32, l: &mut [i8]) -> u16 {
+    let mut best = (f32::MAX, cands[0]);
+    for &j in cands {
+        let pg = levels(IQ3S_GRID[j as usize]);
+        let mut d2 = 0f32;
+        for i in 0..4 {
+            let diff = scale * pg[i] as f32 - xval[i];
+            d2 += weight[i] * diff * diff;
+        }
+        if d2 < best.0 {
+            best = (d2, j);
+        }
+    }
+    let pg = levels(IQ3S_GRID[best.1 as usize]);
+    for i in 0..4 {
+        l[i] = ((pg[i] - 1) / 2) as i8;
+    }
+    best.1
+}
+
+/// The grid entry for levels `l[0..4]` (which the search always leaves on the grid).
+fn on_grid(l: &[i8]) -> Option<u16> {
+    let u = (0..4).fold(0usize, |k, i| k | (l[i] as usize) << (3 * i));
+    grid_map().map[u].as_ref().ok().copied()
+}
+
+/// ggml's `quantize_row_iq3_s_impl` for one super-block, with optional importance weights
+/// (`qw`, 256 of them). Operand order and f32 precision follow the C source (built without
+/// FMA); so do its quirks, e.g. an all-zero sub-block does not advance the `qs`/`signs`
+/// cursors, so the next sub-block's codes land in its place.
+pub(crate) fn quantize_block(xbl: &[f32], qw: Option<&[f32]>, b: &mut [u8]) {
+    const KMAXQ: i32 = 8;
+    let gm = grid_map();
+    b.fill(0);
+    let (mut qs, mut signs_at) = (2usize, SIGNS);
+    let mut scales = [0f32; 8];
+    let mut max_scale = 0f32;
+    let mut sumx2 = 0f32;
+    for &v in xbl {
+        sumx2 += v * v;
+    }
+    let sigma2 = 2.0 * sumx2 / QK_K as f32;
+    for ib in 0..8 {
+        let xb = &xbl[32 * ib..32 * ib + 32];
+        let mut weight = [0f32; 32];
+        for i in 0..32 {
+            weight[i] = match qw {
+                Some(q) => q[32 * ib + i] * (sigma2 + xb[i] * xb[i]).sqrt(),
+                None => xb[i] * xb[i],
+            };
+        }
+        let waux: [f32; 32] = std::array::from_fn(|i| weight[i].sqrt());
+        let mut xval = [0f32; 32];
+        let mut block_signs = [0u8; 4];
+        for k in 0..4 {
+            for i in 0..8 {
+                let v = xb[8 * k + i];
+                if v >= 0.0 {
+                    xval[8 * k + i] = v;
+                } else {
+                    xval[8 * k + i] = -v;
+                    block_signs[k] |= 1 << i;
+                }
+            }
+        }
+        let mut max = xval[0];
+        for &v in &xval[1..] {
+            max = c_max(max, v);
+        }
+        let mut l = [0i8; 32];
+        if max == 0.0 {
+            scales[ib] = 0.0;
+            continue;
+        }
+        let mut best = 0f32;
+        let mut scale = max / (2 * KMAXQ - 1) as f32;
+        let mut is_on_grid = [false; 8];
+        let mut laux = [0i8; 32];
+        let mut on_aux = [false; 8];
+        for is in -9..=9 {
+            let id = ((2 * KMAXQ - 1) as f32 + is as f32 * 0.2) / max;
+            let this_scale = 1.0 / id;
+            for k in 0..8 {
+                for i in 0..4 {
+                    let q = nearest_int(0.5 * (id * xval[4 * k + i] - 1.0));
+                    laux[4 * k + i] = q.clamp(0, KMAXQ - 1) as i8;
+                }
+                on_aux[k] = true;
+                let u = (0..4).fold(0usize, |u, i| u | (laux[4 * k + i] as usize) << (3 * i));
+                if let Err(cands) = &gm.map[u] {
+                    on_aux[k] = false;
+                    best_neighbour(
+                        cands,
+                        &xval[4 * k..4 * k + 4],
+                        &waux[4 * k..4 * k + 4],
+                        this_scale,
+                        &mut laux[4 * k..4 * k + 4],
+                    );
+                }
+            }
+            let (mut sumqx, mut sumq2) = (0f32, 0f32);
+            for i in 0..32 {
+                let (w, q) = (weight[i], (2 * laux[i] as i32 + 1) as f32);
+                sumqx += w * xval[i] * q;
+                sumq2 += w * q * q;
+            }
+            if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                l = laux;
+                is_on_grid = on_aux;
+            }
+        }
+        if is_on_grid.iter().any(|&g| !g) && scale > 0.0 {
+            let id = 1.0 / scale;
+            for k in 0..8 {
+                let u = (0..4).fold(0usize, |u, i| {
+                    let q = nearest_int(0.5 * (id * xval[4 * k + i] - 1.0)).clamp(0, KMAXQ - 1);
+                    u | (q as usize) << (3 * i)
+                });
+                let j = match &gm.map[u] {
+                    Ok(j) => *j,
+                    Err(cands) => best_neighbour(
+                        cands,
+                        &xval[4 * k..4 * k + 4],
+                        &waux[4 * k..4 * k + 4],
+                        scale,
+                        &mut l[4 * k..4 * k + 4],
+                    ),
+                };
+                let pg = levels(IQ3S_GRID[j as usize]);
+                for i in 0..4 {
+                    l[4 * k + i] = ((pg[i] - 1) / 2) as i8;
+                }
+            }
+            let (mut sumqx, mut sumq2) = (0f32, 0f32);
+            for i in 0..32 {
+                let (w, q) = (weight[i], (2 * l[i] as i32 + 1) as f32);
+                sumqx += w * xval[i] * q;
+                sumq2 += w * q * q;
+            }
+            if sumq2 > 0.0 {
+                scale = sumqx / sumq2;
+            }
+        }
+        if scale < 0.0 {
+            scale = -scale;
+            block_signs = block_signs.map(|s| !s);
+        }
+        for k in 0..8 {
+            let j = on_grid(&l[4 * k..4 * k + 4]).expect("IQ3_S search left a point off the grid");
+            b[qs + k] = j as u8;
+            b[QH + ib] |= ((j >> 8) << k) as u8;
+        }
+        qs += 8;
+        b[signs_at..signs_at + 4].copy_from_slice(&block_signs);
+        signs_at += 4;
+        scales[ib] = scale;
+        max_scale = c_max(max_scale, scale);
+    }
+    if max_scale == 0.0 {
+        return;
+    }
+    let d = max_scale / 31.0;
+    b[..2].copy_from_slice(&f32_to_fp16(d * 1.033).to_le_bytes());
+    let id = 1.0 / d;
+    for ib in (0..8).step_by(2) {
+        let l1 = nearest_int(0.5 * (id * scales[ib] - 1.0)).clamp(0, 15);
+        let l2 = nearest_int(0.5 * (id * scales[ib + 1] - 1.0)).clamp(0, 15);
+        b[SCALES + ib / 2] = (l1 | (l2 << 4)) as u8;
+    }
+}
+
 /// Dot with a Q8_K row in ggml's portable order.
 pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     crate::iq_grid::vec_dot::<Iq3S>(n, w, x)
@@ -54,13 +297,43 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::IQ3_S,
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
-    quantize: None,
+    quantize: Some(quantize),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ggml's quantizer on `matmul_hash.c`'s weights (`GGML_QUANTIZE=1 matmul_hash iq3_s K M 1
+    /// plain 1 detail`): the same bytes, and they dequantize to the same floats.
+    #[test]
+    fn quantize_equals_ggml() {
+        for (k, m, quant, dequant) in [
+            (512, 32, 0xa525_e5b0_5b0d_81ca, 0x19fb_cd71_d51a_94b6),
+            (4096, 16, 0x0a4e_d0f6_717c_2ac2, 0xb6c4_52e8_0358_be86),
+            (256, 64, 0xef9b_622a_1539_59ae, 0xdc7f_8a67_9642_ed4b),
+        ] {
+            crate::testkit::check_format_hashes(crate::GgmlType::IQ3_S, (k, m), quant, dequant);
+        }
+    }
+
+    /// The grid map: every entry found by its own levels, and points off the grid get
+    /// candidates from the grid.
+    #[test]
+    fn grid_map_is_ggmls() {
+        let gm = grid_map();
+        for (j, &g) in IQ3S_GRID.iter().enumerate() {
+            let l = levels(g).map(|v| ((v - 1) / 2) as i8);
+            assert_eq!(on_grid(&l), Some(j as u16));
+        }
+        let off = gm.map.iter().filter(|m| m.is_err()).count();
+        assert_eq!(off, 4096 - 512);
+        assert!(gm
+            .map
+            .iter()
+            .all(|m| m.as_ref().err().is_none_or(|c| !c.is_empty())));
+    }
 
     #[test]
     fn equals_ggml() {
