@@ -209,5 +209,33 @@ fn smollm2_iq4_greedy_matches_llama_cpp() {
     assert!(check_path(&path, "greedy-smollm2-135m-iq4-mix.json", 48) >= 40);
 }
 
+/// SmolLM2 re-quantized with llama-quantize's IQ3_M mix (IQ3_S where rows are whole
+/// super-blocks, IQ4_NL / Q5_0 / Q4_K elsewhere; `torchless quantize` writes llama-quantize's
+/// bytes, checked by sha256 in the CLI tests) decodes greedily as llama.cpp does on that file
+/// (scripts/quant-goldens: `greedy`, with Q4_K and IQ4_NL in its repacked layout as on an
+/// AVX2 machine).
+#[test]
+fn smollm2_iq3_m_greedy_matches_llama_cpp() {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2-135m-iq3_m.gguf");
+    let mut opts = quantize::Options::new(quantize::mix::find("IQ3_M").unwrap());
+    opts.allow_requantize = true;
+    opts.force = true;
+    let src = model_path("smollm2-135m-instruct-q4_1.gguf");
+    quantize::quantize_file(&src, &path, &opts, &mut |_| {}).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let fnv = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    assert_eq!(
+        fnv, IQ3_M_FNV,
+        "the re-quantized file is not the one the golden was made from"
+    );
+    assert!(check_path(&path, "greedy-smollm2-135m-iq3_m.json", 48) >= 40);
+}
+
+/// FNV-1a 64 of llama-quantize's `--allow-requantize` IQ3_M file of SmolLM2 Q4_1 (sha256
+/// 844bacf2...).
+const IQ3_M_FNV: u64 = 5_773_629_962_609_784_092;
+
 /// FNV-1a 64 of the file `smollm2_iq4_greedy_matches_llama_cpp` writes.
 const IQ4_MIX_FNV: u64 = 212_932_208_223_597_175;
