@@ -43,12 +43,13 @@ static uint64_t fnv(const void * p, size_t n, uint64_t h) {
 
 // Weights for the IQ lattice types (IQ2_*, IQ3_*, IQ1_S), which ggml quantizes only with an
 // importance matrix and torchless not at all: every byte of a block is taken from the block's
-// F32 values (byte j = bits of value j >> 8), then the f16 scale at offset 0 is set to
+// F32 values (byte j = bits of value j >> 8), then the f16 scale (at offset 0; IQ1_M: the top nibbles of its last four u16) is set to
 // 2^-10 * (1 + m/1024) with m from the last value's bits. Any bytes are a valid block of these
 // types. Rust side: quant::testkit::fake_quantize.
 static int fake_quantized(enum ggml_type t) {
     return t == GGML_TYPE_IQ2_XXS || t == GGML_TYPE_IQ2_XS || t == GGML_TYPE_IQ2_S ||
-           t == GGML_TYPE_IQ3_XXS || t == GGML_TYPE_IQ3_S || t == GGML_TYPE_IQ1_S;
+           t == GGML_TYPE_IQ3_XXS || t == GGML_TYPE_IQ3_S || t == GGML_TYPE_IQ1_S ||
+           t == GGML_TYPE_IQ1_M;
 }
 
 static void fake_quantize(enum ggml_type t, const float * x, uint8_t * out, int64_t n) {
@@ -64,8 +65,15 @@ static void fake_quantize(enum ggml_type t, const float * x, uint8_t * out, int6
         uint32_t u;
         memcpy(&u, &xb[bs - 1], 4);
         const uint16_t d = 0x1400 | ((u >> 5) & 0x3ff);
-        ob[0] = d & 0xff;
-        ob[1] = d >> 8;
+        if (t == GGML_TYPE_IQ1_M) {
+            // The scale's four nibbles are the top nibbles of the last four u16 (bytes 48..56).
+            for (int i = 0; i < 4; i++) {
+                ob[49 + 2 * i] = (ob[49 + 2 * i] & 0x0f) | (((d >> (4 * i)) & 0xf) << 4);
+            }
+        } else {
+            ob[0] = d & 0xff;
+            ob[1] = d >> 8;
+        }
     }
 }
 

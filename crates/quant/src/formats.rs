@@ -21,6 +21,8 @@ pub static FORMATS: &[&Format] = &[
     &crate::q5_k::FORMAT,
     &crate::q6_k::FORMAT,
     &crate::q8_k::FORMAT,
+    &crate::iq1_s::FORMAT,
+    &crate::iq1_m::FORMAT,
     &crate::iq2_xxs::FORMAT,
     &crate::iq2_xs::FORMAT,
     &crate::iq2_s::FORMAT,

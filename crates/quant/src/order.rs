@@ -191,8 +191,7 @@ pub struct TiledDot {
 pub const TILED_MIN_TOKENS: usize = 8;
 
 /// The tiled-order kernels for `ty` at the active level, or `None` where they are not
-/// written yet (Q2_K..Q6_K, IQ4_XS and the IQ2/IQ3 lattice types are; ggml also tiles
-/// IQ1_S and IQ1_M).
+/// written yet (Q2_K..Q6_K and the IQ types are).
 pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -236,6 +235,14 @@ pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
                 GgmlType::IQ2_S => Some(lattice::<crate::iq2_s::Iq2S>()),
                 GgmlType::IQ3_XXS => Some(lattice::<crate::iq3_xxs::Iq3Xxs>()),
                 GgmlType::IQ3_S => Some(lattice::<crate::iq3_s::Iq3S>()),
+                GgmlType::IQ1_S => Some(TiledDot {
+                    one: crate::iq1::vec_dot_tiled::<crate::iq1_s::Iq1S>,
+                    x4: None,
+                }),
+                GgmlType::IQ1_M => Some(TiledDot {
+                    one: crate::iq1::vec_dot_tiled::<crate::iq1_m::Iq1M>,
+                    x4: None,
+                }),
                 GgmlType::IQ4_XS => Some(TiledDot {
                     one: iq4_xs::vec_dot_tiled_avx2,
                     x4: Some(iq4_xs::vec_dot_tiled_x4_avx2),

@@ -103,6 +103,21 @@ pub(crate) fn kernels<L: Lattice>(ty: crate::GgmlType) -> super::SimdKernels {
     }
 }
 
+/// IQ1_S and IQ1_M at the AVX2 level: the scalar code of ggml's AVX2 order
+/// ([`crate::iq1::vec_dot_lanes`]) until they get SIMD kernels of their own; the level only
+/// decides the order, which must be the x86 build's.
+pub(crate) fn iq1_kernels<T: crate::iq1::Ternary>(ty: crate::GgmlType) -> super::SimdKernels {
+    use super::LevelKernels;
+    super::SimdKernels {
+        ty,
+        avx2: LevelKernels {
+            one: Some(crate::iq1::vec_dot_lanes::<T>),
+            ..LevelKernels::NONE
+        },
+        avx512: LevelKernels::NONE,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,6 +207,8 @@ fn table() -> &'static [SimdKernels] {
             iq4_nl::kernels(),
             iq4_xs::kernels(),
             iq_grid::kernels::<crate::iq2_xxs::Iq2Xxs>(GgmlType::IQ2_XXS),
+            iq_grid::iq1_kernels::<crate::iq1_s::Iq1S>(GgmlType::IQ1_S),
+            iq_grid::iq1_kernels::<crate::iq1_m::Iq1M>(GgmlType::IQ1_M),
             iq_grid::kernels::<crate::iq2_xs::Iq2Xs>(GgmlType::IQ2_XS),
             iq_grid::kernels::<crate::iq2_s::Iq2S>(GgmlType::IQ2_S),
             iq_grid::kernels::<crate::iq3_xxs::Iq3Xxs>(GgmlType::IQ3_XXS),
