@@ -7,5 +7,6 @@ L="${LLAMA_CPP:-$HOME/.cache/torchless-ref/llama.cpp}"
 mkdir -p "$here/work"
 flags=(-O2 -I "$L/include" -I "$L/ggml/include" -L "$L/build/bin" -Wl,-rpath,"$L/build/bin")
 gcc "${flags[@]}" -o "$here/work/matmul_hash" "$here/matmul_hash.c" -lggml -lggml-base -lggml-cpu
+gcc "${flags[@]}" -o "$here/work/testfns" "$here/testfns.c" -lggml -lggml-base -lggml-cpu -lm
 gcc "${flags[@]}" -o "$here/work/greedy" "$here/greedy.c" -lllama -lggml -lggml-base -lm
-echo "built $here/work/matmul_hash and $here/work/greedy"
+echo "built $here/work/matmul_hash, testfns and greedy"

@@ -318,6 +318,19 @@ mod tests {
         }
     }
 
+    /// llama.cpp's test-quantize-fns thresholds for IQ3_S (3-bit total error, low-bit dot).
+    #[test]
+    fn test_quantize_fns_thresholds() {
+        crate::testkit::check_quantize_fns_sized(
+            "IQ3_S",
+            quantize,
+            dequantize,
+            vec_dot,
+            crate::q8_k::quantize,
+            4096 / QK_K * crate::q8_k::BLOCK_BYTES,
+        );
+    }
+
     /// The grid map: every entry found by its own levels, and points off the grid get
     /// candidates from the grid.
     #[test]

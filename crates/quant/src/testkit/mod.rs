@@ -262,7 +262,9 @@ pub fn check_quantize_fns_against(
     x_bytes: usize,
 ) {
     let th = &load_json("thresholds.json")["per_type"][name];
-    assert_eq!(th["tested_by_ggml"], Value::Bool(true));
+    // Types ggml's test skips carry the limits it names for them and ggml's measures from
+    // scripts/quant-goldens/testfns.
+    assert!(th["tested_by_ggml"].is_boolean(), "{name}: no thresholds");
     let n = 4096;
     let ty = crate::GgmlType::from_name(name).unwrap();
     let x0 = ggml_synthetic(n, 0.0);
