@@ -118,10 +118,17 @@ int main(int argc, char ** argv) {
     size_t wbytes = ggml_row_size(type, K) * M;
     void * wq = malloc(wbytes);
     // GGML_QUANTIZE=1: ggml's own quantizer for these too (IQ3_S needs no importance matrix).
-    if (fake_quantized(type) && !getenv("GGML_QUANTIZE")) {
+    // GGML_QW=1: quantize with an importance matrix, column k weighted 1 + (7919 k mod 97) / 16
+    // (Rust side: quant::testkit::column_weights).
+    float * qw = NULL;
+    if (getenv("GGML_QW")) {
+        qw = malloc(sizeof(float) * K);
+        for (int64_t k = 0; k < K; k++) qw[k] = (float)(1 + (7919 * k) % 97) / 16.0f;
+    }
+    if (fake_quantized(type) && !getenv("GGML_QUANTIZE") && !qw) {
         fake_quantize(type, wf, wq, K * M);
     } else {
-        ggml_quantize_chunk(type, wf, wq, 0, M, K, NULL);
+        ggml_quantize_chunk(type, wf, wq, 0, M, K, qw);
     }
 
     struct ggml_init_params ip = {ggml_tensor_overhead() * 8 + ggml_graph_overhead(), NULL, true};

@@ -33,6 +33,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::F32,
     dequantize,
     quantize: Some(quantize),
+    quantize_weighted: None,
     vec_dot: Some(vec_dot),
 };
 

@@ -11,6 +11,9 @@ use crate::GgmlType;
 /// ggml's `from_float` without an importance matrix: F32 values to blocks.
 pub type QuantizeFn = fn(&[f32], &mut [u8]);
 
+/// ggml's `quantize_*` with importance weights: (values, weights, blocks).
+pub type WeightedQuantizeFn = fn(&[f32], &[f32], &mut [u8]);
+
 /// One tensor format.
 #[derive(Clone, Copy, Debug)]
 pub struct Format {
@@ -24,6 +27,10 @@ pub struct Format {
     /// for formats ggml quantizes only with an importance matrix (the IQ lattice types,
     /// which torchless reads but does not write).
     pub quantize: Option<QuantizeFn>,
+    /// ggml's quantizer with an importance matrix (`qw`: one weight per element of the row,
+    /// the imatrix's column weights); `None` where ggml ignores the weights (then `quantize`
+    /// is used).
+    pub quantize_weighted: Option<WeightedQuantizeFn>,
     /// The dot with a row of `vec_dot_type` in ggml's portable (scalar) order; `None` for
     /// formats that are only ever activations (Q8_1, Q8_K).
     pub vec_dot: Option<VecDotFn>,

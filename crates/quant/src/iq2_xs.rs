@@ -47,6 +47,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
     quantize: None,
+    quantize_weighted: None,
     vec_dot: Some(vec_dot),
 };
 

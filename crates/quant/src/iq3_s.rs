@@ -56,6 +56,17 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// ggml's `quantize_iq3_s` with an importance matrix (`qw`: one weight per element).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((x, w), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(dst.chunks_exact_mut(BYTES))
+    {
+        quantize_block(x, Some(w), b);
+    }
+}
+
 /// The quantizer's view of the grid: ggml's `iq3xs_init_impl(512)`. Each grid entry is 4
 /// levels `l` in 0..8 (value `2 l + 1`), packed 3 bits each into a 12-bit key; `map[key]` is
 /// the entry with exactly those levels, or for a key not on the grid, the entries at the three
@@ -298,6 +309,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
     quantize: Some(quantize),
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
@@ -315,6 +327,17 @@ mod tests {
             (256, 64, 0xef9b_622a_1539_59ae, 0xdc7f_8a67_9642_ed4b),
         ] {
             crate::testkit::check_format_hashes(crate::GgmlType::IQ3_S, (k, m), quant, dequant);
+        }
+    }
+
+    /// With an importance matrix (`GGML_QW=1 matmul_hash iq3_s K M 1 plain 1 detail`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        for (k, m, quant, dequant) in [
+            (512, 32, 0xd4f9_f578_7957_700e, 0xfe58_4e5e_2e26_dc2a),
+            (4096, 8, 0xcf75_72f3_7a7a_9a33, 0x9aaa_c1b9_a066_e6d0),
+        ] {
+            crate::testkit::check_weighted_hashes(crate::GgmlType::IQ3_S, (k, m), quant, dequant);
         }
     }
 

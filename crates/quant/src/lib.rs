@@ -108,6 +108,31 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
     Ok(())
 }
 
+/// [`quantize_row`] with an importance matrix, as `ggml_quantize_chunk` with `quant_weights`:
+/// `qw` holds one weight per element of the row (an imatrix's column weights). Types whose
+/// ggml quantizer ignores the weights (Q8_0, the float and ternary types) quantize as without.
+pub fn quantize_row_weighted(
+    ty: GgmlType,
+    src: &[f32],
+    qw: &[f32],
+    dst: &mut [u8],
+) -> Result<(), QuantError> {
+    check(ty, src.len(), dst.len())?;
+    let f = formats::format(ty).ok_or(QuantError::Unsupported(ty))?;
+    if qw.len() != src.len() {
+        return Err(QuantError::WrongLength {
+            ty,
+            got: qw.len(),
+            expected: src.len(),
+        });
+    }
+    match f.quantize_weighted {
+        Some(q) => q(src, qw, dst),
+        None => f.quantize.ok_or(QuantError::NoQuantizer(ty))?(src, dst),
+    }
+    Ok(())
+}
+
 /// Dot product of one weight row `w` (type `ty`, `n` elements) with an activation row `x`
 /// already quantized to `ty.vec_dot_type()`, with the best kernel for this CPU (see
 /// [`dispatch`]; `TORCHLESS_SIMD=scalar|avx2|avx512` caps the level).

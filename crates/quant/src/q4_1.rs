@@ -84,6 +84,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_1,
     dequantize,
     quantize: Some(quantize),
+    quantize_weighted: None,
     vec_dot: Some(vec_dot),
 };
 

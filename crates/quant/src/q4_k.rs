@@ -58,22 +58,76 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
         let (d, dmin) = qk_scales_mins_k4(x, 15, -1.0, 20, &mut l, &mut b[SCALES..SCALES + 12]);
         put_f16(b, 0, d);
         put_f16(b, 2, dmin);
-        let (d, dmin) = (le_f16(b, 0), le_f16(b, 2));
+        requantize_and_pack(x, &mut l, b);
+    }
+}
+
+/// ggml's `quantize_row_q4_K_impl` with an importance matrix: `qw` holds one weight per
+/// element of the row (the imatrix column weights).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let (mut l, mut laux) = ([0u8; QK_K], [0u8; 32]);
+    for ((x, qw), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        let mut sum_x2 = 0f32;
+        for &v in x {
+            sum_x2 += v * v;
+        }
+        let sigma2 = 2.0 * sum_x2 / QK_K as f32;
+        let (mut scales, mut mins, mut sw) = ([0f32; 8], [0f32; 8], [0f32; 8]);
         for j in 0..QK_K / 32 {
-            let (sc, m) = get_scale_min_k4(j, &b[SCALES..SCALES + 12]);
-            let d = d * sc as f32;
-            if d == 0.0 {
-                continue;
+            let xs = &x[32 * j..32 * j + 32];
+            let weights: [f32; 32] =
+                std::array::from_fn(|i| qw[32 * j + i] * (sigma2 + xs[i] * xs[i]).sqrt());
+            let mut sumw = 0f32;
+            for w in weights {
+                sumw += w;
             }
-            let dm = dmin * m as f32;
-            for (li, &v) in l[32 * j..32 * j + 32].iter_mut().zip(&x[32 * j..]) {
-                *li = nearest_int((v + dm) / d).clamp(0, 15) as u8;
+            sw[j] = sumw;
+            let lj = &mut l[32 * j..32 * j + 32];
+            (scales[j], mins[j]) = crate::k_common::make_qkx3_quants(
+                15, xs, &weights, lj, &mut laux, -0.9, 0.05, 36, false,
+            );
+        }
+        let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
+        let d_block = crate::k_common::make_qp_quants(63, &scales, &mut ls, &sw);
+        let m_block = crate::k_common::make_qp_quants(63, &mins, &mut lm, &sw);
+        let sc = &mut b[SCALES..SCALES + 12];
+        for j in 0..QK_K / 32 {
+            if j < 4 {
+                sc[j] = ls[j];
+                sc[j + 4] = lm[j];
+            } else {
+                sc[j + 4] = (ls[j] & 0xF) | ((lm[j] & 0xF) << 4);
+                sc[j - 4] |= (ls[j] >> 4) << 6;
+                sc[j] |= (lm[j] >> 4) << 6;
             }
         }
-        for (c, q) in b[QS..].chunks_exact_mut(32).enumerate() {
-            for (k, q) in q.iter_mut().enumerate() {
-                *q = l[64 * c + k] | (l[64 * c + k + 32] << 4);
-            }
+        put_f16(b, 0, d_block);
+        put_f16(b, 2, m_block);
+        requantize_and_pack(x, &mut l, b);
+    }
+}
+
+/// The levels again from the stored (f16) scales, then packed into `qs`.
+fn requantize_and_pack(x: &[f32], l: &mut [u8; QK_K], b: &mut [u8]) {
+    let (d, dmin) = (le_f16(b, 0), le_f16(b, 2));
+    for j in 0..QK_K / 32 {
+        let (sc, m) = get_scale_min_k4(j, &b[SCALES..SCALES + 12]);
+        let d = d * sc as f32;
+        if d == 0.0 {
+            continue;
+        }
+        let dm = dmin * m as f32;
+        for (li, &v) in l[32 * j..32 * j + 32].iter_mut().zip(&x[32 * j..]) {
+            *li = nearest_int((v + dm) / d).clamp(0, 15) as u8;
+        }
+    }
+    for (c, q) in b[QS..].chunks_exact_mut(32).enumerate() {
+        for (k, q) in q.iter_mut().enumerate() {
+            *q = l[64 * c + k] | (l[64 * c + k + 32] << 4);
         }
     }
 }
@@ -129,12 +183,31 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
     quantize: Some(quantize),
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash q4_k K M 1 plain 1
+    /// detail`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_hashes(
+            crate::GgmlType::Q4_K,
+            (512, 32),
+            0x8ca4_d324_c50c_d3f6,
+            0xb275_0023_2590_9c05,
+        );
+        crate::testkit::check_weighted_hashes(
+            crate::GgmlType::Q4_K,
+            (4096, 8),
+            0x1dfb_8938_ecf6_b5c6,
+            0x25b9_c752_72aa_6bae,
+        );
+    }
     use crate::testkit::{
         check_dequantize_fixture, check_dot_fixture, check_quantize_fixture,
         check_quantize_fns_sized, fixture_rows,

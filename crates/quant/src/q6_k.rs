@@ -133,6 +133,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
     quantize: Some(quantize),
+    quantize_weighted: None,
     vec_dot: Some(vec_dot),
 };
 

@@ -397,6 +397,44 @@ pub fn check_format_hashes(ty: crate::GgmlType, (k, m): (usize, usize), quant: u
     );
 }
 
+/// `matmul_hash.c`'s importance matrix (`GGML_QW=1`): column `k` weighted
+/// `1 + (7919 k mod 97) / 16`, the same for every row.
+pub fn column_weights(k: usize) -> Vec<f32> {
+    (0..k)
+        .map(|c| (1 + (7919 * c) % 97) as f32 / 16.0)
+        .collect()
+}
+
+/// [`check_format_hashes`] for quantization with an importance matrix
+/// (`GGML_QW=1 matmul_hash TYPE K M 1 plain 1 detail`).
+pub fn check_weighted_hashes(
+    ty: crate::GgmlType,
+    (k, m): (usize, usize),
+    quant: u64,
+    dequant: u64,
+) {
+    let row = ty.row_bytes(k as u64).unwrap() as usize;
+    let qw = column_weights(k);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut w = vec![0u8; m * row];
+    for (r, wr) in w.chunks_exact_mut(row).enumerate() {
+        let v = ggml_side_values(&mut state, k, (1 << (r % 3)) as f32);
+        crate::quantize_row_weighted(ty, &v, &qw, wr).unwrap();
+    }
+    assert_eq!(
+        fnv(w.iter().copied()),
+        quant,
+        "{ty}: importance-weighted bytes differ from ggml's"
+    );
+    let mut back = vec![0f32; m * k];
+    crate::dequantize_row(ty, &w, &mut back).unwrap();
+    assert_eq!(
+        fnv(back.iter().flat_map(|v| v.to_le_bytes())),
+        dequant,
+        "{ty}: dequantized values differ from ggml's"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
