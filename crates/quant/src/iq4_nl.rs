@@ -40,7 +40,21 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(BLOCK).zip(dst.chunks_exact_mut(BYTES)) {
         let (d, qs) = b.split_at_mut(2);
         let mut scales_h = [0u8; 2];
-        let d_bits = quantize_superblock(x, qs, &mut scales_h, &mut [], NTRY);
+        let d_bits = quantize_superblock(x, qs, &mut scales_h, &mut [], NTRY, None);
+        d.copy_from_slice(&d_bits.to_le_bytes());
+    }
+}
+
+/// ggml's `quantize_iq4_nl` with an importance matrix (`qw`: one weight per element).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((x, w), b) in src
+        .chunks_exact(BLOCK)
+        .zip(qw.chunks_exact(BLOCK))
+        .zip(dst.chunks_exact_mut(BYTES))
+    {
+        let (d, qs) = b.split_at_mut(2);
+        let mut scales_h = [0u8; 2];
+        let d_bits = quantize_superblock(x, qs, &mut scales_h, &mut [], NTRY, Some(w));
         d.copy_from_slice(&d_bits.to_le_bytes());
     }
 }
@@ -52,7 +66,7 @@ pub fn quantize_row_ref(src: &[f32], dst: &mut [u8]) {
     for (x, b) in src.chunks_exact(BLOCK).zip(dst.chunks_exact_mut(BYTES)) {
         let (d, qs) = b.split_at_mut(2);
         let mut scales_h = [0u8; 2];
-        let d_bits = quantize_superblock(x, qs, &mut scales_h, &mut [], -1);
+        let d_bits = quantize_superblock(x, qs, &mut scales_h, &mut [], -1, None);
         d.copy_from_slice(&d_bits.to_le_bytes());
     }
 }
@@ -94,8 +108,14 @@ pub(crate) fn quantize_superblock(
     scales_h: &mut [u8; 2],
     scales_l: &mut [u8],
     ntry: i32,
+    qw: Option<&[f32]>,
 ) -> u16 {
     let groups = x.len() / 32;
+    let mut sigma2 = 0f32;
+    for &v in x {
+        sigma2 += v * v;
+    }
+    sigma2 *= 2.0 / x.len() as f32;
     let mut l = [0u8; 256];
     let mut scales = [0f32; 8];
     let mut weight = [0f32; 32];
@@ -105,8 +125,17 @@ pub(crate) fn quantize_superblock(
     for ib in 0..groups {
         let xb = &x[ib * 32..ib * 32 + 32];
         let lb = &mut l[ib * 32..ib * 32 + 32];
-        for (w, &v) in weight.iter_mut().zip(xb) {
-            *w = v * v;
+        match qw {
+            Some(q) => {
+                for ((w, &v), &q) in weight.iter_mut().zip(xb).zip(&q[ib * 32..ib * 32 + 32]) {
+                    *w = q * (sigma2 + v * v).sqrt();
+                }
+            }
+            None => {
+                for (w, &v) in weight.iter_mut().zip(xb) {
+                    *w = v * v;
+                }
+            }
         }
         let (mut amax, mut max) = (0f32, 0f32);
         for &v in xb {
@@ -250,13 +279,25 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_0,
     dequantize,
     quantize: Some(quantize),
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::IQ4_NL,
+            [
+                (0x02b3_6c6f_1602_7ed5, 0xe134_ce8d_7daa_3c33),
+                (0x1b7d_7421_28c1_acda, 0xa89e_23e4_20fc_86d5),
+            ],
+        );
+    }
     use crate::testkit::*;
 
     #[test]

@@ -49,7 +49,24 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
         let (head, qs) = b.split_at_mut(QS);
         let mut scales_h = [0u8; 2];
         let mut scales_l = [0u8; 4];
-        let d = quantize_superblock(x, qs, &mut scales_h, &mut scales_l, NTRY);
+        let d = quantize_superblock(x, qs, &mut scales_h, &mut scales_l, NTRY, None);
+        head[..2].copy_from_slice(&d.to_le_bytes());
+        head[SCALES_H..SCALES_L].copy_from_slice(&scales_h);
+        head[SCALES_L..QS].copy_from_slice(&scales_l);
+    }
+}
+
+/// ggml's `quantize_iq4_xs` with an importance matrix (`qw`: one weight per element).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((x, w), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(dst.chunks_exact_mut(BYTES))
+    {
+        let (head, qs) = b.split_at_mut(QS);
+        let mut scales_h = [0u8; 2];
+        let mut scales_l = [0u8; 4];
+        let d = quantize_superblock(x, qs, &mut scales_h, &mut scales_l, NTRY, Some(w));
         head[..2].copy_from_slice(&d.to_le_bytes());
         head[SCALES_H..SCALES_L].copy_from_slice(&scales_h);
         head[SCALES_L..QS].copy_from_slice(&scales_l);
@@ -112,13 +129,25 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
     quantize: Some(quantize),
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::IQ4_XS,
+            [
+                (0x90a9_5e99_0e57_5461, 0x27f4_ba54_4791_201b),
+                (0x2bcd_9f91_5707_9b05, 0x3f10_6b38_ea71_3cbf),
+            ],
+        );
+    }
     use crate::testkit::*;
 
     #[test]

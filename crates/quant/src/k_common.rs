@@ -580,3 +580,60 @@ pub fn make_qp_quants(nmax: i32, x: &[f32], l: &mut [u8], qw: &[f32]) -> f32 {
         0.0
     }
 }
+
+/// The importance-weighted scale search Q4_K and Q5_K share (ggml's `quantize_row_q4_K_impl`
+/// / `q5_K_impl` up to the f16 scales): per sub-block of 32, weights `qw * sqrt(sigma2 + x²)`
+/// and [`make_qkx3_quants`] with `nmax`; then the 8 scales and 8 mins to 6 bits with
+/// [`make_qp_quants`], packed into `scales12` as `get_scale_min_k4` reads them. Returns the
+/// super-block's `(d, dmin)` before f16 rounding; the first levels go to `l`.
+pub fn weighted_scales_mins_k4(
+    x: &[f32],
+    qw: &[f32],
+    nmax: i32,
+    l: &mut [u8; QK_K],
+    laux: &mut [u8; 32],
+    scales12: &mut [u8],
+) -> (f32, f32) {
+    let mut sum_x2 = 0f32;
+    for &v in x {
+        sum_x2 += v * v;
+    }
+    let sigma2 = 2.0 * sum_x2 / QK_K as f32;
+    let (mut scales, mut mins, mut sw) = ([0f32; 8], [0f32; 8], [0f32; 8]);
+    for j in 0..QK_K / 32 {
+        let xs = &x[32 * j..32 * j + 32];
+        let weights: [f32; 32] =
+            std::array::from_fn(|i| qw[32 * j + i] * (sigma2 + xs[i] * xs[i]).sqrt());
+        let mut sumw = 0f32;
+        for w in weights {
+            sumw += w;
+        }
+        sw[j] = sumw;
+        (scales[j], mins[j]) = make_qkx3_quants(
+            nmax,
+            xs,
+            &weights,
+            &mut l[32 * j..32 * j + 32],
+            laux,
+            -0.9,
+            0.05,
+            36,
+            false,
+        );
+    }
+    let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
+    let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
+    let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
+    for j in 0..QK_K / 32 {
+        let (ls, lm) = (ls[j].min(63), lm[j].min(63));
+        if j < 4 {
+            scales12[j] = ls;
+            scales12[j + 4] = lm;
+        } else {
+            scales12[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+            scales12[j - 4] |= (ls >> 4) << 6;
+            scales12[j] |= (lm >> 4) << 6;
+        }
+    }
+    (d_block, m_block)
+}

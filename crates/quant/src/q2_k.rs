@@ -101,23 +101,73 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
         } else {
             put_f16(b, DMIN, 0.0);
         }
-        let (dd, dmin) = (le_f16(b, D), le_f16(b, DMIN));
-        for j in 0..QK_K / 16 {
-            let d = dd * (b[j] & 0xF) as f32;
-            if d == 0.0 {
-                continue;
-            }
-            let dm = dmin * (b[j] >> 4) as f32;
-            for (li, &v) in l[16 * j..16 * j + 16].iter_mut().zip(&x[16 * j..]) {
-                *li = nearest_int((v + dm) / d).clamp(0, 3) as u8;
-            }
+        requantize_and_pack(x, &mut l, b);
+    }
+}
+
+/// ggml's `quantize_row_q2_K_impl` with an importance matrix (`qw`: one weight per element).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let (mut l, mut laux) = ([0u8; QK_K], [0u8; 16]);
+    for ((x, qw), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        let mut sumx2 = 0f32;
+        for &v in x {
+            sumx2 += v * v;
         }
-        for half in 0..2 {
-            let lh = &l[128 * half..128 * half + 128];
-            for k in 0..32 {
-                b[QS + 32 * half + k] =
-                    lh[k] | (lh[k + 32] << 2) | (lh[k + 64] << 4) | (lh[k + 96] << 6);
+        let sigma2 = sumx2 / QK_K as f32;
+        let (mut scales, mut mins, mut sw) = ([0f32; 16], [0f32; 16], [0f32; 16]);
+        for j in 0..QK_K / 16 {
+            let xs = &x[16 * j..16 * j + 16];
+            let weight: [f32; 16] =
+                std::array::from_fn(|i| qw[16 * j + i] * (sigma2 + xs[i] * xs[i]).sqrt());
+            for w in weight {
+                sw[j] += w;
             }
+            (scales[j], mins[j]) = crate::k_common::make_qkx3_quants(
+                3,
+                xs,
+                &weight,
+                &mut l[16 * j..16 * j + 16],
+                &mut laux,
+                -0.9,
+                0.05,
+                36,
+                false,
+            );
+        }
+        let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
+        let dm = crate::k_common::make_qp_quants(15, &scales, &mut ls, &sw);
+        let mm = crate::k_common::make_qp_quants(15, &mins, &mut lm, &sw);
+        put_f16(b, D, dm);
+        put_f16(b, DMIN, mm);
+        for j in 0..QK_K / 16 {
+            b[j] = ls[j] | (lm[j] << 4);
+        }
+        requantize_and_pack(x, &mut l, b);
+    }
+}
+
+/// The levels again from the stored scales and mins, then packed into `qs`.
+fn requantize_and_pack(x: &[f32], l: &mut [u8; QK_K], b: &mut [u8]) {
+    let (dd, dmin) = (le_f16(b, D), le_f16(b, DMIN));
+    for j in 0..QK_K / 16 {
+        let d = dd * (b[j] & 0xF) as f32;
+        if d == 0.0 {
+            continue;
+        }
+        let dm = dmin * (b[j] >> 4) as f32;
+        for (li, &v) in l[16 * j..16 * j + 16].iter_mut().zip(&x[16 * j..]) {
+            *li = nearest_int((v + dm) / d).clamp(0, 3) as u8;
+        }
+    }
+    for half in 0..2 {
+        let lh = &l[128 * half..128 * half + 128];
+        for k in 0..32 {
+            b[QS + 32 * half + k] =
+                lh[k] | (lh[k + 32] << 2) | (lh[k + 64] << 4) | (lh[k + 96] << 6);
         }
     }
 }
@@ -160,13 +210,25 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
     quantize: Some(quantize),
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::Q2_K,
+            [
+                (0xa501_dd6b_0cd2_ce07, 0x109f_7633_9507_c985),
+                (0x59c0_594a_4509_393d, 0x3c4e_f3ac_1c55_4aaa),
+            ],
+        );
+    }
     use crate::testkit::{
         check_dequantize_fixture, check_dot_fixture, check_quantize_fixture,
         check_quantize_fns_sized, fixture_rows,

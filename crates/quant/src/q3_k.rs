@@ -14,7 +14,7 @@
 //! bit pair `(e % 128) / 32`. Scale `j` keeps its low nibble in byte `j` (j < 8) or the high
 //! nibble of byte `j - 8`, and its top 2 bits in byte `8 + j % 4` at bit pair `j / 4`.
 
-use crate::k_common::{make_q3_quants, nearest_int, QK_K};
+use crate::k_common::{make_q3_quants, make_qx_quants, nearest_int, QK_K};
 use crate::q8_k;
 use crate::scalar::{le_f16, put_f16};
 
@@ -94,30 +94,80 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
         } else {
             put_f16(b, D, 0.0);
         }
-        let d_all = le_f16(b, D);
-        let sc = unpack_scales(&b[SCALES..SCALES + 12]);
+        requantize_and_pack(x, &mut l, b);
+    }
+}
+
+/// ggml's `quantize_row_q3_K_impl` with an importance matrix (`qw`: one weight per element):
+/// weighted least squares for the groups' levels, then for the 16 group scales themselves.
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let mut l = [0i8; QK_K];
+    for ((x, qw), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        let mut sumx2 = 0f32;
+        for &v in x {
+            sumx2 += v * v;
+        }
+        let sigma2 = 2.0 * sumx2 / QK_K as f32;
+        let (mut scales, mut sw) = ([0f32; QK_K / 16], [0f32; QK_K / 16]);
         for j in 0..QK_K / 16 {
-            let d = d_all * sc[j] as f32;
-            if d == 0.0 {
-                continue;
+            let xs = &x[16 * j..16 * j + 16];
+            let weight: [f32; 16] =
+                std::array::from_fn(|i| qw[16 * j + i] * (sigma2 + xs[i] * xs[i]).sqrt());
+            let mut sumw = 0f32;
+            for w in weight {
+                sumw += w;
             }
-            for (li, &v) in l[16 * j..16 * j + 16].iter_mut().zip(&x[16 * j..]) {
-                *li = (nearest_int(v / d).clamp(-4, 3) + 4) as i8;
-            }
+            sw[j] = sumw;
+            scales[j] = make_qx_quants(4, xs, &mut l[16 * j..16 * j + 16], 1, Some(&weight));
         }
-        b[..QS].fill(0);
-        for (e, li) in l.iter_mut().enumerate() {
-            if *li > 3 {
-                b[e % 32] |= 1 << (e / 32);
-                *li -= 4;
+        let sc = &mut b[SCALES..SCALES + 12];
+        sc.fill(0);
+        let mut ls = [0i8; QK_K / 16];
+        let d_block = make_qx_quants(32, &scales, &mut ls, 1, Some(&sw));
+        for (j, &v) in ls.iter().enumerate() {
+            let v = v as u8;
+            if j < 8 {
+                sc[j] = v & 0xF;
+            } else {
+                sc[j - 8] |= (v & 0xF) << 4;
             }
+            sc[8 + j % 4] |= (v >> 4) << (2 * (j / 4));
         }
-        for half in 0..2 {
-            let lh = &l[128 * half..128 * half + 128];
-            for k in 0..32 {
-                let q = [lh[k], lh[k + 32], lh[k + 64], lh[k + 96]].map(|v| v as u8);
-                b[QS + 32 * half + k] = q[0] | (q[1] << 2) | (q[2] << 4) | (q[3] << 6);
-            }
+        put_f16(b, D, d_block);
+        requantize_and_pack(x, &mut l, b);
+    }
+}
+
+/// The levels again from the stored scales, then the high bits into `hmask` and the low two
+/// into `qs`.
+fn requantize_and_pack(x: &[f32], l: &mut [i8; QK_K], b: &mut [u8]) {
+    let d_all = le_f16(b, D);
+    let sc = unpack_scales(&b[SCALES..SCALES + 12]);
+    for j in 0..QK_K / 16 {
+        let d = d_all * sc[j] as f32;
+        if d == 0.0 {
+            continue;
+        }
+        for (li, &v) in l[16 * j..16 * j + 16].iter_mut().zip(&x[16 * j..]) {
+            *li = (nearest_int(v / d).clamp(-4, 3) + 4) as i8;
+        }
+    }
+    b[..QS].fill(0);
+    for (e, li) in l.iter_mut().enumerate() {
+        if *li > 3 {
+            b[e % 32] |= 1 << (e / 32);
+            *li -= 4;
+        }
+    }
+    for half in 0..2 {
+        let lh = &l[128 * half..128 * half + 128];
+        for k in 0..32 {
+            let q = [lh[k], lh[k + 32], lh[k + 64], lh[k + 96]].map(|v| v as u8);
+            b[QS + 32 * half + k] = q[0] | (q[1] << 2) | (q[2] << 4) | (q[3] << 6);
         }
     }
 }
@@ -157,13 +207,25 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
     quantize: Some(quantize),
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::Q3_K,
+            [
+                (0x4c10_df5b_4d21_5405, 0x7c65_452f_6ac0_3a12),
+                (0xed4f_cefd_17fa_31d9, 0x755a_2a7a_a23a_0eb0),
+            ],
+        );
+    }
     use crate::testkit::{
         check_dequantize_fixture, check_dot_fixture, check_quantize_fixture,
         check_quantize_fns_sized, fixture_rows,

@@ -101,19 +101,63 @@ pub fn vec_dot_repacked(n: usize, w: &[u8], x: &[u8]) -> f32 {
     acc
 }
 
+/// ggml's `quantize_row_q4_0_impl` with an importance matrix (`qw`: one weight per element of
+/// the row): weighted least squares per block.
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let weight = row_weights(src, qw);
+    let mut l = [0i8; BLOCK];
+    for ((x, w), b) in src
+        .chunks_exact(BLOCK)
+        .zip(weight.chunks_exact(BLOCK))
+        .zip(dst.chunks_exact_mut(BYTES))
+    {
+        let d = crate::k_common::make_qx_quants(8, x, &mut l, 1, Some(w));
+        put_f16(b, 0, d);
+        for j in 0..16 {
+            b[2 + j] = l[j] as u8 | ((l[j + 16] as u8) << 4);
+        }
+    }
+}
+
+/// The row's `sigma2` and each block's importance weights `qw * sqrt(sigma2 + x²)`, as the
+/// legacy formats' weighted quantizers compute them (over the whole row).
+fn row_weights(src: &[f32], qw: &[f32]) -> Vec<f32> {
+    let mut sum_x2 = 0f32;
+    for &v in src {
+        sum_x2 += v * v;
+    }
+    let sigma2 = sum_x2 / src.len() as f32;
+    src.iter()
+        .zip(qw)
+        .map(|(&x, &q)| q * (sigma2 + x * x).sqrt())
+        .collect()
+}
+
 /// This format's entry in [`crate::formats::FORMATS`].
 pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::Q4_0,
     vec_dot_type: crate::GgmlType::Q8_0,
     dequantize,
     quantize: Some(quantize),
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::Q4_0,
+            [
+                (0x8bbc_dc5e_65fe_c7b7, 0xf0af_45ee_4ce8_d577),
+                (0x6b4e_6dd1_1bc9_c673, 0x2444_f8ec_5f13_4553),
+            ],
+        );
+    }
     use crate::testkit::*;
 
     #[test]

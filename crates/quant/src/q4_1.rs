@@ -78,19 +78,65 @@ pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     sumf
 }
 
+/// ggml's `quantize_row_q4_1_impl` with an importance matrix (`qw`: one weight per element of
+/// the row).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let weight = row_weights(src, qw);
+    let (mut l, mut laux) = ([0u8; BLOCK], [0u8; BLOCK]);
+    for ((x, w), b) in src
+        .chunks_exact(BLOCK)
+        .zip(weight.chunks_exact(BLOCK))
+        .zip(dst.chunks_exact_mut(BYTES))
+    {
+        let (d, the_min) =
+            crate::k_common::make_qkx3_quants(15, x, w, &mut l, &mut laux, -0.9, 0.05, 36, false);
+        put_f16(b, 0, d);
+        put_f16(b, 2, -the_min);
+        for j in 0..16 {
+            b[4 + j] = l[j] | (l[j + 16] << 4);
+        }
+    }
+}
+
+/// The row's `sigma2` and each block's importance weights `qw * sqrt(sigma2 + x²)`, as the
+/// legacy formats' weighted quantizers compute them (over the whole row).
+fn row_weights(src: &[f32], qw: &[f32]) -> Vec<f32> {
+    let mut sum_x2 = 0f32;
+    for &v in src {
+        sum_x2 += v * v;
+    }
+    let sigma2 = sum_x2 / src.len() as f32;
+    src.iter()
+        .zip(qw)
+        .map(|(&x, &q)| q * (sigma2 + x * x).sqrt())
+        .collect()
+}
+
 /// This format's entry in [`crate::formats::FORMATS`].
 pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::Q4_1,
     vec_dot_type: crate::GgmlType::Q8_1,
     dequantize,
     quantize: Some(quantize),
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::Q4_1,
+            [
+                (0x8599_3abb_1316_fd0a, 0x24fe_22e0_83ae_fd17),
+                (0x0cd7_b76a_0112_ce65, 0xde77_f2fb_fe95_ae52),
+            ],
+        );
+    }
     use crate::testkit::*;
 
     #[test]

@@ -71,40 +71,14 @@ pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
         .zip(qw.chunks_exact(QK_K))
         .zip(dst.chunks_exact_mut(BLOCK_BYTES))
     {
-        let mut sum_x2 = 0f32;
-        for &v in x {
-            sum_x2 += v * v;
-        }
-        let sigma2 = 2.0 * sum_x2 / QK_K as f32;
-        let (mut scales, mut mins, mut sw) = ([0f32; 8], [0f32; 8], [0f32; 8]);
-        for j in 0..QK_K / 32 {
-            let xs = &x[32 * j..32 * j + 32];
-            let weights: [f32; 32] =
-                std::array::from_fn(|i| qw[32 * j + i] * (sigma2 + xs[i] * xs[i]).sqrt());
-            let mut sumw = 0f32;
-            for w in weights {
-                sumw += w;
-            }
-            sw[j] = sumw;
-            let lj = &mut l[32 * j..32 * j + 32];
-            (scales[j], mins[j]) = crate::k_common::make_qkx3_quants(
-                15, xs, &weights, lj, &mut laux, -0.9, 0.05, 36, false,
-            );
-        }
-        let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
-        let d_block = crate::k_common::make_qp_quants(63, &scales, &mut ls, &sw);
-        let m_block = crate::k_common::make_qp_quants(63, &mins, &mut lm, &sw);
-        let sc = &mut b[SCALES..SCALES + 12];
-        for j in 0..QK_K / 32 {
-            if j < 4 {
-                sc[j] = ls[j];
-                sc[j + 4] = lm[j];
-            } else {
-                sc[j + 4] = (ls[j] & 0xF) | ((lm[j] & 0xF) << 4);
-                sc[j - 4] |= (ls[j] >> 4) << 6;
-                sc[j] |= (lm[j] >> 4) << 6;
-            }
-        }
+        let (d_block, m_block) = crate::k_common::weighted_scales_mins_k4(
+            x,
+            qw,
+            15,
+            &mut l,
+            &mut laux,
+            &mut b[SCALES..SCALES + 12],
+        );
         put_f16(b, 0, d_block);
         put_f16(b, 2, m_block);
         requantize_and_pack(x, &mut l, b);

@@ -91,19 +91,68 @@ pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     sumf
 }
 
+/// ggml's `quantize_row_q5_0_impl` with an importance matrix (`qw`: one weight per element of
+/// the row).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let weight = row_weights(src, qw);
+    let mut l = [0i8; BLOCK];
+    for ((x, w), b) in src
+        .chunks_exact(BLOCK)
+        .zip(weight.chunks_exact(BLOCK))
+        .zip(dst.chunks_exact_mut(BYTES))
+    {
+        let d = crate::k_common::make_qx_quants(16, x, &mut l, 1, Some(w));
+        put_f16(b, 0, d);
+        let mut qh = 0u32;
+        for j in 0..16 {
+            let (x0, x1) = (l[j] as u8, l[j + 16] as u8);
+            b[6 + j] = (x0 & 0x0F) | ((x1 & 0x0F) << 4);
+            qh |= (((x0 & 0x10) >> 4) as u32) << j;
+            qh |= (((x1 & 0x10) >> 4) as u32) << (j + 16);
+        }
+        b[2..6].copy_from_slice(&qh.to_le_bytes());
+    }
+}
+
+/// The row's `sigma2` and each block's importance weights `qw * sqrt(sigma2 + x²)`, as the
+/// legacy formats' weighted quantizers compute them (over the whole row).
+fn row_weights(src: &[f32], qw: &[f32]) -> Vec<f32> {
+    let mut sum_x2 = 0f32;
+    for &v in src {
+        sum_x2 += v * v;
+    }
+    let sigma2 = sum_x2 / src.len() as f32;
+    src.iter()
+        .zip(qw)
+        .map(|(&x, &q)| q * (sigma2 + x * x).sqrt())
+        .collect()
+}
+
 /// This format's entry in [`crate::formats::FORMATS`].
 pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::Q5_0,
     vec_dot_type: crate::GgmlType::Q8_0,
     dequantize,
     quantize: Some(quantize),
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::Q5_0,
+            [
+                (0x0920_833b_2828_d5e1, 0x3436_e437_24c3_58cb),
+                (0x0086_e173_9c08_fd0d, 0xa3ea_6d97_27c5_1ba9),
+            ],
+        );
+    }
     use crate::testkit::*;
 
     #[test]

@@ -99,19 +99,70 @@ pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     sumf
 }
 
+/// ggml's `quantize_row_q5_1_impl` with an importance matrix (`qw`: one weight per element of
+/// the row).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let weight = row_weights(src, qw);
+    let (mut l, mut laux) = ([0u8; BLOCK], [0u8; BLOCK]);
+    for ((x, w), b) in src
+        .chunks_exact(BLOCK)
+        .zip(weight.chunks_exact(BLOCK))
+        .zip(dst.chunks_exact_mut(BYTES))
+    {
+        let (d, the_min) =
+            crate::k_common::make_qkx3_quants(31, x, w, &mut l, &mut laux, -0.9, 0.05, 36, false);
+        put_f16(b, 0, d);
+        put_f16(b, 2, -the_min);
+        let mut qh = 0u32;
+        for j in 0..16 {
+            let (x0, x1) = (l[j], l[j + 16]);
+            b[8 + j] = (x0 & 0x0F) | ((x1 & 0x0F) << 4);
+            qh |= (((x0 & 0x10) >> 4) as u32) << j;
+            qh |= (((x1 & 0x10) >> 4) as u32) << (j + 16);
+        }
+        b[4..8].copy_from_slice(&qh.to_le_bytes());
+    }
+}
+
+/// The row's `sigma2` and each block's importance weights `qw * sqrt(sigma2 + x²)`, as the
+/// legacy formats' weighted quantizers compute them (over the whole row).
+fn row_weights(src: &[f32], qw: &[f32]) -> Vec<f32> {
+    let mut sum_x2 = 0f32;
+    for &v in src {
+        sum_x2 += v * v;
+    }
+    let sigma2 = sum_x2 / src.len() as f32;
+    src.iter()
+        .zip(qw)
+        .map(|(&x, &q)| q * (sigma2 + x * x).sqrt())
+        .collect()
+}
+
 /// This format's entry in [`crate::formats::FORMATS`].
 pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::Q5_1,
     vec_dot_type: crate::GgmlType::Q8_1,
     dequantize,
     quantize: Some(quantize),
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::Q5_1,
+            [
+                (0xbbe0_1f9a_67aa_100f, 0xeb10_33fe_c5af_20f2),
+                (0x1ed2_780b_3eda_485f, 0xf47a_9d58_6ebc_aa64),
+            ],
+        );
+    }
     use crate::testkit::*;
 
     #[test]

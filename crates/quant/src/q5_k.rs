@@ -65,25 +65,52 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
         let (d, dmin) = qk_scales_mins_k4(x, 31, -0.5, 15, &mut l, &mut b[SCALES..SCALES + 12]);
         put_f16(b, 0, d);
         put_f16(b, 2, dmin);
-        let (d, dmin) = (le_f16(b, 0), le_f16(b, 2));
-        for j in 0..QK_K / 32 {
-            let (sc, m) = get_scale_min_k4(j, &b[SCALES..SCALES + 12]);
-            let d = d * sc as f32;
-            if d == 0.0 {
-                continue;
-            }
-            let dm = dmin * m as f32;
-            for (li, &v) in l[32 * j..32 * j + 32].iter_mut().zip(&x[32 * j..]) {
-                *li = nearest_int((v + dm) / d).clamp(0, 31) as u8;
-            }
+        requantize_and_pack(x, &mut l, b);
+    }
+}
+
+/// ggml's `quantize_row_q5_K_impl` with an importance matrix (`qw`: one weight per element).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let (mut l, mut laux) = ([0u8; QK_K], [0u8; 32]);
+    for ((x, qw), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(dst.chunks_exact_mut(BLOCK_BYTES))
+    {
+        let (d, dmin) = crate::k_common::weighted_scales_mins_k4(
+            x,
+            qw,
+            31,
+            &mut l,
+            &mut laux,
+            &mut b[SCALES..SCALES + 12],
+        );
+        put_f16(b, 0, d);
+        put_f16(b, 2, dmin);
+        requantize_and_pack(x, &mut l, b);
+    }
+}
+
+/// The levels again from the stored (f16) scales, then packed into `qh` and `qs`.
+fn requantize_and_pack(x: &[f32], l: &mut [u8; QK_K], b: &mut [u8]) {
+    let (d, dmin) = (le_f16(b, 0), le_f16(b, 2));
+    for j in 0..QK_K / 32 {
+        let (sc, m) = get_scale_min_k4(j, &b[SCALES..SCALES + 12]);
+        let d = d * sc as f32;
+        if d == 0.0 {
+            continue;
         }
-        b[QH..QH + 32].fill(0);
-        for c in 0..QK_K / 64 {
-            for k in 0..32 {
-                let (l1, l2) = (l[64 * c + k], l[64 * c + k + 32]);
-                b[QH + k] |= ((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1));
-                b[QS + 32 * c + k] = (l1 & 0xF) | ((l2 & 0xF) << 4);
-            }
+        let dm = dmin * m as f32;
+        for (li, &v) in l[32 * j..32 * j + 32].iter_mut().zip(&x[32 * j..]) {
+            *li = nearest_int((v + dm) / d).clamp(0, 31) as u8;
+        }
+    }
+    b[QH..QH + 32].fill(0);
+    for c in 0..QK_K / 64 {
+        for k in 0..32 {
+            let (l1, l2) = (l[64 * c + k], l[64 * c + k + 32]);
+            b[QH + k] |= ((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1));
+            b[QS + 32 * c + k] = (l1 & 0xF) | ((l2 & 0xF) << 4);
         }
     }
 }
@@ -140,13 +167,25 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
     quantize: Some(quantize),
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::Q5_K,
+            [
+                (0x68cd_3ab3_09fc_3c73, 0x9862_bd1a_5dbc_22bf),
+                (0x0fbc_6fc1_71f3_a419, 0xbe28_54ad_043b_c339),
+            ],
+        );
+    }
     use crate::testkit::{
         check_dequantize_fixture, check_dot_fixture, check_quantize_fixture,
         check_quantize_fns_sized, fixture_rows,

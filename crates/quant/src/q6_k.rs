@@ -49,17 +49,29 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
 }
 
 pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    quantize_impl(src, None, dst)
+}
+
+/// ggml's `quantize_row_q6_K_impl` with an importance matrix: the column weights go straight
+/// into each group's least-squares fit (`qw`: one weight per element).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    quantize_impl(src, Some(qw), dst)
+}
+
+fn quantize_impl(src: &[f32], qw: Option<&[f32]>, dst: &mut [u8]) {
     let mut l = [0i8; QK_K];
     let mut scales = [0f32; QK_K / 16];
-    for (x, b) in src
+    for (i, (x, b)) in src
         .chunks_exact(QK_K)
         .zip(dst.chunks_exact_mut(BLOCK_BYTES))
+        .enumerate()
     {
         let mut max_scale = 0f32;
         let mut max_abs_scale = 0f32;
         for (ib, s) in scales.iter_mut().enumerate() {
             let r = 16 * ib..16 * ib + 16;
-            *s = make_qx_quants(32, &x[r.clone()], &mut l[r], 1, None);
+            let w = qw.map(|q| &q[QK_K * i + 16 * ib..QK_K * i + 16 * ib + 16]);
+            *s = make_qx_quants(32, &x[r.clone()], &mut l[r], 1, w);
             if s.abs() > max_abs_scale {
                 max_abs_scale = s.abs();
                 max_scale = *s;
@@ -133,13 +145,25 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
     quantize: Some(quantize),
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::Q6_K,
+            [
+                (0x00db_f4d2_3502_cf48, 0x743e_aadf_059e_3948),
+                (0x66a7_aeea_1248_86dc, 0x8f51_6e86_5fad_c8f6),
+            ],
+        );
+    }
     use crate::testkit::{
         check_dequantize_fixture, check_dot_fixture, check_quantize_fixture,
         check_quantize_fns_sized, fixture_rows,

@@ -435,6 +435,14 @@ pub fn check_weighted_hashes(
     );
 }
 
+/// [`check_weighted_hashes`] on the two shapes the format tests use, 32 rows of 512 and 8
+/// rows of 4096 (`GGML_QW=1 matmul_hash TYPE 512 32 1 plain 1 detail`, `... 4096 8 ...`).
+pub fn check_weighted_goldens(ty: crate::GgmlType, goldens: [(u64, u64); 2]) {
+    for ((k, m), (quant, dequant)) in [(512, 32), (4096, 8)].into_iter().zip(goldens) {
+        check_weighted_hashes(ty, (k, m), quant, dequant);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
