@@ -372,43 +372,6 @@ pub fn qk_scales_mins_k4(
     (max_scale / 63.0, max_min / 63.0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_int_rounds_half_to_even() {
-        assert_eq!(nearest_int(0.5), 0);
-        assert_eq!(nearest_int(1.5), 2);
-        assert_eq!(nearest_int(2.5), 2);
-        assert_eq!(nearest_int(-0.5), 0);
-        assert_eq!(nearest_int(-1.5), -2);
-        assert_eq!(nearest_int(-3.7), -4);
-        assert_eq!(nearest_int(4_194_303.0), 4_194_303);
-    }
-
-    #[test]
-    fn scale_min_packing_round_trips() {
-        let mut q = [0u8; 12];
-        let pairs = [
-            (63, 0),
-            (1, 62),
-            (17, 33),
-            (40, 9),
-            (63, 63),
-            (0, 1),
-            (32, 31),
-            (5, 48),
-        ];
-        for (j, &(s, m)) in pairs.iter().enumerate() {
-            put_scale_min_k4(j, s, m, &mut q);
-        }
-        for (j, &(s, m)) in pairs.iter().enumerate() {
-            assert_eq!(get_scale_min_k4(j, &q), (s, m), "sub-block {j}");
-        }
-    }
-}
-
 /// ggml's `make_qkx3_quants`: like [`make_qkx2_quants`] for the importance-weighted
 /// quantizers (weights given; `nstep + 1` candidate scales from `rmin`). Returns
 /// `(scale, -min)`; the levels go to `l`.
@@ -636,4 +599,41 @@ pub fn weighted_scales_mins_k4(
         }
     }
     (d_block, m_block)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_int_rounds_half_to_even() {
+        assert_eq!(nearest_int(0.5), 0);
+        assert_eq!(nearest_int(1.5), 2);
+        assert_eq!(nearest_int(2.5), 2);
+        assert_eq!(nearest_int(-0.5), 0);
+        assert_eq!(nearest_int(-1.5), -2);
+        assert_eq!(nearest_int(-3.7), -4);
+        assert_eq!(nearest_int(4_194_303.0), 4_194_303);
+    }
+
+    #[test]
+    fn scale_min_packing_round_trips() {
+        let mut q = [0u8; 12];
+        let pairs = [
+            (63, 0),
+            (1, 62),
+            (17, 33),
+            (40, 9),
+            (63, 63),
+            (0, 1),
+            (32, 31),
+            (5, 48),
+        ];
+        for (j, &(s, m)) in pairs.iter().enumerate() {
+            put_scale_min_k4(j, s, m, &mut q);
+        }
+        for (j, &(s, m)) in pairs.iter().enumerate() {
+            assert_eq!(get_scale_min_k4(j, &q), (s, m), "sub-block {j}");
+        }
+    }
 }
