@@ -6,6 +6,7 @@
 //! * [`policy`]: which type each tensor gets.
 //! * this file: the driver (order, metadata, conversion on all cores, writing safely).
 
+pub mod imatrix;
 pub mod mix;
 pub mod policy;
 
@@ -42,6 +43,9 @@ pub struct Options {
     pub kv_overrides: Vec<(String, Value)>,
     /// Set (e.g. by a Ctrl-C handler) to stop between tensors; the partial file is removed.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Importance matrix (`--imatrix`): the quantizers weight each column by it, and the mix
+    /// rules change as llama-quantize's do when one is given.
+    pub imatrix: Option<std::sync::Arc<imatrix::Imatrix>>,
 }
 
 impl Options {
@@ -59,6 +63,7 @@ impl Options {
             keep_split: false,
             kv_overrides: Vec::new(),
             cancel: None,
+            imatrix: None,
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct TensorPlan {
     pub bytes_out: u64,
     /// The rules wanted another type, which the rows did not fit.
     pub fallback_from: Option<GgmlType>,
+    /// Quantized with the importance matrix's weights for this tensor.
+    pub uses_imatrix: bool,
 }
 
 /// Progress reported after each tensor.
@@ -118,8 +125,9 @@ pub enum QuantizeError {
     )]
     Requantize { tensor: String, ty: GgmlType },
     #[error(
-        "tensor {tensor} would be {ty}, which needs an importance matrix (--imatrix), not \
-         supported yet; pick a mix without it (Q2_K, Q3_K_*, Q4_K_*, IQ4_XS, ...)"
+        "tensor {tensor} would be {ty}, which needs an importance matrix for it (--imatrix \
+         FILE, made by llama-imatrix), or pick a mix without it (Q2_K, Q3_K_*, Q4_K_*, \
+         IQ4_XS, ...)"
     )]
     NeedsImatrix { tensor: String, ty: GgmlType },
     #[error("tensor {tensor} would be {ty}, which torchless cannot write yet")]
@@ -218,7 +226,7 @@ pub fn plan(input: &GgufFile, opts: &Options) -> Result<Vec<TensorPlan>> {
         token_embedding_type: opts.token_embedding_type,
         tensor_types,
         pure: opts.pure,
-        has_imatrix: false,
+        has_imatrix: opts.imatrix.is_some(),
     };
     let mut counters = Counters::default();
     let mut out = Vec::new();
@@ -239,6 +247,7 @@ pub fn plan(input: &GgufFile, opts: &Options) -> Result<Vec<TensorPlan>> {
             bytes_in: t.size,
             bytes_out: t.size,
             fallback_from: None,
+            uses_imatrix: false,
         };
         if policy::allows_quantization(&t.name, dims.len(), &facts.arch, opts.keep_output) {
             let experts = dims.get(2).copied().unwrap_or(1);
@@ -253,7 +262,25 @@ pub fn plan(input: &GgufFile, opts: &Options) -> Result<Vec<TensorPlan>> {
             .map_err(QuantizeError::Invalid)?;
             plan.to = to;
             plan.fallback_from = fb.map(|f| f.wanted);
-            if policy::requires_imatrix(&t.name, to, opts.mix.ftype) {
+            // llama-quantize: the tensor's entry must cover every column of every expert; a
+            // mismatch is an error except for the token embedding, which then goes without.
+            let experts = dims.get(2).copied().unwrap_or(1);
+            if let Some(e) = opts.imatrix.as_ref().and_then(|m| m.entries.get(&t.name)) {
+                if e.len() as u64 == dims[0] * experts {
+                    plan.uses_imatrix = true;
+                } else if policy::Category::of(&t.name) != policy::Category::TokenEmbd {
+                    return Err(QuantizeError::Invalid(format!(
+                        "imatrix entry for {} has {} values, the tensor needs {} ({} columns x {} \
+                         experts)",
+                        t.name,
+                        e.len(),
+                        dims[0] * experts,
+                        dims[0],
+                        experts
+                    )));
+                }
+            }
+            if policy::requires_imatrix(&t.name, to, opts.mix.ftype) && !plan.uses_imatrix {
                 return Err(QuantizeError::NeedsImatrix {
                     tensor: t.name.clone(),
                     ty: to,
@@ -478,7 +505,11 @@ impl Run<'_> {
             if p.to == p.from {
                 data.write_tensor(bytes)?;
             } else {
-                data.write_tensor(&convert(bytes, p, self.threads)?)?;
+                let qw = match (&self.opts.imatrix, p.uses_imatrix) {
+                    (Some(m), true) => m.entries.get(&p.name).map(Vec::as_slice),
+                    _ => None,
+                };
+                data.write_tensor(&convert(bytes, p, qw, self.threads)?)?;
             }
             self.bytes_done += p.bytes_in;
             self.elements += p.dims.iter().product::<u64>();
@@ -501,27 +532,38 @@ impl Run<'_> {
     }
 }
 
-/// One tensor from its type to the plan's: each row widened to f32 and quantized, rows
-/// split over `threads` (every row is independent, so the bytes do not depend on it).
-fn convert(bytes: &[u8], p: &TensorPlan, threads: usize) -> Result<Vec<u8>> {
+/// One tensor from its type to the plan's: each row widened to f32 and quantized (with the
+/// importance weights `qw` of its expert, if given), rows split over `threads` (every row is
+/// independent, so the bytes do not depend on it).
+fn convert(bytes: &[u8], p: &TensorPlan, qw: Option<&[f32]>, threads: usize) -> Result<Vec<u8>> {
     let n = p.dims[0] as usize;
     let src_row = p.from.row_bytes(n as u64).unwrap_or(0) as usize;
     let dst_row = p.to.row_bytes(n as u64).unwrap_or(0) as usize;
     let rows = bytes.len().checked_div(src_row).unwrap_or(0);
     let mut out = vec![0u8; rows * dst_row];
     let per = rows.div_ceil(threads.max(1)).max(1);
+    let rows_per_expert = p.dims.get(1).copied().unwrap_or(1).max(1) as usize;
     let failed = std::sync::Mutex::new(None);
     std::thread::scope(|s| {
-        for (src, dst) in bytes
+        for (chunk, (src, dst)) in bytes
             .chunks(per * src_row)
             .zip(out.chunks_mut(per * dst_row))
+            .enumerate()
         {
             let failed = &failed;
             s.spawn(move || {
                 let mut row = vec![0f32; n];
-                for (a, b) in src.chunks_exact(src_row).zip(dst.chunks_exact_mut(dst_row)) {
-                    let r = quant::dequantize_row(p.from, a, &mut row)
-                        .and_then(|_| quant::quantize_row(p.to, &row, b));
+                for (i, (a, b)) in src
+                    .chunks_exact(src_row)
+                    .zip(dst.chunks_exact_mut(dst_row))
+                    .enumerate()
+                {
+                    let expert = (chunk * per + i) / rows_per_expert;
+                    let w = qw.map(|q| &q[expert * n..(expert + 1) * n]);
+                    let r = quant::dequantize_row(p.from, a, &mut row).and_then(|_| match w {
+                        Some(w) => quant::quantize_row_weighted(p.to, &row, w, b),
+                        None => quant::quantize_row(p.to, &row, b),
+                    });
                     if let Err(e) = r {
                         *failed.lock().unwrap() = Some(e);
                         return;

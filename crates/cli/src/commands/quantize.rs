@@ -54,9 +54,21 @@ pub struct Args {
     /// the first match wins)
     #[arg(long, value_name = "PATTERN=TYPE")]
     pub tensor_type: Vec<String>,
-    /// Importance matrix (not supported yet)
+    /// Importance matrix from llama-imatrix (GGUF or the legacy .dat): the quantizers weight
+    /// each column by it, as llama-quantize does; the IQ2/IQ1 types need one
     #[arg(long, value_name = "FILE")]
     pub imatrix: Option<PathBuf>,
+    /// Use the importance matrix only for tensors whose names contain NAME (repeatable)
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "imatrix",
+        conflicts_with = "exclude_weights"
+    )]
+    pub include_weights: Vec<String>,
+    /// Do not use the importance matrix for tensors whose names contain NAME (repeatable)
+    #[arg(long, value_name = "NAME", requires = "imatrix")]
+    pub exclude_weights: Vec<String>,
     /// Write one output file per input split, named OUT-00001-of-0000N.gguf (OUT without
     /// .gguf), as llama-quantize does
     #[arg(long)]
@@ -151,9 +163,6 @@ pub fn run(args: Args) -> Result<()> {
     let (Some(input), Some(output), Some(ty)) = (&args.input, &args.output, &args.ty) else {
         bail!("usage: torchless quantize IN.gguf OUT.gguf TYPE");
     };
-    if args.imatrix.is_some() {
-        bail!("--imatrix is not supported yet; use a mix that needs no importance matrix");
-    }
     let mix = q::mix::find(ty)
         .with_context(|| format!("unknown TYPE {ty:?}: `torchless quantize --list` shows them"))?;
     let mut opts = Options::new(mix);
@@ -189,6 +198,41 @@ pub fn run(args: Args) -> Result<()> {
     }
     for spec in &args.override_kv {
         opts.kv_overrides.push(parse_kv_override(spec)?);
+    }
+    if let Some(path) = &args.imatrix {
+        let mut m = q::imatrix::Imatrix::load(path)?;
+        m.filter(&args.include_weights, &args.exclude_weights);
+        if !m.entries.is_empty() {
+            // What llama-quantize records, after the user's overrides: the path as given
+            // and the first dataset (both cut to 127 bytes), the entry and chunk counts.
+            let cut = |s: &str| {
+                let mut n = s.len().min(127);
+                while !s.is_char_boundary(n) {
+                    n -= 1;
+                }
+                s[..n].to_string()
+            };
+            use engine::inspect::Value;
+            let kv = &mut opts.kv_overrides;
+            kv.push((
+                "quantize.imatrix.file".into(),
+                Value::String(cut(&path.to_string_lossy())),
+            ));
+            if let Some(d) = m.datasets.first() {
+                kv.push(("quantize.imatrix.dataset".into(), Value::String(cut(d))));
+            }
+            kv.push((
+                "quantize.imatrix.entries_count".into(),
+                Value::U32(m.entries.len() as u32),
+            ));
+            if m.chunk_count > 0 {
+                kv.push((
+                    "quantize.imatrix.chunks_count".into(),
+                    Value::U32(m.chunk_count),
+                ));
+            }
+            opts.imatrix = Some(std::sync::Arc::new(m));
+        }
     }
     if args.dry_run {
         let file = engine::inspect::GgufFile::open(input)
