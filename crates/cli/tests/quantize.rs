@@ -375,9 +375,10 @@ fn imatrix_output_equals_llama_quantize() {
             "IQ4_XS",
             "7e0d4f42a716a0475ceaa550ceae7d5ff2b91a797fdbdbecb0fe5d8a87d9679d",
         ),
+        // IQ3_XXS tensors, which llama-quantize makes only with an importance matrix.
         (
-            "Q5_0",
-            "6ce2840b22a2abb9bf0effdb44a4ed9ce38a591f5751fffec074fab5c67caf6f",
+            "IQ3_XXS",
+            "931f1018f4259e1e95d479db00df9f9196af7a8cf02c8ab79abd893d400b6e2a",
         ),
     ] {
         let out = d.join(format!("smollm2-imatrix-{ty}.gguf"));

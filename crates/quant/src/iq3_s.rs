@@ -12,6 +12,7 @@
 
 use std::sync::OnceLock;
 
+use crate::iq3_search::{fit, GridMap, Search};
 use crate::iq_grid::{Lattice, Sub, IQ3S_GRID};
 use crate::k_common::{nearest_int, QK_K};
 use crate::scalar::{c_max, f32_to_fp16};
@@ -67,88 +68,16 @@ pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
     }
 }
 
-/// The quantizer's view of the grid: ggml's `iq3xs_init_impl(512)`. Each grid entry is 4
-/// levels `l` in 0..8 (value `2 l + 1`), packed 3 bits each into a 12-bit key; `map[key]` is
-/// the entry with exactly those levels, or for a key not on the grid, the entries at the three
-/// smallest squared distances from it (ties in index order), among which the quantizer picks.
-struct GridMap {
-    map: Vec<Result<u16, Vec<u16>>>,
-}
-
-fn levels(entry: u32) -> [i32; 4] {
-    std::array::from_fn(|i| ((entry >> (8 * i)) & 0xff) as i32)
-}
-
+/// IQ3_S's grid for the search (ggml's `iq3xs_init_impl(512)`).
 fn grid_map() -> &'static GridMap {
     static MAP: OnceLock<GridMap> = OnceLock::new();
     MAP.get_or_init(|| {
-        let key =
-            |v: [i32; 4]| (0..4).fold(0usize, |k, i| k | (((v[i] - 1) / 2) as usize) << (3 * i));
-        let mut on_grid = vec![None; 4096];
-        for (j, &g) in IQ3S_GRID.iter().enumerate() {
-            on_grid[key(levels(g))] = Some(j as u16);
-        }
-        let map = (0..4096)
-            .map(|u| match on_grid[u] {
-                Some(j) => Ok(j),
-                None => {
-                    let pos: [i32; 4] =
-                        std::array::from_fn(|k| 2 * ((u >> (3 * k)) & 7) as i32 + 1);
-                    let mut dist: Vec<(i32, u16)> = IQ3S_GRID
-                        .iter()
-                        .enumerate()
-                        .map(|(j, &g)| {
-                            let pg = levels(g);
-                            ((0..4).map(|k| (pg[k] - pos[k]).pow(2)).sum(), j as u16)
-                        })
-                        .collect();
-                    dist.sort_unstable();
-                    // Every entry at the three smallest distances.
-                    let (mut out, mut d2, mut nhave) = (Vec::new(), dist[0].0, 1);
-                    for &(d, j) in &dist {
-                        if d > d2 {
-                            if nhave == 3 {
-                                break;
-                            }
-                            d2 = d;
-                            nhave += 1;
-                        }
-                        out.push(j);
-                    }
-                    Err(out)
-                }
-            })
+        let levels = IQ3S_GRID
+            .iter()
+            .map(|&g| std::array::from_fn(|i| (((g >> (8 * i)) & 0xff) as i32 - 1) / 2))
             .collect();
-        GridMap { map }
+        GridMap::new(levels, 3)
     })
-}
-
-/// ggml's `iq3_find_best_neighbour`: the candidate closest to `xval` at `scale` in weighted
-/// squared error (first on ties); its levels go to `l`.
-fn best_neighbour(cands: &[u16], xval: &[f32], weight: &[f32], scale: f32, l: &mut [i8]) -> u16 {
-    let mut best = (f32::MAX, cands[0]);
-    for &j in cands {
-        let pg = levels(IQ3S_GRID[j as usize]);
-        let mut d2 = 0f32;
-        for i in 0..4 {
-            let diff = scale * pg[i] as f32 - xval[i];
-            d2 += weight[i] * diff * diff;
-        }
-        if d2 < best.0 {
-            best = (d2, j);
-        }
-    }
-    let pg = levels(IQ3S_GRID[best.1 as usize]);
-    for i in 0..4 {
-        l[i] = ((pg[i] - 1) / 2) as i8;
-    }
-    best.1
-}
-
-/// The grid entry for levels `l[0..4]` (which the search always leaves on the grid).
-fn on_grid(l: &[i8]) -> Option<u16> {
-    let u = (0..4).fold(0usize, |k, i| k | (l[i] as usize) << (3 * i));
-    grid_map().map[u].as_ref().ok().copied()
 }
 
 /// ggml's `quantize_row_iq3_s_impl` for one super-block, with optional importance weights
@@ -156,7 +85,11 @@ fn on_grid(l: &[i8]) -> Option<u16> {
 /// FMA); so do its quirks, e.g. an all-zero sub-block does not advance the `qs`/`signs`
 /// cursors, so the next sub-block's codes land in its place.
 pub(crate) fn quantize_block(xbl: &[f32], qw: Option<&[f32]>, b: &mut [u8]) {
-    const KMAXQ: i32 = 8;
+    const SEARCH: Search = Search {
+        steps: 9,
+        start_on_grid: false,
+        refit_only_off_grid: false,
+    };
     let gm = grid_map();
     b.fill(0);
     let (mut qs, mut signs_at) = (2usize, SIGNS);
@@ -169,14 +102,10 @@ pub(crate) fn quantize_block(xbl: &[f32], qw: Option<&[f32]>, b: &mut [u8]) {
     let sigma2 = 2.0 * sumx2 / QK_K as f32;
     for ib in 0..8 {
         let xb = &xbl[32 * ib..32 * ib + 32];
-        let mut weight = [0f32; 32];
-        for i in 0..32 {
-            weight[i] = match qw {
-                Some(q) => q[32 * ib + i] * (sigma2 + xb[i] * xb[i]).sqrt(),
-                None => xb[i] * xb[i],
-            };
-        }
-        let waux: [f32; 32] = std::array::from_fn(|i| weight[i].sqrt());
+        let weight: [f32; 32] = std::array::from_fn(|i| match qw {
+            Some(q) => q[32 * ib + i] * (sigma2 + xb[i] * xb[i]).sqrt(),
+            None => xb[i] * xb[i],
+        });
         let mut xval = [0f32; 32];
         let mut block_signs = [0u8; 4];
         for k in 0..4 {
@@ -194,88 +123,20 @@ pub(crate) fn quantize_block(xbl: &[f32], qw: Option<&[f32]>, b: &mut [u8]) {
         for &v in &xval[1..] {
             max = c_max(max, v);
         }
-        let mut l = [0i8; 32];
         if max == 0.0 {
             scales[ib] = 0.0;
             continue;
         }
-        let mut best = 0f32;
-        let mut scale = max / (2 * KMAXQ - 1) as f32;
-        let mut is_on_grid = [false; 8];
-        let mut laux = [0i8; 32];
-        let mut on_aux = [false; 8];
-        for is in -9..=9 {
-            let id = ((2 * KMAXQ - 1) as f32 + is as f32 * 0.2) / max;
-            let this_scale = 1.0 / id;
-            for k in 0..8 {
-                for i in 0..4 {
-                    let q = nearest_int(0.5 * (id * xval[4 * k + i] - 1.0));
-                    laux[4 * k + i] = q.clamp(0, KMAXQ - 1) as i8;
-                }
-                on_aux[k] = true;
-                let u = (0..4).fold(0usize, |u, i| u | (laux[4 * k + i] as usize) << (3 * i));
-                if let Err(cands) = &gm.map[u] {
-                    on_aux[k] = false;
-                    best_neighbour(
-                        cands,
-                        &xval[4 * k..4 * k + 4],
-                        &waux[4 * k..4 * k + 4],
-                        this_scale,
-                        &mut laux[4 * k..4 * k + 4],
-                    );
-                }
-            }
-            let (mut sumqx, mut sumq2) = (0f32, 0f32);
-            for i in 0..32 {
-                let (w, q) = (weight[i], (2 * laux[i] as i32 + 1) as f32);
-                sumqx += w * xval[i] * q;
-                sumq2 += w * q * q;
-            }
-            if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                l = laux;
-                is_on_grid = on_aux;
-            }
-        }
-        if is_on_grid.iter().any(|&g| !g) && scale > 0.0 {
-            let id = 1.0 / scale;
-            for k in 0..8 {
-                let u = (0..4).fold(0usize, |u, i| {
-                    let q = nearest_int(0.5 * (id * xval[4 * k + i] - 1.0)).clamp(0, KMAXQ - 1);
-                    u | (q as usize) << (3 * i)
-                });
-                let j = match &gm.map[u] {
-                    Ok(j) => *j,
-                    Err(cands) => best_neighbour(
-                        cands,
-                        &xval[4 * k..4 * k + 4],
-                        &waux[4 * k..4 * k + 4],
-                        scale,
-                        &mut l[4 * k..4 * k + 4],
-                    ),
-                };
-                let pg = levels(IQ3S_GRID[j as usize]);
-                for i in 0..4 {
-                    l[4 * k + i] = ((pg[i] - 1) / 2) as i8;
-                }
-            }
-            let (mut sumqx, mut sumq2) = (0f32, 0f32);
-            for i in 0..32 {
-                let (w, q) = (weight[i], (2 * l[i] as i32 + 1) as f32);
-                sumqx += w * xval[i] * q;
-                sumq2 += w * q * q;
-            }
-            if sumq2 > 0.0 {
-                scale = sumqx / sumq2;
-            }
-        }
+        let mut l = [0i8; 32];
+        let mut scale = fit(gm, &SEARCH, &xval, &weight, max, &mut l);
         if scale < 0.0 {
             scale = -scale;
             block_signs = block_signs.map(|s| !s);
         }
         for k in 0..8 {
-            let j = on_grid(&l[4 * k..4 * k + 4]).expect("IQ3_S search left a point off the grid");
+            let j = gm
+                .entry(&l[4 * k..4 * k + 4])
+                .expect("IQ3_S search left a point off the grid");
             b[qs + k] = j as u8;
             b[QH + ib] |= ((j >> 8) << k) as u8;
         }
@@ -360,15 +221,16 @@ mod tests {
     fn grid_map_is_ggmls() {
         let gm = grid_map();
         for (j, &g) in IQ3S_GRID.iter().enumerate() {
-            let l = levels(g).map(|v| ((v - 1) / 2) as i8);
-            assert_eq!(on_grid(&l), Some(j as u16));
+            let l: [i8; 4] = std::array::from_fn(|i| (((g >> (8 * i)) & 0xff) as i8 - 1) / 2);
+            assert_eq!(gm.entry(&l), Some(j as u16));
         }
-        let off = gm.map.iter().filter(|m| m.is_err()).count();
+        let off = (0..4096u16)
+            .filter(|u| {
+                let l: [i8; 4] = std::array::from_fn(|i| ((u >> (3 * i)) & 7) as i8);
+                gm.entry(&l).is_none()
+            })
+            .count();
         assert_eq!(off, 4096 - 512);
-        assert!(gm
-            .map
-            .iter()
-            .all(|m| m.as_ref().err().is_none_or(|c| !c.is_empty())));
     }
 
     #[test]

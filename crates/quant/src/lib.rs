@@ -24,6 +24,7 @@ pub mod iq2_s;
 pub mod iq2_xs;
 pub mod iq2_xxs;
 pub mod iq3_s;
+mod iq3_search;
 pub mod iq3_xxs;
 pub mod iq4_nl;
 pub mod iq4_xs;

@@ -299,7 +299,9 @@ pub fn plan(input: &GgufFile, opts: &Options) -> Result<Vec<TensorPlan>> {
                         t.name, dims, plan.to
                     ))
                 })?;
-            if !plan.to.is_supported() || plan.to.block_size() > 1 && !can_quantize(plan.to) {
+            if !plan.to.is_supported()
+                || plan.to.block_size() > 1 && !can_quantize(plan.to, plan.uses_imatrix)
+            {
                 return Err(QuantizeError::UnsupportedTarget {
                     tensor: t.name.clone(),
                     ty: plan.to,
@@ -323,12 +325,13 @@ pub fn plan(input: &GgufFile, opts: &Options) -> Result<Vec<TensorPlan>> {
     Ok(out)
 }
 
-/// Types `quant::quantize_row` writes (activation-only types excluded).
-fn can_quantize(ty: GgmlType) -> bool {
-    let mut dst = vec![0u8; ty.type_size()];
-    let src = vec![0f32; ty.block_size()];
+/// Types `quant` writes (activation-only types excluded), with importance weights or not.
+fn can_quantize(ty: GgmlType, weighted: bool) -> bool {
+    let Some(f) = quant::formats::format(ty) else {
+        return false;
+    };
     !matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K)
-        && quant::quantize_row(ty, &src, &mut dst).is_ok()
+        && (f.quantize.is_some() || weighted && f.quantize_weighted.is_some())
 }
 
 /// Removes the temporary file unless it was renamed to `dest`.
