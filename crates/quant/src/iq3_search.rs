@@ -132,12 +132,12 @@ pub(crate) fn fit(
     for is in -s.steps..=s.steps {
         let id = (15.0 + is as f32 * 0.2) / max;
         let this_scale = 1.0 / id;
-        for k in 0..8 {
+        for (k, on) in on_aux.iter_mut().enumerate() {
             let g = 4 * k..4 * k + 4;
             GridMap::round_group(&xval[g.clone()], id, &mut laux[g.clone()]);
-            on_aux[k] = true;
+            *on = true;
             if let Err(cands) = gm.lookup(&laux[g.clone()]) {
-                on_aux[k] = false;
+                *on = false;
                 gm.best_neighbour(
                     cands,
                     &xval[g.clone()],
