@@ -8,8 +8,13 @@
 //!
 //! Weight = `d * (2 ls4 + 1) / 8 * (±grid value)`. See [`crate::iq_grid`].
 
+use std::sync::OnceLock;
+
+use crate::iq2_search::{even_signs, fit_sums, round_group, GridMap};
 use crate::iq_grid::{Lattice, Sub, IQ2XS_GRID, KSIGNS};
+use crate::k_common::{nearest_int, GROUP_MAX_EPS, QK_K};
 use crate::scalar::le_u16;
+use crate::scalar::{c_max, f32_to_fp16};
 
 pub const BYTES: usize = 74;
 const SCALES: usize = 66;
@@ -36,6 +41,140 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     crate::iq_grid::dequantize::<Iq2Xs>(src, dst)
 }
 
+/// ggml's `quantize_iq2_xs`, which needs an importance matrix (`qw`: one weight per element).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((x, w), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(dst.chunks_exact_mut(BYTES))
+    {
+        quantize_block(x, w, b);
+    }
+}
+
+/// The grid for the search (ggml's `iq2xs_init_impl`): values 8, 25, 43 are levels 0, 1, 2.
+fn grid_map() -> &'static GridMap {
+    static MAP: OnceLock<GridMap> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let levels = IQ2XS_GRID
+            .iter()
+            .map(|&g| {
+                std::array::from_fn(|i| match (g >> (8 * i)) & 0xff {
+                    8 => 0,
+                    25 => 1,
+                    _ => 2,
+                })
+            })
+            .collect();
+        GridMap::new(levels, 2)
+    })
+}
+
+/// ggml's `quantize_row_iq2_xs_impl` for one super-block (16 groups of 16, each two grid
+/// entries under one scale).
+fn quantize_block(xbl: &[f32], qw: &[f32], b: &mut [u8]) {
+    let gm = grid_map();
+    b.fill(0);
+    let mut q2 = [0u16; 32];
+    let mut scales = [0f32; 16];
+    let mut max_scale = 0f32;
+    let mut sumx2 = 0f32;
+    for &v in xbl {
+        sumx2 += v * v;
+    }
+    let sigma2 = sumx2 / QK_K as f32;
+    for ib in 0..16 {
+        let xb = &xbl[16 * ib..16 * ib + 16];
+        let weight: [f32; 16] =
+            std::array::from_fn(|i| qw[16 * ib + i] * (sigma2 + xb[i] * xb[i]).sqrt());
+        let waux: [f32; 16] = std::array::from_fn(|i| weight[i].sqrt());
+        let mut xval = [0f32; 16];
+        let mut signs = [0u8; 2];
+        even_signs(xb, &weight, &mut xval, &mut signs);
+        let mut max = xval[0];
+        for &v in &xval[1..] {
+            max = c_max(max, v);
+        }
+        let mut l = [0i8; 16];
+        if max < GROUP_MAX_EPS {
+            scales[ib] = 0.0;
+            continue;
+        }
+        let mut best = 0f32;
+        let mut scale = max / 5.0;
+        let mut is_on_grid = [true; 2];
+        let (mut laux, mut on_aux) = ([0i8; 16], [true; 2]);
+        for is in -9..=9 {
+            let id = (5.0 + is as f32 * 0.1) / max;
+            let this_scale = 1.0 / id;
+            for (k, on) in on_aux.iter_mut().enumerate() {
+                let g = 8 * k..8 * k + 8;
+                round_group(&xval[g.clone()], id, &mut laux[g.clone()]);
+                *on = true;
+                if let Err(c) = gm.lookup(&laux[g.clone()]) {
+                    *on = false;
+                    gm.best_neighbour(
+                        c,
+                        &xval[g.clone()],
+                        &waux[g.clone()],
+                        this_scale,
+                        &mut laux[g],
+                    );
+                }
+            }
+            let (sumqx, sumq2) = fit_sums(&weight, &xval, &laux);
+            if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                l = laux;
+                is_on_grid = on_aux;
+            }
+        }
+        if is_on_grid.iter().any(|&g| !g) && scale > 0.0 {
+            let id = 1.0 / scale;
+            for (k, &on) in is_on_grid.iter().enumerate() {
+                if on {
+                    continue;
+                }
+                let g = 8 * k..8 * k + 8;
+                round_group(&xval[g.clone()], id, &mut l[g.clone()]);
+                if let Err(c) = gm.lookup(&l[g.clone()]) {
+                    gm.best_neighbour(c, &xval[g.clone()], &waux[g.clone()], scale, &mut l[g]);
+                }
+            }
+            let (sumqx, sumq2) = fit_sums(&weight, &xval, &l);
+            if sumq2 > 0.0 {
+                scale = sumqx / sumq2;
+            }
+        }
+        if scale < 0.0 {
+            scale = -scale;
+            signs = signs.map(|s| !s & 127);
+        }
+        for k in 0..2 {
+            let Ok(j) = gm.lookup(&l[8 * k..8 * k + 8]) else {
+                unreachable!("IQ2_XS search left a point off the grid")
+            };
+            q2[2 * ib + k] = *j | (signs[k] as u16) << 9;
+        }
+        scales[ib] = scale;
+        max_scale = c_max(max_scale, scale);
+    }
+    if max_scale == 0.0 {
+        return;
+    }
+    let d = max_scale / 31.0;
+    b[..2].copy_from_slice(&f32_to_fp16(d).to_le_bytes());
+    let id = 1.0 / d;
+    for ib in 0..16 {
+        let l = nearest_int(0.5 * (id * scales[ib] - 1.0)).clamp(0, 15) as u8;
+        b[SCALES + ib / 2] |= l << (4 * (ib % 2));
+    }
+    for (i, v) in q2.iter().enumerate() {
+        b[2 + 2 * i..4 + 2 * i].copy_from_slice(&v.to_le_bytes());
+    }
+}
+
 /// Dot with a Q8_K row in ggml's portable order.
 pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     crate::iq_grid::vec_dot::<Iq2Xs>(n, w, x)
@@ -47,13 +186,25 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
     quantize: None,
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash iq2_xs`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::IQ2_XS,
+            [
+                (0x5fba_472c_5857_dfd8, 0x75c1_c297_8f77_7ea5),
+                (0xdd8a_e7f3_5d6f_b829, 0xbfbf_21e9_4c19_89bc),
+            ],
+        );
+    }
 
     #[test]
     fn equals_ggml() {
