@@ -1,0 +1,501 @@
+//! Recording operations and submitting them together.
+//!
+//! A [`Pass`] collects dispatches and their parameters; [`GpuDevice::submit`] writes every
+//! parameter block into one reused uniform buffer (grown, never shrunk), makes the bind
+//! groups and runs the whole list as one compute pass in one submission. Nothing is
+//! allocated per call but those bind groups.
+
+use crate::kernels::MatrixKernels;
+use crate::tensor::{GpuKvCache, GpuTensor, GpuWeights, Rows};
+use crate::{GpuDevice, GpuError};
+
+/// Bytes reserved per parameter block (every block is at most this large).
+const PARAM_BYTES: u64 = 64;
+
+/// Batches of up to this many tokens run the matrix-vector kernel; longer ones the tiled.
+pub const MATVEC_MAX_TOKENS: usize = 8;
+
+struct Step {
+    pipeline: wgpu::ComputePipeline,
+    buffers: Vec<(u32, wgpu::Buffer)>,
+    param_off: u64,
+    groups: [u32; 3],
+}
+
+/// Operations to run in order in one submission.
+pub struct Pass<'d> {
+    dev: &'d GpuDevice,
+    params: Vec<u8>,
+    steps: Vec<Step>,
+}
+
+/// Rope settings of one call.
+#[derive(Clone, Copy, Debug)]
+pub struct RopeArgs {
+    pub n_heads: usize,
+    pub head_dim: usize,
+    pub n_rot: usize,
+    /// Half-split pairs (NEOX) instead of adjacent ones (NORM).
+    pub neox: bool,
+}
+
+/// Attention settings of one call (as `compute::AttnParams`).
+#[derive(Clone, Copy, Debug)]
+pub struct AttnArgs {
+    pub n_head: usize,
+    pub scale: f32,
+    /// 0 disables soft-capping.
+    pub softcap: f32,
+    /// 0 = unlimited.
+    pub window: usize,
+}
+
+fn u(x: usize) -> u32 {
+    u32::try_from(x).expect("GPU sizes fit in 32 bits")
+}
+
+impl GpuDevice {
+    /// An empty pass on this device.
+    pub fn pass(&self) -> Pass<'_> {
+        Pass {
+            dev: self,
+            params: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// Runs a pass (one compute pass, one submission); returns once it is queued.
+    pub fn submit(&self, pass: Pass) {
+        if pass.steps.is_empty() {
+            return;
+        }
+        let size = (pass.params.len() as u64).max(PARAM_BYTES);
+        let mut ub = self.uniforms.lock().unwrap_or_else(|e| e.into_inner());
+        if ub.as_ref().is_none_or(|b| b.size() < size) {
+            *ub = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params"),
+                size: size.next_power_of_two(),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let ub = ub.as_ref().expect("uniform buffer made above");
+        self.queue.write_buffer(ub, 0, &pass.params);
+        let groups: Vec<wgpu::BindGroup> = pass
+            .steps
+            .iter()
+            .map(|s| {
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: ub,
+                        offset: s.param_off,
+                        size: wgpu::BufferSize::new(PARAM_BYTES),
+                    }),
+                }];
+                entries.extend(s.buffers.iter().map(|(b, buf)| wgpu::BindGroupEntry {
+                    binding: *b,
+                    resource: buf.as_entire_binding(),
+                }));
+                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &s.pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                })
+            })
+            .collect();
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut cp = enc.begin_compute_pass(&Default::default());
+            for (s, g) in pass.steps.iter().zip(&groups) {
+                cp.set_pipeline(&s.pipeline);
+                cp.set_bind_group(0, g, &[]);
+                cp.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+            }
+        }
+        self.queue.submit([enc.finish()]);
+    }
+
+    /// Waits for everything submitted so far.
+    pub fn sync(&self) {
+        let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+    }
+
+    fn matrix(&self, w: &GpuWeights) -> Result<std::sync::Arc<MatrixKernels>, GpuError> {
+        self.kernels
+            .matrix(&self.device, w.ty)
+            .ok_or(GpuError::Unsupported(w.ty))
+    }
+}
+
+fn check(what: &str, need: usize, t: &GpuTensor) -> Result<(), GpuError> {
+    if need > t.len() {
+        return Err(GpuError::Shape(format!(
+            "{what}: needs {need} elements, the tensor has {}",
+            t.len()
+        )));
+    }
+    Ok(())
+}
+
+impl Pass<'_> {
+    /// Adds a parameter block (up to 16 words) and returns its offset.
+    fn param(&mut self, words: &[u32]) -> u64 {
+        assert!(words.len() * 4 <= PARAM_BYTES as usize);
+        let off = self.params.len() as u64;
+        self.params
+            .extend(words.iter().flat_map(|w| w.to_le_bytes()));
+        let end = (off + PARAM_BYTES).next_multiple_of(self.dev.uniform_align);
+        self.params.resize(end as usize, 0);
+        off
+    }
+
+    fn step(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        bufs: &[(u32, &wgpu::Buffer)],
+        words: &[u32],
+        groups: [u32; 3],
+    ) {
+        let param_off = self.param(words);
+        self.steps.push(Step {
+            pipeline: pipeline.clone(),
+            buffers: bufs.iter().map(|(b, buf)| (*b, (*buf).clone())).collect(),
+            param_off,
+            groups,
+        });
+    }
+
+    /// `n` workgroups laid out within the per-dimension limit (kernels flatten x + y * nx).
+    fn spread(&self, n: usize) -> [u32; 3] {
+        let max = self.dev.max_groups as usize;
+        let x = n.clamp(1, max);
+        [u(x), u(n.div_ceil(x).max(1)), 1]
+    }
+
+    /// `y[t][r] = sum_k w[r][k] * x[t][k]` for `n` rows of `x` (`x.stride` apart) into rows
+    /// of `y` (`y.stride` apart, `w.rows` outputs from `y.off`).
+    pub fn matmul(&mut self, w: &GpuWeights, x: Rows, n: usize, y: Rows) -> Result<(), GpuError> {
+        if n == 0 {
+            return Ok(());
+        }
+        check("matmul input", x.off + (n - 1) * x.stride + w.cols, x.t)?;
+        check("matmul output", y.off + (n - 1) * y.stride + w.rows, y.t)?;
+        let k = self.dev.matrix(w)?;
+        for c in &w.chunks {
+            let bufs = [(1, &c.buf), (2, &x.t.buf), (3, &y.t.buf)];
+            let words = [
+                u(c.rows),
+                u(w.cols),
+                u(n),
+                u(w.row_bytes),
+                u(x.stride),
+                u(y.stride),
+                u(y.off + c.row0),
+                u(x.off),
+            ];
+            if n <= MATVEC_MAX_TOKENS {
+                let groups = self.spread(c.rows);
+                self.step(&k.matvec, &bufs, &words, groups);
+            } else {
+                let groups = [u(c.rows.div_ceil(32)), u(n.div_ceil(32)), 1];
+                self.step(&k.tiled, &bufs, &words, groups);
+            }
+        }
+        Ok(())
+    }
+
+    /// Embedding lookup: row `ids[t]` of `w` decoded into row `t` of `y`, for `n` ids.
+    pub fn get_rows(
+        &mut self,
+        w: &GpuWeights,
+        ids: &GpuTensor,
+        n: usize,
+        y: Rows,
+    ) -> Result<(), GpuError> {
+        if n == 0 {
+            return Ok(());
+        }
+        check("token ids", n, ids)?;
+        check("embedding output", y.off + (n - 1) * y.stride + w.cols, y.t)?;
+        let k = self.dev.matrix(w)?;
+        for c in &w.chunks {
+            let words = [
+                u(c.rows),
+                u(w.cols),
+                u(n),
+                u(w.row_bytes),
+                0,
+                u(y.stride),
+                u(y.off),
+                u(c.row0),
+            ];
+            let groups = self.spread(n);
+            self.step(
+                &k.get_rows,
+                &[(1, &c.buf), (3, &y.t.buf), (4, &ids.buf)],
+                &words,
+                groups,
+            );
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn norm(
+        &mut self,
+        layer: bool,
+        x: &GpuTensor,
+        w: Option<&GpuTensor>,
+        b: Option<&GpuTensor>,
+        eps: f32,
+        n: usize,
+        rows: usize,
+        y: &GpuTensor,
+    ) -> Result<(), GpuError> {
+        check("norm input", n * rows, x)?;
+        check("norm output", n * rows, y)?;
+        for t in [w, b].into_iter().flatten() {
+            check("norm weight", n, t)?;
+        }
+        let flags = w.map_or(0, |_| 1) | b.map_or(0, |_| 2);
+        let words = [u(n), u(rows), flags, 0, 0, 0, eps.to_bits(), 0, 0, 0, 0, 0];
+        let ops = &self.dev.kernels.ops;
+        let (p, mut bufs) = if layer {
+            (ops.layer_norm.clone(), vec![(4, &b.unwrap_or(x).buf)])
+        } else {
+            (ops.rms_norm.clone(), vec![])
+        };
+        bufs.extend([(1, &x.buf), (2, &w.unwrap_or(x).buf), (3, &y.buf)]);
+        let groups = self.spread(rows);
+        self.step(&p, &bufs, &words, groups);
+        Ok(())
+    }
+
+    /// RMSNorm of `rows` rows of `n`: `y = x / sqrt(mean(x^2) + eps) * w`.
+    pub fn rms_norm(
+        &mut self,
+        x: &GpuTensor,
+        w: Option<&GpuTensor>,
+        eps: f32,
+        n: usize,
+        rows: usize,
+        y: &GpuTensor,
+    ) -> Result<(), GpuError> {
+        self.norm(false, x, w, None, eps, n, rows, y)
+    }
+
+    /// LayerNorm of `rows` rows of `n`: `y = (x - mean) / sqrt(var + eps) * w + b`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layer_norm(
+        &mut self,
+        x: &GpuTensor,
+        w: Option<&GpuTensor>,
+        b: Option<&GpuTensor>,
+        eps: f32,
+        n: usize,
+        rows: usize,
+        y: &GpuTensor,
+    ) -> Result<(), GpuError> {
+        self.norm(true, x, w, b, eps, n, rows, y)
+    }
+
+    /// Rotates `n` tokens' heads in `y` (rows `y.stride` apart) in place; `cos_sin` holds
+    /// `n_rot` floats per token (cos, sin per pair: `compute::Rope::fill_cache`).
+    pub fn rope(
+        &mut self,
+        y: Rows,
+        n: usize,
+        cos_sin: &GpuTensor,
+        a: RopeArgs,
+    ) -> Result<(), GpuError> {
+        if n == 0 || a.n_rot == 0 {
+            return Ok(());
+        }
+        if a.n_rot > a.head_dim || !a.n_rot.is_multiple_of(2) {
+            return Err(GpuError::Shape(format!(
+                "rope of {} dims in heads of {}",
+                a.n_rot, a.head_dim
+            )));
+        }
+        check("rope table", n * a.n_rot, cos_sin)?;
+        check(
+            "rope rows",
+            y.off + (n - 1) * y.stride + a.n_heads * a.head_dim,
+            y.t,
+        )?;
+        let words = [
+            u(n),
+            u(a.n_heads),
+            u(a.head_dim),
+            u(a.n_rot),
+            u(y.stride),
+            u32::from(a.neox),
+            0,
+            0,
+            0,
+            u(y.off),
+            0,
+            0,
+        ];
+        let groups = self.spread((n * a.n_heads * a.n_rot / 2).div_ceil(256));
+        let p = self.dev.kernels.ops.rope.clone();
+        self.step(&p, &[(1, &cos_sin.buf), (3, &y.t.buf)], &words, groups);
+        Ok(())
+    }
+
+    fn elementwise(
+        &mut self,
+        p: wgpu::ComputePipeline,
+        y: &GpuTensor,
+        x: Option<&GpuTensor>,
+        n: usize,
+        p0: usize,
+        f0: f32,
+    ) -> Result<(), GpuError> {
+        check("element-wise output", n, y)?;
+        let mut bufs = vec![(3, &y.buf)];
+        if let Some(x) = x {
+            check("element-wise input", if p0 > 0 { p0 } else { n }, x)?;
+            bufs.push((1, &x.buf));
+        }
+        let words = [u(n), 0, u(p0), 0, 0, 0, f0.to_bits(), 0, 0, 0, 0, 0];
+        let groups = self.spread(n.div_ceil(256));
+        self.step(&p, &bufs, &words, groups);
+        Ok(())
+    }
+
+    /// `gate = silu(gate) * up` over `n` elements.
+    pub fn swiglu(&mut self, gate: &GpuTensor, up: &GpuTensor, n: usize) -> Result<(), GpuError> {
+        let p = self.dev.kernels.ops.swiglu.clone();
+        self.elementwise(p, gate, Some(up), n, 0, 0.0)
+    }
+
+    /// `gate = gelu(gate) * up` over `n` elements (tanh approximation).
+    pub fn geglu(&mut self, gate: &GpuTensor, up: &GpuTensor, n: usize) -> Result<(), GpuError> {
+        let p = self.dev.kernels.ops.geglu.clone();
+        self.elementwise(p, gate, Some(up), n, 0, 0.0)
+    }
+
+    /// `y += x` over `n` elements.
+    pub fn add(&mut self, y: &GpuTensor, x: &GpuTensor, n: usize) -> Result<(), GpuError> {
+        let p = self.dev.kernels.ops.add.clone();
+        self.elementwise(p, y, Some(x), n, 0, 0.0)
+    }
+
+    /// Adds `bias` (one row of `bias.len()`) to every row of the first `n` elements of `y`.
+    pub fn add_bias(&mut self, y: &GpuTensor, bias: &GpuTensor, n: usize) -> Result<(), GpuError> {
+        let p = self.dev.kernels.ops.add.clone();
+        self.elementwise(p, y, Some(bias), n, bias.len(), 0.0)
+    }
+
+    /// `y *= s` over `n` elements.
+    pub fn scale(&mut self, y: &GpuTensor, s: f32, n: usize) -> Result<(), GpuError> {
+        let p = self.dev.kernels.ops.scale.clone();
+        self.elementwise(p, y, None, n, 0, s)
+    }
+
+    /// `y = c * tanh(y / c)` over `n` elements.
+    pub fn softcap(&mut self, y: &GpuTensor, c: f32, n: usize) -> Result<(), GpuError> {
+        let p = self.dev.kernels.ops.softcap.clone();
+        self.elementwise(p, y, None, n, 0, c)
+    }
+
+    /// Stores `n` tokens' keys and values (rows of `n_kv * dk` / `n_kv * dv`) for positions
+    /// `start_pos..` into `cache` as f16.
+    pub fn kv_store(
+        &mut self,
+        cache: &GpuKvCache,
+        k: Rows,
+        v: Rows,
+        n: usize,
+        start_pos: usize,
+    ) -> Result<(), GpuError> {
+        if n == 0 {
+            return Ok(());
+        }
+        check(
+            "keys",
+            k.off + (n - 1) * k.stride + cache.n_kv * cache.dk,
+            k.t,
+        )?;
+        check(
+            "values",
+            v.off + (n - 1) * v.stride + cache.n_kv * cache.dv,
+            v.t,
+        )?;
+        let p = self.dev.kernels.ops.kv_store.clone();
+        for (rows, d, buf) in [(k, cache.dk, &cache.k), (v, cache.dv, &cache.v)] {
+            let mut words = [0u32; 16];
+            words[0] = u(n);
+            words[2] = u(cache.n_kv);
+            words[5] = u(cache.slots);
+            words[6] = u(start_pos);
+            words[10] = u(rows.stride);
+            words[11] = u(rows.off);
+            words[14] = u(d);
+            let groups = self.spread((n * cache.n_kv * d / 2).div_ceil(256));
+            self.step(&p, &[(1, &rows.t.buf), (5, buf)], &words, groups);
+        }
+        Ok(())
+    }
+
+    /// Attends `n` queries at positions `start_pos..` (`q`: rows of `n_head * dk`) over
+    /// `cache` (holding every position the queries see) into rows of `n_head * dv` of `out`.
+    pub fn attention(
+        &mut self,
+        cache: &GpuKvCache,
+        q: Rows,
+        n: usize,
+        start_pos: usize,
+        a: AttnArgs,
+        out: Rows,
+    ) -> Result<(), GpuError> {
+        if n == 0 {
+            return Ok(());
+        }
+        if a.n_head == 0 || !a.n_head.is_multiple_of(cache.n_kv) {
+            return Err(GpuError::Shape(format!(
+                "{} query heads over {} KV heads",
+                a.n_head, cache.n_kv
+            )));
+        }
+        check(
+            "queries",
+            q.off + (n - 1) * q.stride + a.n_head * cache.dk,
+            q.t,
+        )?;
+        check(
+            "attention output",
+            out.off + (n - 1) * out.stride + a.n_head * cache.dv,
+            out.t,
+        )?;
+        let words = [
+            u(n),
+            u(a.n_head),
+            u(cache.n_kv),
+            u(cache.dk),
+            u(cache.dv),
+            u(cache.slots),
+            u(start_pos),
+            u(a.window),
+            a.scale.to_bits(),
+            a.softcap.to_bits(),
+            u(q.stride),
+            u(q.off),
+            u(out.stride),
+            u(out.off),
+            0,
+            0,
+        ];
+        let groups = self.spread(n * a.n_head);
+        let p = self.dev.kernels.ops.attend.clone();
+        self.step(
+            &p,
+            &[(1, &q.t.buf), (2, &cache.k), (3, &cache.v), (4, &out.t.buf)],
+            &words,
+            groups,
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,152 @@
+// Weight matrix times activations, the weights dequantized here 32 values at a time through
+// the format's `load_sub(row_byte, sub_block)` (prepended with the format's file). Outputs:
+// Y[y_off + t * y_stride + r] = sum_k W[r][k] * X[x_off + t * x_stride + k].
+
+@group(0) @binding(2) var<storage, read> X: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(4) var<storage, read> IDS: array<u32>;
+
+const WG: u32 = 64u;
+// Tokens per matrix-vector dispatch (decode, or a few sequences decoding together).
+const NT: u32 = 8u;
+
+var<workgroup> red: array<f32, 512>; // WG * NT
+
+fn sub_dot(xo: u32, s: u32) -> f32 {
+    var a = 0.0;
+    for (var i = 0u; i < 32u; i++) {
+        let e = 32u * s + i;
+        a += sv[i] * select(0.0, X[xo + e], e < P.k);
+    }
+    return a;
+}
+
+// Decode: one weight row per workgroup, its sub-blocks spread over the threads (neighbours
+// read neighbouring blocks), up to NT tokens sharing each decoded sub-block.
+@compute @workgroup_size(64)
+fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let r = wid.x + wid.y * nwg.x;
+    if (r >= P.rows) {
+        return;
+    }
+    let n = min(P.n, NT);
+    var acc: array<f32, 8>;
+    let nsub = (P.k + 31u) / 32u;
+    let rb = r * P.row_bytes;
+    for (var s = lid; s < nsub; s += WG) {
+        load_sub(rb, s);
+        for (var t = 0u; t < n; t++) {
+            acc[t] += sub_dot(P.x_off + t * P.x_stride, s);
+        }
+    }
+    for (var t = 0u; t < NT; t++) {
+        red[t * WG + lid] = acc[t];
+    }
+    workgroupBarrier();
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+        if (lid < st) {
+            for (var t = 0u; t < NT; t++) {
+                red[t * WG + lid] += red[t * WG + lid + st];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid < n) {
+        Y[P.y_off + lid * P.y_stride + r] = red[lid * WG];
+    }
+}
+
+// Prefill: a 32-row x 32-token output tile per workgroup, 4 x 4 per thread; each step
+// decodes one sub-block of 32 rows into workgroup memory next to 32 tokens' activations.
+const TILE: u32 = 32u;
+const PAD: u32 = 33u;
+var<workgroup> ws: array<f32, 1056>; // TILE * PAD
+var<workgroup> xs: array<f32, 1056>;
+
+@compute @workgroup_size(64)
+fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let r0 = wid.x * TILE;
+    let t0 = wid.y * TILE;
+    let tr = (lid % 8u) * 4u;
+    let tc = (lid / 8u) * 4u;
+    var acc: array<f32, 16>;
+    let nsub = (P.k + 31u) / 32u;
+    for (var s = 0u; s < nsub; s++) {
+        if (lid < TILE) {
+            let r = r0 + lid;
+            if (r < P.rows) {
+                load_sub(r * P.row_bytes, s);
+                for (var i = 0u; i < 32u; i++) {
+                    ws[lid * PAD + i] = sv[i];
+                }
+            } else {
+                for (var i = 0u; i < 32u; i++) {
+                    ws[lid * PAD + i] = 0.0;
+                }
+            }
+        }
+        for (var q = 0u; q < 16u; q++) {
+            let idx = q * WG + lid;
+            let t = idx / 32u;
+            let e = idx % 32u;
+            let tok = t0 + t;
+            let col = 32u * s + e;
+            let ok = tok < P.n && col < P.k;
+            xs[t * PAD + e] = select(0.0, X[P.x_off + min(tok, P.n - 1u) * P.x_stride + min(col, P.k - 1u)], ok);
+        }
+        workgroupBarrier();
+        for (var e = 0u; e < 32u; e++) {
+            var wv: array<f32, 4>;
+            var xv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                wv[i] = ws[(tr + i) * PAD + e];
+                xv[i] = xs[(tc + i) * PAD + e];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] += wv[i] * xv[j];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let r = r0 + tr + i;
+            let t = t0 + tc + j;
+            if (r < P.rows && t < P.n) {
+                Y[P.y_off + t * P.y_stride + r] = acc[i * 4u + j];
+            }
+        }
+    }
+}
+
+// Embedding lookup: token t's row IDS[t] (global row; this binding holds rows x_off..x_off +
+// rows) decoded into Y[y_off + t * y_stride ..][..k].
+@compute @workgroup_size(64)
+fn get_rows(@builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let t = wid.x + wid.y * nwg.x;
+    if (t >= P.n) {
+        return;
+    }
+    let id = IDS[t];
+    if (id < P.x_off || id >= P.x_off + P.rows) {
+        return;
+    }
+    let rb = (id - P.x_off) * P.row_bytes;
+    let nsub = (P.k + 31u) / 32u;
+    for (var s = lid; s < nsub; s += WG) {
+        load_sub(rb, s);
+        for (var i = 0u; i < 32u; i++) {
+            let e = 32u * s + i;
+            if (e < P.k) {
+                Y[P.y_off + t * P.y_stride + e] = sv[i];
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Every GPU operation against the CPU backend, in the spirit of llama.cpp's
+//! test-backend-ops: each op x each weight type x odd shapes (rows not a multiple of any
+//! workgroup, K not a multiple of 256 where the type allows, 1 token, the matrix-vector
+//! limit, just past it, a 512-token batch), each with a stated tolerance.
+//!
+//! Matrix products are checked twice: against an f64 product of the reference-dequantized
+//! weights (the decode must be exact; only f32 summation differs) and against
+//! `compute::matmul` (which quantizes activations as ggml does; NMSE bound as
+//! test-backend-ops' 5e-4).
+
+mod common;
+
+use common::{assert_close, data, dev, nmse};
+use gpu::{kernels::WEIGHT_TYPES, DeviceOptions, GpuDevice, GpuWeights, Rows};
+use quant::GgmlType;
+
+/// Per output, `|gpu - ref| <= DOT_TOL * sum_k |w_k x_k|`: f32 summation error bound with
+/// margin, far below what any decoding mistake gives.
+const DOT_TOL: f64 = 2e-5;
+/// test-backend-ops' bound for MUL_MAT against the CPU's quantized-activation product.
+const CPU_NMSE: f64 = 5e-4;
+
+/// Columns for `ty`: not a multiple of 256 where the block allows it, odd for floats.
+fn cols_for(ty: GgmlType) -> usize {
+    match ty.block_size() {
+        1 => 333,
+        32 => 416,
+        _ => 512,
+    }
+}
+
+/// A `rows x cols` matrix of `ty` from random floats, its bytes and reference decode.
+fn matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
+    let src = data(rows * cols, seed);
+    let rb = ty.row_bytes(cols as u64).unwrap() as usize;
+    let mut bytes = vec![0u8; rows * rb];
+    let mut deq = vec![0f32; rows * cols];
+    for r in 0..rows {
+        let row = &mut bytes[r * rb..(r + 1) * rb];
+        quant::quantize_row(ty, &src[r * cols..(r + 1) * cols], row).unwrap();
+        quant::dequantize_row(ty, row, &mut deq[r * cols..(r + 1) * cols]).unwrap();
+    }
+    (bytes, deq)
+}
+
+fn gpu_matmul(d: &GpuDevice, w: &GpuWeights, x: &[f32], n: usize) -> Vec<f32> {
+    let xt = d.upload(x);
+    let yt = d.tensor(n * w.rows);
+    let mut p = d.pass();
+    p.matmul(w, Rows::new(&xt, w.cols), n, Rows::new(&yt, w.rows))
+        .unwrap();
+    d.submit(p);
+    d.read(&yt)
+}
+
+fn check_matmul(ty: GgmlType, rows: usize, n: usize, d: &GpuDevice) {
+    let cols = cols_for(ty);
+    let (bytes, deq) = matrix(ty, rows, cols, 7 + rows as u64);
+    let x = data(n * cols, 99 + n as u64);
+    let w = d.upload_weights(ty, rows, cols, &bytes).unwrap();
+    let got = gpu_matmul(d, &w, &x, n);
+    for t in 0..n {
+        for r in 0..rows {
+            let (wr, xr) = (&deq[r * cols..][..cols], &x[t * cols..][..cols]);
+            let exact: f64 = wr.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
+            let mag: f64 = wr
+                .iter()
+                .zip(xr)
+                .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                .sum();
+            let g = got[t * rows + r] as f64;
+            assert!(
+                (g - exact).abs() <= DOT_TOL * mag + 1e-30,
+                "{ty} {rows}x{cols} n={n}: out[{t}][{r}] = {g}, f64 reference {exact} (magnitude {mag})"
+            );
+        }
+    }
+    let view = compute::WeightView::new(ty, rows, cols, &bytes).unwrap();
+    let mut cpu = vec![0f32; n * rows];
+    compute::matmul(&view, &x, n, &mut cpu, &mut Vec::new()).unwrap();
+    let e = nmse(&got, &cpu);
+    assert!(
+        e <= CPU_NMSE,
+        "{ty} {rows}x{cols} n={n}: NMSE {e:.2e} against the CPU backend"
+    );
+}
+
+#[test]
+fn matmul_decode_every_type() {
+    let d = dev();
+    for ty in WEIGHT_TYPES {
+        for n in [1, 3, gpu::MATVEC_MAX_TOKENS] {
+            check_matmul(ty, 67, n, d);
+        }
+    }
+}
+
+#[test]
+fn matmul_prefill_every_type() {
+    let d = dev();
+    for ty in WEIGHT_TYPES {
+        check_matmul(ty, 45, gpu::MATVEC_MAX_TOKENS + 1, d);
+        check_matmul(ty, 70, 512, d);
+    }
+}
+
+/// A matrix split across bindings gives the bits of the unsplit one, on both kernels, and
+/// the embedding lookup reads rows from every binding.
+#[test]
+fn weights_split_across_bindings() {
+    let small = GpuDevice::open_with(
+        gpu::BackendKind::Any,
+        DeviceOptions {
+            max_binding: Some(4096),
+        },
+    )
+    .expect("a GPU adapter (see the other tests' message)");
+    let d = dev();
+    for ty in [GgmlType::Q4_0, GgmlType::Q6_K, GgmlType::F16] {
+        let (rows, cols) = (100, cols_for(ty));
+        let (bytes, deq) = matrix(ty, rows, cols, 3);
+        let whole = d.upload_weights(ty, rows, cols, &bytes).unwrap();
+        let split = small.upload_weights(ty, rows, cols, &bytes).unwrap();
+        assert_eq!(whole.bindings(), 1);
+        assert!(split.bindings() >= 3, "{ty}: {} bindings", split.bindings());
+        for n in [2, 40] {
+            let x = data(n * cols, 5);
+            assert_eq!(
+                gpu_matmul(d, &whole, &x, n),
+                gpu_matmul(&small, &split, &x, n),
+                "{ty} n={n}"
+            );
+        }
+        let ids = [0u32, 99, 57, 31];
+        let it = small.upload_u32(&ids);
+        let y = small.tensor(ids.len() * cols);
+        let mut p = small.pass();
+        p.get_rows(&split, &it, ids.len(), Rows::new(&y, cols))
+            .unwrap();
+        small.submit(p);
+        let got = small.read(&y);
+        for (t, &id) in ids.iter().enumerate() {
+            let want = &deq[id as usize * cols..][..cols];
+            assert_close(
+                &format!("{ty} split get_rows"),
+                &got[t * cols..][..cols],
+                want,
+                1e-6,
+            );
+        }
+    }
+}
+
+/// Embedding lookup decodes rows exactly as the reference dequantizer (f32 products).
+#[test]
+fn get_rows_every_type() {
+    let d = dev();
+    for ty in WEIGHT_TYPES {
+        let (rows, cols) = (37, cols_for(ty));
+        let (bytes, deq) = matrix(ty, rows, cols, 11);
+        let w = d.upload_weights(ty, rows, cols, &bytes).unwrap();
+        let ids = [5u32, 0, 36, 5, 17];
+        let it = d.upload_u32(&ids);
+        let y = d.tensor(ids.len() * cols);
+        let mut p = d.pass();
+        p.get_rows(&w, &it, ids.len(), Rows::new(&y, cols)).unwrap();
+        d.submit(p);
+        let got = d.read(&y);
+        for (t, &id) in ids.iter().enumerate() {
+            let mut cpu = vec![0f32; cols];
+            let view = compute::WeightView::new(ty, rows, cols, &bytes).unwrap();
+            compute::get_rows(&view, id as usize, &mut cpu).unwrap();
+            assert_eq!(&cpu[..], &deq[id as usize * cols..][..cols]);
+            assert_close(
+                &format!("{ty} get_rows"),
+                &got[t * cols..][..cols],
+                &cpu,
+                1e-6,
+            );
+        }
+    }
+}
+
+#[test]
+fn unsupported_types_and_bad_shapes_are_errors() {
+    let d = dev();
+    let e = d
+        .upload_weights(GgmlType::Q8_1, 1, 32, &[0; 36])
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("no GPU kernel"), "{e}");
+    let e = d
+        .upload_weights(GgmlType::Q4_0, 2, 32, &[0; 18])
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("expected 36"), "{e}");
+    let w = d.upload_weights(GgmlType::Q4_0, 2, 32, &[0; 36]).unwrap();
+    let (x, y) = (d.tensor(31), d.tensor(2));
+    let e = d
+        .pass()
+        .matmul(&w, Rows::new(&x, 32), 1, Rows::new(&y, 2))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("matmul input"), "{e}");
+}
