@@ -203,3 +203,155 @@ fn unsupported_types_and_bad_shapes_are_errors() {
         .unwrap();
     assert!(e.to_string().contains("matmul input"), "{e}");
 }
+
+/// Runs `f` on a pass and returns the tensor `out` afterwards.
+fn run(d: &GpuDevice, out: &gpu::GpuTensor, f: impl FnOnce(&mut gpu::Pass)) -> Vec<f32> {
+    let mut p = d.pass();
+    f(&mut p);
+    d.submit(p);
+    d.read(out)
+}
+
+/// RMSNorm and LayerNorm against `compute` (which sums squares in f64): rows not a multiple
+/// of the workgroup, with and without weight and bias. Tolerance 1e-5 of the largest output.
+#[test]
+fn norms_match_cpu() {
+    let d = dev();
+    for (n, rows) in [(1000, 5), (64, 1), (2051, 3)] {
+        let x = data(n * rows, 1);
+        let w: Vec<f32> = data(n, 2).iter().map(|v| 1.0 + v).collect();
+        let b = data(n, 3);
+        let (xt, wt, bt, y) = (d.upload(&x), d.upload(&w), d.upload(&b), d.tensor(n * rows));
+        for weight in [false, true] {
+            let got = run(d, &y, |p| {
+                p.rms_norm(&xt, weight.then_some(&wt), 1e-5, n, rows, &y)
+                    .unwrap()
+            });
+            let mut want = vec![0f32; n * rows];
+            if weight {
+                compute::rms_norm(&x, Some(&w), 1e-5, &mut want).unwrap();
+            } else {
+                want.copy_from_slice(&x);
+                for r in want.chunks_mut(n) {
+                    compute::rms_norm_in_place(r, None, 1e-5).unwrap();
+                }
+            }
+            assert_close(
+                &format!("rms_norm {rows}x{n} w={weight}"),
+                &got,
+                &want,
+                1e-5,
+            );
+        }
+        for bias in [false, true] {
+            let got = run(d, &y, |p| {
+                p.layer_norm(&xt, Some(&wt), bias.then_some(&bt), 1e-5, n, rows, &y)
+                    .unwrap()
+            });
+            let mut want = x.clone();
+            compute::layer_norm(&mut want, &w, bias.then_some(&b[..]), 1e-5).unwrap();
+            assert_close(
+                &format!("layer_norm {rows}x{n} b={bias}"),
+                &got,
+                &want,
+                1e-5,
+            );
+        }
+    }
+}
+
+/// Rope in both pair layouts, full and partial rotation, on rows with a stride (a fused QKV
+/// row) against `compute::Rope` with the host-made cos/sin table. Tolerance 1e-5.
+#[test]
+fn rope_norm_and_neox_match_cpu() {
+    let d = dev();
+    let (n, heads, hd) = (7, 3, 64);
+    let stride = heads * hd + 40;
+    for (mode, neox) in [
+        (compute::RopeMode::Norm, false),
+        (compute::RopeMode::Neox, true),
+    ] {
+        for n_rot in [64, 32] {
+            let mut rope = compute::Rope::new(mode, n_rot, 10000.0);
+            rope.freq_scale = 0.5;
+            let x = data(n * stride, 4);
+            let mut table = vec![0f32; n * n_rot];
+            let mut want = x.clone();
+            for t in 0..n {
+                let pos = 100 + 37 * t;
+                rope.fill_cache(pos, &mut table[t * n_rot..][..n_rot]);
+                let row = &mut want[t * stride + 20..][..heads * hd];
+                rope.apply_cached(row, heads, hd, &table[t * n_rot..][..n_rot]);
+            }
+            let (yt, tt) = (d.upload(&x), d.upload(&table));
+            let args = gpu::RopeArgs {
+                n_heads: heads,
+                head_dim: hd,
+                n_rot,
+                neox,
+            };
+            let got = run(d, &yt, |p| {
+                p.rope(Rows::new(&yt, stride).at(20), n, &tt, args).unwrap()
+            });
+            assert_close(&format!("rope {mode:?} n_rot={n_rot}"), &got, &want, 1e-5);
+        }
+    }
+}
+
+/// SwiGLU (tolerance 1e-5) and GeGLU (1e-3: the CPU reads GELU from ggml's f16 table).
+#[test]
+fn glu_matches_cpu() {
+    let d = dev();
+    let n = 10_001;
+    let gate: Vec<f32> = data(n, 5).iter().map(|v| v * 6.0).collect();
+    let up = data(n, 6);
+    let ut = d.upload(&up);
+    for (name, tol) in [("swiglu", 1e-5), ("geglu", 1e-3)] {
+        let gt = d.upload(&gate);
+        let got = run(d, &gt, |p| {
+            if name == "swiglu" {
+                p.swiglu(&gt, &ut, n).unwrap()
+            } else {
+                p.geglu(&gt, &ut, n).unwrap()
+            }
+        });
+        let mut want = gate.clone();
+        if name == "swiglu" {
+            compute::swiglu(&mut want, &up);
+        } else {
+            compute::geglu(&mut want, &up);
+        }
+        assert_close(name, &got, &want, tol);
+    }
+}
+
+/// add, add_bias, scale and soft-cap: 1e-6 (one or two f32 operations each).
+#[test]
+fn elementwise_match_cpu() {
+    let d = dev();
+    let n = 3 * 777;
+    let (a, b, bias) = (data(n, 7), data(n, 8), data(777, 9));
+    let (bt, biast) = (d.upload(&b), d.upload(&bias));
+    let at = d.upload(&a);
+    let got = run(d, &at, |p| p.add(&at, &bt, n).unwrap());
+    let mut want = a.clone();
+    compute::add_in_place(&mut want, &b);
+    assert_close("add", &got, &want, 1e-6);
+
+    let at = d.upload(&a);
+    let got = run(d, &at, |p| p.add_bias(&at, &biast, n).unwrap());
+    let mut want = a.clone();
+    compute::add_bias(&mut want, &bias);
+    assert_close("add_bias", &got, &want, 1e-6);
+
+    let big: Vec<f32> = a.iter().map(|v| v * 80.0).collect();
+    let at = d.upload(&big);
+    let got = run(d, &at, |p| {
+        p.scale(&at, 0.37, n).unwrap();
+        p.softcap(&at, 30.0, n).unwrap();
+    });
+    let mut want = big.clone();
+    compute::scale(&mut want, 0.37);
+    compute::softcap(&mut want, 30.0);
+    assert_close("scale + softcap", &got, &want, 1e-6);
+}
