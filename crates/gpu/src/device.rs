@@ -154,7 +154,8 @@ pub struct DeviceOptions {
     pub max_binding: Option<u64>,
 }
 
-/// An opened device with its queue and the kernels compiled so far.
+/// An opened device with its queue and the kernels compiled so far (clones share them).
+#[derive(Clone)]
 pub struct GpuDevice {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
@@ -163,9 +164,11 @@ pub struct GpuDevice {
     pub(crate) max_binding: u64,
     pub(crate) max_groups: u32,
     pub(crate) uniform_align: u64,
-    pub(crate) kernels: crate::kernels::Kernels,
+    pub(crate) kernels: std::sync::Arc<crate::kernels::Kernels>,
     /// Parameter blocks of the pass being submitted (reused, grown on demand).
-    pub(crate) uniforms: std::sync::Mutex<Option<wgpu::Buffer>>,
+    pub(crate) uniforms: std::sync::Arc<std::sync::Mutex<Option<wgpu::Buffer>>>,
+    /// Bound where a kernel declares an input the call does not use.
+    pub(crate) dummy: wgpu::Buffer,
 }
 
 impl GpuDevice {
@@ -209,15 +212,22 @@ impl GpuDevice {
             max_binding = max_binding.min(m);
         }
         max_binding &= !3;
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused input"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         Ok(GpuDevice {
-            kernels: crate::kernels::Kernels::new(&device),
+            dummy,
+            kernels: std::sync::Arc::new(crate::kernels::Kernels::new(&device)),
             device,
             queue,
             info,
             max_binding,
             max_groups: limits.max_compute_workgroups_per_dimension,
             uniform_align: limits.min_uniform_buffer_offset_alignment.max(16) as u64,
-            uniforms: std::sync::Mutex::new(None),
+            uniforms: Default::default(),
         })
     }
 

@@ -11,12 +11,16 @@
 //! weight type's partner (as ggml does), the GPU multiplies f32 activations by the decoded
 //! weights, so results agree to a tolerance (`tests/ops.rs` states each), not to the bit.
 
+mod backend;
 mod device;
 pub mod kernels;
+mod model;
 mod pass;
 mod tensor;
 
+pub use backend::GpuBackend;
 pub use device::{list_adapters, AdapterSummary, BackendKind, DeviceOptions, GpuDevice};
+pub use model::{GpuModel, GpuState};
 pub use pass::{AttnArgs, Pass, RopeArgs, MATVEC_MAX_TOKENS};
 pub use tensor::{GpuKvCache, GpuTensor, GpuWeights, Rows};
 

@@ -5,6 +5,8 @@
 //! groups and runs the whole list as one compute pass in one submission. Nothing is
 //! allocated per call but those bind groups.
 
+use compute::backend::GluKind;
+
 use crate::kernels::MatrixKernels;
 use crate::tensor::{GpuKvCache, GpuTensor, GpuWeights, Rows};
 use crate::{GpuDevice, GpuError};
@@ -23,8 +25,8 @@ struct Step {
 }
 
 /// Operations to run in order in one submission.
-pub struct Pass<'d> {
-    dev: &'d GpuDevice,
+pub struct Pass {
+    dev: GpuDevice,
     params: Vec<u8>,
     steps: Vec<Step>,
 }
@@ -56,9 +58,9 @@ fn u(x: usize) -> u32 {
 
 impl GpuDevice {
     /// An empty pass on this device.
-    pub fn pass(&self) -> Pass<'_> {
+    pub fn pass(&self) -> Pass {
         Pass {
-            dev: self,
+            dev: self.clone(),
             params: Vec::new(),
             steps: Vec::new(),
         }
@@ -66,10 +68,14 @@ impl GpuDevice {
 
     /// Runs a pass (one compute pass, one submission); returns once it is queued.
     pub fn submit(&self, pass: Pass) {
-        if pass.steps.is_empty() {
+        self.submit_steps(&pass.params, &pass.steps);
+    }
+
+    fn submit_steps(&self, params: &[u8], steps: &[Step]) {
+        if steps.is_empty() {
             return;
         }
-        let size = (pass.params.len() as u64).max(PARAM_BYTES);
+        let size = (params.len() as u64).max(PARAM_BYTES);
         let mut ub = self.uniforms.lock().unwrap_or_else(|e| e.into_inner());
         if ub.as_ref().is_none_or(|b| b.size() < size) {
             *ub = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -80,9 +86,8 @@ impl GpuDevice {
             }));
         }
         let ub = ub.as_ref().expect("uniform buffer made above");
-        self.queue.write_buffer(ub, 0, &pass.params);
-        let groups: Vec<wgpu::BindGroup> = pass
-            .steps
+        self.queue.write_buffer(ub, 0, params);
+        let groups: Vec<wgpu::BindGroup> = steps
             .iter()
             .map(|s| {
                 let mut entries = vec![wgpu::BindGroupEntry {
@@ -107,7 +112,7 @@ impl GpuDevice {
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut cp = enc.begin_compute_pass(&Default::default());
-            for (s, g) in pass.steps.iter().zip(&groups) {
+            for (s, g) in steps.iter().zip(&groups) {
                 cp.set_pipeline(&s.pipeline);
                 cp.set_bind_group(0, g, &[]);
                 cp.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
@@ -138,7 +143,23 @@ fn check(what: &str, need: usize, t: &GpuTensor) -> Result<(), GpuError> {
     Ok(())
 }
 
-impl Pass<'_> {
+impl Pass {
+    /// Submits what is recorded and starts again empty (reusing the parameter buffer).
+    pub fn flush(&mut self) {
+        self.dev.submit_steps(&self.params, &self.steps);
+        self.params.clear();
+        self.steps.clear();
+    }
+
+    /// Operations recorded and not yet submitted.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
     /// Adds a parameter block (up to 16 words) and returns its offset.
     fn param(&mut self, words: &[u32]) -> u64 {
         assert!(words.len() * 4 <= PARAM_BYTES as usize);
@@ -258,15 +279,22 @@ impl Pass<'_> {
         for t in [w, b].into_iter().flatten() {
             check("norm weight", n, t)?;
         }
-        let flags = w.map_or(0, |_| 1) | b.map_or(0, |_| 2);
+        // In place: one read-write binding (a buffer cannot be bound twice that way).
+        let in_place = std::ptr::eq(x, y);
+        let flags = w.map_or(0, |_| 1) | b.map_or(0, |_| 2) | if in_place { 4 } else { 0 };
         let words = [u(n), u(rows), flags, 0, 0, 0, eps.to_bits(), 0, 0, 0, 0, 0];
         let ops = &self.dev.kernels.ops;
-        let (p, mut bufs) = if layer {
-            (ops.layer_norm.clone(), vec![(4, &b.unwrap_or(x).buf)])
+        let p = if layer {
+            ops.layer_norm.clone()
         } else {
-            (ops.rms_norm.clone(), vec![])
+            ops.rms_norm.clone()
         };
-        bufs.extend([(1, &x.buf), (2, &w.unwrap_or(x).buf), (3, &y.buf)]);
+        let dummy = &self.dev.dummy.clone();
+        let xin = if in_place { dummy } else { &x.buf };
+        let mut bufs = vec![(1, xin), (2, w.map_or(dummy, |w| &w.buf)), (3, &y.buf)];
+        if layer {
+            bufs.push((4, b.map_or(dummy, |b| &b.buf)));
+        }
         let groups = self.spread(rows);
         self.step(&p, &bufs, &words, groups);
         Ok(())
@@ -301,14 +329,9 @@ impl Pass<'_> {
     }
 
     /// Rotates `n` tokens' heads in `y` (rows `y.stride` apart) in place; `cos_sin` holds
-    /// `n_rot` floats per token (cos, sin per pair: `compute::Rope::fill_cache`).
-    pub fn rope(
-        &mut self,
-        y: Rows,
-        n: usize,
-        cos_sin: &GpuTensor,
-        a: RopeArgs,
-    ) -> Result<(), GpuError> {
+    /// `n_rot` floats per token from `cos_sin.off` (cos, sin per pair:
+    /// `compute::Rope::fill_cache`; its stride is ignored).
+    pub fn rope(&mut self, y: Rows, n: usize, cos_sin: Rows, a: RopeArgs) -> Result<(), GpuError> {
         if n == 0 || a.n_rot == 0 {
             return Ok(());
         }
@@ -318,7 +341,7 @@ impl Pass<'_> {
                 a.n_rot, a.head_dim
             )));
         }
-        check("rope table", n * a.n_rot, cos_sin)?;
+        check("rope table", cos_sin.off + n * a.n_rot, cos_sin.t)?;
         check(
             "rope rows",
             y.off + (n - 1) * y.stride + a.n_heads * a.head_dim,
@@ -333,14 +356,14 @@ impl Pass<'_> {
             u32::from(a.neox),
             0,
             0,
-            0,
+            u(cos_sin.off),
             u(y.off),
             0,
             0,
         ];
         let groups = self.spread((n * a.n_heads * a.n_rot / 2).div_ceil(256));
         let p = self.dev.kernels.ops.rope.clone();
-        self.step(&p, &[(1, &cos_sin.buf), (3, &y.t.buf)], &words, groups);
+        self.step(&p, &[(1, &cos_sin.t.buf), (3, &y.t.buf)], &words, groups);
         Ok(())
     }
 
@@ -365,16 +388,63 @@ impl Pass<'_> {
         Ok(())
     }
 
+    /// `gate = act(gate) * up` for `n` rows of `width` (gate and up may be two spans of
+    /// one tensor, as with a fused `[gate | up]` projection).
+    pub fn glu(
+        &mut self,
+        kind: GluKind,
+        gate: Rows,
+        up: Rows,
+        width: usize,
+        n: usize,
+    ) -> Result<(), GpuError> {
+        if n == 0 || width == 0 {
+            return Ok(());
+        }
+        check("glu gate", gate.off + (n - 1) * gate.stride + width, gate.t)?;
+        check("glu up", up.off + (n - 1) * up.stride + width, up.t)?;
+        let same = std::ptr::eq(gate.t, up.t);
+        let words = [
+            u(n),
+            0,
+            u(width),
+            u(gate.stride),
+            u(up.stride),
+            u32::from(same),
+            0,
+            0,
+            u(up.off),
+            u(gate.off),
+            0,
+            0,
+        ];
+        let ops = &self.dev.kernels.ops;
+        let p = match kind {
+            GluKind::SwiGlu => ops.swiglu.clone(),
+            GluKind::GeGlu => ops.geglu.clone(),
+        };
+        let dummy = self.dev.dummy.clone();
+        let up_buf = if same { &dummy } else { &up.t.buf };
+        let bufs = [(3, &gate.t.buf), (1, up_buf)];
+        let groups = self.spread((n * width).div_ceil(256));
+        self.step(&p, &bufs, &words, groups);
+        Ok(())
+    }
+
     /// `gate = silu(gate) * up` over `n` elements.
     pub fn swiglu(&mut self, gate: &GpuTensor, up: &GpuTensor, n: usize) -> Result<(), GpuError> {
-        let p = self.dev.kernels.ops.swiglu.clone();
-        self.elementwise(p, gate, Some(up), n, 0, 0.0)
+        self.glu(GluKind::SwiGlu, Rows::new(gate, n), Rows::new(up, n), n, 1)
     }
 
     /// `gate = gelu(gate) * up` over `n` elements (tanh approximation).
     pub fn geglu(&mut self, gate: &GpuTensor, up: &GpuTensor, n: usize) -> Result<(), GpuError> {
-        let p = self.dev.kernels.ops.geglu.clone();
-        self.elementwise(p, gate, Some(up), n, 0, 0.0)
+        self.glu(GluKind::GeGlu, Rows::new(gate, n), Rows::new(up, n), n, 1)
+    }
+
+    /// `y = gelu(y)` over `n` elements.
+    pub fn gelu(&mut self, y: &GpuTensor, n: usize) -> Result<(), GpuError> {
+        let p = self.dev.kernels.ops.gelu.clone();
+        self.elementwise(p, y, None, n, 0, 0.0)
     }
 
     /// `y += x` over `n` elements.

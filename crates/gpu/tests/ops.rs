@@ -291,7 +291,13 @@ fn rope_norm_and_neox_match_cpu() {
                 neox,
             };
             let got = run(d, &yt, |p| {
-                p.rope(Rows::new(&yt, stride).at(20), n, &tt, args).unwrap()
+                p.rope(
+                    Rows::new(&yt, stride).at(20),
+                    n,
+                    Rows::new(&tt, n_rot),
+                    args,
+                )
+                .unwrap()
             });
             assert_close(&format!("rope {mode:?} n_rot={n_rot}"), &got, &want, 1e-5);
         }

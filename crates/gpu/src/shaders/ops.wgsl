@@ -4,10 +4,10 @@
 struct OpParams {
     n: u32,      // elements per row (norms), elements (element-wise), tokens (rope)
     rows: u32,   // rows (norms), heads (rope)
-    p0: u32,     // norms: 1 = has weight, 2 = has bias (bit flags); rope: head_dim
-    p1: u32,     // rope: n_rot
-    p2: u32,     // rope: floats between tokens
-    p3: u32,     // rope: 1 = NEOX pairs
+    p0: u32,     // norms: 1 = has weight, 2 = has bias, 4 = in place (bit flags); rope: head_dim; glu: width
+    p1: u32,     // rope: n_rot; glu: gate row stride
+    p2: u32,     // rope: floats between tokens; glu: up row stride
+    p3: u32,     // rope: 1 = NEOX pairs; glu: 1 = up is in Y too
     f0: f32,     // eps, scale, soft-cap
     f1: f32,
     x_off: u32,
@@ -24,6 +24,14 @@ struct OpParams {
 
 const NWG: u32 = 128u;
 var<workgroup> red: array<f32, 128>;
+
+// Element `i` of the norm's input: X, or Y itself in place.
+fn src(i: u32) -> f32 {
+    if ((P.p0 & 4u) != 0u) {
+        return Y[i];
+    }
+    return X[i];
+}
 
 fn reduce_sum(lid: u32, v: f32) -> f32 {
     red[lid] = v;
@@ -52,12 +60,12 @@ fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>,
     let yo = P.y_off + row * P.n;
     var ss = 0.0;
     for (var i = lid; i < P.n; i += NWG) {
-        let v = X[xo + i];
+        let v = src(xo + i);
         ss += v * v;
     }
     let s = 1.0 / sqrt(reduce_sum(lid, ss) / f32(P.n) + P.f0);
     for (var i = lid; i < P.n; i += NWG) {
-        var v = X[xo + i] * s;
+        var v = src(xo + i) * s;
         if ((P.p0 & 1u) != 0u) {
             v *= G[i];
         }
@@ -78,17 +86,17 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>,
     let yo = P.y_off + row * P.n;
     var sum = 0.0;
     for (var i = lid; i < P.n; i += NWG) {
-        sum += X[xo + i];
+        sum += src(xo + i);
     }
     let mean = reduce_sum(lid, sum) / f32(P.n);
     var sq = 0.0;
     for (var i = lid; i < P.n; i += NWG) {
-        let d = X[xo + i] - mean;
+        let d = src(xo + i) - mean;
         sq += d * d;
     }
     let s = 1.0 / sqrt(reduce_sum(lid, sq) / f32(P.n) + P.f0);
     for (var i = lid; i < P.n; i += NWG) {
-        var v = (X[xo + i] - mean) * s;
+        var v = (src(xo + i) - mean) * s;
         if ((P.p0 & 1u) != 0u) {
             v *= G[i];
         }
@@ -127,40 +135,69 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         a = base + pr;
         b = base + pr + half;
     }
-    let c = X[t * P.p1 + 2u * pr];
-    let s = X[t * P.p1 + 2u * pr + 1u];
+    let c = X[P.x_off + t * P.p1 + 2u * pr];
+    let s = X[P.x_off + t * P.p1 + 2u * pr + 1u];
     let x0 = Y[a];
     let x1 = Y[b];
     Y[a] = x0 * c - x1 * s;
     Y[b] = x0 * s + x1 * c;
 }
 
-// gate = silu(gate) * up over n elements (Y = gate, X = up).
+// Row t, column c (c < width) of the gate (Y) and up (X, or Y when p3 = 1) rows.
+fn glu_at(i: u32) -> vec2<u32> {
+    let t = i / P.p0;
+    let c = i % P.p0;
+    return vec2<u32>(P.y_off + t * P.p1 + c, P.x_off + t * P.p2 + c);
+}
+
+fn glu_up(j: u32) -> f32 {
+    if (P.p3 == 1u) {
+        return Y[j];
+    }
+    return X[j];
+}
+
+fn gelu1(g: f32) -> f32 {
+    if (g <= -10.0) {
+        return 0.0;
+    }
+    if (g >= 10.0) {
+        return g;
+    }
+    return 0.5 * g * (1.0 + safe_tanh(0.7978846 * g * (1.0 + 0.044715 * g * g)));
+}
+
+// gate = silu(gate) * up for n rows of width p0.
 @compute @workgroup_size(256)
 fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i >= P.n) {
+    if (i >= P.n * P.p0) {
         return;
     }
-    let g = Y[P.y_off + i];
-    Y[P.y_off + i] = g / (1.0 + exp(-g)) * X[P.x_off + i];
+    let at = glu_at(i);
+    let g = Y[at.x];
+    Y[at.x] = g / (1.0 + exp(-g)) * glu_up(at.y);
 }
 
-// gate = gelu(gate) * up, tanh approximation (ggml's GELU), identity past 10.
+// gate = gelu(gate) * up (ggml's tanh-approximation GELU, identity past 10).
 @compute @workgroup_size(256)
 fn geglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= P.n * P.p0) {
+        return;
+    }
+    let at = glu_at(i);
+    Y[at.x] = gelu1(Y[at.x]) * glu_up(at.y);
+}
+
+// Y = gelu(Y) over n elements.
+@compute @workgroup_size(256)
+fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if (i >= P.n) {
         return;
     }
-    let g = Y[P.y_off + i];
-    var v = g;
-    if (g <= -10.0) {
-        v = 0.0;
-    } else if (g < 10.0) {
-        v = 0.5 * g * (1.0 + safe_tanh(0.7978846 * g * (1.0 + 0.044715 * g * g)));
-    }
-    Y[P.y_off + i] = v * X[P.x_off + i];
+    Y[P.y_off + i] = gelu1(Y[P.y_off + i]);
 }
 
 // Y += X (p0 != 0: X is one row of p0 added to every row of Y, a bias).

@@ -1,0 +1,52 @@
+//! A loaded model on the GPU: `models::backend`'s dense decoder over [`GpuBackend`].
+
+use models::backend::{BackendModel, BackendState};
+use models::{Model, ModelError};
+
+use crate::{GpuBackend, GpuDevice};
+
+/// One sequence's KV caches and activation buffers in device memory.
+pub type GpuState = BackendState<GpuBackend>;
+
+/// A model whose weights were uploaded once, in their GGUF types.
+pub struct GpuModel {
+    backend: GpuBackend,
+    model: BackendModel<GpuBackend>,
+}
+
+impl GpuModel {
+    /// Uploads `model`'s weights to `dev` (a model loaded with `Model::load`: Q4_0
+    /// matrices interleaved for the CPU by `Model::load_owned` are refused).
+    pub fn load(model: &Model, dev: GpuDevice) -> Result<GpuModel, ModelError> {
+        let backend = GpuBackend::new(dev);
+        let model = BackendModel::load(model, &backend)?;
+        Ok(GpuModel { backend, model })
+    }
+
+    pub fn device(&self) -> &GpuDevice {
+        self.backend.device()
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.model.n_vocab()
+    }
+
+    /// A state for up to `max_seq_len` positions (prompts run in micro-batches of 512).
+    pub fn new_state(&self, max_seq_len: usize) -> Result<GpuState, ModelError> {
+        self.model
+            .new_state(&self.backend, max_seq_len, models::DEFAULT_UBATCH)
+    }
+
+    /// Runs `tokens` at positions `start_pos..`; the last token's logits, or every token's
+    /// with `all_logits`.
+    pub fn forward(
+        &self,
+        state: &mut GpuState,
+        tokens: &[u32],
+        start_pos: usize,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, ModelError> {
+        self.model
+            .forward(&self.backend, state, tokens, start_pos, all_logits)
+    }
+}
