@@ -361,3 +361,59 @@ fn elementwise_match_cpu() {
     compute::softcap(&mut want, 30.0);
     assert_close("scale + softcap", &got, &want, 1e-6);
 }
+
+/// The forms the decoder uses: GLU over a fused `[gate | up]` row (one tensor, two spans),
+/// an in-place norm over per-head rows, and plain GELU (1e-3: ggml's f16 table on the CPU).
+#[test]
+fn fused_glu_in_place_norm_and_gelu() {
+    let d = dev();
+    let (n, ff) = (5, 300);
+    let both: Vec<f32> = data(n * 2 * ff, 12).iter().map(|v| v * 4.0).collect();
+    let t = d.upload(&both);
+    let spans = Rows::new(&t, 2 * ff);
+    let got = run(d, &t, |p| {
+        p.glu(
+            compute::backend::GluKind::SwiGlu,
+            spans,
+            spans.at(ff),
+            ff,
+            n,
+        )
+        .unwrap()
+    });
+    for r in 0..n {
+        let mut gate = both[r * 2 * ff..][..ff].to_vec();
+        compute::swiglu(&mut gate, &both[r * 2 * ff + ff..][..ff]);
+        assert_close("fused swiglu", &got[r * 2 * ff..][..ff], &gate, 1e-5);
+        assert_eq!(
+            &got[r * 2 * ff + ff..][..ff],
+            &both[r * 2 * ff + ff..][..ff]
+        );
+    }
+
+    let (heads, hd) = (12, 64);
+    let x = data(heads * hd, 13);
+    let w: Vec<f32> = data(hd, 14).iter().map(|v| 1.0 + v).collect();
+    let (xt, wt) = (d.upload(&x), d.upload(&w));
+    let got = run(d, &xt, |p| {
+        p.rms_norm(&xt, Some(&wt), 1e-6, hd, heads, &xt).unwrap()
+    });
+    let mut want = x.clone();
+    compute::rms_norm_in_place(&mut want, Some(&w), 1e-6).unwrap();
+    assert_close("in-place rms_norm", &got, &want, 1e-5);
+    let xt = d.upload(&x);
+    let got = run(d, &xt, |p| {
+        p.layer_norm(&xt, Some(&wt), None, 1e-6, hd, heads, &xt)
+            .unwrap()
+    });
+    let mut want = x.clone();
+    compute::layer_norm(&mut want, &w, None, 1e-6).unwrap();
+    assert_close("in-place layer_norm", &got, &want, 1e-5);
+
+    let g: Vec<f32> = data(4099, 15).iter().map(|v| v * 12.0).collect();
+    let gt = d.upload(&g);
+    let got = run(d, &gt, |p| p.gelu(&gt, g.len()).unwrap());
+    let mut want = g.clone();
+    compute::gelu(&mut want);
+    assert_close("gelu", &got, &want, 1e-3);
+}
