@@ -96,12 +96,19 @@ impl Backend for GpuBackend {
 
     fn kv_cache(
         &self,
-        slots: usize,
+        capacity: usize,
+        window: usize,
+        ubatch: usize,
         n_kv: usize,
         dk: usize,
         dv: usize,
     ) -> Result<GpuKvCache, ComputeError> {
+        let slots = compute::windowed_slots(capacity, window, ubatch);
         Ok(self.dev.kv_cache(slots, n_kv, dk, dv)?)
+    }
+
+    fn cache_slots(&self, cache: &GpuKvCache) -> usize {
+        cache.slots
     }
 
     fn flush(&self) -> Result<(), ComputeError> {

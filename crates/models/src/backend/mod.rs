@@ -53,7 +53,9 @@ struct BAttn {
     rope_long: Option<usize>,
     n_rot: usize,
     mode: compute::RopeMode,
-    /// The softmax scale with the Q pre-scale folded in (the same product).
+    /// Multiplies Q after rope (separate projections; a fused one has it folded into the
+    /// softmax scale, the same product up to rounding).
+    q_scale: f32,
     params: AttnParams,
     n_kv: usize,
     dk: usize,
@@ -225,7 +227,10 @@ impl<B: Backend> BackendModel<B> {
                 }
             };
             let mut params = a.params;
-            params.scale *= a.q_scale;
+            let fused = matches!(qkv, BQkv::Fused { .. });
+            if fused {
+                params.scale *= a.q_scale;
+            }
             let attn = BAttn {
                 qkv,
                 wo: bd.matrix(&a.wo)?,
@@ -236,6 +241,7 @@ impl<B: Backend> BackendModel<B> {
                 rope_long: a.rope_long.as_ref().map(|r| bd.rope(r)),
                 n_rot: a.rope.n_rot,
                 mode: a.rope.mode,
+                q_scale: if fused { 1.0 } else { a.q_scale },
                 params,
                 n_kv: a.n_head_kv,
                 dk: a.dk,

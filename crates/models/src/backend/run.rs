@@ -88,9 +88,9 @@ impl<B: Backend> BackendModel<B> {
                 BFfn::Gated { ff, gate: None, .. } => 2 * ff,
                 BFfn::Gated { ff, .. } | BFfn::Plain { ff, .. } => ff,
             });
-            let s = compute::windowed_slots(max_seq_len, a.params.window, ub);
-            caches.push(b.kv_cache(s, a.n_kv, a.dk, a.dv)?);
-            slots.push(s);
+            let c = b.kv_cache(max_seq_len, a.params.window, ub, a.n_kv, a.dk, a.dv)?;
+            slots.push(b.cache_slots(&c));
+            caches.push(c);
             windows.push(a.params.window);
         }
         let n_tables = self.ropes.len();
@@ -235,14 +235,20 @@ impl<B: Backend> BackendModel<B> {
                 _ => a.rope,
             };
             let table = Span::rows(&s.table, rot).at(ti * s.ubatch * rot);
-            let spec = |heads| RopeSpec {
+            let spec = |heads, in_place| RopeSpec {
                 n_heads: heads,
                 head_dim: a.dk,
                 n_rot: a.n_rot,
                 mode: a.mode,
+                in_place,
             };
-            b.rope(qs, n, table, spec(a.params.n_head))?;
-            b.rope(ks, n, table, spec(a.n_kv))?;
+            // ggml ropes K in place when it is its own tensor, a view of a fused output not.
+            let k_in_place = matches!(a.qkv, BQkv::Separate { .. });
+            b.rope(qs, n, table, spec(a.params.n_head, false))?;
+            b.rope(ks, n, table, spec(a.n_kv, k_in_place))?;
+            if a.q_scale != 1.0 {
+                b.scale(&s.q, a.q_scale, n * a.params.n_head * a.dk)?;
+            }
             b.kv_store(&s.caches[il], ks, vs, n, pos)?;
             let arow = a.params.n_head * a.dv;
             b.attention(

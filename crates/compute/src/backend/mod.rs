@@ -14,12 +14,16 @@
 //! (linear, YaRN, llama3 factors, LongRoPE) is the same operation on every backend.
 //!
 //! Today `models`' CPU forward pass calls `compute`'s functions directly (bit-exact with
-//! llama.cpp); `models::backend` runs the dense decoder through this trait, and the GPU
-//! backend (`torchless-gpu`) implements it.
+//! llama.cpp); `models::backend` runs the dense decoder through this trait, [`Cpu`]
+//! implements it with those same functions (giving `models`' logits bit for bit), and the
+//! GPU backend (`torchless-gpu`) implements it on a device.
 
 use quant::GgmlType;
 
 use crate::ComputeError;
+
+mod cpu;
+pub use cpu::{Cpu, CpuTensor, CpuWeights};
 
 /// Rows of a tensor: the first starts at element `off`, each next one `stride` later.
 pub struct Span<'a, T> {
@@ -57,6 +61,10 @@ pub struct RopeSpec {
     pub head_dim: usize,
     pub n_rot: usize,
     pub mode: crate::RopeMode,
+    /// ggml ropes this tensor in place (K from its own projection), which changes the
+    /// CPU's adjacent-pair rounding ([`crate::Rope::apply_cached_in_place`]); backends
+    /// whose arithmetic does not depend on it ignore it.
+    pub in_place: bool,
 }
 
 /// The gated activation of an FFN.
@@ -95,15 +103,23 @@ pub trait Backend {
         cols: usize,
         data: &[u8],
     ) -> Result<Self::Weights, ComputeError>;
+    /// The cache of a layer whose queries see the last `window` positions (0 = all), for up
+    /// to `capacity` positions fed in micro-batches of at most `ubatch`: a ring of
+    /// [`crate::windowed_slots`] slots.
+    #[allow(clippy::too_many_arguments)]
     fn kv_cache(
         &self,
-        slots: usize,
+        capacity: usize,
+        window: usize,
+        ubatch: usize,
         n_kv: usize,
         dk: usize,
         dv: usize,
     ) -> Result<Self::Cache, ComputeError>;
     /// Starts what is queued.
     fn flush(&self) -> Result<(), ComputeError>;
+    /// Slots of `cache` (positions it holds at once).
+    fn cache_slots(&self, cache: &Self::Cache) -> usize;
 
     // Operations, queued in call order.
     /// Row `ids[t]` of `w`, decoded, into row `t` of `y`, for `n` ids.
