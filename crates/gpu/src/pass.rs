@@ -17,6 +17,9 @@ const PARAM_BYTES: u64 = 64;
 /// Batches of up to this many tokens run the matrix-vector kernel; longer ones the tiled.
 pub const MATVEC_MAX_TOKENS: usize = 8;
 
+/// Weight rows per workgroup of the matrix-vector kernel (`ROWS` in matmul.wgsl).
+const MATVEC_ROWS: usize = 4;
+
 struct Step {
     pipeline: wgpu::ComputePipeline,
     buffers: Vec<(u32, wgpu::Buffer)>,
@@ -177,7 +180,14 @@ impl Pass {
         bufs: &[(u32, &wgpu::Buffer)],
         words: &[u32],
         groups: [u32; 3],
-    ) {
+    ) -> Result<(), GpuError> {
+        if let Some((_, big)) = bufs.iter().find(|(_, b)| b.size() > self.dev.max_binding) {
+            return Err(GpuError::Shape(format!(
+                "a tensor of {} bytes exceeds the storage binding limit of {}",
+                big.size(),
+                self.dev.max_binding
+            )));
+        }
         let param_off = self.param(words);
         self.steps.push(Step {
             pipeline: pipeline.clone(),
@@ -185,6 +195,7 @@ impl Pass {
             param_off,
             groups,
         });
+        Ok(())
     }
 
     /// `n` workgroups laid out within the per-dimension limit (kernels flatten x + y * nx).
@@ -216,11 +227,11 @@ impl Pass {
                 u(x.off),
             ];
             if n <= MATVEC_MAX_TOKENS {
-                let groups = self.spread(c.rows);
-                self.step(&k.matvec, &bufs, &words, groups);
+                let groups = self.spread(c.rows.div_ceil(MATVEC_ROWS));
+                self.step(&k.matvec, &bufs, &words, groups)?;
             } else {
                 let groups = [u(c.rows.div_ceil(32)), u(n.div_ceil(32)), 1];
-                self.step(&k.tiled, &bufs, &words, groups);
+                self.step(&k.tiled, &bufs, &words, groups)?;
             }
         }
         Ok(())
@@ -257,7 +268,7 @@ impl Pass {
                 &[(1, &c.buf), (3, &y.t.buf), (4, &ids.buf)],
                 &words,
                 groups,
-            );
+            )?;
         }
         Ok(())
     }
@@ -296,7 +307,7 @@ impl Pass {
             bufs.push((4, b.map_or(dummy, |b| &b.buf)));
         }
         let groups = self.spread(rows);
-        self.step(&p, &bufs, &words, groups);
+        self.step(&p, &bufs, &words, groups)?;
         Ok(())
     }
 
@@ -363,7 +374,7 @@ impl Pass {
         ];
         let groups = self.spread((n * a.n_heads * a.n_rot / 2).div_ceil(256));
         let p = self.dev.kernels.ops.rope.clone();
-        self.step(&p, &[(1, &cos_sin.t.buf), (3, &y.t.buf)], &words, groups);
+        self.step(&p, &[(1, &cos_sin.t.buf), (3, &y.t.buf)], &words, groups)?;
         Ok(())
     }
 
@@ -384,7 +395,7 @@ impl Pass {
         }
         let words = [u(n), 0, u(p0), 0, 0, 0, f0.to_bits(), 0, 0, 0, 0, 0];
         let groups = self.spread(n.div_ceil(256));
-        self.step(&p, &bufs, &words, groups);
+        self.step(&p, &bufs, &words, groups)?;
         Ok(())
     }
 
@@ -427,7 +438,7 @@ impl Pass {
         let up_buf = if same { &dummy } else { &up.t.buf };
         let bufs = [(3, &gate.t.buf), (1, up_buf)];
         let groups = self.spread((n * width).div_ceil(256));
-        self.step(&p, &bufs, &words, groups);
+        self.step(&p, &bufs, &words, groups)?;
         Ok(())
     }
 
@@ -505,7 +516,7 @@ impl Pass {
             words[11] = u(rows.off);
             words[14] = u(d);
             let groups = self.spread((n * cache.n_kv * d / 2).div_ceil(256));
-            self.step(&p, &[(1, &rows.t.buf), (5, buf)], &words, groups);
+            self.step(&p, &[(1, &rows.t.buf), (5, buf)], &words, groups)?;
         }
         Ok(())
     }
@@ -565,7 +576,7 @@ impl Pass {
             &[(1, &q.t.buf), (2, &cache.k), (3, &cache.v), (4, &out.t.buf)],
             &words,
             groups,
-        );
+        )?;
         Ok(())
     }
 }

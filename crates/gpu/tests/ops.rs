@@ -131,6 +131,10 @@ fn weights_split_across_bindings() {
                 "{ty} n={n}"
             );
         }
+        // An activation tensor past the limit is an error, not a device panic.
+        let (big, other) = (small.tensor(2000), small.tensor(2000));
+        let e = small.pass().add(&big, &other, 2000).err().unwrap();
+        assert!(e.to_string().contains("binding limit"), "{e}");
         let ids = [0u32, 99, 57, 31];
         let it = small.upload_u32(&ids);
         let y = small.tensor(ids.len() * cols);

@@ -21,40 +21,45 @@ fn sub_dot(xo: u32, s: u32) -> f32 {
     return a;
 }
 
-// Decode: one weight row per workgroup, its sub-blocks spread over the threads (neighbours
-// read neighbouring blocks), up to NT tokens sharing each decoded sub-block.
+// Decode: ROWS weight rows per workgroup, TPR threads per row striding over its
+// sub-blocks (neighbours read neighbouring blocks), up to NT tokens sharing each decoded
+// sub-block, then a tree sum per row in workgroup memory.
+const ROWS: u32 = 4u;
+const TPR: u32 = 16u; // WG / ROWS
+
 @compute @workgroup_size(64)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let r = wid.x + wid.y * nwg.x;
-    if (r >= P.rows) {
-        return;
-    }
+    let slot = lid / TPR;
+    let lane = lid % TPR;
+    let r = (wid.x + wid.y * nwg.x) * ROWS + slot;
     let n = min(P.n, NT);
     var acc: array<f32, 8>;
-    let nsub = (P.k + 31u) / 32u;
-    let rb = r * P.row_bytes;
-    for (var s = lid; s < nsub; s += WG) {
-        load_sub(rb, s);
-        for (var t = 0u; t < n; t++) {
-            acc[t] += sub_dot(P.x_off + t * P.x_stride, s);
+    if (r < P.rows) {
+        let nsub = (P.k + 31u) / 32u;
+        let rb = r * P.row_bytes;
+        for (var s = lane; s < nsub; s += TPR) {
+            load_sub(rb, s);
+            for (var t = 0u; t < n; t++) {
+                acc[t] += sub_dot(P.x_off + t * P.x_stride, s);
+            }
         }
     }
     for (var t = 0u; t < NT; t++) {
         red[t * WG + lid] = acc[t];
     }
     workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            for (var t = 0u; t < NT; t++) {
+    for (var st = TPR / 2u; st > 0u; st >>= 1u) {
+        if (lane < st) {
+            for (var t = 0u; t < n; t++) {
                 red[t * WG + lid] += red[t * WG + lid + st];
             }
         }
         workgroupBarrier();
     }
-    if (lid < n) {
-        Y[P.y_off + lid * P.y_stride + r] = red[lid * WG];
+    if (r < P.rows && lane < n) {
+        Y[P.y_off + lane * P.y_stride + r] = red[lane * WG + slot * TPR];
     }
 }
 
