@@ -149,8 +149,8 @@ fn rank(t: wgpu::DeviceType) -> u8 {
 /// Settings of a device, mostly for tests.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DeviceOptions {
-    /// Largest storage binding to use (bytes), below the adapter's own limit: tests set it
-    /// small to exercise weights split across bindings.
+    /// Largest binding a weight matrix is split into (bytes), below the adapter's own
+    /// limit: tests set it small to exercise weights split across bindings.
     pub max_binding: Option<u64>,
 }
 
@@ -160,8 +160,10 @@ pub struct GpuDevice {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     pub(crate) info: AdapterSummary,
-    /// Largest storage binding in bytes (a multiple of 4).
+    /// Largest binding a weight matrix is split into, in bytes (a multiple of 4).
     pub(crate) max_binding: u64,
+    /// The adapter's largest storage binding, in bytes.
+    pub(crate) binding_limit: u64,
     pub(crate) max_groups: u32,
     pub(crate) uniform_align: u64,
     pub(crate) kernels: std::sync::Arc<crate::kernels::Kernels>,
@@ -169,6 +171,8 @@ pub struct GpuDevice {
     pub(crate) uniforms: std::sync::Arc<std::sync::Mutex<Option<wgpu::Buffer>>>,
     /// Bound where a kernel declares an input the call does not use.
     pub(crate) dummy: wgpu::Buffer,
+    /// The readback buffer (reused, grown on demand).
+    pub(crate) staging: std::sync::Arc<std::sync::Mutex<Option<wgpu::Buffer>>>,
 }
 
 impl GpuDevice {
@@ -205,9 +209,10 @@ impl GpuDevice {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| GpuError::Device(e.to_string()))?;
-        let mut max_binding = limits
+        let binding_limit = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
+        let mut max_binding = binding_limit;
         if let Some(m) = opts.max_binding {
             max_binding = max_binding.min(m);
         }
@@ -225,9 +230,11 @@ impl GpuDevice {
             queue,
             info,
             max_binding,
+            binding_limit,
             max_groups: limits.max_compute_workgroups_per_dimension,
             uniform_align: limits.min_uniform_buffer_offset_alignment.max(16) as u64,
             uniforms: Default::default(),
+            staging: Default::default(),
         })
     }
 
@@ -236,8 +243,14 @@ impl GpuDevice {
         &self.info
     }
 
-    /// Largest storage binding used, in bytes.
+    /// Largest binding a weight matrix is split into, in bytes.
     pub fn max_binding(&self) -> u64 {
         self.max_binding
+    }
+
+    /// The adapter's largest storage binding, in bytes: no activation tensor or KV cache
+    /// may be larger.
+    pub fn binding_limit(&self) -> u64 {
+        self.binding_limit
     }
 }

@@ -181,11 +181,11 @@ impl Pass {
         words: &[u32],
         groups: [u32; 3],
     ) -> Result<(), GpuError> {
-        if let Some((_, big)) = bufs.iter().find(|(_, b)| b.size() > self.dev.max_binding) {
+        if let Some((_, big)) = bufs.iter().find(|(_, b)| b.size() > self.dev.binding_limit) {
             return Err(GpuError::Shape(format!(
                 "a tensor of {} bytes exceeds the storage binding limit of {}",
                 big.size(),
-                self.dev.max_binding
+                self.dev.binding_limit
             )));
         }
         let param_off = self.param(words);

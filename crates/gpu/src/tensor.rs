@@ -139,24 +139,32 @@ impl GpuDevice {
             return Vec::new();
         }
         let size = (n * 4) as u64;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        // One staging buffer per device, grown on demand: decoding reads the logits every
+        // token without allocating device memory.
+        let mut slot = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_none_or(|b| b.size() < size) {
+            *slot = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: size.next_power_of_two().max(1 << 16),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let staging = slot.as_ref().expect("staging buffer made above");
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(&t.buf, 0, &staging, 0, size);
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        staging.map_async(wgpu::MapMode::Read, ..size, move |r| {
             let _ = tx.send(r);
         });
         let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
         rx.recv()
             .expect("map callback ran")
             .expect("readback buffer mapped");
-        let view = staging.get_mapped_range(..).expect("mapped readback range");
+        let view = staging
+            .get_mapped_range(..size)
+            .expect("mapped readback range");
         let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
         drop(view);
         staging.unmap();
@@ -244,10 +252,10 @@ impl GpuDevice {
         }
         let mk = |d: usize| -> Result<wgpu::Buffer, GpuError> {
             let size = (slots * n_kv * d * 2).max(4) as u64;
-            if size > self.max_binding {
+            if size > self.binding_limit {
                 return Err(GpuError::Shape(format!(
                     "a KV cache of {size} bytes exceeds the storage binding limit of {}",
-                    self.max_binding
+                    self.binding_limit
                 )));
             }
             Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
