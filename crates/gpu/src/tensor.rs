@@ -152,7 +152,7 @@ impl GpuDevice {
         }
         let staging = slot.as_ref().expect("staging buffer made above");
         let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(&t.buf, 0, &staging, 0, size);
+        enc.copy_buffer_to_buffer(&t.buf, 0, staging, 0, size);
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, ..size, move |r| {
