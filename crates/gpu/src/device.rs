@@ -168,7 +168,7 @@ pub struct GpuDevice {
     pub(crate) uniform_align: u64,
     pub(crate) kernels: std::sync::Arc<crate::kernels::Kernels>,
     /// Parameter blocks of the pass being submitted (reused, grown on demand).
-    pub(crate) uniforms: std::sync::Arc<std::sync::Mutex<Option<wgpu::Buffer>>>,
+    pub(crate) uniforms: std::sync::Arc<std::sync::Mutex<crate::pass::Uniforms>>,
     /// Bound where a kernel declares an input the call does not use.
     pub(crate) dummy: wgpu::Buffer,
     /// The readback buffer (reused, grown on demand).

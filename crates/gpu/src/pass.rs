@@ -20,6 +20,24 @@ pub const MATVEC_MAX_TOKENS: usize = 8;
 /// Weight rows per workgroup of the matrix-vector kernel (`ROWS` in matmul.wgsl).
 const MATVEC_ROWS: usize = 4;
 
+/// Bind groups kept at most (a forward pass of a 30-layer model makes about 500).
+const BIND_CACHE_MAX: usize = 4096;
+
+/// What a bind group is made of besides the layout (which the pipeline fixes).
+#[derive(PartialEq, Eq, Hash)]
+struct BindKey {
+    pipeline: wgpu::ComputePipeline,
+    param_off: u64,
+    buffers: Vec<(u32, wgpu::Buffer)>,
+}
+
+/// The shared parameter buffer and the bind groups made over it.
+#[derive(Default)]
+pub(crate) struct Uniforms {
+    buf: Option<wgpu::Buffer>,
+    groups: std::collections::HashMap<BindKey, wgpu::BindGroup>,
+}
+
 struct Step {
     pipeline: wgpu::ComputePipeline,
     buffers: Vec<(u32, wgpu::Buffer)>,
@@ -79,20 +97,32 @@ impl GpuDevice {
             return;
         }
         let size = (params.len() as u64).max(PARAM_BYTES);
-        let mut ub = self.uniforms.lock().unwrap_or_else(|e| e.into_inner());
-        if ub.as_ref().is_none_or(|b| b.size() < size) {
-            *ub = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+        // Held through the submission: the parameter buffer is shared by every pass.
+        let mut u = self.uniforms.lock().unwrap_or_else(|e| e.into_inner());
+        if u.buf.as_ref().is_none_or(|b| b.size() < size) {
+            u.buf = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("params"),
                 size: size.next_power_of_two(),
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }));
+            u.groups.clear();
         }
-        let ub = ub.as_ref().expect("uniform buffer made above");
+        if u.groups.len() + steps.len() > BIND_CACHE_MAX {
+            u.groups.clear();
+        }
+        let Uniforms { buf, groups } = &mut *u;
+        let ub = buf.as_ref().expect("uniform buffer made above");
         self.queue.write_buffer(ub, 0, params);
-        let groups: Vec<wgpu::BindGroup> = steps
-            .iter()
-            .map(|s| {
+        // A bind group depends only on the buffers and the parameter offset, so the groups
+        // of a decode step are made once and found again at every later step.
+        for s in steps {
+            let key = BindKey {
+                pipeline: s.pipeline.clone(),
+                param_off: s.param_off,
+                buffers: s.buffers.clone(),
+            };
+            groups.entry(key).or_insert_with(|| {
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -110,18 +140,36 @@ impl GpuDevice {
                     layout: &s.pipeline.get_bind_group_layout(0),
                     entries: &entries,
                 })
+            });
+        }
+        let bound: Vec<&wgpu::BindGroup> = steps
+            .iter()
+            .map(|s| {
+                &groups[&BindKey {
+                    pipeline: s.pipeline.clone(),
+                    param_off: s.param_off,
+                    buffers: s.buffers.clone(),
+                }]
             })
             .collect();
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut cp = enc.begin_compute_pass(&Default::default());
-            for (s, g) in steps.iter().zip(&groups) {
+            for (s, g) in steps.iter().zip(bound) {
                 cp.set_pipeline(&s.pipeline);
                 cp.set_bind_group(0, g, &[]);
                 cp.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
             }
         }
         self.queue.submit([enc.finish()]);
+    }
+
+    /// Drops the cached bind groups (which keep the buffers they bind alive): call after
+    /// dropping a state whose device memory should be returned at once. The cache also
+    /// empties itself past `BIND_CACHE_MAX` groups.
+    pub fn clear_binding_cache(&self) {
+        let mut u = self.uniforms.lock().unwrap_or_else(|e| e.into_inner());
+        u.groups.clear();
     }
 
     /// Waits for everything submitted so far.
