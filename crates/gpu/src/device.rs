@@ -152,6 +152,8 @@ pub struct DeviceOptions {
     /// Largest binding a weight matrix is split into (bytes), below the adapter's own
     /// limit: tests set it small to exercise weights split across bindings.
     pub max_binding: Option<u64>,
+    /// Do not use subgroup operations even where the adapter has them (tests the fallback).
+    pub no_subgroups: bool,
 }
 
 /// An opened device with its queue and the kernels compiled so far (clones share them).
@@ -199,9 +201,14 @@ impl GpuDevice {
         };
         let info = summary(&adapter);
         let limits = adapter.limits();
+        let subgroups = info.subgroups && !opts.no_subgroups;
         let desc = wgpu::DeviceDescriptor {
             label: Some("torchless"),
-            required_features: wgpu::Features::empty(),
+            required_features: if subgroups {
+                wgpu::Features::SUBGROUP
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -225,7 +232,7 @@ impl GpuDevice {
         });
         Ok(GpuDevice {
             dummy,
-            kernels: std::sync::Arc::new(crate::kernels::Kernels::new(&device)),
+            kernels: std::sync::Arc::new(crate::kernels::Kernels::new(&device, subgroups)),
             device,
             queue,
             info,
@@ -241,6 +248,11 @@ impl GpuDevice {
     /// The adapter this device runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.info
+    }
+
+    /// Whether matrix-vector products use subgroup operations.
+    pub fn uses_subgroups(&self) -> bool {
+        self.kernels.subgroups
     }
 
     /// Largest binding a weight matrix is split into, in bytes.

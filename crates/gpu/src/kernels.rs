@@ -15,6 +15,7 @@ const QUANT_32: &str = include_str!("shaders/quant_32.wgsl");
 const QUANT_K: &str = include_str!("shaders/quant_k.wgsl");
 const FLOAT: &str = include_str!("shaders/float.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+const MATVEC_SUBGROUP: &str = include_str!("shaders/matvec_subgroup.wgsl");
 const OPS: &str = include_str!("shaders/ops.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
 
@@ -42,8 +43,9 @@ pub fn supports(ty: GgmlType) -> bool {
     WEIGHT_TYPES.contains(&ty)
 }
 
-/// The WGSL of `ty`'s matrix kernels, or `None` for a type they do not read.
-pub fn matrix_source(ty: GgmlType) -> Option<String> {
+/// The WGSL of `ty`'s matrix kernels, or `None` for a type they do not read; with
+/// `subgroups`, also the subgroup matrix-vector kernel (`matvec_sg`).
+pub fn matrix_source(ty: GgmlType, subgroups: bool) -> Option<String> {
     let name = ty.name().to_ascii_lowercase();
     let (family, load) = match ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
@@ -69,8 +71,11 @@ pub fn matrix_source(ty: GgmlType) -> Option<String> {
         ),
         _ => return None,
     };
+    // wgpu's WGSL front end takes subgroup operations once the device has the feature, and
+    // does not accept the `enable subgroups;` directive yet.
+    let sg = if subgroups { MATVEC_SUBGROUP } else { "" };
     Some(format!(
-        "{COMMON}\n{family}\nfn load_sub(rb: u32, s: u32) {{ {load} }}\n{MATMUL}"
+        "{COMMON}\n{family}\nfn load_sub(rb: u32, s: u32) {{ {load} }}\n{MATMUL}\n{sg}"
     ))
 }
 
@@ -78,6 +83,8 @@ pub fn matrix_source(ty: GgmlType) -> Option<String> {
 #[derive(Clone)]
 pub(crate) struct MatrixKernels {
     pub matvec: wgpu::ComputePipeline,
+    /// The subgroup matrix-vector kernel, where the device has subgroups.
+    pub matvec_sg: Option<wgpu::ComputePipeline>,
     pub tiled: wgpu::ComputePipeline,
     pub get_rows: wgpu::ComputePipeline,
 }
@@ -99,6 +106,8 @@ pub(crate) struct OpKernels {
 
 pub(crate) struct Kernels {
     pub ops: OpKernels,
+    /// Matrix-vector products use subgroup sums.
+    pub subgroups: bool,
     matrix: Mutex<HashMap<GgmlType, Arc<MatrixKernels>>>,
 }
 
@@ -121,7 +130,7 @@ fn pipeline(device: &wgpu::Device, m: &wgpu::ShaderModule, entry: &str) -> wgpu:
 }
 
 impl Kernels {
-    pub fn new(device: &wgpu::Device) -> Kernels {
+    pub fn new(device: &wgpu::Device, subgroups: bool) -> Kernels {
         let ops = module(device, "ops", OPS);
         let att = module(device, "attention", ATTENTION);
         let p = |m, e| pipeline(device, m, e);
@@ -140,6 +149,7 @@ impl Kernels {
                 attend: p(&att, "attend"),
             },
             matrix: Mutex::new(HashMap::new()),
+            subgroups,
         }
     }
 
@@ -149,10 +159,11 @@ impl Kernels {
         if let Some(k) = map.get(&ty) {
             return Some(k.clone());
         }
-        let src = matrix_source(ty)?;
+        let src = matrix_source(ty, self.subgroups)?;
         let m = module(device, ty.name(), &src);
         let k = Arc::new(MatrixKernels {
             matvec: pipeline(device, &m, "matvec"),
+            matvec_sg: self.subgroups.then(|| pipeline(device, &m, "matvec_sg")),
             tiled: pipeline(device, &m, "matmul_tiled"),
             get_rows: pipeline(device, &m, "get_rows"),
         });

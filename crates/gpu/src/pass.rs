@@ -20,6 +20,9 @@ pub const MATVEC_MAX_TOKENS: usize = 8;
 /// Weight rows per workgroup of the matrix-vector kernel (`ROWS` in matmul.wgsl).
 const MATVEC_ROWS: usize = 4;
 
+/// The same for its subgroup form (`SG_ROWS` in matvec_subgroup.wgsl).
+const MATVEC_SG_ROWS: usize = 8;
+
 /// Bind groups kept at most (a forward pass of a 30-layer model makes about 500).
 const BIND_CACHE_MAX: usize = 4096;
 
@@ -275,8 +278,13 @@ impl Pass {
                 u(x.off),
             ];
             if n <= MATVEC_MAX_TOKENS {
-                let groups = self.spread(c.rows.div_ceil(MATVEC_ROWS));
-                self.step(&k.matvec, &bufs, &words, groups)?;
+                if let Some(sg) = &k.matvec_sg {
+                    let groups = self.spread(c.rows.div_ceil(MATVEC_SG_ROWS));
+                    self.step(sg, &bufs, &words, groups)?;
+                } else {
+                    let groups = self.spread(c.rows.div_ceil(MATVEC_ROWS));
+                    self.step(&k.matvec, &bufs, &words, groups)?;
+                }
             } else {
                 let groups = [u(c.rows.div_ceil(32)), u(n.div_ceil(32)), 1];
                 self.step(&k.tiled, &bufs, &words, groups)?;

@@ -95,6 +95,27 @@ fn matmul_decode_every_type() {
     }
 }
 
+/// Where the adapter has subgroups (lavapipe does) the decode kernel sums with them; the
+/// workgroup-memory fallback every other adapter runs is checked here on the same shapes.
+#[test]
+fn matmul_decode_without_subgroups() {
+    let plain = GpuDevice::open_with(
+        gpu::BackendKind::Any,
+        DeviceOptions {
+            no_subgroups: true,
+            ..Default::default()
+        },
+    )
+    .expect("a GPU adapter (see the other tests' message)");
+    assert!(!plain.uses_subgroups());
+    eprintln!("default device uses subgroups: {}", dev().uses_subgroups());
+    for ty in WEIGHT_TYPES {
+        for n in [1, gpu::MATVEC_MAX_TOKENS] {
+            check_matmul(ty, 67, n, &plain);
+        }
+    }
+}
+
 #[test]
 fn matmul_prefill_every_type() {
     let d = dev();
@@ -112,6 +133,7 @@ fn weights_split_across_bindings() {
         gpu::BackendKind::Any,
         DeviceOptions {
             max_binding: Some(4096),
+            ..Default::default()
         },
     )
     .expect("a GPU adapter (see the other tests' message)");
