@@ -15,8 +15,8 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    /// Uploads `model`'s weights to `dev` (a model loaded with `Model::load`: Q4_0
-    /// matrices interleaved for the CPU by `Model::load_owned` are refused).
+    /// Uploads `model`'s weights to `dev` (Q4_0 matrices that `Model::load_owned`
+    /// interleaved for the CPU go up in the file's layout).
     pub fn load(model: &Model, dev: GpuDevice) -> Result<GpuModel, ModelError> {
         let backend = GpuBackend::new(dev);
         let model = BackendModel::load(model, &backend)?;

@@ -77,3 +77,22 @@ fn interleaved_q4_0_gives_the_logits_of_the_mapped_file() {
         }
     }
 }
+
+/// The backend seam reads the file's layout: an eager model's interleaved matrices are
+/// uploaded de-interleaved, and the CPU backend then gives the mapped file's logits.
+#[test]
+fn backends_take_interleaved_models() {
+    let path = q4_0_fixture();
+    let mapped = Model::load(Arc::new(GgufFile::open(&path).unwrap())).unwrap();
+    let mut file = GgufFile::open(&path).unwrap();
+    file.load_into_memory(|_, _| {}).unwrap();
+    let eager = Model::load_owned(file).unwrap();
+    let cpu = compute::backend::Cpu::new(KvDtype::F16);
+    let bm = models::backend::BackendModel::load(&eager, &cpu).unwrap();
+    let mut bs = bm.new_state(&cpu, 32, 512).unwrap();
+    let toks = [1u32, 5, 9, 2, 7, 3];
+    let mut state = mapped.new_state(32, KvDtype::F16);
+    let want = mapped.forward(&mut state, &toks, 0, true).unwrap();
+    let got = bm.forward(&cpu, &mut bs, &toks, 0, true).unwrap();
+    assert!(got == want, "logits differ");
+}

@@ -50,6 +50,7 @@ const MAX_D: u32 = 512u;
 const PER: u32 = 8u; // MAX_D / WG output dims per thread
 var<workgroup> qs: array<f32, 512>;
 var<workgroup> sc: array<f32, 64>;
+var<workgroup> ps: array<f32, 64>;
 
 fn safe_tanh(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
@@ -105,13 +106,16 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>,
         for (var i = 0u; i < cnt; i++) {
             mt = max(mt, sc[i]);
         }
+        // Each thread exponentiates its own key once; all read the tile's weights.
+        ps[lid] = select(0.0, exp(s - mt), lid < cnt);
+        workgroupBarrier();
         let corr = exp(m - mt);
         l *= corr;
         for (var q = 0u; q < PER; q++) {
             acc[q] *= corr;
         }
         for (var i = 0u; i < cnt; i++) {
-            let p = exp(sc[i] - mt);
+            let p = ps[i];
             l += p;
             let c = (g * P.slots + (j0 + i) % P.slots) * hv;
             for (var q = 0u; q < PER; q++) {

@@ -128,17 +128,21 @@ fn unsupported(what: &str) -> ModelError {
 
 impl<B: Backend> Builder<'_, B> {
     fn matrix(&mut self, m: &Matrix) -> Result<usize, ModelError> {
-        if m.interleaved {
-            return Err(unsupported(
-                "a Q4_0 matrix interleaved for the CPU (load the model with Model::load)",
-            ));
-        }
         if let Some(&i) = self.by_name.get(&m.info.name) {
             return Ok(i);
         }
-        let w = self
-            .b
-            .upload_weights(m.info.ty, m.rows, m.cols, self.file.tensor_data(&m.info))?;
+        let data = self.file.tensor_data(&m.info);
+        let w = if m.interleaved {
+            // Rows interleaved for the CPU's kernels (eager loading): back to the file's
+            // layout, which every backend reads.
+            let mut plain = data.to_vec();
+            if !quant::q4_0x8::deinterleave(&mut plain, m.rows, m.cols) {
+                return Err(unsupported("an interleaved Q4_0 matrix of this shape"));
+            }
+            self.b.upload_weights(m.info.ty, m.rows, m.cols, &plain)?
+        } else {
+            self.b.upload_weights(m.info.ty, m.rows, m.cols, data)?
+        };
         self.matrices.push(w);
         self.by_name
             .insert(m.info.name.clone(), self.matrices.len() - 1);
