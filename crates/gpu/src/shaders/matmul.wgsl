@@ -63,12 +63,15 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// Prefill: a 32-row x 32-token output tile per workgroup, 4 x 4 per thread; each step
-// decodes one sub-block of 32 rows into workgroup memory next to 32 tokens' activations.
+// Prefill: a 32-row x 32-token output tile per workgroup, 4 x 4 per thread. Each step
+// covers 64 columns: every thread decodes one sub-block (threads 0-31 the first of the pair
+// for rows 0-31, threads 32-63 the second) and loads 32 activations, into element-major
+// tiles (tile[e][row]) so the stores and the 4-wide reads fall on consecutive addresses.
+// 2 x 8 KiB of workgroup memory: within WebGPU's 16 KiB baseline.
 const TILE: u32 = 32u;
-const PAD: u32 = 33u;
-var<workgroup> ws: array<f32, 1056>; // TILE * PAD
-var<workgroup> xs: array<f32, 1056>;
+const KSTEP: u32 = 64u;
+var<workgroup> ws: array<f32, 2048>; // KSTEP * TILE
+var<workgroup> xs: array<f32, 2048>;
 
 @compute @workgroup_size(64)
 fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
@@ -79,37 +82,37 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     let tc = (lid / 8u) * 4u;
     var acc: array<f32, 16>;
     let nsub = (P.k + 31u) / 32u;
-    for (var s = 0u; s < nsub; s++) {
-        if (lid < TILE) {
-            let r = r0 + lid;
-            if (r < P.rows) {
-                load_sub(r * P.row_bytes, s);
-                for (var i = 0u; i < 32u; i++) {
-                    ws[lid * PAD + i] = sv[i];
-                }
-            } else {
-                for (var i = 0u; i < 32u; i++) {
-                    ws[lid * PAD + i] = 0.0;
-                }
+    let row = lid % TILE;
+    let half = lid / TILE;
+    for (var s0 = 0u; s0 < nsub; s0 += 2u) {
+        let s = s0 + half;
+        let r = r0 + row;
+        if (r < P.rows && s < nsub) {
+            load_sub(r * P.row_bytes, s);
+            for (var i = 0u; i < 32u; i++) {
+                ws[(half * 32u + i) * TILE + row] = sv[i];
+            }
+        } else {
+            for (var i = 0u; i < 32u; i++) {
+                ws[(half * 32u + i) * TILE + row] = 0.0;
             }
         }
-        for (var q = 0u; q < 16u; q++) {
+        for (var q = 0u; q < 32u; q++) {
             let idx = q * WG + lid;
-            let t = idx / 32u;
-            let e = idx % 32u;
+            let t = idx / KSTEP;
+            let e = idx % KSTEP;
             let tok = t0 + t;
-            let col = 32u * s + e;
+            let col = 32u * s0 + e;
             let ok = tok < P.n && col < P.k;
-            xs[t * PAD + e] = select(0.0, X[P.x_off + min(tok, P.n - 1u) * P.x_stride + min(col, P.k - 1u)], ok);
+            let v = X[P.x_off + min(tok, P.n - 1u) * P.x_stride + min(col, P.k - 1u)];
+            xs[e * TILE + t] = select(0.0, v, ok);
         }
         workgroupBarrier();
-        for (var e = 0u; e < 32u; e++) {
-            var wv: array<f32, 4>;
-            var xv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                wv[i] = ws[(tr + i) * PAD + e];
-                xv[i] = xs[(tc + i) * PAD + e];
-            }
+        for (var e = 0u; e < KSTEP; e++) {
+            let wv = vec4<f32>(ws[e * TILE + tr], ws[e * TILE + tr + 1u],
+                               ws[e * TILE + tr + 2u], ws[e * TILE + tr + 3u]);
+            let xv = vec4<f32>(xs[e * TILE + tc], xs[e * TILE + tc + 1u],
+                               xs[e * TILE + tc + 2u], xs[e * TILE + tc + 3u]);
             for (var i = 0u; i < 4u; i++) {
                 for (var j = 0u; j < 4u; j++) {
                     acc[i * 4u + j] += wv[i] * xv[j];
