@@ -2,6 +2,7 @@
 //! submitted when the host next writes or reads a tensor (or on `flush`), so a forward pass
 //! is one submission.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use compute::backend::{Backend, GluKind, RopeSpec, Span};
@@ -16,6 +17,8 @@ use crate::{
 pub struct GpuBackend {
     dev: GpuDevice,
     pending: Mutex<Pass>,
+    /// Device bytes made through this backend (weights, tensors, caches), never decreased.
+    made: AtomicU64,
 }
 
 impl From<GpuError> for ComputeError {
@@ -37,7 +40,18 @@ impl GpuBackend {
         GpuBackend {
             pending: Mutex::new(dev.pass()),
             dev,
+            made: AtomicU64::new(0),
         }
+    }
+
+    /// Device memory this backend has allocated so far (weights, activation buffers, KV
+    /// caches; dropped ones included).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.made.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, bytes: u64) {
+        self.made.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub fn device(&self) -> &GpuDevice {
@@ -60,10 +74,12 @@ impl Backend for GpuBackend {
     }
 
     fn tensor(&self, len: usize) -> GpuTensor {
+        self.count(len as u64 * 4);
         self.dev.tensor(len)
     }
 
     fn upload(&self, data: &[f32]) -> GpuTensor {
+        self.count(data.len() as u64 * 4);
         self.dev.upload(data)
     }
 
@@ -91,7 +107,9 @@ impl Backend for GpuBackend {
         cols: usize,
         data: &[u8],
     ) -> Result<GpuWeights, ComputeError> {
-        Ok(self.dev.upload_weights(ty, rows, cols, data)?)
+        let w = self.dev.upload_weights(ty, rows, cols, data)?;
+        self.count(w.bytes());
+        Ok(w)
     }
 
     fn kv_cache(
@@ -104,6 +122,7 @@ impl Backend for GpuBackend {
         dv: usize,
     ) -> Result<GpuKvCache, ComputeError> {
         let slots = compute::windowed_slots(capacity, window, ubatch);
+        self.count((slots * n_kv * (dk + dv) * 2) as u64);
         Ok(self.dev.kv_cache(slots, n_kv, dk, dv)?)
     }
 

@@ -27,6 +27,12 @@ impl GpuModel {
         self.backend.device()
     }
 
+    /// Device memory allocated for this model so far: its weights, and the KV caches and
+    /// activation buffers of the states made from it.
+    pub fn device_bytes(&self) -> u64 {
+        self.backend.allocated_bytes()
+    }
+
     pub fn n_vocab(&self) -> usize {
         self.model.n_vocab()
     }

@@ -64,6 +64,14 @@ fn check(model_file: &str, golden: &str) -> usize {
     let file = gguf::GgufFile::open(model_path(model_file)).expect("open model");
     let model = Model::load(Arc::new(file)).expect("load model");
     let g = GpuModel::load(&model, dev().clone()).expect("upload model");
+    // The weights go up in their own encoding: the device holds about the file's tensor
+    // bytes (norms and biases as f32, padding), not a widened copy.
+    let file_bytes: u64 = model.file().tensors().iter().map(|t| t.size).sum();
+    let dev_bytes = g.device_bytes();
+    assert!(
+        dev_bytes <= file_bytes + file_bytes / 20 && dev_bytes >= file_bytes / 2,
+        "{model_file}: {dev_bytes} device bytes for {file_bytes} bytes of tensors"
+    );
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../models/tests/data")
         .join(golden);
