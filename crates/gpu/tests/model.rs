@@ -156,3 +156,24 @@ fn experts_and_latent_attention_are_refused() {
         assert!(e.to_string().contains(what), "{name}: {e}");
     }
 }
+
+/// Going back: a state re-run from an earlier position replaces what followed, as on the
+/// CPU (a chat turn edited, a prefix reused).
+#[test]
+fn rerun_from_an_earlier_position() {
+    let model = load("qwen2");
+    let nv = model.config().n_vocab;
+    let g = GpuModel::load(&model, dev().clone()).unwrap();
+    let mut cs = model.new_state(64, KvDtype::F16);
+    let mut gs = g.new_state(64).unwrap();
+    let a: Vec<u32> = (0..24).map(|i| (i * 13 + 1) % nv as u32).collect();
+    let b: Vec<u32> = (0..9).map(|i| (i * 29 + 7) % nv as u32).collect();
+    model.forward(&mut cs, &a, 0, false).unwrap();
+    g.forward(&mut gs, &a, 0, false).unwrap();
+    let want = model.forward(&mut cs, &b, 10, true).unwrap();
+    let got = g.forward(&mut gs, &b, 10, true).unwrap();
+    check_rows("qwen2", "re-run at 10", &got, &want, nv, TOL);
+    assert_eq!(gs.n_cached(), 19);
+    let e = g.forward(&mut gs, &b, 25, false).err().unwrap();
+    assert!(e.to_string().contains("gap"), "{e}");
+}
