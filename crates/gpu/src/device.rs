@@ -232,7 +232,7 @@ impl GpuDevice {
         });
         Ok(GpuDevice {
             dummy,
-            kernels: std::sync::Arc::new(crate::kernels::Kernels::new(&device, subgroups)),
+            kernels: std::sync::Arc::new(crate::kernels::Kernels::new(&device, subgroups)?),
             device,
             queue,
             info,

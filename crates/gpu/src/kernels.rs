@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use quant::GgmlType;
 
+use crate::GpuError;
+
 const COMMON: &str = include_str!("shaders/common.wgsl");
 const QUANT_32: &str = include_str!("shaders/quant_32.wgsl");
 const QUANT_K: &str = include_str!("shaders/quant_k.wgsl");
@@ -129,8 +131,33 @@ fn pipeline(device: &wgpu::Device, m: &wgpu::ShaderModule, entry: &str) -> wgpu:
     })
 }
 
+/// Runs `f` inside validation and internal error scopes: a kernel the driver or wgpu
+/// rejects (an adapter's shader compiler, a limit) becomes an error naming `what` instead
+/// of wgpu's default panic.
+pub(crate) fn checked<T>(
+    device: &wgpu::Device,
+    what: &str,
+    f: impl FnOnce() -> T,
+) -> Result<T, GpuError> {
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+    let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let out = f();
+    let errors = [memory, internal, validation].map(|s| pollster::block_on(s.pop()));
+    match errors.into_iter().flatten().next() {
+        Some(e) => Err(GpuError::Device(format!("{what}: {e}"))),
+        None => Ok(out),
+    }
+}
+
 impl Kernels {
-    pub fn new(device: &wgpu::Device, subgroups: bool) -> Kernels {
+    pub fn new(device: &wgpu::Device, subgroups: bool) -> Result<Kernels, GpuError> {
+        checked(device, "compiling the GPU kernels", || {
+            Kernels::compile(device, subgroups)
+        })
+    }
+
+    fn compile(device: &wgpu::Device, subgroups: bool) -> Kernels {
         let ops = module(device, "ops", OPS);
         let att = module(device, "attention", ATTENTION);
         let p = |m, e| pipeline(device, m, e);
@@ -154,20 +181,26 @@ impl Kernels {
     }
 
     /// `ty`'s matrix kernels, compiled on first use.
-    pub fn matrix(&self, device: &wgpu::Device, ty: GgmlType) -> Option<Arc<MatrixKernels>> {
+    pub fn matrix(
+        &self,
+        device: &wgpu::Device,
+        ty: GgmlType,
+    ) -> Result<Arc<MatrixKernels>, GpuError> {
         let mut map = self.matrix.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = map.get(&ty) {
-            return Some(k.clone());
+            return Ok(k.clone());
         }
-        let src = matrix_source(ty, self.subgroups)?;
-        let m = module(device, ty.name(), &src);
-        let k = Arc::new(MatrixKernels {
-            matvec: pipeline(device, &m, "matvec"),
-            matvec_sg: self.subgroups.then(|| pipeline(device, &m, "matvec_sg")),
-            tiled: pipeline(device, &m, "matmul_tiled"),
-            get_rows: pipeline(device, &m, "get_rows"),
-        });
+        let src = matrix_source(ty, self.subgroups).ok_or(GpuError::Unsupported(ty))?;
+        let k = checked(device, &format!("compiling the {ty} kernels"), || {
+            let m = module(device, ty.name(), &src);
+            Arc::new(MatrixKernels {
+                matvec: pipeline(device, &m, "matvec"),
+                matvec_sg: self.subgroups.then(|| pipeline(device, &m, "matvec_sg")),
+                tiled: pipeline(device, &m, "matmul_tiled"),
+                get_rows: pipeline(device, &m, "get_rows"),
+            })
+        })?;
         map.insert(ty, k.clone());
-        Some(k)
+        Ok(k)
     }
 }

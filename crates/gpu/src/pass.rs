@@ -181,9 +181,7 @@ impl GpuDevice {
     }
 
     fn matrix(&self, w: &GpuWeights) -> Result<std::sync::Arc<MatrixKernels>, GpuError> {
-        self.kernels
-            .matrix(&self.device, w.ty)
-            .ok_or(GpuError::Unsupported(w.ty))
+        self.kernels.matrix(&self.device, w.ty)
     }
 }
 

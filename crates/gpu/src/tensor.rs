@@ -212,12 +212,14 @@ impl GpuDevice {
             let n = per.min(rows - row0);
             let bytes = &data[row0 * row_bytes..(row0 + n) * row_bytes];
             let size = (bytes.len() + 4).next_multiple_of(4) as u64;
-            let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("weights"),
-                size,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: true,
-            });
+            let buf = crate::kernels::checked(&self.device, "allocating weights", || {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("weights"),
+                    size,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: true,
+                })
+            })?;
             {
                 let mut view = buf
                     .get_mapped_range_mut(..)
