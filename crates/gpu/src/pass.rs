@@ -1,9 +1,9 @@
 //! Recording operations and submitting them together.
 //!
 //! A [`Pass`] collects dispatches and their parameters; [`GpuDevice::submit`] writes every
-//! parameter block into one reused uniform buffer (grown, never shrunk), makes the bind
-//! groups and runs the whole list as one compute pass in one submission. Nothing is
-//! allocated per call but those bind groups.
+//! parameter block into one reused uniform buffer (grown, never shrunk), finds or makes the
+//! bind groups (cached: a decode step binds what the previous one made) and runs the whole
+//! list as one compute pass in one submission. No device memory is allocated per call.
 
 use compute::backend::GluKind;
 
