@@ -219,7 +219,9 @@ impl GpuDevice {
         let binding_limit = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
-        let mut max_binding = binding_limit;
+        // The kernels address weight bytes with u32: chunks stay below 2 GiB whatever the
+        // adapter allows.
+        let mut max_binding = binding_limit.min(1 << 31);
         if let Some(m) = opts.max_binding {
             max_binding = max_binding.min(m);
         }
