@@ -22,7 +22,7 @@ const OPS: &str = include_str!("shaders/ops.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
 
 /// Every weight type the kernels decode.
-pub const WEIGHT_TYPES: [GgmlType; 15] = [
+pub const WEIGHT_TYPES: [GgmlType; 17] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -38,6 +38,8 @@ pub const WEIGHT_TYPES: [GgmlType; 15] = [
     GgmlType::Q5_K,
     GgmlType::Q6_K,
     GgmlType::IQ4_XS,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
 ];
 
 /// Whether the GPU kernels read weights of type `ty`.
@@ -67,7 +69,9 @@ pub fn matrix_source(ty: GgmlType, subgroups: bool) -> Option<String> {
         | GgmlType::Q4_K
         | GgmlType::Q5_K
         | GgmlType::Q6_K
-        | GgmlType::IQ4_XS => (
+        | GgmlType::IQ4_XS
+        | GgmlType::TQ1_0
+        | GgmlType::TQ2_0 => (
             QUANT_K,
             format!("load_{name}(rb + (s >> 3u) * {}u, s & 7u);", ty.type_size()),
         ),

@@ -136,3 +136,45 @@ fn load_iq4_xs(base: u32, j: u32) {
         }
     }
 }
+
+// TQ2_0, 66 bytes: qs[64], d. Element 32j + l: bit pair j % 4 of qs[32 (j / 4) + l], a code
+// 0..2 for -1, 0, +1, times d.
+fn load_tq2_0(base: u32, j: u32) {
+    let d = rd_f16(base + 64u);
+    let q0 = base + 32u * (j >> 2u);
+    let sh = 2u * (j & 3u);
+    for (var i = 0u; i < 8u; i++) {
+        let w = rd_u32(q0 + 4u * i) >> sh;
+        for (var b = 0u; b < 4u; b++) {
+            sv[4u * i + b] = (f32(byte_of(w, b) & 3u) - 1.0) * d;
+        }
+    }
+}
+
+// Trit n (0..4) of a TQ1_0 byte: the top two bits of (byte * 3^n mod 256) * 3.
+fn trit(byte: u32, n: u32) -> f32 {
+    var p = 1u;
+    for (var i = 0u; i < n; i++) {
+        p *= 3u;
+    }
+    return f32((((byte * p) & 0xffu) * 3u) >> 8u);
+}
+
+// TQ1_0, 54 bytes: 5 trits per byte in qs[0..32] (element n*32 + m at byte m, trit n) and
+// qs[32..48] (element 160 + n*16 + m), 4 per byte in qh[48..52] (element 240 + n*4 + j),
+// then d: value (trit - 1) * d.
+fn load_tq1_0(base: u32, j: u32) {
+    let d = rd_f16(base + 52u);
+    for (var l = 0u; l < 32u; l++) {
+        let e = 32u * j + l;
+        var t = 0.0;
+        if (e < 160u) {
+            t = trit(rd_u8(base + l), j);
+        } else if (e < 240u) {
+            t = trit(rd_u8(base + 32u + (e - 160u) % 16u), (e - 160u) / 16u);
+        } else {
+            t = trit(rd_u8(base + 48u + (e - 240u) % 4u), (e - 240u) / 4u);
+        }
+        sv[l] = (t - 1.0) * d;
+    }
+}
