@@ -154,6 +154,9 @@ pub struct DeviceOptions {
     pub max_binding: Option<u64>,
     /// Do not use subgroup operations even where the adapter has them (tests the fallback).
     pub no_subgroups: bool,
+    /// Refuse adapters that run on the CPU (lavapipe, WARP, SwiftShader): for `--backend
+    /// auto`, where such a device would only be slower than the CPU backend.
+    pub hardware_only: bool,
 }
 
 /// An opened device with its queue and the kernels compiled so far (clones share them).
@@ -192,11 +195,21 @@ impl GpuDevice {
                 && l.max_compute_invocations_per_workgroup >= 256
                 && l.max_compute_workgroup_storage_size >= 16 * 1024
         });
+        let any_software = adapters
+            .iter()
+            .any(|a| a.get_info().device_type == wgpu::DeviceType::Cpu);
+        if opts.hardware_only {
+            adapters.retain(|a| a.get_info().device_type != wgpu::DeviceType::Cpu);
+        }
         adapters.sort_by_key(|a| rank(a.get_info().device_type));
         let Some(adapter) = adapters.into_iter().next() else {
             return Err(GpuError::NoAdapter {
                 kind: kind.to_string(),
-                hint: kind.install_hint(),
+                hint: if opts.hardware_only && any_software {
+                    "only adapters that run on the CPU were found"
+                } else {
+                    kind.install_hint()
+                },
             });
         };
         let info = summary(&adapter);

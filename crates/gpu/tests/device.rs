@@ -2,7 +2,7 @@
 
 mod common;
 
-use gpu::{list_adapters, BackendKind, GpuDevice};
+use gpu::{list_adapters, BackendKind, DeviceOptions, GpuDevice};
 
 /// The listing shows the adapter the tests run on, with its limits.
 #[test]
@@ -44,4 +44,21 @@ fn an_explicit_backend_without_adapter_is_an_error() {
     assert_eq!(BackendKind::from_name("Vulkan"), Some(BackendKind::Vulkan));
     assert_eq!(BackendKind::from_name("auto"), Some(BackendKind::Any));
     assert_eq!(BackendKind::from_name("cuda"), None);
+}
+
+/// `hardware_only` (for `--backend auto`) passes over adapters that run on the CPU.
+#[test]
+fn hardware_only_skips_software_adapters() {
+    let d = common::dev();
+    let opts = DeviceOptions {
+        hardware_only: true,
+        ..Default::default()
+    };
+    match GpuDevice::open_with(BackendKind::Any, opts) {
+        Ok(hw) => assert_ne!(hw.adapter().device_type, "Cpu", "{}", hw.adapter()),
+        Err(e) => {
+            assert_eq!(d.adapter().device_type, "Cpu", "{}", d.adapter());
+            assert!(e.to_string().contains("run on the CPU"), "{e}");
+        }
+    }
 }
