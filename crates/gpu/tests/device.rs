@@ -62,3 +62,12 @@ fn hardware_only_skips_software_adapters() {
         }
     }
 }
+
+/// The engine shares a loaded model across threads and moves states between them.
+#[test]
+fn models_and_states_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<gpu::GpuModel>();
+    send_sync::<gpu::GpuState>();
+    send_sync::<GpuDevice>();
+}
