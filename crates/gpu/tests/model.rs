@@ -176,4 +176,6 @@ fn rerun_from_an_earlier_position() {
     assert_eq!(gs.n_cached(), 19);
     let e = g.forward(&mut gs, &b, 25, false).err().unwrap();
     assert!(e.to_string().contains("gap"), "{e}");
+    let e = g.forward(&mut gs, &[nv as u32], 19, false).err().unwrap();
+    assert!(e.to_string().contains("outside the vocabulary"), "{e}");
 }

@@ -108,6 +108,8 @@ pub struct BackendModel<B: Backend> {
     embd_scale: Option<f32>,
     final_softcap: f32,
     n_embd: usize,
+    /// Rows of the token embedding (valid token ids).
+    n_tokens: usize,
     n_vocab: usize,
     n_ctx_orig: usize,
 }
@@ -311,6 +313,7 @@ impl<B: Backend> BackendModel<B> {
             embd_scale: d.embd_scale,
             final_softcap: d.final_softcap,
             n_embd: d.tok_embd.cols,
+            n_tokens: d.tok_embd.rows,
             n_vocab: d.output.rows,
             n_ctx_orig: model.config.rope.n_ctx_orig,
         })

@@ -198,10 +198,10 @@ impl<B: Backend> BackendModel<B> {
         let n = tokens.len();
         let e = self.n_embd;
         for &id in tokens {
-            if id as usize >= self.n_vocab.min(self.tok_rows()) {
+            if id as usize >= self.n_tokens {
                 return Err(ModelError::Input(format!(
                     "token id {id} is outside the vocabulary of {}",
-                    self.tok_rows()
+                    self.n_tokens
                 )));
             }
         }
@@ -316,11 +316,6 @@ impl<B: Backend> BackendModel<B> {
             b.softcap(&s.logits, self.final_softcap, keep * nv)?;
         }
         Ok(())
-    }
-
-    fn tok_rows(&self) -> usize {
-        // The embedding has one row per token id (the output may differ only in name).
-        self.n_vocab
     }
 
     /// Q/K/V of the normalised rows in `s.h` (biases added, Q/K normed): spans of Q, K, V.
