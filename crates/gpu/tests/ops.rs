@@ -125,6 +125,46 @@ fn matmul_prefill_every_type() {
     }
 }
 
+/// Rows read and written through offsets and strides (a fused QKV output, one sequence's
+/// rows of a batch): the same products, and nothing outside the rows touched.
+#[test]
+fn matmul_strided_rows() {
+    let d = dev();
+    for ty in [GgmlType::Q4_K, GgmlType::F16, GgmlType::Q8_0] {
+        let (rows, cols) = (37, cols_for(ty));
+        let (bytes, _) = matrix(ty, rows, cols, 21);
+        let w = d.upload_weights(ty, rows, cols, &bytes).unwrap();
+        for n in [3, 40] {
+            let (xs, ys) = (cols + 7, rows + 5);
+            let x = data(3 + n * xs, 22);
+            let xt = d.upload(&x);
+            let sentinel = vec![7.5f32; 2 + n * ys];
+            let yt = d.upload(&sentinel);
+            let got = run(d, &yt, |p| {
+                p.matmul(&w, Rows::new(&xt, xs).at(3), n, Rows::new(&yt, ys).at(2))
+                    .unwrap()
+            });
+            let dense: Vec<f32> = (0..n)
+                .flat_map(|t| x[3 + t * xs..][..cols].to_vec())
+                .collect();
+            let want = gpu_matmul(d, &w, &dense, n);
+            for t in 0..n {
+                assert_eq!(
+                    &got[2 + t * ys..][..rows],
+                    &want[t * rows..][..rows],
+                    "{ty} n={n}"
+                );
+                if t + 1 < n {
+                    assert!(got[2 + t * ys + rows..][..ys - rows]
+                        .iter()
+                        .all(|&v| v == 7.5));
+                }
+            }
+            assert_eq!(&got[..2], &[7.5, 7.5]);
+        }
+    }
+}
+
 /// A matrix split across bindings gives the bits of the unsplit one, on both kernels, and
 /// the embedding lookup reads rows from every binding.
 #[test]
