@@ -26,8 +26,12 @@ const MATVEC_SG_ROWS: usize = 8;
 /// Bind groups kept at most (a forward pass of a 30-layer model makes about 500).
 const BIND_CACHE_MAX: usize = 4096;
 
+/// A cached bind group not used by this many submissions is dropped (and with it the last
+/// references to the buffers it binds: a dropped state's memory is returned soon after).
+const KEEP_SUBMITS: u64 = 64;
+
 /// What a bind group is made of besides the layout (which the pipeline fixes).
-#[derive(PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct BindKey {
     pipeline: wgpu::ComputePipeline,
     param_off: u64,
@@ -38,7 +42,10 @@ struct BindKey {
 #[derive(Default)]
 pub(crate) struct Uniforms {
     buf: Option<wgpu::Buffer>,
-    groups: std::collections::HashMap<BindKey, wgpu::BindGroup>,
+    /// Each group with the submission that last used it.
+    groups: std::collections::HashMap<BindKey, (wgpu::BindGroup, u64)>,
+    /// Submissions so far.
+    generation: u64,
 }
 
 struct Step {
@@ -114,65 +121,75 @@ impl GpuDevice {
         if u.groups.len() + steps.len() > BIND_CACHE_MAX {
             u.groups.clear();
         }
-        let Uniforms { buf, groups } = &mut *u;
+        let Uniforms {
+            buf,
+            groups,
+            generation,
+        } = &mut *u;
+        *generation += 1;
+        let now = *generation;
         let ub = buf.as_ref().expect("uniform buffer made above");
         self.queue.write_buffer(ub, 0, params);
         // A bind group depends only on the buffers and the parameter offset, so the groups
         // of a decode step are made once and found again at every later step.
-        for s in steps {
-            let key = BindKey {
+        let keys: Vec<BindKey> = steps
+            .iter()
+            .map(|s| BindKey {
                 pipeline: s.pipeline.clone(),
                 param_off: s.param_off,
                 buffers: s.buffers.clone(),
-            };
-            groups.entry(key).or_insert_with(|| {
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: ub,
-                        offset: s.param_off,
-                        size: wgpu::BufferSize::new(PARAM_BYTES),
-                    }),
-                }];
-                entries.extend(s.buffers.iter().map(|(b, buf)| wgpu::BindGroupEntry {
-                    binding: *b,
-                    resource: buf.as_entire_binding(),
-                }));
-                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: &s.pipeline.get_bind_group_layout(0),
-                    entries: &entries,
-                })
-            });
-        }
-        let bound: Vec<&wgpu::BindGroup> = steps
-            .iter()
-            .map(|s| {
-                &groups[&BindKey {
-                    pipeline: s.pipeline.clone(),
-                    param_off: s.param_off,
-                    buffers: s.buffers.clone(),
-                }]
             })
             .collect();
+        for (s, key) in steps.iter().zip(&keys) {
+            if let Some(entry) = groups.get_mut(key) {
+                entry.1 = now;
+                continue;
+            }
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: ub,
+                    offset: s.param_off,
+                    size: wgpu::BufferSize::new(PARAM_BYTES),
+                }),
+            }];
+            entries.extend(s.buffers.iter().map(|(b, buf)| wgpu::BindGroupEntry {
+                binding: *b,
+                resource: buf.as_entire_binding(),
+            }));
+            let g = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &s.pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            groups.insert(key.clone(), (g, now));
+        }
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut cp = enc.begin_compute_pass(&Default::default());
-            for (s, g) in steps.iter().zip(bound) {
+            for (s, key) in steps.iter().zip(&keys) {
                 cp.set_pipeline(&s.pipeline);
-                cp.set_bind_group(0, g, &[]);
+                cp.set_bind_group(0, &groups[key].0, &[]);
                 cp.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
             }
         }
         self.queue.submit([enc.finish()]);
+        groups.retain(|_, (_, used)| now - *used <= KEEP_SUBMITS);
     }
 
     /// Drops the cached bind groups (which keep the buffers they bind alive): call after
-    /// dropping a state whose device memory should be returned at once. The cache also
-    /// empties itself past `BIND_CACHE_MAX` groups.
+    /// dropping a state whose device memory should be returned at once. Otherwise a group
+    /// goes once `KEEP_SUBMITS` submissions have not used it, and all go past
+    /// `BIND_CACHE_MAX`.
     pub fn clear_binding_cache(&self) {
         let mut u = self.uniforms.lock().unwrap_or_else(|e| e.into_inner());
         u.groups.clear();
+    }
+
+    /// Bind groups cached now (diagnostics, tests).
+    pub fn cached_bind_groups(&self) -> usize {
+        let u = self.uniforms.lock().unwrap_or_else(|e| e.into_inner());
+        u.groups.len()
     }
 
     /// Waits for everything submitted so far.

@@ -179,3 +179,34 @@ fn rerun_from_an_earlier_position() {
     let e = g.forward(&mut gs, &[nv as u32], 19, false).err().unwrap();
     assert!(e.to_string().contains("outside the vocabulary"), "{e}");
 }
+
+/// Bind groups are reused from step to step, and those of a dropped state go once other
+/// submissions stop using them (they hold its buffers alive until then).
+#[test]
+fn bind_groups_are_reused_and_released() {
+    // A device of its own: the other tests' passes would share the cache.
+    let d = gpu::GpuDevice::open(gpu::BackendKind::Any).expect("a GPU adapter");
+    let model = load("llama");
+    let g = GpuModel::load(&model, d.clone()).unwrap();
+    let mut s = g.new_state(32).unwrap();
+    g.forward(&mut s, &[1, 2, 3], 0, false).unwrap();
+    g.forward(&mut s, &[4], 3, false).unwrap();
+    let after_one = d.cached_bind_groups();
+    assert!(after_one > 10, "{after_one}");
+    for pos in 4..10 {
+        g.forward(&mut s, &[5], pos, false).unwrap();
+    }
+    assert_eq!(
+        d.cached_bind_groups(),
+        after_one,
+        "decode steps bind what the first made"
+    );
+    drop(s);
+    let t = d.tensor(16);
+    for _ in 0..70 {
+        let mut p = d.pass();
+        p.scale(&t, 1.0, 16).unwrap();
+        d.submit(p);
+    }
+    assert_eq!(d.cached_bind_groups(), 1);
+}
