@@ -5,7 +5,8 @@
 //! decode steps.
 //!
 //! Tolerances: 2e-5 of the largest output against the f64 reference (f32 arithmetic only);
-//! 5e-3 against the CPU, whose flash attention rounds Q and its V accumulator to f16.
+//! 1e-2 against the CPU, whose flash attention rounds Q to f16 and stores its V accumulator
+//! in f16 after every key, an error that grows with the keys seen (5e-3 at 513).
 
 mod common;
 
@@ -160,7 +161,7 @@ fn check(c: &Case) {
             c.n_head, c.n_kv, c.dk, c.dv, c.window, c.softcap
         );
         assert_close(&format!("{what} vs f64"), &got, &exact, 2e-5);
-        assert_close(&format!("{what} vs CPU"), &got, &want, 5e-3);
+        assert_close(&format!("{what} vs CPU"), &got, &want, 1e-2);
         start += n;
     }
 }
@@ -210,5 +211,21 @@ fn single_token_mha() {
         capacity: 16,
         ubatch: 512,
         chunks: &[1, 1, 2],
+    });
+}
+
+/// A 512-token prompt (llama.cpp's micro-batch) in one call, then a decode step.
+#[test]
+fn prompt_of_512_tokens() {
+    check(&Case {
+        n_head: 4,
+        n_kv: 2,
+        dk: 64,
+        dv: 64,
+        window: 0,
+        softcap: 0.0,
+        capacity: 600,
+        ubatch: 512,
+        chunks: &[512, 1],
     });
 }
