@@ -284,7 +284,7 @@ fn run(d: &GpuDevice, out: &gpu::GpuTensor, f: impl FnOnce(&mut gpu::Pass)) -> V
 #[test]
 fn norms_match_cpu() {
     let d = dev();
-    for (n, rows) in [(1000, 5), (64, 1), (2051, 3)] {
+    for (n, rows) in [(1000, 5), (64, 1), (2051, 3), (576, 512)] {
         let x = data(n * rows, 1);
         let w: Vec<f32> = data(n, 2).iter().map(|v| 1.0 + v).collect();
         let b = data(n, 3);
