@@ -73,6 +73,11 @@ impl Backend for GpuBackend {
         self.dev.adapter().to_string()
     }
 
+    fn max_elements(&self) -> usize {
+        // The weight-split size doubles as the test knob for the row groups of the logits.
+        (self.dev.binding_limit().min(self.dev.max_binding()) / 4) as usize
+    }
+
     fn tensor(&self, len: usize) -> GpuTensor {
         self.count(len as u64 * 4);
         self.dev.tensor(len)

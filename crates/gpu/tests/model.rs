@@ -210,3 +210,23 @@ fn bind_groups_are_reused_and_released() {
     }
     assert_eq!(d.cached_bind_groups(), 1);
 }
+
+/// Every position's logits in row groups that fit a binding (here made small), as for a
+/// large vocabulary: the same logits as the CPU's.
+#[test]
+fn all_logits_in_row_groups() {
+    let model = load("llama");
+    let nv = model.config().n_vocab;
+    let opts = gpu::DeviceOptions {
+        max_binding: Some((3 * nv * 4) as u64),
+        ..Default::default()
+    };
+    let d = gpu::GpuDevice::open_with(gpu::BackendKind::Any, opts).expect("a GPU adapter");
+    let g = GpuModel::load(&model, d).unwrap();
+    let toks: Vec<u32> = (0..11).map(|i| (i * 7 + 2) % nv as u32).collect();
+    let mut gs = g.new_state(32).unwrap();
+    let mut cs = model.new_state(32, KvDtype::F16);
+    let got = g.forward(&mut gs, &toks, 0, true).unwrap();
+    let want = model.forward(&mut cs, &toks, 0, true).unwrap();
+    check_rows("llama", "row groups", &got, &want, nv, TOL);
+}

@@ -87,6 +87,11 @@ pub trait Backend {
     /// A short description for logs (adapter name, thread count).
     fn describe(&self) -> String;
 
+    /// Most elements one operation may take in a tensor (a GPU's storage binding limit).
+    fn max_elements(&self) -> usize {
+        usize::MAX
+    }
+
     // Memory.
     fn tensor(&self, len: usize) -> Self::Tensor;
     fn upload(&self, data: &[f32]) -> Self::Tensor;

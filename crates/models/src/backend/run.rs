@@ -176,17 +176,14 @@ impl<B: Backend> BackendModel<B> {
                 0
             };
             let pos = start_pos + ci * s.ubatch;
-            self.micro_batch(b, s, chunk, pos, keep)?;
+            self.micro_batch(b, s, chunk, pos, keep, &mut out)?;
             s.n_cached = pos + chunk.len();
-            if keep > 0 {
-                out.extend(b.read(&s.logits, keep * nv)?);
-            }
         }
         Ok(out)
     }
 
-    /// One micro-batch of `n <= ubatch` tokens at `pos..`; the last `keep` rows' logits go
-    /// to `s.logits`.
+    /// One micro-batch of `n <= ubatch` tokens at `pos..`; the last `keep` rows' logits are
+    /// appended to `out`.
     fn micro_batch(
         &self,
         b: &B,
@@ -194,6 +191,7 @@ impl<B: Backend> BackendModel<B> {
         tokens: &[u32],
         pos: usize,
         keep: usize,
+        out: &mut Vec<f32>,
     ) -> Result<(), ModelError> {
         let n = tokens.len();
         let e = self.n_embd;
@@ -297,23 +295,30 @@ impl<B: Backend> BackendModel<B> {
         if keep == 0 {
             return b.flush().map_err(Into::into);
         }
-        if keep > s.logit_rows {
-            s.logits = b.tensor(keep * self.n_vocab);
-            s.logit_rows = keep;
-        }
         norm(b, self, &self.output_norm, &s.x, e, n, &s.h)?;
+        // The vocabulary projection in groups of rows whose logits fit one tensor (a GPU
+        // binding): a 512-token prompt of a 262k vocabulary is 512 MiB of logits.
         let nv = self.n_vocab;
-        b.matmul(
-            &self.matrices[self.output],
-            Span::rows(&s.h, e).at((n - keep) * e),
-            keep,
-            Span::rows(&s.logits, nv),
-        )?;
-        if let Some(ob) = self.output_bias {
-            b.add_bias(&s.logits, &self.vectors[ob], keep * nv)?;
+        let per = (b.max_elements() / nv).clamp(1, keep);
+        if per > s.logit_rows {
+            s.logits = b.tensor(per * nv);
+            s.logit_rows = per;
         }
-        if self.final_softcap != 0.0 {
-            b.softcap(&s.logits, self.final_softcap, keep * nv)?;
+        for r0 in (0..keep).step_by(per) {
+            let cnt = per.min(keep - r0);
+            b.matmul(
+                &self.matrices[self.output],
+                Span::rows(&s.h, e).at((n - keep + r0) * e),
+                cnt,
+                Span::rows(&s.logits, nv),
+            )?;
+            if let Some(ob) = self.output_bias {
+                b.add_bias(&s.logits, &self.vectors[ob], cnt * nv)?;
+            }
+            if self.final_softcap != 0.0 {
+                b.softcap(&s.logits, self.final_softcap, cnt * nv)?;
+            }
+            out.extend(b.read(&s.logits, cnt * nv)?);
         }
         Ok(())
     }
