@@ -20,7 +20,7 @@ mod tensor;
 
 pub use backend::GpuBackend;
 pub use device::{list_adapters, AdapterSummary, BackendKind, DeviceOptions, GpuDevice};
-pub use model::{GpuModel, GpuState};
+pub use model::{GpuModel, GpuSeq, GpuState, GpuWork};
 pub use pass::{AttnArgs, Pass, RopeArgs, MATVEC_MAX_TOKENS};
 pub use tensor::{GpuKvCache, GpuTensor, GpuWeights, Rows};
 

@@ -230,3 +230,79 @@ fn all_logits_in_row_groups() {
     let want = model.forward(&mut cs, &toks, 0, true).unwrap();
     check_rows("llama", "row groups", &got, &want, nv, TOL);
 }
+
+/// Several sequences in one pass (longer than the micro-batch, every kind of logits request,
+/// then a decode round) against the CPU's `forward_multi`.
+#[test]
+fn several_sequences_in_one_pass() {
+    use models::{Logits, SeqBatch, StateOptions, Workspace};
+    let model = load("qwen2");
+    let nv = model.config().n_vocab;
+    let g = GpuModel::load(&model, dev().clone()).unwrap();
+    let prompts: Vec<Vec<u32>> = [30usize, 4, 12]
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| {
+            (0..n as u32)
+                .map(|i| (i * 31 + 7 * k as u32 + 1) % nv as u32)
+                .collect()
+        })
+        .collect();
+    let wants = [Logits::All, Logits::Last, Logits::None];
+    let opts = StateOptions {
+        ubatch: 16,
+        ..Default::default()
+    };
+    let mut cs: Vec<_> = (0..3)
+        .map(|_| model.new_state_with(64, KvDtype::F16, opts))
+        .collect();
+    let mut gs: Vec<_> = (0..3).map(|_| g.new_state(64).unwrap()).collect();
+    let mut work = g.new_work(1);
+    let mut want = Vec::new();
+    let mut batch: Vec<SeqBatch> = cs
+        .iter_mut()
+        .zip(&prompts)
+        .zip(wants)
+        .map(|((s, p), l)| SeqBatch::new(s, p, 0, l))
+        .collect();
+    model
+        .forward_multi(&mut batch, &mut Workspace::new(), &mut want)
+        .unwrap();
+    let mut seqs: Vec<gpu::GpuSeq> = gs
+        .iter_mut()
+        .zip(&prompts)
+        .zip(wants)
+        .map(|((s, p), l)| gpu::GpuSeq {
+            state: s,
+            tokens: p,
+            start_pos: 0,
+            logits: l,
+        })
+        .collect();
+    let got = g.forward_multi(&mut seqs, &mut work).unwrap();
+    check_rows("qwen2", "three prompts", &got, &want, nv, TOL);
+    for (k, s) in gs.iter().enumerate() {
+        assert_eq!(s.n_cached(), prompts[k].len());
+    }
+    // A decode round, and each sequence alone gives its own row.
+    let mut seqs: Vec<gpu::GpuSeq> = gs
+        .iter_mut()
+        .zip(&prompts)
+        .map(|(s, p)| gpu::GpuSeq {
+            state: s,
+            tokens: &p[..1],
+            start_pos: p.len(),
+            logits: Logits::Last,
+        })
+        .collect();
+    let round = g.forward_multi(&mut seqs, &mut work).unwrap();
+    assert_eq!(round.len(), 3 * nv);
+    let mut cpu_state = model.new_state(64, KvDtype::F16);
+    model
+        .forward(&mut cpu_state, &prompts[2], 0, false)
+        .unwrap();
+    let alone = model
+        .forward(&mut cpu_state, &prompts[2][..1], prompts[2].len(), false)
+        .unwrap();
+    check_rows("qwen2", "decode round", &round[2 * nv..], &alone, nv, TOL);
+}

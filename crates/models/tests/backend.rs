@@ -79,3 +79,88 @@ fn experts_and_latent_attention_are_refused() {
         assert!(e.to_string().contains(what), "{name}: {e}");
     }
 }
+
+/// Several sequences through the seam in one pass (prompts longer than the micro-batch,
+/// every kind of logits request, then a decode round) give `Model::forward_multi`'s logits
+/// bit for bit (quantized weights: the products do not depend on the row count).
+#[test]
+fn several_sequences_bit_for_bit() {
+    use models::backend::BackendSeq;
+    use models::{Logits, SeqBatch, StateOptions, Workspace};
+    let model = load("llama-q8_0");
+    let nv = model.config().n_vocab as u32;
+    let cpu = Cpu::new(KvDtype::F16);
+    let bm = BackendModel::load(&model, &cpu).unwrap();
+    let ub = 16;
+    let prompts: Vec<Vec<u32>> = [37usize, 5, 20]
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| {
+            (0..n as u32)
+                .map(|i| (i * 31 + 7 * k as u32 + 1) % nv)
+                .collect()
+        })
+        .collect();
+    let opts = StateOptions {
+        ubatch: ub,
+        ..Default::default()
+    };
+    let mut cs: Vec<_> = (0..3)
+        .map(|_| model.new_state_with(64, KvDtype::F16, opts))
+        .collect();
+    let mut bs: Vec<_> = (0..3)
+        .map(|_| bm.new_state(&cpu, 64, ub).unwrap())
+        .collect();
+    let mut ws = Workspace::new();
+    let mut work = bm.new_work(&cpu, 1);
+    let wants = [Logits::All, Logits::Last, Logits::None];
+    let mut want = Vec::new();
+    {
+        let mut batch: Vec<SeqBatch> = cs
+            .iter_mut()
+            .zip(&prompts)
+            .zip(wants)
+            .map(|((s, p), l)| SeqBatch::new(s, p, 0, l))
+            .collect();
+        model.forward_multi(&mut batch, &mut ws, &mut want).unwrap();
+    }
+    let mut seqs: Vec<BackendSeq<Cpu>> = bs
+        .iter_mut()
+        .zip(&prompts)
+        .zip(wants)
+        .map(|((s, p), l)| BackendSeq {
+            state: s,
+            tokens: p,
+            start_pos: 0,
+            logits: l,
+        })
+        .collect();
+    let got = bm.forward_multi(&cpu, &mut seqs, &mut work).unwrap();
+    assert_eq!(got.len(), (37 + 1) * nv as usize);
+    assert!(got == want, "prompt logits differ");
+    // One decode round for all three.
+    let next: Vec<[u32; 1]> = (0..3).map(|k| [(k * 11 + 3) as u32]).collect();
+    let mut want = Vec::new();
+    {
+        let mut batch: Vec<SeqBatch> = cs
+            .iter_mut()
+            .zip(&next)
+            .zip(&prompts)
+            .map(|((s, t), p)| SeqBatch::new(s, t, p.len(), Logits::Last))
+            .collect();
+        model.forward_multi(&mut batch, &mut ws, &mut want).unwrap();
+    }
+    let mut seqs: Vec<BackendSeq<Cpu>> = bs
+        .iter_mut()
+        .zip(&next)
+        .zip(&prompts)
+        .map(|((s, t), p)| BackendSeq {
+            state: s,
+            tokens: t,
+            start_pos: p.len(),
+            logits: Logits::Last,
+        })
+        .collect();
+    let got = bm.forward_multi(&cpu, &mut seqs, &mut work).unwrap();
+    assert!(got == want, "decode logits differ");
+}

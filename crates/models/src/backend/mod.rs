@@ -48,9 +48,9 @@ struct BAttn {
     bo: Option<usize>,
     q_norm: Option<BNorm>,
     k_norm: Option<BNorm>,
-    /// Rope table index (short / long factor set).
-    rope: usize,
-    rope_long: Option<usize>,
+    /// Rope table: the rope, or with LongRoPE its short and long factor sets (each row
+    /// takes the set its sequence's context calls for).
+    pair: usize,
     n_rot: usize,
     mode: compute::RopeMode,
     /// Multiplies Q after rope (separate projections; a fused one has it folded into the
@@ -100,6 +100,10 @@ pub struct BackendModel<B: Backend> {
     matrices: Vec<B::Weights>,
     vectors: Vec<B::Tensor>,
     ropes: Vec<Rope>,
+    /// Distinct (rope, long-context rope) of the layers: one host-made table each.
+    pairs: Vec<(usize, Option<usize>)>,
+    /// Row widths the work buffers need (largest over the layers).
+    dims: Dims,
     layers: Vec<BLayer>,
     tok_embd: usize,
     output: usize,
@@ -114,6 +118,18 @@ pub struct BackendModel<B: Backend> {
     n_ctx_orig: usize,
 }
 
+/// Widths of the work buffers' rows.
+#[derive(Clone, Copy, Default)]
+struct Dims {
+    q: usize,
+    k: usize,
+    v: usize,
+    fused: usize,
+    att: usize,
+    ff: usize,
+    rot: usize,
+}
+
 struct Builder<'a, B: Backend> {
     b: &'a B,
     file: &'a gguf::GgufFile,
@@ -122,6 +138,7 @@ struct Builder<'a, B: Backend> {
     vectors: Vec<B::Tensor>,
     ropes: Vec<Rope>,
     rope_keys: Vec<String>,
+    pairs: Vec<(usize, Option<usize>)>,
 }
 
 fn unsupported(what: &str) -> ModelError {
@@ -201,7 +218,9 @@ impl<B: Backend> BackendModel<B> {
             vectors: Vec::new(),
             ropes: Vec::new(),
             rope_keys: Vec::new(),
+            pairs: Vec::new(),
         };
+        let mut dims = Dims::default();
         let mut layers = Vec::with_capacity(d.layers.len());
         for l in &d.layers {
             let a = match &l.attn {
@@ -243,8 +262,16 @@ impl<B: Backend> BackendModel<B> {
                 bo: bd.opt_vector(&a.bo),
                 q_norm: a.q_norm.as_ref().map(|n| bd.norm(n)),
                 k_norm: a.k_norm.as_ref().map(|n| bd.norm(n)),
-                rope: bd.rope(&a.rope),
-                rope_long: a.rope_long.as_ref().map(|r| bd.rope(r)),
+                pair: {
+                    let pair = (bd.rope(&a.rope), a.rope_long.as_ref().map(|r| bd.rope(r)));
+                    match bd.pairs.iter().position(|p| *p == pair) {
+                        Some(i) => i,
+                        None => {
+                            bd.pairs.push(pair);
+                            bd.pairs.len() - 1
+                        }
+                    }
+                },
                 n_rot: a.rope.n_rot,
                 mode: a.rope.mode,
                 q_scale: if fused { 1.0 } else { a.q_scale },
@@ -288,6 +315,23 @@ impl<B: Backend> BackendModel<B> {
                 Residual::ParallelShared => BResidual::ParallelShared,
                 Residual::Parallel { ffn_norm } => BResidual::Parallel(bd.norm(ffn_norm)),
             };
+            let (q, k, v) = (
+                attn.params.n_head * attn.dk,
+                attn.n_kv * attn.dk,
+                attn.n_kv * attn.dv,
+            );
+            dims = Dims {
+                q: dims.q.max(q),
+                k: dims.k.max(k),
+                v: dims.v.max(v),
+                fused: dims.fused.max(q + k + v),
+                att: dims.att.max(attn.params.n_head * attn.dv),
+                ff: dims.ff.max(match ffn {
+                    BFfn::Gated { ff, gate: None, .. } => 2 * ff,
+                    BFfn::Gated { ff, .. } | BFfn::Plain { ff, .. } => ff,
+                }),
+                rot: dims.rot.max(attn.n_rot),
+            };
             layers.push(BLayer {
                 attn_norm: bd.norm(&l.attn_norm),
                 attn,
@@ -305,6 +349,8 @@ impl<B: Backend> BackendModel<B> {
             matrices: bd.matrices,
             vectors: bd.vectors,
             ropes: bd.ropes,
+            pairs: bd.pairs,
+            dims,
             layers,
             tok_embd,
             output,
@@ -325,4 +371,4 @@ impl<B: Backend> BackendModel<B> {
 }
 
 mod run;
-pub use run::BackendState;
+pub use run::{BackendSeq, BackendState, BackendWork};
