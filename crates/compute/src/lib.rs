@@ -4,6 +4,7 @@
 //! precision with an F16 KV cache. Nothing here knows about GGUF files or model layouts.
 
 mod attention;
+pub mod backend;
 mod matmul;
 mod ops;
 pub mod pool;
@@ -33,6 +34,9 @@ pub enum ComputeError {
     Quant(#[from] quant::QuantError),
     #[error("tensor type {0} cannot be used as a weight matrix")]
     UnsupportedWeight(quant::GgmlType),
+    /// A backend other than this crate's CPU code could not run an operation.
+    #[error("{0}")]
+    Backend(String),
 }
 
 pub(crate) fn shape_err(

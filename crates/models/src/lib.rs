@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backend;
 mod blocks;
 mod config;
 mod error;

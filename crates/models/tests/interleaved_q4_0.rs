@@ -8,7 +8,9 @@ use std::sync::Arc;
 use gguf::{GgmlType, GgufFile, GgufWriter};
 use models::{KvDtype, Model};
 
-fn q4_0_fixture() -> PathBuf {
+/// Writes the fixture to `name` in the test directory (one file per test: tests run in
+/// parallel, and rewriting a file another test has mapped kills it with SIGBUS).
+fn q4_0_fixture(name: &str) -> PathBuf {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/llama.gguf");
     let file = GgufFile::open(&src).unwrap();
     let mut w = GgufWriter::new();
@@ -36,14 +38,14 @@ fn q4_0_fixture() -> PathBuf {
     }
     assert!(n_q4 >= 7, "the fixture has Q/K/V/O and FFN matrices");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join("llama-q4_0-interleave.gguf");
+    let path = dir.join(name);
     w.write_file(&path).unwrap();
     path
 }
 
 #[test]
 fn interleaved_q4_0_gives_the_logits_of_the_mapped_file() {
-    let path = q4_0_fixture();
+    let path = q4_0_fixture("llama-q4_0-interleave.gguf");
     let mapped = Model::load(Arc::new(GgufFile::open(&path).unwrap())).unwrap();
     let mut file = GgufFile::open(&path).unwrap();
     file.load_into_memory(|_, _| {}).unwrap();
@@ -76,4 +78,23 @@ fn interleaved_q4_0_gives_the_logits_of_the_mapped_file() {
             );
         }
     }
+}
+
+/// The backend seam reads the file's layout: an eager model's interleaved matrices are
+/// uploaded de-interleaved, and the CPU backend then gives the mapped file's logits.
+#[test]
+fn backends_take_interleaved_models() {
+    let path = q4_0_fixture("llama-q4_0-interleave-backend.gguf");
+    let mapped = Model::load(Arc::new(GgufFile::open(&path).unwrap())).unwrap();
+    let mut file = GgufFile::open(&path).unwrap();
+    file.load_into_memory(|_, _| {}).unwrap();
+    let eager = Model::load_owned(file).unwrap();
+    let cpu = compute::backend::Cpu::new(KvDtype::F16);
+    let bm = models::backend::BackendModel::load(&eager, &cpu).unwrap();
+    let mut bs = bm.new_state(&cpu, 32, 512).unwrap();
+    let toks = [1u32, 5, 9, 2, 7, 3];
+    let mut state = mapped.new_state(32, KvDtype::F16);
+    let want = mapped.forward(&mut state, &toks, 0, true).unwrap();
+    let got = bm.forward(&cpu, &mut bs, &toks, 0, true).unwrap();
+    assert!(got == want, "logits differ");
 }

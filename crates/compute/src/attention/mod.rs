@@ -70,6 +70,13 @@ pub struct KvCache {
     alloc: usize,
 }
 
+impl KvCache {
+    /// KV heads and the key and value dims per head.
+    pub(crate) fn dims(&self) -> (usize, usize, usize) {
+        (self.n_head_kv, self.dk, self.dv)
+    }
+}
+
 /// llama.cpp pads the SWA cache to this many cells.
 const SWA_PAD: usize = 256;
 

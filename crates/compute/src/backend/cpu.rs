@@ -1,0 +1,339 @@
+//! [`Backend`] on the CPU with this crate's own functions, each called as `models`'
+//! forward pass calls it (strided rows gathered into the contiguous rows those functions
+//! take, so every element takes the same path), so a decoder run through the trait gets
+//! that pass's logits bit for bit. Operations run at once; tensors are host vectors.
+//!
+//! Weights are copied into the backend (a reference implementation: the CPU forward pass
+//! itself reads them in place from the file).
+
+use std::cell::RefCell;
+
+use quant::GgmlType;
+
+use super::{Backend, GluKind, RopeSpec, Span};
+use crate::{shape_err, AttnParams, ComputeError, KvCache, KvDtype, Rope, WeightView};
+
+/// The CPU as a [`Backend`], with KV caches of `kv` type.
+pub struct Cpu {
+    pub kv: KvDtype,
+    qbuf: RefCell<Vec<u8>>,
+}
+
+impl Cpu {
+    pub fn new(kv: KvDtype) -> Cpu {
+        Cpu {
+            kv,
+            qbuf: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+/// A host vector (token ids kept as the bits of f32 elements).
+pub struct CpuTensor(RefCell<Vec<f32>>);
+
+/// A weight matrix's bytes.
+pub struct CpuWeights {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+impl CpuWeights {
+    fn view(&self) -> Result<WeightView<'_>, ComputeError> {
+        WeightView::new(self.ty, self.rows, self.cols, &self.data)
+    }
+}
+
+/// `n` rows of `width` of a span, contiguous.
+fn gather(s: Span<CpuTensor>, n: usize, width: usize) -> Result<Vec<f32>, ComputeError> {
+    let t = s.t.0.borrow();
+    if n > 0 && s.off + (n - 1) * s.stride + width > t.len() {
+        return Err(shape_err(
+            "rows",
+            s.off + (n - 1) * s.stride + width,
+            t.len(),
+        ));
+    }
+    let mut out = Vec::with_capacity(n * width);
+    for r in 0..n {
+        out.extend_from_slice(&t[s.off + r * s.stride..][..width]);
+    }
+    Ok(out)
+}
+
+/// Writes contiguous rows back into a span.
+fn scatter(s: Span<CpuTensor>, width: usize, rows: &[f32]) -> Result<(), ComputeError> {
+    let mut t = s.t.0.borrow_mut();
+    let n = rows.len() / width.max(1);
+    if n > 0 && s.off + (n - 1) * s.stride + width > t.len() {
+        return Err(shape_err(
+            "rows",
+            s.off + (n - 1) * s.stride + width,
+            t.len(),
+        ));
+    }
+    for (r, row) in rows.chunks(width).enumerate() {
+        t[s.off + r * s.stride..][..width].copy_from_slice(row);
+    }
+    Ok(())
+}
+
+fn prefix(t: &CpuTensor, n: usize) -> Result<std::cell::RefMut<'_, Vec<f32>>, ComputeError> {
+    let v = t.0.borrow_mut();
+    if n > v.len() {
+        return Err(shape_err("elements", n, v.len()));
+    }
+    Ok(v)
+}
+
+impl Backend for Cpu {
+    type Tensor = CpuTensor;
+    type Weights = CpuWeights;
+    type Cache = RefCell<KvCache>;
+
+    fn describe(&self) -> String {
+        format!(
+            "CPU ({}, {} threads)",
+            quant::dispatch::active_level().name(),
+            crate::n_threads()
+        )
+    }
+
+    fn tensor(&self, len: usize) -> CpuTensor {
+        CpuTensor(RefCell::new(vec![0.0; len]))
+    }
+
+    fn upload(&self, data: &[f32]) -> CpuTensor {
+        CpuTensor(RefCell::new(data.to_vec()))
+    }
+
+    fn write(&self, t: &CpuTensor, data: &[f32]) -> Result<(), ComputeError> {
+        prefix(t, data.len())?[..data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn write_ids(&self, t: &CpuTensor, ids: &[u32]) -> Result<(), ComputeError> {
+        let mut v = prefix(t, ids.len())?;
+        for (d, &id) in v.iter_mut().zip(ids) {
+            *d = f32::from_bits(id);
+        }
+        Ok(())
+    }
+
+    fn read(&self, t: &CpuTensor, n: usize) -> Result<Vec<f32>, ComputeError> {
+        Ok(prefix(t, n)?[..n].to_vec())
+    }
+
+    fn upload_weights(
+        &self,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+    ) -> Result<CpuWeights, ComputeError> {
+        WeightView::new(ty, rows, cols, data)?;
+        Ok(CpuWeights {
+            ty,
+            rows,
+            cols,
+            data: data.to_vec(),
+        })
+    }
+
+    fn kv_cache(
+        &self,
+        capacity: usize,
+        window: usize,
+        ubatch: usize,
+        n_kv: usize,
+        dk: usize,
+        dv: usize,
+    ) -> Result<RefCell<KvCache>, ComputeError> {
+        Ok(RefCell::new(KvCache::windowed(
+            self.kv, capacity, window, ubatch, n_kv, dk, dv,
+        )))
+    }
+
+    fn flush(&self) -> Result<(), ComputeError> {
+        Ok(())
+    }
+
+    fn cache_slots(&self, cache: &RefCell<KvCache>) -> usize {
+        cache.borrow().slots()
+    }
+
+    fn get_rows(
+        &self,
+        w: &CpuWeights,
+        ids: &CpuTensor,
+        n: usize,
+        y: Span<CpuTensor>,
+    ) -> Result<(), ComputeError> {
+        let ids: Vec<usize> = prefix(ids, n)?[..n]
+            .iter()
+            .map(|v| v.to_bits() as usize)
+            .collect();
+        let view = w.view()?;
+        let mut rows = vec![0f32; n * w.cols];
+        for (t, &id) in ids.iter().enumerate() {
+            crate::get_rows(&view, id, &mut rows[t * w.cols..][..w.cols])?;
+        }
+        scatter(y, w.cols, &rows)
+    }
+
+    fn matmul(
+        &self,
+        w: &CpuWeights,
+        x: Span<CpuTensor>,
+        n: usize,
+        y: Span<CpuTensor>,
+    ) -> Result<(), ComputeError> {
+        let xs = gather(x, n, w.cols)?;
+        let mut out = vec![0f32; n * w.rows];
+        crate::matmul(&w.view()?, &xs, n, &mut out, &mut self.qbuf.borrow_mut())?;
+        scatter(y, w.rows, &out)
+    }
+
+    fn add_bias(&self, y: &CpuTensor, bias: &CpuTensor, n: usize) -> Result<(), ComputeError> {
+        let b = bias.0.borrow();
+        crate::add_bias(&mut prefix(y, n)?[..n], &b);
+        Ok(())
+    }
+
+    fn norm(
+        &self,
+        layer: bool,
+        x: &CpuTensor,
+        w: Option<&CpuTensor>,
+        b: Option<&CpuTensor>,
+        eps: f32,
+        n: usize,
+        rows: usize,
+        y: &CpuTensor,
+    ) -> Result<(), ComputeError> {
+        let len = n * rows;
+        if !std::ptr::eq(x, y) {
+            let xs = prefix(x, len)?[..len].to_vec();
+            prefix(y, len)?[..len].copy_from_slice(&xs);
+        }
+        let mut v = prefix(y, len)?;
+        let w = w.map(|t| t.0.borrow());
+        let b = b.map(|t| t.0.borrow());
+        if layer {
+            let ones;
+            let wv: &[f32] = match &w {
+                Some(w) => &w[..n],
+                None => {
+                    ones = vec![1.0; n];
+                    &ones
+                }
+            };
+            crate::layer_norm(&mut v[..len], wv, b.as_deref().map(|b| &b[..n]), eps)
+        } else {
+            match &w {
+                Some(w) => crate::rms_norm_in_place(&mut v[..len], Some(&w[..n]), eps),
+                None => {
+                    for r in v[..len].chunks_mut(n) {
+                        crate::rms_norm_in_place(r, None, eps)?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn rope(
+        &self,
+        y: Span<CpuTensor>,
+        n: usize,
+        table: Span<CpuTensor>,
+        s: RopeSpec,
+    ) -> Result<(), ComputeError> {
+        let width = s.n_heads * s.head_dim;
+        let mut rows = gather(y, n, width)?;
+        let tab = gather(Span::rows(table.t, s.n_rot).at(table.off), n, s.n_rot)?;
+        let rope = Rope::new(s.mode, s.n_rot, 0.0);
+        let level = quant::dispatch::active_level();
+        for (r, c) in rows.chunks_mut(width).zip(tab.chunks(s.n_rot)) {
+            rope.apply_cached_at(level, r, s.n_heads, s.head_dim, c, s.in_place);
+        }
+        scatter(y, width, &rows)
+    }
+
+    fn glu(
+        &self,
+        kind: GluKind,
+        gate: Span<CpuTensor>,
+        up: Span<CpuTensor>,
+        width: usize,
+        n: usize,
+    ) -> Result<(), ComputeError> {
+        let mut g = gather(gate, n, width)?;
+        let u = gather(up, n, width)?;
+        match kind {
+            GluKind::SwiGlu => crate::swiglu(&mut g, &u),
+            GluKind::GeGlu => crate::geglu(&mut g, &u),
+        }
+        scatter(gate, width, &g)
+    }
+
+    fn gelu(&self, y: &CpuTensor, n: usize) -> Result<(), ComputeError> {
+        crate::gelu(&mut prefix(y, n)?[..n]);
+        Ok(())
+    }
+
+    fn add(&self, y: &CpuTensor, x: &CpuTensor, n: usize) -> Result<(), ComputeError> {
+        let xs = x.0.borrow();
+        if xs.len() < n {
+            return Err(shape_err("add input", n, xs.len()));
+        }
+        crate::add_in_place(&mut prefix(y, n)?[..n], &xs[..n]);
+        Ok(())
+    }
+
+    fn scale(&self, y: &CpuTensor, s: f32, n: usize) -> Result<(), ComputeError> {
+        crate::scale(&mut prefix(y, n)?[..n], s);
+        Ok(())
+    }
+
+    fn softcap(&self, y: &CpuTensor, c: f32, n: usize) -> Result<(), ComputeError> {
+        crate::softcap(&mut prefix(y, n)?[..n], c);
+        Ok(())
+    }
+
+    fn kv_store(
+        &self,
+        cache: &RefCell<KvCache>,
+        k: Span<CpuTensor>,
+        v: Span<CpuTensor>,
+        n: usize,
+        start_pos: usize,
+    ) -> Result<(), ComputeError> {
+        let mut c = cache.borrow_mut();
+        let (nkv, dk, dv) = c.dims();
+        let (kw, vw) = (nkv * dk, nkv * dv);
+        let (ks, vs) = (gather(k, n, kw)?, gather(v, n, vw)?);
+        for t in 0..n {
+            c.store(start_pos + t, &ks[t * kw..][..kw], &vs[t * vw..][..vw])?;
+        }
+        Ok(())
+    }
+
+    fn attention(
+        &self,
+        cache: &RefCell<KvCache>,
+        p: &AttnParams,
+        q: Span<CpuTensor>,
+        n: usize,
+        start_pos: usize,
+        out: Span<CpuTensor>,
+    ) -> Result<(), ComputeError> {
+        let c = cache.borrow();
+        let (_, dk, dv) = c.dims();
+        let qs = gather(q, n, p.n_head * dk)?;
+        let mut o = vec![0f32; n * p.n_head * dv];
+        crate::attention(p, &c, &qs, n, start_pos, &mut o)?;
+        scatter(out, p.n_head * dv, &o)
+    }
+}

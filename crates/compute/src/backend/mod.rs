@@ -1,0 +1,208 @@
+//! The backend seam: the operations a decoder layer's blocks need, over tensors that live
+//! wherever the backend keeps them (host memory, device memory).
+//!
+//! A backend queues operations in call order and runs them at its own pace: a GPU backend
+//! records them into one submission and runs it when the host next reads or writes a tensor
+//! ([`Backend::read`], [`Backend::write`]) or calls [`Backend::flush`]; a CPU backend may
+//! run each call at once. Callers therefore only touch tensor contents through
+//! `write`/`read`, and an operation's output must not be one of its inputs unless the
+//! operation says it works in place.
+//!
+//! Rows of a tensor are addressed by [`Span`] (first element, stride between rows), so a
+//! fused QKV output is read as three spans without copies. Rope takes a host-made table of
+//! `(cos, sin)` per pair and row ([`crate::Rope::fill_cache`]), so every rope variant
+//! (linear, YaRN, llama3 factors, LongRoPE) is the same operation on every backend.
+//!
+//! Today `models`' CPU forward pass calls `compute`'s functions directly (bit-exact with
+//! llama.cpp); `models::backend` runs the dense decoder through this trait, [`Cpu`]
+//! implements it with those same functions (giving `models`' logits bit for bit), and the
+//! GPU backend (`torchless-gpu`) implements it on a device.
+
+use quant::GgmlType;
+
+use crate::ComputeError;
+
+mod cpu;
+pub use cpu::{Cpu, CpuTensor, CpuWeights};
+
+/// Rows of a tensor: the first starts at element `off`, each next one `stride` later.
+pub struct Span<'a, T> {
+    pub t: &'a T,
+    pub off: usize,
+    pub stride: usize,
+}
+
+impl<T> Clone for Span<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Span<'_, T> {}
+
+impl<'a, T> Span<'a, T> {
+    /// Rows of `stride` elements from the start of `t`.
+    pub fn rows(t: &'a T, stride: usize) -> Self {
+        Span { t, off: 0, stride }
+    }
+
+    /// The same rows, `off` elements further.
+    pub fn at(self, off: usize) -> Self {
+        Span {
+            off: self.off + off,
+            ..self
+        }
+    }
+}
+
+/// Rope settings of one call (the angles come in the table).
+#[derive(Clone, Copy, Debug)]
+pub struct RopeSpec {
+    pub n_heads: usize,
+    pub head_dim: usize,
+    pub n_rot: usize,
+    pub mode: crate::RopeMode,
+    /// ggml ropes this tensor in place (K from its own projection), which changes the
+    /// CPU's adjacent-pair rounding ([`crate::Rope::apply_cached_in_place`]); backends
+    /// whose arithmetic does not depend on it ignore it.
+    pub in_place: bool,
+}
+
+/// The gated activation of an FFN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GluKind {
+    SwiGlu,
+    GeGlu,
+}
+
+/// What a backend must provide for a decoder's forward pass.
+pub trait Backend {
+    /// f32 elements (activations) or u32 token ids.
+    type Tensor;
+    /// A weight matrix kept in its GGUF encoding.
+    type Weights;
+    /// One layer's keys and values, `slots` positions per KV head, position `p` in slot
+    /// `p % slots`.
+    type Cache;
+
+    /// A short description for logs (adapter name, thread count).
+    fn describe(&self) -> String;
+
+    /// Most elements one operation may take in a tensor (a GPU's storage binding limit).
+    fn max_elements(&self) -> usize {
+        usize::MAX
+    }
+
+    // Memory.
+    fn tensor(&self, len: usize) -> Self::Tensor;
+    fn upload(&self, data: &[f32]) -> Self::Tensor;
+    /// Overwrites the first elements of `t` once the operations queued so far have run.
+    fn write(&self, t: &Self::Tensor, data: &[f32]) -> Result<(), ComputeError>;
+    fn write_ids(&self, t: &Self::Tensor, ids: &[u32]) -> Result<(), ComputeError>;
+    /// Runs what is queued and returns the first `n` elements of `t`.
+    fn read(&self, t: &Self::Tensor, n: usize) -> Result<Vec<f32>, ComputeError>;
+    /// A `rows x cols` matrix of type `ty` from its raw bytes.
+    fn upload_weights(
+        &self,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+    ) -> Result<Self::Weights, ComputeError>;
+    /// The cache of a layer whose queries see the last `window` positions (0 = all), for up
+    /// to `capacity` positions fed in micro-batches of at most `ubatch`: a ring of
+    /// [`crate::windowed_slots`] slots.
+    #[allow(clippy::too_many_arguments)]
+    fn kv_cache(
+        &self,
+        capacity: usize,
+        window: usize,
+        ubatch: usize,
+        n_kv: usize,
+        dk: usize,
+        dv: usize,
+    ) -> Result<Self::Cache, ComputeError>;
+    /// Starts what is queued.
+    fn flush(&self) -> Result<(), ComputeError>;
+    /// Slots of `cache` (positions it holds at once).
+    fn cache_slots(&self, cache: &Self::Cache) -> usize;
+
+    // Operations, queued in call order.
+    /// Row `ids[t]` of `w`, decoded, into row `t` of `y`, for `n` ids.
+    fn get_rows(
+        &self,
+        w: &Self::Weights,
+        ids: &Self::Tensor,
+        n: usize,
+        y: Span<Self::Tensor>,
+    ) -> Result<(), ComputeError>;
+    /// `y[t][r] = sum_k w[r][k] * x[t][k]` for `n` rows.
+    fn matmul(
+        &self,
+        w: &Self::Weights,
+        x: Span<Self::Tensor>,
+        n: usize,
+        y: Span<Self::Tensor>,
+    ) -> Result<(), ComputeError>;
+    /// `y[i] += bias[i % bias_len]` over the first `n` elements (in place).
+    fn add_bias(&self, y: &Self::Tensor, bias: &Self::Tensor, n: usize)
+        -> Result<(), ComputeError>;
+    /// `y = norm(x)` over `rows` rows of `n` (RMSNorm, or LayerNorm when `layer`), times
+    /// `w` and plus `b` when given. `x` and `y` may be the same tensor (in place).
+    #[allow(clippy::too_many_arguments)]
+    fn norm(
+        &self,
+        layer: bool,
+        x: &Self::Tensor,
+        w: Option<&Self::Tensor>,
+        b: Option<&Self::Tensor>,
+        eps: f32,
+        n: usize,
+        rows: usize,
+        y: &Self::Tensor,
+    ) -> Result<(), ComputeError>;
+    /// Rotates `n` rows of heads in place with `table` (`n_rot` floats per row, read from
+    /// `table.off`; its stride is ignored).
+    fn rope(
+        &self,
+        y: Span<Self::Tensor>,
+        n: usize,
+        table: Span<Self::Tensor>,
+        spec: RopeSpec,
+    ) -> Result<(), ComputeError>;
+    /// `gate = act(gate) * up` for `n` rows of `width` (in place in `gate`).
+    fn glu(
+        &self,
+        kind: GluKind,
+        gate: Span<Self::Tensor>,
+        up: Span<Self::Tensor>,
+        width: usize,
+        n: usize,
+    ) -> Result<(), ComputeError>;
+    /// `y = gelu(y)` over `n` elements.
+    fn gelu(&self, y: &Self::Tensor, n: usize) -> Result<(), ComputeError>;
+    /// `y += x` over `n` elements.
+    fn add(&self, y: &Self::Tensor, x: &Self::Tensor, n: usize) -> Result<(), ComputeError>;
+    /// `y *= s` over `n` elements.
+    fn scale(&self, y: &Self::Tensor, s: f32, n: usize) -> Result<(), ComputeError>;
+    /// `y = c * tanh(y / c)` over `n` elements.
+    fn softcap(&self, y: &Self::Tensor, c: f32, n: usize) -> Result<(), ComputeError>;
+    /// Stores `n` rows of keys and values for positions `start_pos..`.
+    fn kv_store(
+        &self,
+        cache: &Self::Cache,
+        k: Span<Self::Tensor>,
+        v: Span<Self::Tensor>,
+        n: usize,
+        start_pos: usize,
+    ) -> Result<(), ComputeError>;
+    /// Attention of `n` query rows at positions `start_pos..` over `cache` into `out`.
+    fn attention(
+        &self,
+        cache: &Self::Cache,
+        p: &crate::AttnParams,
+        q: Span<Self::Tensor>,
+        n: usize,
+        start_pos: usize,
+        out: Span<Self::Tensor>,
+    ) -> Result<(), ComputeError>;
+}

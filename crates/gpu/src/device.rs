@@ -1,0 +1,283 @@
+//! Adapter listing and device selection.
+
+use std::fmt;
+
+use crate::GpuError;
+
+/// Which GPU API (or vendor) the caller asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The best adapter of any API: discrete, then integrated, then virtual, then CPU.
+    Any,
+    Vulkan,
+    Metal,
+    Dx12,
+}
+
+impl BackendKind {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            BackendKind::Any => {
+                wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
+            }
+            BackendKind::Vulkan => wgpu::Backends::VULKAN,
+            BackendKind::Metal => wgpu::Backends::METAL,
+            BackendKind::Dx12 => wgpu::Backends::DX12,
+        }
+    }
+
+    /// `gpu`/`auto`/`any`, `vulkan`, `metal`, `dx12`.
+    pub fn from_name(name: &str) -> Option<BackendKind> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "gpu" | "any" | "auto" => BackendKind::Any,
+            "vulkan" => BackendKind::Vulkan,
+            "metal" => BackendKind::Metal,
+            "dx12" => BackendKind::Dx12,
+            _ => return None,
+        })
+    }
+
+    /// What to install when no adapter of this kind is found.
+    fn install_hint(self) -> &'static str {
+        match self {
+            BackendKind::Metal => "Metal needs macOS",
+            BackendKind::Dx12 => "DX12 needs Windows",
+            _ => {
+                "install a Vulkan driver: your GPU vendor's, or Mesa's \
+                 (Debian/Ubuntu: apt-get install mesa-vulkan-drivers; lavapipe runs on the CPU)"
+            }
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Any => "gpu",
+            BackendKind::Vulkan => "vulkan",
+            BackendKind::Metal => "metal",
+            BackendKind::Dx12 => "dx12",
+        })
+    }
+}
+
+/// One adapter as `info --backends` shows it.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` (lavapipe, WARP) or `Other`.
+    pub device_type: String,
+    pub driver: String,
+    pub max_storage_binding: u64,
+    pub max_buffer: u64,
+    pub max_workgroup_storage: u32,
+    pub max_invocations: u32,
+    pub subgroup_sizes: (u32, u32),
+    pub subgroups: bool,
+    pub shader_f16: bool,
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}, {}, driver {}): storage binding {} MiB, buffer {} MiB, workgroup memory {} KiB, \
+             {} invocations, subgroups {} (size {}-{}), shader-f16 {}",
+            self.name,
+            self.backend,
+            self.device_type,
+            self.driver,
+            self.max_storage_binding >> 20,
+            self.max_buffer >> 20,
+            self.max_workgroup_storage >> 10,
+            self.max_invocations,
+            if self.subgroups { "yes" } else { "no" },
+            self.subgroup_sizes.0,
+            self.subgroup_sizes.1,
+            if self.shader_f16 { "yes" } else { "no" },
+        )
+    }
+}
+
+fn instance(kind: BackendKind) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = kind.backends();
+    wgpu::Instance::new(desc)
+}
+
+fn summary(a: &wgpu::Adapter) -> AdapterSummary {
+    let info = a.get_info();
+    let limits = a.limits();
+    let features = a.features();
+    AdapterSummary {
+        name: info.name,
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+        max_storage_binding: limits.max_storage_buffer_binding_size,
+        max_buffer: limits.max_buffer_size,
+        max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+        max_invocations: limits.max_compute_invocations_per_workgroup,
+        subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
+        subgroups: features.contains(wgpu::Features::SUBGROUP),
+        shader_f16: features.contains(wgpu::Features::SHADER_F16),
+    }
+}
+
+/// Every adapter of every compute-capable API this build reaches.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let inst = instance(BackendKind::Any);
+    pollster::block_on(inst.enumerate_adapters(BackendKind::Any.backends()))
+        .iter()
+        .map(summary)
+        .collect()
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Settings of a device, mostly for tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceOptions {
+    /// Largest binding a weight matrix is split into (bytes), below the adapter's own
+    /// limit: tests set it small to exercise weights split across bindings.
+    pub max_binding: Option<u64>,
+    /// Do not use subgroup operations even where the adapter has them (tests the fallback).
+    pub no_subgroups: bool,
+    /// Refuse adapters that run on the CPU (lavapipe, WARP, SwiftShader): for `--backend
+    /// auto`, where such a device would only be slower than the CPU backend.
+    pub hardware_only: bool,
+}
+
+/// An opened device with its queue and the kernels compiled so far (clones share them).
+#[derive(Clone)]
+pub struct GpuDevice {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: AdapterSummary,
+    /// Largest binding a weight matrix is split into, in bytes (a multiple of 4).
+    pub(crate) max_binding: u64,
+    /// The adapter's largest storage binding, in bytes.
+    pub(crate) binding_limit: u64,
+    pub(crate) max_groups: u32,
+    pub(crate) uniform_align: u64,
+    pub(crate) kernels: std::sync::Arc<crate::kernels::Kernels>,
+    /// Parameter blocks of the pass being submitted (reused, grown on demand).
+    pub(crate) uniforms: std::sync::Arc<std::sync::Mutex<crate::pass::Uniforms>>,
+    /// Bound where a kernel declares an input the call does not use.
+    pub(crate) dummy: wgpu::Buffer,
+    /// The readback buffer (reused, grown on demand).
+    pub(crate) staging: std::sync::Arc<std::sync::Mutex<Option<wgpu::Buffer>>>,
+}
+
+impl GpuDevice {
+    /// The best adapter of `kind`; an error naming what to install when there is none.
+    pub fn open(kind: BackendKind) -> Result<GpuDevice, GpuError> {
+        GpuDevice::open_with(kind, DeviceOptions::default())
+    }
+
+    pub fn open_with(kind: BackendKind, opts: DeviceOptions) -> Result<GpuDevice, GpuError> {
+        let inst = instance(kind);
+        let mut adapters = pollster::block_on(inst.enumerate_adapters(kind.backends()));
+        adapters.retain(|a| {
+            let l = a.limits();
+            l.max_storage_buffers_per_shader_stage >= 4
+                && l.max_compute_invocations_per_workgroup >= 256
+                && l.max_compute_workgroup_storage_size >= 16 * 1024
+        });
+        let any_software = adapters
+            .iter()
+            .any(|a| a.get_info().device_type == wgpu::DeviceType::Cpu);
+        if opts.hardware_only {
+            adapters.retain(|a| a.get_info().device_type != wgpu::DeviceType::Cpu);
+        }
+        adapters.sort_by_key(|a| rank(a.get_info().device_type));
+        let Some(adapter) = adapters.into_iter().next() else {
+            return Err(GpuError::NoAdapter {
+                kind: kind.to_string(),
+                hint: if opts.hardware_only && any_software {
+                    "only adapters that run on the CPU were found"
+                } else {
+                    kind.install_hint()
+                },
+            });
+        };
+        let info = summary(&adapter);
+        let limits = adapter.limits();
+        let subgroups = info.subgroups && !opts.no_subgroups;
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("torchless"),
+            required_features: if subgroups {
+                wgpu::Features::SUBGROUP
+            } else {
+                wgpu::Features::empty()
+            },
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        let binding_limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        // The kernels address weight bytes with u32: chunks stay below 2 GiB whatever the
+        // adapter allows.
+        let mut max_binding = binding_limit.min(1 << 31);
+        if let Some(m) = opts.max_binding {
+            max_binding = max_binding.min(m);
+        }
+        max_binding &= !3;
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused input"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuDevice {
+            dummy,
+            kernels: std::sync::Arc::new(crate::kernels::Kernels::new(&device, subgroups)?),
+            device,
+            queue,
+            info,
+            max_binding,
+            binding_limit,
+            max_groups: limits.max_compute_workgroups_per_dimension,
+            uniform_align: limits.min_uniform_buffer_offset_alignment.max(16) as u64,
+            uniforms: Default::default(),
+            staging: Default::default(),
+        })
+    }
+
+    /// The adapter this device runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.info
+    }
+
+    /// Whether matrix-vector products use subgroup operations.
+    pub fn uses_subgroups(&self) -> bool {
+        self.kernels.subgroups
+    }
+
+    /// Largest binding a weight matrix is split into, in bytes.
+    pub fn max_binding(&self) -> u64 {
+        self.max_binding
+    }
+
+    /// The adapter's largest storage binding, in bytes: no activation tensor or KV cache
+    /// may be larger.
+    pub fn binding_limit(&self) -> u64 {
+        self.binding_limit
+    }
+}

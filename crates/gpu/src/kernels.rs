@@ -1,0 +1,210 @@
+//! WGSL sources and their compute pipelines, compiled on first use and kept by the device.
+//!
+//! A matrix kernel module is `common.wgsl` + the format family's file + a one-line
+//! `load_sub` choosing the format + `matmul.wgsl`, so every format gets the same decode,
+//! prefill and embedding kernels from one place, each reading its blocks as they sit in the
+//! GGUF file.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use quant::GgmlType;
+
+use crate::GpuError;
+
+const COMMON: &str = include_str!("shaders/common.wgsl");
+const QUANT_32: &str = include_str!("shaders/quant_32.wgsl");
+const QUANT_K: &str = include_str!("shaders/quant_k.wgsl");
+const FLOAT: &str = include_str!("shaders/float.wgsl");
+const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+const MATVEC_SUBGROUP: &str = include_str!("shaders/matvec_subgroup.wgsl");
+const OPS: &str = include_str!("shaders/ops.wgsl");
+const ATTENTION: &str = include_str!("shaders/attention.wgsl");
+
+/// Every weight type the kernels decode.
+pub const WEIGHT_TYPES: [GgmlType; 17] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::IQ4_NL,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::IQ4_XS,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
+];
+
+/// Whether the GPU kernels read weights of type `ty`.
+pub fn supports(ty: GgmlType) -> bool {
+    WEIGHT_TYPES.contains(&ty)
+}
+
+/// The WGSL of `ty`'s matrix kernels, or `None` for a type they do not read; with
+/// `subgroups`, also the subgroup matrix-vector kernel (`matvec_sg`).
+pub fn matrix_source(ty: GgmlType, subgroups: bool) -> Option<String> {
+    let name = ty.name().to_ascii_lowercase();
+    let (family, load) = match ty {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+            (FLOAT, format!("load_{name}(rb, s, P.k);"))
+        }
+        GgmlType::Q8_0
+        | GgmlType::Q4_0
+        | GgmlType::Q4_1
+        | GgmlType::Q5_0
+        | GgmlType::Q5_1
+        | GgmlType::IQ4_NL => (
+            QUANT_32,
+            format!("load_{name}(rb + s * {}u);", ty.type_size()),
+        ),
+        GgmlType::Q2_K
+        | GgmlType::Q3_K
+        | GgmlType::Q4_K
+        | GgmlType::Q5_K
+        | GgmlType::Q6_K
+        | GgmlType::IQ4_XS
+        | GgmlType::TQ1_0
+        | GgmlType::TQ2_0 => (
+            QUANT_K,
+            format!("load_{name}(rb + (s >> 3u) * {}u, s & 7u);", ty.type_size()),
+        ),
+        _ => return None,
+    };
+    // wgpu's WGSL front end takes subgroup operations once the device has the feature, and
+    // does not accept the `enable subgroups;` directive yet.
+    let sg = if subgroups { MATVEC_SUBGROUP } else { "" };
+    Some(format!(
+        "{COMMON}\n{family}\nfn load_sub(rb: u32, s: u32) {{ {load} }}\n{MATMUL}\n{sg}"
+    ))
+}
+
+/// The three kernels of one weight type.
+#[derive(Clone)]
+pub(crate) struct MatrixKernels {
+    pub matvec: wgpu::ComputePipeline,
+    /// The subgroup matrix-vector kernel, where the device has subgroups.
+    pub matvec_sg: Option<wgpu::ComputePipeline>,
+    pub tiled: wgpu::ComputePipeline,
+    pub get_rows: wgpu::ComputePipeline,
+}
+
+/// Pipelines of the non-matrix ops.
+pub(crate) struct OpKernels {
+    pub rms_norm: wgpu::ComputePipeline,
+    pub layer_norm: wgpu::ComputePipeline,
+    pub rope: wgpu::ComputePipeline,
+    pub swiglu: wgpu::ComputePipeline,
+    pub geglu: wgpu::ComputePipeline,
+    pub gelu: wgpu::ComputePipeline,
+    pub add: wgpu::ComputePipeline,
+    pub scale: wgpu::ComputePipeline,
+    pub softcap: wgpu::ComputePipeline,
+    pub kv_store: wgpu::ComputePipeline,
+    pub attend: wgpu::ComputePipeline,
+}
+
+pub(crate) struct Kernels {
+    pub ops: OpKernels,
+    /// Matrix-vector products use subgroup sums.
+    pub subgroups: bool,
+    matrix: Mutex<HashMap<GgmlType, Arc<MatrixKernels>>>,
+}
+
+fn module(device: &wgpu::Device, label: &str, src: &str) -> wgpu::ShaderModule {
+    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(src.into()),
+    })
+}
+
+fn pipeline(device: &wgpu::Device, m: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: None,
+        module: m,
+        entry_point: Some(entry),
+        compilation_options: Default::default(),
+        cache: None,
+    })
+}
+
+/// Runs `f` inside validation and internal error scopes: a kernel the driver or wgpu
+/// rejects (an adapter's shader compiler, a limit) becomes an error naming `what` instead
+/// of wgpu's default panic.
+pub(crate) fn checked<T>(
+    device: &wgpu::Device,
+    what: &str,
+    f: impl FnOnce() -> T,
+) -> Result<T, GpuError> {
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+    let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let out = f();
+    let errors = [memory, internal, validation].map(|s| pollster::block_on(s.pop()));
+    match errors.into_iter().flatten().next() {
+        Some(e) => Err(GpuError::Device(format!("{what}: {e}"))),
+        None => Ok(out),
+    }
+}
+
+impl Kernels {
+    pub fn new(device: &wgpu::Device, subgroups: bool) -> Result<Kernels, GpuError> {
+        checked(device, "compiling the GPU kernels", || {
+            Kernels::compile(device, subgroups)
+        })
+    }
+
+    fn compile(device: &wgpu::Device, subgroups: bool) -> Kernels {
+        let ops = module(device, "ops", OPS);
+        let att = module(device, "attention", ATTENTION);
+        let p = |m, e| pipeline(device, m, e);
+        Kernels {
+            ops: OpKernels {
+                rms_norm: p(&ops, "rms_norm"),
+                layer_norm: p(&ops, "layer_norm"),
+                rope: p(&ops, "rope"),
+                swiglu: p(&ops, "swiglu"),
+                geglu: p(&ops, "geglu"),
+                gelu: p(&ops, "gelu"),
+                add: p(&ops, "add"),
+                scale: p(&ops, "scale"),
+                softcap: p(&ops, "softcap"),
+                kv_store: p(&att, "kv_store"),
+                attend: p(&att, "attend"),
+            },
+            matrix: Mutex::new(HashMap::new()),
+            subgroups,
+        }
+    }
+
+    /// `ty`'s matrix kernels, compiled on first use.
+    pub fn matrix(
+        &self,
+        device: &wgpu::Device,
+        ty: GgmlType,
+    ) -> Result<Arc<MatrixKernels>, GpuError> {
+        let mut map = self.matrix.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = map.get(&ty) {
+            return Ok(k.clone());
+        }
+        let src = matrix_source(ty, self.subgroups).ok_or(GpuError::Unsupported(ty))?;
+        let k = checked(device, &format!("compiling the {ty} kernels"), || {
+            let m = module(device, ty.name(), &src);
+            Arc::new(MatrixKernels {
+                matvec: pipeline(device, &m, "matvec"),
+                matvec_sg: self.subgroups.then(|| pipeline(device, &m, "matvec_sg")),
+                tiled: pipeline(device, &m, "matmul_tiled"),
+                get_rows: pipeline(device, &m, "get_rows"),
+            })
+        })?;
+        map.insert(ty, k.clone());
+        Ok(k)
+    }
+}

@@ -1,0 +1,374 @@
+//! The dense decoder run through [`compute::backend::Backend`] (a GPU, for one): the same
+//! blocks as `forward.rs`, in the same order, with every operation a backend call over
+//! tensors the backend owns. Covers the dense families (separate or fused QKV, biases,
+//! per-head Q/K norms, every rope variant through host-made tables, GQA, sliding windows,
+//! soft-caps, SwiGLU/GeGLU (separate or fused gate/up), plain GELU MLPs, the three residual
+//! layouts and Gemma's post-norms); experts (MoE) and latent attention (MLA) are refused at
+//! load time.
+//!
+//! The CPU forward pass stays `forward.rs` (bit-exact with llama.cpp); this one trades those
+//! bits for the backend's own arithmetic (the GPU multiplies f32 activations, not quantized
+//! ones), so it agrees with it to a tolerance.
+
+use std::collections::HashMap;
+
+use compute::backend::{Backend, GluKind};
+use compute::{AttnParams, Rope};
+
+use crate::blocks::attention::QkvWeights;
+use crate::blocks::ffn::{Ffn, Glu};
+use crate::blocks::norm::Norm;
+use crate::forward::{LayerAttn, Residual};
+use crate::weights::Matrix;
+use crate::{Model, ModelError};
+
+struct BNorm {
+    layer: bool,
+    w: usize,
+    b: Option<usize>,
+    eps: f32,
+}
+
+enum BQkv {
+    Separate {
+        q: usize,
+        k: usize,
+        v: usize,
+        b: [Option<usize>; 3],
+    },
+    Fused {
+        qkv: usize,
+        bias: Option<usize>,
+    },
+}
+
+struct BAttn {
+    qkv: BQkv,
+    wo: usize,
+    bo: Option<usize>,
+    q_norm: Option<BNorm>,
+    k_norm: Option<BNorm>,
+    /// Rope table: the rope, or with LongRoPE its short and long factor sets (each row
+    /// takes the set its sequence's context calls for).
+    pair: usize,
+    n_rot: usize,
+    mode: compute::RopeMode,
+    /// Multiplies Q after rope (separate projections; a fused one has it folded into the
+    /// softmax scale, the same product up to rounding).
+    q_scale: f32,
+    params: AttnParams,
+    n_kv: usize,
+    dk: usize,
+    dv: usize,
+}
+
+enum BFfn {
+    /// `gate: None`: the first `ff` of each `up` row.
+    Gated {
+        gate: Option<usize>,
+        up: usize,
+        down: usize,
+        ff: usize,
+        glu: GluKind,
+    },
+    Plain {
+        up: usize,
+        up_b: Option<usize>,
+        down: usize,
+        down_b: Option<usize>,
+        ff: usize,
+    },
+}
+
+enum BResidual {
+    Sequential(BNorm),
+    ParallelShared,
+    Parallel(BNorm),
+}
+
+struct BLayer {
+    attn_norm: BNorm,
+    attn: BAttn,
+    post_attn_norm: Option<BNorm>,
+    residual: BResidual,
+    ffn: BFfn,
+    post_ffn_norm: Option<BNorm>,
+}
+
+/// A model's weights on a backend: matrices in their GGUF types, norms and biases as f32.
+pub struct BackendModel<B: Backend> {
+    matrices: Vec<B::Weights>,
+    vectors: Vec<B::Tensor>,
+    ropes: Vec<Rope>,
+    /// Distinct (rope, long-context rope) of the layers: one host-made table each.
+    pairs: Vec<(usize, Option<usize>)>,
+    /// Row widths the work buffers need (largest over the layers).
+    dims: Dims,
+    layers: Vec<BLayer>,
+    tok_embd: usize,
+    output: usize,
+    output_norm: BNorm,
+    output_bias: Option<usize>,
+    embd_scale: Option<f32>,
+    final_softcap: f32,
+    n_embd: usize,
+    /// Rows of the token embedding (valid token ids).
+    n_tokens: usize,
+    n_vocab: usize,
+    n_ctx_orig: usize,
+}
+
+/// Widths of the work buffers' rows.
+#[derive(Clone, Copy, Default)]
+struct Dims {
+    q: usize,
+    k: usize,
+    v: usize,
+    fused: usize,
+    att: usize,
+    ff: usize,
+    rot: usize,
+}
+
+struct Builder<'a, B: Backend> {
+    b: &'a B,
+    file: &'a gguf::GgufFile,
+    matrices: Vec<B::Weights>,
+    by_name: HashMap<String, usize>,
+    vectors: Vec<B::Tensor>,
+    ropes: Vec<Rope>,
+    rope_keys: Vec<String>,
+    pairs: Vec<(usize, Option<usize>)>,
+}
+
+fn unsupported(what: &str) -> ModelError {
+    ModelError::Input(format!("{what} is not supported by this backend yet"))
+}
+
+impl<B: Backend> Builder<'_, B> {
+    fn matrix(&mut self, m: &Matrix) -> Result<usize, ModelError> {
+        if let Some(&i) = self.by_name.get(&m.info.name) {
+            return Ok(i);
+        }
+        let data = self.file.tensor_data(&m.info);
+        let w = if m.interleaved {
+            // Rows interleaved for the CPU's kernels (eager loading): back to the file's
+            // layout, which every backend reads.
+            let mut plain = data.to_vec();
+            if !quant::q4_0x8::deinterleave(&mut plain, m.rows, m.cols) {
+                return Err(unsupported("an interleaved Q4_0 matrix of this shape"));
+            }
+            self.b.upload_weights(m.info.ty, m.rows, m.cols, &plain)?
+        } else {
+            self.b.upload_weights(m.info.ty, m.rows, m.cols, data)?
+        };
+        self.matrices.push(w);
+        self.by_name
+            .insert(m.info.name.clone(), self.matrices.len() - 1);
+        Ok(self.matrices.len() - 1)
+    }
+
+    fn vector(&mut self, v: &[f32]) -> usize {
+        self.vectors.push(self.b.upload(v));
+        self.vectors.len() - 1
+    }
+
+    fn opt_vector(&mut self, v: &Option<Vec<f32>>) -> Option<usize> {
+        v.as_deref().map(|v| self.vector(v))
+    }
+
+    fn norm(&mut self, n: &Norm) -> BNorm {
+        match n {
+            Norm::Rms { w, eps } => BNorm {
+                layer: false,
+                w: self.vector(w),
+                b: None,
+                eps: *eps,
+            },
+            Norm::Layer { w, b, eps } => BNorm {
+                layer: true,
+                w: self.vector(w),
+                b: self.opt_vector(b),
+                eps: *eps,
+            },
+        }
+    }
+
+    /// Layers with the same rope share one table.
+    fn rope(&mut self, r: &Rope) -> usize {
+        let key = format!("{r:?}");
+        if let Some(i) = self.rope_keys.iter().position(|k| *k == key) {
+            return i;
+        }
+        self.rope_keys.push(key);
+        self.ropes.push(r.clone());
+        self.ropes.len() - 1
+    }
+}
+
+impl<B: Backend> BackendModel<B> {
+    /// Uploads `model`'s weights to `backend`.
+    pub fn load(model: &Model, backend: &B) -> Result<Self, ModelError> {
+        let d = &model.decoder;
+        let mut bd = Builder {
+            b: backend,
+            file: &model.file,
+            matrices: Vec::new(),
+            by_name: HashMap::new(),
+            vectors: Vec::new(),
+            ropes: Vec::new(),
+            rope_keys: Vec::new(),
+            pairs: Vec::new(),
+        };
+        let mut dims = Dims::default();
+        let mut layers = Vec::with_capacity(d.layers.len());
+        for l in &d.layers {
+            let a = match &l.attn {
+                LayerAttn::Standard(a) => a,
+                LayerAttn::Latent(_) => return Err(unsupported("multi-head latent attention")),
+            };
+            let qkv = match &a.qkv {
+                QkvWeights::Separate {
+                    q,
+                    k,
+                    v,
+                    bq,
+                    bk,
+                    bv,
+                } => BQkv::Separate {
+                    q: bd.matrix(q)?,
+                    k: bd.matrix(k)?,
+                    v: bd.matrix(v)?,
+                    b: [bd.opt_vector(bq), bd.opt_vector(bk), bd.opt_vector(bv)],
+                },
+                QkvWeights::Fused { qkv, bias } => {
+                    if a.q_norm.is_some() || a.k_norm.is_some() {
+                        return Err(unsupported("a fused QKV projection with Q/K norms"));
+                    }
+                    BQkv::Fused {
+                        qkv: bd.matrix(qkv)?,
+                        bias: bd.opt_vector(bias),
+                    }
+                }
+            };
+            let mut params = a.params;
+            let fused = matches!(qkv, BQkv::Fused { .. });
+            if fused {
+                params.scale *= a.q_scale;
+            }
+            let attn = BAttn {
+                qkv,
+                wo: bd.matrix(&a.wo)?,
+                bo: bd.opt_vector(&a.bo),
+                q_norm: a.q_norm.as_ref().map(|n| bd.norm(n)),
+                k_norm: a.k_norm.as_ref().map(|n| bd.norm(n)),
+                pair: {
+                    let pair = (bd.rope(&a.rope), a.rope_long.as_ref().map(|r| bd.rope(r)));
+                    match bd.pairs.iter().position(|p| *p == pair) {
+                        Some(i) => i,
+                        None => {
+                            bd.pairs.push(pair);
+                            bd.pairs.len() - 1
+                        }
+                    }
+                },
+                n_rot: a.rope.n_rot,
+                mode: a.rope.mode,
+                q_scale: if fused { 1.0 } else { a.q_scale },
+                params,
+                n_kv: a.n_head_kv,
+                dk: a.dk,
+                dv: a.dv,
+            };
+            let ffn = match &l.ffn {
+                Ffn::Gated {
+                    gate,
+                    up,
+                    down,
+                    glu,
+                } => BFfn::Gated {
+                    gate: gate.as_ref().map(|g| bd.matrix(g)).transpose()?,
+                    up: bd.matrix(up)?,
+                    down: bd.matrix(down)?,
+                    ff: down.cols,
+                    glu: match glu {
+                        Glu::SwiGlu => GluKind::SwiGlu,
+                        Glu::GeGlu => GluKind::GeGlu,
+                    },
+                },
+                Ffn::Plain {
+                    up,
+                    up_b,
+                    down,
+                    down_b,
+                } => BFfn::Plain {
+                    up: bd.matrix(up)?,
+                    up_b: bd.opt_vector(up_b),
+                    down: bd.matrix(down)?,
+                    down_b: bd.opt_vector(down_b),
+                    ff: up.rows,
+                },
+                Ffn::Moe(_) => return Err(unsupported("a mixture of experts")),
+            };
+            let residual = match &l.residual {
+                Residual::Sequential { ffn_norm } => BResidual::Sequential(bd.norm(ffn_norm)),
+                Residual::ParallelShared => BResidual::ParallelShared,
+                Residual::Parallel { ffn_norm } => BResidual::Parallel(bd.norm(ffn_norm)),
+            };
+            let (q, k, v) = (
+                attn.params.n_head * attn.dk,
+                attn.n_kv * attn.dk,
+                attn.n_kv * attn.dv,
+            );
+            dims = Dims {
+                q: dims.q.max(q),
+                k: dims.k.max(k),
+                v: dims.v.max(v),
+                fused: dims.fused.max(q + k + v),
+                att: dims.att.max(attn.params.n_head * attn.dv),
+                ff: dims.ff.max(match ffn {
+                    BFfn::Gated { ff, gate: None, .. } => 2 * ff,
+                    BFfn::Gated { ff, .. } | BFfn::Plain { ff, .. } => ff,
+                }),
+                rot: dims.rot.max(attn.n_rot),
+            };
+            layers.push(BLayer {
+                attn_norm: bd.norm(&l.attn_norm),
+                attn,
+                post_attn_norm: l.post_attn_norm.as_ref().map(|n| bd.norm(n)),
+                residual,
+                ffn,
+                post_ffn_norm: l.post_ffn_norm.as_ref().map(|n| bd.norm(n)),
+            });
+        }
+        let tok_embd = bd.matrix(&d.tok_embd)?;
+        let output = bd.matrix(&d.output)?;
+        let output_norm = bd.norm(&d.output_norm);
+        let output_bias = bd.opt_vector(&d.output_bias);
+        Ok(BackendModel {
+            matrices: bd.matrices,
+            vectors: bd.vectors,
+            ropes: bd.ropes,
+            pairs: bd.pairs,
+            dims,
+            layers,
+            tok_embd,
+            output,
+            output_norm,
+            output_bias,
+            embd_scale: d.embd_scale,
+            final_softcap: d.final_softcap,
+            n_embd: d.tok_embd.cols,
+            n_tokens: d.tok_embd.rows,
+            n_vocab: d.output.rows,
+            n_ctx_orig: model.config.rope.n_ctx_orig,
+        })
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+}
+
+mod run;
+pub use run::{BackendSeq, BackendState, BackendWork};

@@ -1,0 +1,166 @@
+//! The dense decoder through the backend seam (`models::backend` over `compute::backend::Cpu`)
+//! gives `Model::forward`'s logits bit for bit on every dense fixture, with both KV cache
+//! types: a prompt with every position's logits, then single-token steps. So the trait has
+//! everything the CPU forward pass needs, in the arithmetic it needs, and a GPU backend
+//! behind it runs the same blocks in the same order.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use compute::backend::Cpu;
+use models::backend::BackendModel;
+use models::{KvDtype, Model};
+
+fn load(name: &str) -> Model {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(format!("{name}.gguf"));
+    Model::load(Arc::new(gguf::GgufFile::open(path).expect("open fixture"))).expect("load")
+}
+
+fn check(name: &str, kv: KvDtype) {
+    let model = load(name);
+    let nv = model.config().n_vocab as u32;
+    let cpu = Cpu::new(kv);
+    let bm = BackendModel::load(&model, &cpu).unwrap();
+    let mut bs = bm.new_state(&cpu, 96, models::DEFAULT_UBATCH).unwrap();
+    let mut state = model.new_state(96, kv);
+    // 70 tokens: F16 caches take the tiled flash-attention kernel from 64 queries.
+    let prompt: Vec<u32> = (0..70).map(|i| (i * 37 + 5) % nv).collect();
+    let want = model.forward(&mut state, &prompt, 0, true).unwrap();
+    let got = bm.forward(&cpu, &mut bs, &prompt, 0, true).unwrap();
+    assert!(got == want, "{name} {kv:?}: prompt logits differ");
+    for step in 0..4u32 {
+        let tok = [(step * 101 + 3) % nv];
+        let pos = prompt.len() + step as usize;
+        let want = model.forward(&mut state, &tok, pos, false).unwrap();
+        let got = bm.forward(&cpu, &mut bs, &tok, pos, false).unwrap();
+        assert!(got == want, "{name} {kv:?}: step {step} logits differ");
+    }
+}
+
+#[test]
+fn every_dense_fixture_bit_for_bit() {
+    for name in [
+        "llama",
+        "llama-q8_0",
+        "llama-f16",
+        "llama-rope-llama3",
+        "llama-yarn",
+        "qwen2",
+        "qwen3",
+        "gemma",
+        "gemma2",
+        "gemma2-pattern3",
+        "gemma3",
+        "phi2",
+        "phi2-q8_0",
+        "phi3",
+        "phi3-swa",
+        "phi3-longrope",
+        "gptneox",
+        "gptneox-seq",
+    ] {
+        for kv in [KvDtype::F16, KvDtype::F32] {
+            check(name, kv);
+        }
+    }
+}
+
+#[test]
+fn experts_and_latent_attention_are_refused() {
+    let cpu = Cpu::new(KvDtype::F16);
+    for (name, what) in [
+        ("llama-moe", "mixture of experts"),
+        ("qwen3moe", "mixture of experts"),
+        ("deepseek2", "latent attention"),
+    ] {
+        let e = BackendModel::load(&load(name), &cpu).err().unwrap();
+        assert!(e.to_string().contains(what), "{name}: {e}");
+    }
+}
+
+/// Several sequences through the seam in one pass (prompts longer than the micro-batch,
+/// every kind of logits request, then a decode round) give `Model::forward_multi`'s logits
+/// bit for bit (quantized weights: the products do not depend on the row count).
+#[test]
+fn several_sequences_bit_for_bit() {
+    use models::backend::BackendSeq;
+    use models::{Logits, SeqBatch, StateOptions, Workspace};
+    let model = load("llama-q8_0");
+    let nv = model.config().n_vocab as u32;
+    let cpu = Cpu::new(KvDtype::F16);
+    let bm = BackendModel::load(&model, &cpu).unwrap();
+    let ub = 16;
+    let prompts: Vec<Vec<u32>> = [37usize, 5, 20]
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| {
+            (0..n as u32)
+                .map(|i| (i * 31 + 7 * k as u32 + 1) % nv)
+                .collect()
+        })
+        .collect();
+    let opts = StateOptions {
+        ubatch: ub,
+        ..Default::default()
+    };
+    let mut cs: Vec<_> = (0..3)
+        .map(|_| model.new_state_with(64, KvDtype::F16, opts))
+        .collect();
+    let mut bs: Vec<_> = (0..3)
+        .map(|_| bm.new_state(&cpu, 64, ub).unwrap())
+        .collect();
+    let mut ws = Workspace::new();
+    let mut work = bm.new_work(&cpu, 1);
+    let wants = [Logits::All, Logits::Last, Logits::None];
+    let mut want = Vec::new();
+    {
+        let mut batch: Vec<SeqBatch> = cs
+            .iter_mut()
+            .zip(&prompts)
+            .zip(wants)
+            .map(|((s, p), l)| SeqBatch::new(s, p, 0, l))
+            .collect();
+        model.forward_multi(&mut batch, &mut ws, &mut want).unwrap();
+    }
+    let mut seqs: Vec<BackendSeq<Cpu>> = bs
+        .iter_mut()
+        .zip(&prompts)
+        .zip(wants)
+        .map(|((s, p), l)| BackendSeq {
+            state: s,
+            tokens: p,
+            start_pos: 0,
+            logits: l,
+        })
+        .collect();
+    let got = bm.forward_multi(&cpu, &mut seqs, &mut work).unwrap();
+    assert_eq!(got.len(), (37 + 1) * nv as usize);
+    assert!(got == want, "prompt logits differ");
+    // One decode round for all three.
+    let next: Vec<[u32; 1]> = (0..3).map(|k| [(k * 11 + 3) as u32]).collect();
+    let mut want = Vec::new();
+    {
+        let mut batch: Vec<SeqBatch> = cs
+            .iter_mut()
+            .zip(&next)
+            .zip(&prompts)
+            .map(|((s, t), p)| SeqBatch::new(s, t, p.len(), Logits::Last))
+            .collect();
+        model.forward_multi(&mut batch, &mut ws, &mut want).unwrap();
+    }
+    let mut seqs: Vec<BackendSeq<Cpu>> = bs
+        .iter_mut()
+        .zip(&next)
+        .zip(&prompts)
+        .map(|((s, t), p)| BackendSeq {
+            state: s,
+            tokens: t,
+            start_pos: p.len(),
+            logits: Logits::Last,
+        })
+        .collect();
+    let got = bm.forward_multi(&cpu, &mut seqs, &mut work).unwrap();
+    assert!(got == want, "decode logits differ");
+}
