@@ -6,7 +6,7 @@
 use std::path::Path;
 
 /// The crates below `engine`.
-const INTERNAL: &[&str] = &["gguf", "quant", "compute", "tokenizer", "models"];
+const INTERNAL: &[&str] = &["gguf", "quant", "compute", "tokenizer", "models", "gpu"];
 
 /// Names in the `[dependencies]` and `[target.*.dependencies]` tables of a Cargo.toml.
 fn runtime_deps(toml: &str) -> Vec<String> {

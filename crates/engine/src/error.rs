@@ -25,6 +25,8 @@ pub enum EngineError {
     InsufficientMemory(String),
     #[error("model: {0}")]
     Model(String),
+    #[error("backend: {0}")]
+    Backend(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("perplexity: {0}")]

@@ -46,6 +46,7 @@
 mod available;
 pub mod constraint;
 pub mod conversation;
+pub mod device;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

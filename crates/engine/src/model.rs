@@ -45,6 +45,8 @@ pub struct LoadOptions {
     pub all_logits: bool,
     /// Sessions that will hold a KV cache at once (a server's `--parallel` slots).
     pub slots: usize,
+    /// Where sessions run their forward passes (`--backend`).
+    pub backend: crate::device::Backend,
 }
 
 impl Default for LoadOptions {
@@ -54,6 +56,7 @@ impl Default for LoadOptions {
             session: SessionOptions::default(),
             all_logits: false,
             slots: 1,
+            backend: crate::device::Backend::Cpu,
         }
     }
 }
@@ -66,6 +69,10 @@ pub struct LoadedModel {
     decision: LoadDecision,
     /// Built on first use: most runs never constrain their output.
     grammars: OnceLock<Result<Arc<Grammars>, String>>,
+    /// The model's weights on a GPU, when sessions run there.
+    gpu: Option<Arc<gpu::GpuModel>>,
+    /// Where sessions run, for the user ("CPU", "GPU llvmpipe (Vulkan)", and why).
+    device: String,
 }
 
 impl LoadedModel {
@@ -97,13 +104,27 @@ impl LoadedModel {
         let tokenizer = Tokenizer::from_gguf(file.metadata())
             .map_err(|e| load_err(format!("tokenizer: {e}")))?;
         let model = Model::load_owned(file).map_err(|e| load_err(e.to_string()))?;
+        let (gpu, device) = crate::device::open(opts.backend, &model)?;
         Ok(LoadedModel {
             model: Arc::new(model),
             tokenizer: Arc::new(tokenizer),
             planner,
             decision,
             grammars: OnceLock::new(),
+            gpu,
+            device,
         })
+    }
+
+    /// Where sessions run: "CPU", or "GPU <adapter> (<API>)", with the reason when `auto`
+    /// fell back to the CPU.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// Whether sessions run on a GPU.
+    pub fn on_gpu(&self) -> bool {
+        self.gpu.is_some()
     }
 
     /// The mode chosen, why, and the memory plans it was chosen from.
@@ -215,18 +236,36 @@ impl LoadedModel {
     }
 
     pub fn new_session(&self, opts: &SessionOptions) -> Result<Session, EngineError> {
+        let source = self.logits_source(opts)?;
+        let text = TokenizerText(self.tokenizer.clone());
+        Ok(Session::from_parts(source, Arc::new(text)))
+    }
+
+    /// A fresh KV cache with the forward pass on this model's device (CPU or GPU): what a
+    /// session computes with, for `torchless bench`, which times it without one.
+    pub fn logits_source(
+        &self,
+        opts: &SessionOptions,
+    ) -> Result<Box<dyn LogitsSource>, EngineError> {
         let max = opts.max_seq_len.unwrap_or(self.default_max_seq_len());
         if max == 0 {
             return Err(EngineError::InvalidParam(
                 "max-seq-len: must be at least 1".into(),
             ));
         }
-        let source = ModelSource {
-            state: self.model.new_state(max, opts.kv_dtype),
-            model: self.model.clone(),
-        };
-        let text = TokenizerText(self.tokenizer.clone());
-        Ok(Session::from_parts(Box::new(source), Arc::new(text)))
+        Ok(match &self.gpu {
+            // The GPU keeps its KV cache in f16 (`kv_dtype` applies to the CPU's).
+            Some(g) => Box::new(crate::device::GpuSource {
+                state: g
+                    .new_state(max)
+                    .map_err(|e| EngineError::Backend(e.to_string()))?,
+                model: g.clone(),
+            }),
+            None => Box::new(ModelSource {
+                state: self.model.new_state(max, opts.kv_dtype),
+                model: self.model.clone(),
+            }),
+        })
     }
 
     /// llama-perplexity on `text` with windows of `n_ctx` tokens, at most `max_chunks` of them
@@ -246,11 +285,11 @@ impl LoadedModel {
         } else {
             None
         };
-        let mut source = ModelSource {
-            state: self.model.new_state(n_ctx, kv_dtype),
-            model: self.model.clone(),
-        };
-        perplexity_chunks(&mut source, &tokens, n_ctx, bos, max_chunks, progress)
+        let mut source = self.logits_source(&SessionOptions {
+            max_seq_len: Some(n_ctx),
+            kv_dtype,
+        })?;
+        perplexity_chunks(source.as_mut(), &tokens, n_ctx, bos, max_chunks, progress)
     }
 }
 

@@ -95,6 +95,7 @@ impl RuntimeArgs {
         }
         apply_threads(self.threads)?;
         self.load.mode()?;
+        self.load.backend()?;
         Ok(SessionOptions {
             max_seq_len: self.max_seq_len,
             kv_dtype,
@@ -111,6 +112,13 @@ pub struct LoadArgs {
     /// than RAM); auto: eager when it fits comfortably in the available memory
     #[arg(long = "load", value_name = "eager|lazy|auto", default_value = "auto")]
     pub mode: String,
+    /// Where the model runs: cpu (the same tokens as llama.cpp's CPU build); a GPU through
+    /// vulkan, metal or dx12 (gpu: any of them; cuda, rocm and opencl reach NVIDIA/AMD cards
+    /// through their Vulkan driver); auto: a hardware GPU that can run the model, else the CPU.
+    /// GPU runs need the dense architectures (no MoE / latent attention yet) and keep the KV
+    /// cache in f16; their logits differ from the CPU's in the last digits
+    #[arg(long, value_name = "NAME", default_value = "cpu")]
+    pub backend: String,
 }
 
 impl LoadArgs {
@@ -118,6 +126,12 @@ impl LoadArgs {
         self.mode
             .parse()
             .map_err(|e: String| anyhow::anyhow!("--load: {e}"))
+    }
+
+    pub fn backend(&self) -> Result<engine::device::Backend> {
+        self.backend
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--backend: {e}"))
     }
 
     /// Loads `path` in the chosen mode, planning memory for sessions with `session`'s
@@ -162,6 +176,7 @@ impl LoadArgs {
             session,
             all_logits,
             slots,
+            backend: self.backend()?,
         };
         let show = !quiet && std::io::stderr().is_terminal();
         let mut last = 0u64;
@@ -184,6 +199,9 @@ impl LoadArgs {
         }
         if !quiet && opts.mode == LoadMode::Auto {
             eprintln!("load: {}", d.reason);
+        }
+        if !quiet && opts.backend != engine::device::Backend::Cpu {
+            eprintln!("backend: {}", lm.device());
         }
         Ok(lm)
     }

@@ -151,7 +151,10 @@ pub fn run(args: Args) -> Result<()> {
             lm.trained_context()
         );
     }
-    let mut state = model.new_state(max_seq_len, kv_dtype);
+    let mut source = lm.logits_source(&engine::SessionOptions {
+        max_seq_len: Some(max_seq_len),
+        kv_dtype,
+    })?;
     let mut logits = Vec::new();
     let reps = args.repetitions;
 
@@ -170,7 +173,7 @@ pub fn run(args: Args) -> Result<()> {
             );
             let t = Instant::now();
             // start 0: the cache is emptied
-            model.forward_into(&mut state, &ids, 0, false, &mut logits)?;
+            source.forward_into(&ids, 0, false, &mut logits)?;
             let secs = t.elapsed().as_secs_f64();
             if rep > 0 {
                 tps.push(args.n_prompt as f64 / secs);
@@ -197,7 +200,7 @@ pub fn run(args: Args) -> Result<()> {
             let t = Instant::now();
             for (pos, id) in ids.iter().enumerate() {
                 let id = std::slice::from_ref(id);
-                model.forward_into(&mut state, id, pos, false, &mut logits)?;
+                source.forward_into(id, pos, false, &mut logits)?;
             }
             let secs = t.elapsed().as_secs_f64();
             if rep > 0 {
@@ -218,6 +221,7 @@ pub fn run(args: Args) -> Result<()> {
             "n_params": n_params,
             "threads": threads,
             "simd": simd,
+            "backend": lm.device(),
             "kv_dtype": args.kv_dtype.to_ascii_lowercase(),
             "repetitions": reps,
             "pp_tps": pp.as_ref().map(|m| m.mean),
@@ -237,8 +241,9 @@ pub fn run(args: Args) -> Result<()> {
         rows.push((format!("tg{}", args.n_gen), m));
     }
     let mut out = format!(
-        "simd: {simd}, repetitions: {reps}\n\n| model | size | threads | test | t/s |\n\
-         | --- | ---: | ---: | ---: | ---: |\n"
+        "simd: {simd}, backend: {}, repetitions: {reps}\n\n| model | size | threads | test | t/s |\n\
+         | --- | ---: | ---: | ---: | ---: |\n",
+        lm.device()
     );
     for (test, m) in rows {
         out.push_str(&format!(

@@ -30,6 +30,10 @@ pub struct Args {
     /// With --memory: KV cache element type
     #[arg(long, value_name = "f16|f32", default_value = "f16")]
     pub kv_dtype: String,
+    /// List the GPU adapters `--backend` can use (API, type, limits, features) and what
+    /// `--backend auto` would pick; no model needed
+    #[arg(long, conflicts_with_all = ["tensors", "memory"])]
+    pub backends: bool,
 }
 
 /// Special tokens shown when the model defines them: (role, metadata key). The key names are
@@ -82,6 +86,9 @@ struct Report<'a> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.backends {
+        return backends(args.json);
+    }
     let path = super::model_path(args.model.as_deref())?;
     let file = GgufFile::open(&path).context("cannot read model")?;
     if args.memory {
@@ -475,6 +482,50 @@ fn human_count(n: u64) -> String {
         1_000_000..=999_999_999 => format!("{:.2} M", v / 1e6),
         _ => format!("{:.2} B", v / 1e9),
     }
+}
+
+/// `info --backends`: every adapter wgpu reaches, and which one `--backend auto` would take.
+fn backends(json: bool) -> Result<()> {
+    let adapters = engine::device::list_adapters();
+    // auto takes hardware GPUs only: a software device (lavapipe) is slower than the CPU.
+    let auto = adapters
+        .iter()
+        .find(|a| a.device_type != "Cpu")
+        .map(|a| a.name.clone());
+    if json {
+        let list: Vec<serde_json::Value> = adapters
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "name": a.name, "api": a.backend, "type": a.device_type, "driver": a.driver,
+                    "max_storage_binding": a.max_storage_binding, "max_buffer": a.max_buffer,
+                    "max_workgroup_storage": a.max_workgroup_storage,
+                    "max_invocations": a.max_invocations,
+                    "subgroups": a.subgroups, "subgroup_sizes": [a.subgroup_sizes.0, a.subgroup_sizes.1],
+                    "shader_f16": a.shader_f16,
+                })
+            })
+            .collect();
+        let obj = serde_json::json!({"cpu": true, "adapters": list, "auto": auto.clone().unwrap_or("cpu".into())});
+        return super::print_stdout(&format!("{obj}\n"));
+    }
+    let mut out = String::from(
+        "cpu: always available (the default; the same tokens as llama.cpp's CPU build)\n",
+    );
+    if adapters.is_empty() {
+        out += "no GPU adapter found (install a Vulkan driver: your GPU vendor's, or Mesa's \
+                 mesa-vulkan-drivers)\n";
+    }
+    for a in &adapters {
+        out += &format!("gpu: {a}\n");
+    }
+    out += &format!(
+        "--backend auto would use: {}\n",
+        auto.map_or("the CPU (no hardware GPU)".to_string(), |n| format!(
+            "{n} (if it can run the model)"
+        ))
+    );
+    super::print_stdout(&out)
 }
 
 #[cfg(test)]

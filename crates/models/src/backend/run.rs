@@ -30,6 +30,21 @@ impl<B: Backend> BackendState<B> {
     pub fn n_cached(&self) -> usize {
         self.n_cached
     }
+
+    /// Forgets every position from `n` on; returns how many stay cached: `n`, or 0 when a
+    /// sliding-window ring has already overwritten keys that position `n` would attend to
+    /// (the caller then feeds the prefix again), as `models::State::truncate`.
+    pub fn truncate(&mut self, n: usize) -> usize {
+        if n >= self.n_cached {
+            return self.n_cached;
+        }
+        let lost = self.slots.iter().zip(&self.windows).any(|(&slots, &w)| {
+            let need = if w > 0 { (n + 1).saturating_sub(w) } else { 0 };
+            need < self.n_cached.saturating_sub(slots)
+        });
+        self.n_cached = if lost { 0 } else { n };
+        self.n_cached
+    }
 }
 
 /// The activations of a micro-batch of up to `rows` rows, on the backend. Grown (made

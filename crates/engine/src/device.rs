@@ -1,0 +1,97 @@
+//! Where the forward pass runs: the CPU (today's kernels, bit-exact with llama.cpp's CPU
+//! build) or a GPU through wgpu (`gpu` crate: Vulkan, Metal, DX12), chosen by
+//! [`Backend`] in `LoadOptions`.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+pub use gpu::{list_adapters, AdapterSummary, BackendKind};
+
+use crate::error::EngineError;
+use crate::session::LogitsSource;
+
+/// The `--backend` choice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The CPU kernels (the default: the same tokens as llama.cpp's CPU build).
+    #[default]
+    Cpu,
+    /// A hardware GPU if one is usable for this model, else the CPU.
+    Auto,
+    /// A GPU through this API; an error when none is usable.
+    Gpu(BackendKind),
+}
+
+/// Names `--backend` takes. CUDA, ROCm and OpenCL are reached through wgpu's Vulkan (or
+/// Metal/DX12) driver rather than those APIs.
+pub const BACKEND_NAMES: &str = "auto, cpu, gpu, vulkan, metal, dx12, cuda, rocm, opencl";
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Backend, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "cpu" => Backend::Cpu,
+            "auto" => Backend::Auto,
+            "cuda" | "rocm" | "opencl" => Backend::Gpu(BackendKind::Any),
+            other => Backend::Gpu(BackendKind::from_name(other).ok_or_else(|| {
+                format!("unknown backend {s:?} (expected one of: {BACKEND_NAMES})")
+            })?),
+        })
+    }
+}
+
+/// Opens the GPU `backend` asks for and uploads `model` to it. `Ok(None)`: run on the CPU
+/// (asked for, or `Auto` found nothing usable; the reason is in the second value).
+pub(crate) fn open(
+    backend: Backend,
+    model: &models::Model,
+) -> Result<(Option<Arc<gpu::GpuModel>>, String), EngineError> {
+    let (kind, auto) = match backend {
+        Backend::Cpu => return Ok((None, "CPU".into())),
+        Backend::Auto => (BackendKind::Any, true),
+        Backend::Gpu(kind) => (kind, false),
+    };
+    let opts = gpu::DeviceOptions {
+        hardware_only: auto,
+        ..Default::default()
+    };
+    let dev = match gpu::GpuDevice::open_with(kind, opts) {
+        Ok(d) => d,
+        Err(e) if auto => return Ok((None, format!("CPU (no GPU: {e})"))),
+        Err(e) => return Err(EngineError::Backend(e.to_string())),
+    };
+    let name = format!("{} ({})", dev.adapter().name, dev.adapter().backend);
+    match gpu::GpuModel::load(model, dev) {
+        Ok(m) => Ok((Some(Arc::new(m)), format!("GPU {name}"))),
+        Err(e) if auto => Ok((None, format!("CPU ({name} cannot run it: {e})"))),
+        Err(e) => Err(EngineError::Backend(format!("{name}: {e}"))),
+    }
+}
+
+/// A session's logits from the GPU: the model's device weights and this sequence's state.
+pub(crate) struct GpuSource {
+    pub(crate) model: Arc<gpu::GpuModel>,
+    pub(crate) state: gpu::GpuState,
+}
+
+impl LogitsSource for GpuSource {
+    fn n_vocab(&self) -> usize {
+        self.model.n_vocab()
+    }
+    fn max_seq_len(&self) -> usize {
+        self.state.max_seq_len()
+    }
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, EngineError> {
+        self.model
+            .forward(&mut self.state, tokens, pos, all_logits)
+            .map_err(|e| EngineError::Model(e.to_string()))
+    }
+    fn truncate(&mut self, n_tokens: usize) -> usize {
+        self.state.truncate(n_tokens)
+    }
+}
