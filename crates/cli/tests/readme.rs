@@ -105,6 +105,27 @@ const COVERED: &[(&str, How)] = &[
         "pip install target/wheels/torchless-*.whl",
         How::Skip("scripts/test-python.sh installs the wheel it built into its venv"),
     ),
+    (
+        "torchless info --backends",
+        How::Run {
+            stdout: true,
+            quiet: false,
+        },
+    ),
+    // On CI's lavapipe (Vulkan on the CPU).
+    (
+        r#"torchless run --backend vulkan -p "Why is the sky blue?" -n 16"#,
+        How::Run {
+            stdout: true,
+            quiet: false,
+        },
+    ),
+    (
+        "torchless bench --backend gpu -p 128 -n 64",
+        How::Skip(
+            "a speed measurement (lavapipe's says nothing); tests/backend.rs runs bench on the GPU",
+        ),
+    ),
 ];
 
 /// Longest a README command may take (SmolLM2 answering twice, unbounded, at the worst).
