@@ -3,12 +3,37 @@
 //! [`Backend`] in `LoadOptions`.
 
 use std::str::FromStr;
+#[cfg(feature = "gpu")]
 use std::sync::Arc;
 
-pub use gpu::{list_adapters, AdapterSummary, BackendKind};
+#[cfg(feature = "gpu")]
+pub use gpu::{list_adapters, AdapterSummary};
 
 use crate::error::EngineError;
+#[cfg(feature = "gpu")]
 use crate::session::LogitsSource;
+
+/// Which GPU API `--backend` asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuApi {
+    /// The best adapter of any API.
+    Any,
+    Vulkan,
+    Metal,
+    Dx12,
+}
+
+#[cfg(feature = "gpu")]
+impl From<GpuApi> for gpu::BackendKind {
+    fn from(a: GpuApi) -> gpu::BackendKind {
+        match a {
+            GpuApi::Any => gpu::BackendKind::Any,
+            GpuApi::Vulkan => gpu::BackendKind::Vulkan,
+            GpuApi::Metal => gpu::BackendKind::Metal,
+            GpuApi::Dx12 => gpu::BackendKind::Dx12,
+        }
+    }
+}
 
 /// The `--backend` choice.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -19,7 +44,7 @@ pub enum Backend {
     /// A hardware GPU if one is usable for this model, else the CPU.
     Auto,
     /// A GPU through this API; an error when none is usable.
-    Gpu(BackendKind),
+    Gpu(GpuApi),
 }
 
 /// Names `--backend` takes. CUDA, ROCm and OpenCL are reached through wgpu's Vulkan (or
@@ -32,24 +57,47 @@ impl FromStr for Backend {
         Ok(match s.to_ascii_lowercase().as_str() {
             "cpu" => Backend::Cpu,
             "auto" => Backend::Auto,
-            "cuda" | "rocm" | "opencl" => Backend::Gpu(BackendKind::Any),
-            other => Backend::Gpu(BackendKind::from_name(other).ok_or_else(|| {
-                format!("unknown backend {s:?} (expected one of: {BACKEND_NAMES})")
-            })?),
+            "gpu" | "cuda" | "rocm" | "opencl" => Backend::Gpu(GpuApi::Any),
+            "vulkan" => Backend::Gpu(GpuApi::Vulkan),
+            "metal" => Backend::Gpu(GpuApi::Metal),
+            "dx12" => Backend::Gpu(GpuApi::Dx12),
+            _ => return Err(format!("unknown backend {s:?} (expected one of: {BACKEND_NAMES})")),
         })
+    }
+}
+
+/// The model's weights on a GPU (a stand-in when built without the `gpu` feature).
+#[cfg(feature = "gpu")]
+pub(crate) type GpuModel = gpu::GpuModel;
+#[cfg(not(feature = "gpu"))]
+pub(crate) enum GpuModel {}
+
+/// Without the `gpu` feature: the CPU, or an error for an explicit GPU.
+#[cfg(not(feature = "gpu"))]
+pub(crate) fn open(
+    backend: Backend,
+    _model: &models::Model,
+) -> Result<(Option<std::sync::Arc<GpuModel>>, String), EngineError> {
+    match backend {
+        Backend::Cpu => Ok((None, "CPU".into())),
+        Backend::Auto => Ok((None, "CPU (built without GPU support)".into())),
+        Backend::Gpu(_) => Err(EngineError::Backend(
+            "this build has no GPU support (the engine's `gpu` feature is off)".into(),
+        )),
     }
 }
 
 /// Opens the GPU `backend` asks for and uploads `model` to it. `Ok(None)`: run on the CPU
 /// (asked for, or `Auto` found nothing usable; the reason is in the second value).
+#[cfg(feature = "gpu")]
 pub(crate) fn open(
     backend: Backend,
     model: &models::Model,
 ) -> Result<(Option<Arc<gpu::GpuModel>>, String), EngineError> {
     let (kind, auto) = match backend {
         Backend::Cpu => return Ok((None, "CPU".into())),
-        Backend::Auto => (BackendKind::Any, true),
-        Backend::Gpu(kind) => (kind, false),
+        Backend::Auto => (gpu::BackendKind::Any, true),
+        Backend::Gpu(api) => (api.into(), false),
     };
     let opts = gpu::DeviceOptions {
         hardware_only: auto,
@@ -69,11 +117,13 @@ pub(crate) fn open(
 }
 
 /// A session's logits from the GPU: the model's device weights and this sequence's state.
+#[cfg(feature = "gpu")]
 pub(crate) struct GpuSource {
     pub(crate) model: Arc<gpu::GpuModel>,
     pub(crate) state: gpu::GpuState,
 }
 
+#[cfg(feature = "gpu")]
 impl LogitsSource for GpuSource {
     fn n_vocab(&self) -> usize {
         self.model.n_vocab()

@@ -70,7 +70,7 @@ pub struct LoadedModel {
     /// Built on first use: most runs never constrain their output.
     grammars: OnceLock<Result<Arc<Grammars>, String>>,
     /// The model's weights on a GPU, when sessions run there.
-    gpu: Option<Arc<gpu::GpuModel>>,
+    gpu: Option<Arc<crate::device::GpuModel>>,
     /// Where sessions run, for the user ("CPU", "GPU llvmpipe (Vulkan)", and why).
     device: String,
 }
@@ -255,12 +255,15 @@ impl LoadedModel {
         }
         Ok(match &self.gpu {
             // The GPU keeps its KV cache in f16 (`kv_dtype` applies to the CPU's).
+            #[cfg(feature = "gpu")]
             Some(g) => Box::new(crate::device::GpuSource {
                 state: g
                     .new_state(max)
                     .map_err(|e| EngineError::Backend(e.to_string()))?,
                 model: g.clone(),
             }),
+            #[cfg(not(feature = "gpu"))]
+            Some(g) => match **g {},
             None => Box::new(ModelSource {
                 state: self.model.new_state(max, opts.kv_dtype),
                 model: self.model.clone(),
