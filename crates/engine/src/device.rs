@@ -61,7 +61,11 @@ impl FromStr for Backend {
             "vulkan" => Backend::Gpu(GpuApi::Vulkan),
             "metal" => Backend::Gpu(GpuApi::Metal),
             "dx12" => Backend::Gpu(GpuApi::Dx12),
-            _ => return Err(format!("unknown backend {s:?} (expected one of: {BACKEND_NAMES})")),
+            _ => {
+                return Err(format!(
+                    "unknown backend {s:?} (expected one of: {BACKEND_NAMES})"
+                ))
+            }
         })
     }
 }

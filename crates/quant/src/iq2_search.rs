@@ -152,3 +152,65 @@ pub(crate) fn fit_sums(weight: &[f32], xval: &[f32], l: &[i8]) -> (f32, f32) {
     }
     (sumqx, sumq2)
 }
+
+/// The search for 16 magnitudes as two grid groups under one scale (IQ2_XS, IQ2_S): candidate
+/// scales `(5 + 0.1 is) / max` for `is` in -9..=9, groups off the grid replaced by their best
+/// neighbour, the best fit kept, then the groups that were off the grid rounded again at that
+/// scale and the scale refitted. Returns the scale; the levels go to `l`.
+pub(crate) fn fit_pair(
+    gm: &GridMap,
+    xval: &[f32; 16],
+    weight: &[f32; 16],
+    waux: &[f32; 16],
+    max: f32,
+    l: &mut [i8; 16],
+) -> f32 {
+    let mut best = 0f32;
+    let mut scale = max / 5.0;
+    let mut is_on_grid = [true; 2];
+    let (mut laux, mut on_aux) = ([0i8; 16], [true; 2]);
+    for is in -9..=9 {
+        let id = (5.0 + is as f32 * 0.1) / max;
+        let this_scale = 1.0 / id;
+        for (k, on) in on_aux.iter_mut().enumerate() {
+            let g = 8 * k..8 * k + 8;
+            round_group(&xval[g.clone()], id, &mut laux[g.clone()]);
+            *on = true;
+            if let Err(c) = gm.lookup(&laux[g.clone()]) {
+                *on = false;
+                gm.best_neighbour(
+                    c,
+                    &xval[g.clone()],
+                    &waux[g.clone()],
+                    this_scale,
+                    &mut laux[g],
+                );
+            }
+        }
+        let (sumqx, sumq2) = fit_sums(weight, xval, &laux);
+        if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
+            scale = sumqx / sumq2;
+            best = scale * sumqx;
+            *l = laux;
+            is_on_grid = on_aux;
+        }
+    }
+    if is_on_grid.iter().any(|&g| !g) && scale > 0.0 {
+        let id = 1.0 / scale;
+        for (k, &on) in is_on_grid.iter().enumerate() {
+            if on {
+                continue;
+            }
+            let g = 8 * k..8 * k + 8;
+            round_group(&xval[g.clone()], id, &mut l[g.clone()]);
+            if let Err(c) = gm.lookup(&l[g.clone()]) {
+                gm.best_neighbour(c, &xval[g.clone()], &waux[g.clone()], scale, &mut l[g]);
+            }
+        }
+        let (sumqx, sumq2) = fit_sums(weight, xval, l);
+        if sumq2 > 0.0 {
+            scale = sumqx / sumq2;
+        }
+    }
+    scale
+}

@@ -10,7 +10,7 @@
 
 use std::sync::OnceLock;
 
-use crate::iq2_search::{even_signs, fit_sums, round_group, GridMap};
+use crate::iq2_search::{even_signs, fit_pair, GridMap};
 use crate::iq_grid::{Lattice, Sub, IQ2XS_GRID, KSIGNS};
 use crate::k_common::{nearest_int, GROUP_MAX_EPS, QK_K};
 use crate::scalar::le_u16;
@@ -100,53 +100,7 @@ fn quantize_block(xbl: &[f32], qw: &[f32], b: &mut [u8]) {
             scales[ib] = 0.0;
             continue;
         }
-        let mut best = 0f32;
-        let mut scale = max / 5.0;
-        let mut is_on_grid = [true; 2];
-        let (mut laux, mut on_aux) = ([0i8; 16], [true; 2]);
-        for is in -9..=9 {
-            let id = (5.0 + is as f32 * 0.1) / max;
-            let this_scale = 1.0 / id;
-            for (k, on) in on_aux.iter_mut().enumerate() {
-                let g = 8 * k..8 * k + 8;
-                round_group(&xval[g.clone()], id, &mut laux[g.clone()]);
-                *on = true;
-                if let Err(c) = gm.lookup(&laux[g.clone()]) {
-                    *on = false;
-                    gm.best_neighbour(
-                        c,
-                        &xval[g.clone()],
-                        &waux[g.clone()],
-                        this_scale,
-                        &mut laux[g],
-                    );
-                }
-            }
-            let (sumqx, sumq2) = fit_sums(&weight, &xval, &laux);
-            if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                l = laux;
-                is_on_grid = on_aux;
-            }
-        }
-        if is_on_grid.iter().any(|&g| !g) && scale > 0.0 {
-            let id = 1.0 / scale;
-            for (k, &on) in is_on_grid.iter().enumerate() {
-                if on {
-                    continue;
-                }
-                let g = 8 * k..8 * k + 8;
-                round_group(&xval[g.clone()], id, &mut l[g.clone()]);
-                if let Err(c) = gm.lookup(&l[g.clone()]) {
-                    gm.best_neighbour(c, &xval[g.clone()], &waux[g.clone()], scale, &mut l[g]);
-                }
-            }
-            let (sumqx, sumq2) = fit_sums(&weight, &xval, &l);
-            if sumq2 > 0.0 {
-                scale = sumqx / sumq2;
-            }
-        }
+        let mut scale = fit_pair(gm, &xval, &weight, &waux, max, &mut l);
         if scale < 0.0 {
             scale = -scale;
             signs = signs.map(|s| !s & 127);
