@@ -20,6 +20,17 @@ pub use ops::{
 pub use pool::{default_threads, n_threads, set_threads, MAX_THREADS};
 pub use rope::{Rope, RopeMode};
 
+/// The SIMD level whose arithmetic the elementwise and attention ops reproduce: the quant
+/// crate's active level on x86-64. On aarch64 these ops run as ggml's portable build does
+/// (unfused, libm `expf`) whatever the level; only the matmul kernels are NEON there.
+pub(crate) fn simd_level() -> quant::dispatch::SimdLevel {
+    use quant::dispatch::SimdLevel;
+    match quant::dispatch::active_level() {
+        l @ (SimdLevel::Avx2 | SimdLevel::Avx512) => l,
+        _ => SimdLevel::Scalar,
+    }
+}
+
 /// Why an operation could not run. Shape errors name what was expected and what was found.
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {

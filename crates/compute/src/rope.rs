@@ -90,7 +90,7 @@ impl Rope {
     /// from [`Rope::fill_cache`], in the arithmetic of the active SIMD level for a rope that
     /// ggml computes into a separate buffer (llama.cpp's Q).
     pub fn apply_cached(&self, x: &mut [f32], n_heads: usize, head_dim: usize, cache: &[f32]) {
-        let level = quant::dispatch::active_level();
+        let level = crate::simd_level();
         self.apply_cached_at(level, x, n_heads, head_dim, cache, false)
     }
 
@@ -103,7 +103,7 @@ impl Rope {
         head_dim: usize,
         cache: &[f32],
     ) {
-        let level = quant::dispatch::active_level();
+        let level = crate::simd_level();
         self.apply_cached_at(level, x, n_heads, head_dim, cache, true)
     }
 

@@ -4,9 +4,10 @@
 //! is policy about llama.cpp; which kernels exist is [`crate::dispatch`]'s business, and
 //! `compute::matmul` applies the plan.
 
+#[cfg(target_arch = "x86_64")]
+use crate::dispatch::TileFn;
 use crate::dispatch::{
-    active_level, detected_level, vec_dot_fn, vec_dot_x4_fn, SimdLevel, Tile, TileFn, VecDotFn,
-    VecDotX4Fn,
+    active_level, detected_level, vec_dot_fn, vec_dot_x4_fn, SimdLevel, Tile, VecDotFn, VecDotX4Fn,
 };
 use crate::GgmlType;
 
@@ -89,9 +90,9 @@ pub fn repacked_q4_0_tile(level: SimdLevel) -> Option<Tile> {
     {
         use crate::x86::repack_q4_0 as r;
         let (f, toks): (TileFn, usize) = match level {
-            SimdLevel::Scalar => return None,
             SimdLevel::Avx2 => (r::tile_avx2, r::TOKS_AVX2),
             SimdLevel::Avx512 => (r::tile_avx512, r::TOKS_AVX512),
+            _ => return None,
         };
         Some(Tile {
             rows: r::ROWS,
@@ -114,9 +115,9 @@ pub fn repacked_iq4_nl_tile(level: SimdLevel) -> Option<Tile> {
     {
         use crate::x86::repack_iq4_nl as r;
         let (f, toks): (TileFn, usize) = match level {
-            SimdLevel::Scalar => return None,
             SimdLevel::Avx2 => (r::tile_avx2, r::TOKS_AVX2),
             SimdLevel::Avx512 => (r::tile_avx512, r::TOKS_AVX512),
+            _ => return None,
         };
         Some(Tile {
             rows: crate::x86::repack_q4_0::ROWS,
@@ -356,7 +357,6 @@ pub fn interleaved_q4_0() -> Option<InterleavedQ4_0> {
     {
         use crate::x86::q4_0x8 as k;
         match active_level() {
-            SimdLevel::Scalar => None,
             SimdLevel::Avx2 => Some(InterleavedQ4_0 {
                 group8: k::group8_avx2_entry,
                 group16: None,
@@ -367,6 +367,7 @@ pub fn interleaved_q4_0() -> Option<InterleavedQ4_0> {
                 group16: Some(k::group16_vnni_entry),
                 toks: k::TOKS,
             }),
+            _ => None,
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -24,7 +24,8 @@ use quant::dispatch::SimdLevel;
 /// Elements per f32 vector (the softmax reduction width) at each level.
 pub(crate) fn f32_lanes(level: SimdLevel) -> usize {
     match level {
-        SimdLevel::Scalar => 1,
+        // aarch64 levels never reach these ops (see `crate::simd_level`).
+        SimdLevel::Scalar | SimdLevel::Neon | SimdLevel::Dotprod => 1,
         SimdLevel::Avx2 => 8,
         SimdLevel::Avx512 => 16,
     }
