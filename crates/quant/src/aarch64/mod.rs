@@ -248,8 +248,13 @@ pub(crate) unsafe fn idot32(w: &[i8; 32], x: *const u8) -> i32 {
 }
 
 pub(crate) mod activation;
+pub(crate) mod bf16;
+pub(crate) mod f16;
+pub(crate) mod f32;
 #[cfg(test)]
 mod goldens;
+pub(crate) mod iq4_nl;
+pub(crate) mod iq4_xs;
 pub(crate) mod q2_k;
 pub(crate) mod q3_k;
 pub(crate) mod q4_0;
@@ -260,6 +265,8 @@ pub(crate) mod q5_1;
 pub(crate) mod q5_k;
 pub(crate) mod q6_k;
 pub(crate) mod q8_0;
+pub(crate) mod tq1_0;
+pub(crate) mod tq2_0;
 
 pub(crate) fn has_dotprod() -> bool {
     std::arch::is_aarch64_feature_detected!("dotprod")
@@ -278,6 +285,9 @@ fn table() -> &'static [SimdKernels] {
     static TABLE: std::sync::OnceLock<Vec<SimdKernels>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
         vec![
+            f32::kernels(),
+            f16::kernels(),
+            bf16::kernels(),
             q4_0::kernels(),
             q4_1::kernels(),
             q5_0::kernels(),
@@ -288,6 +298,10 @@ fn table() -> &'static [SimdKernels] {
             q4_k::kernels(),
             q5_k::kernels(),
             q6_k::kernels(),
+            iq4_nl::kernels(),
+            iq4_xs::kernels(),
+            tq1_0::kernels(),
+            tq2_0::kernels(),
         ]
     })
 }
