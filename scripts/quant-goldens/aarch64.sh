@@ -3,9 +3,9 @@
 # with Debian's aarch64-linux-gnu-gcc/g++ (12) twice, for -march=armv8.2-a+dotprod (the
 # `dotprod` level: sdot, no i8mm, no SVE, no fp16 vector arithmetic) and -march=armv8-a
 # (the `neon` level), static libraries; vec_dot_hash.c linked against each and run under
-# qemu-aarch64-static for every type and shape below. Prints one line per run, as the rows
-# of the table in crates/quant/src/aarch64/goldens.rs:
-# `(SimdLevel::LEVEL, "TYPE", K, M, N, activation hash, dot hash),`.
+# qemu-aarch64-static for every type and shape below. Prints one line per run,
+# `LEVEL TYPE K M N act 0x... dot 0x...`: crates/quant/tests/data/aarch64-vec-dot.txt, which
+# crates/quant/src/aarch64/goldens.rs checks.
 # Needs: gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static cmake.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -33,9 +33,7 @@ for v in dotprod:armv8.2-a+dotprod neon:armv8-a; do
     esac
     for s in $shapes; do
       IFS=: read -r k m n <<<"$s"
-      read -r _ act _ dot < <(qemu-aarch64-static "$B/vec_dot_hash" "$ty" "$k" "$m" "$n")
-      lv=Neon; [ "$level" = dotprod ] && lv=Dotprod
-      echo "    (SimdLevel::$lv, \"$ty\", $k, $m, $n, $act, $dot),"
+      echo "$level $ty $k $m $n $(qemu-aarch64-static "$B/vec_dot_hash" "$ty" "$k" "$m" "$n")"
     done
   done
 done
