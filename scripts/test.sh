@@ -15,6 +15,13 @@ cargo fmt --all -- --check
 # syn, the derives) are compiled once, not once per profile.
 cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 cargo test --workspace --release "$@"
+# The aarch64 build under qemu (quant, compute and models suites; NEON kernels on two emulated
+# CPUs). Needs the packages .ci/run installs; TORCHLESS_SKIP_AARCH64=1 skips it.
+if [ "${TORCHLESS_SKIP_AARCH64:-}" = 1 ]; then
+  echo "test.sh: aarch64 tests skipped (TORCHLESS_SKIP_AARCH64=1)"
+else
+  scripts/test-aarch64.sh
+fi
 # The Python package: wheel built with maturin, pytest against the real model and the CLI.
 scripts/test-python.sh
 # Every crate packages for crates.io (seconds; needs the crates.io index).
