@@ -90,14 +90,19 @@ fn cvtps_epi32(v: f32) -> i32 {
 }
 
 /// Quantizes activations to Q8_K (`src` a multiple of 256 values, `dst` 292 bytes per 256)
-/// with the fastest available code. Every level gives exactly the bytes of
+/// with the fastest available code. On x86-64 every level gives exactly the bytes of
 /// [`crate::q8_k::quantize`], which is also what llama.cpp's x86 build uses (it has no SIMD
-/// Q8_K quantizer), so this only changes the speed.
+/// Q8_K quantizer), so this only changes the speed. On aarch64 it gives ggml's ARM bytes,
+/// whose rounding step is fused (see `aarch64::activation`).
 pub fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: NEON is part of the aarch64 baseline; the function checks its slice lengths.
+    return unsafe { crate::aarch64::activation::quantize_q8_k_neon(src, dst) };
     #[cfg(target_arch = "x86_64")]
     if crate::dispatch::active_level() >= crate::SimdLevel::Avx2 {
         return crate::x86::q8_k::quantize_avx2(src, dst);
     }
+    #[allow(unreachable_code)]
     crate::q8_k::quantize(src, dst)
 }
 

@@ -89,8 +89,7 @@ pub(super) fn decode_row(
     out: &mut [f32],
 ) {
     let (dk, dv) = (head.dk, head.dv);
-    let dot = quant::dispatch::kernel(quant::GgmlType::F16, level)
-        .expect("every level has an F16 dot product");
+    let dot = kernels::f16_dot(level);
     let mut qh = [f16::ZERO; MAX_D];
     let mut acc = [f16::ZERO; MAX_D];
     let (qh, acc) = (&mut qh[..dk], &mut acc[..dv]);

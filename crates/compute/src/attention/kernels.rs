@@ -31,12 +31,29 @@ pub(crate) fn f32_lanes(level: SimdLevel) -> usize {
     }
 }
 
+/// The f16 dot product of the flash-attention scores (ggml's `ggml_vec_dot_f16`) at `level`.
+/// On aarch64, where `level` is the portable one (see `crate::simd_level`), it is the quant
+/// crate's F16 kernel at its active level: ggml's NEON dot, in ggml's ARM order.
+pub(crate) fn f16_dot(level: SimdLevel) -> quant::VecDotFn {
+    #[cfg(target_arch = "aarch64")]
+    if level == SimdLevel::Scalar {
+        if let Some(f) = quant::dispatch::vec_dot_fn(quant::GgmlType::F16) {
+            return f;
+        }
+    }
+    quant::dispatch::kernel(quant::GgmlType::F16, level).expect("every level has an F16 dot")
+}
+
 /// `y = f16(y + x * v)`, fused at SIMD levels.
 pub(crate) fn mad_f16(level: SimdLevel, y: &mut [f16], x: &[f16], v: f32) {
     assert_eq!(y.len(), x.len());
     #[cfg(target_arch = "x86_64")]
     if level != SimdLevel::Scalar {
         return super::x86::mad_f16(level, y, x, v);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if level == SimdLevel::Scalar {
+        return super::aarch64::mad_f16(y, x, v);
     }
     mad_f16_ref(level, y, x, v)
 }
@@ -59,6 +76,11 @@ pub(crate) fn scale_f16(level: SimdLevel, y: &mut [f16], v: f32) {
     if level != SimdLevel::Scalar {
         return super::x86::scale_f16(level, y, v);
     }
+    #[cfg(target_arch = "aarch64")]
+    if level == SimdLevel::Scalar {
+        return super::aarch64::scale_f16(y, v);
+    }
+    let _ = level;
     scale_f16_ref(y, v)
 }
 

@@ -14,6 +14,8 @@ use std::cell::RefCell;
 
 use crate::{shape_err, ComputeError};
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 mod flash;
 pub(crate) mod kernels;
 #[cfg(test)]
