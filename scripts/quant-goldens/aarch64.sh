@@ -5,7 +5,8 @@
 # (the `neon` level), static libraries; vec_dot_hash.c linked against each and run under
 # qemu-aarch64-static for every type and shape below. Prints one line per run,
 # `LEVEL TYPE K M N act 0x... dot 0x...`: crates/quant/tests/data/aarch64-vec-dot.txt, which
-# crates/quant/src/aarch64/goldens.rs checks.
+# crates/quant/src/aarch64/goldens.rs checks (level `dotprod-repack`: a whole mul_mat with the
+# weights in CPU_REPACK, the types that build repacks).
 # Needs: gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static cmake.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -36,4 +37,13 @@ for v in dotprod:armv8.2-a+dotprod neon:armv8-a; do
       echo "$level $ty $k $m $n $(qemu-aarch64-static "$B/vec_dot_hash" "$ty" "$k" "$m" "$n")"
     done
   done
+  # The types the dotprod build repacks (4x4), whole matmuls: gemm and gemv token splits.
+  if [ "$level" = dotprod ]; then
+    for ty in Q4_0 IQ4_NL Q8_0; do
+      for s in 64:8:1 96:12:4 512:8:7 4096:4:6; do
+        IFS=: read -r k m n <<<"$s"
+        echo "dotprod-repack $ty $k $m $n $(qemu-aarch64-static "$B/vec_dot_hash" "$ty" "$k" "$m" "$n" repack 2>/dev/null)"
+      done
+    done
+  fi
 done

@@ -2,7 +2,12 @@
 // hashed, so the Rust tests can check that a kernel reproduces the summation order of the
 // ggml build this is linked against (made for the aarch64 goldens: see aarch64.sh).
 //
-// usage: vec_dot_hash TYPE K M N [print]
+// usage: vec_dot_hash TYPE K M N [print|repack]
+//
+// With `repack`, the same weights go into ggml's CPU_REPACK buffer and the N tokens (F32)
+// through one ggml_mul_mat, as llama.cpp runs a matrix its build repacks (on ARM with the
+// dot-product extension: Q4_0, IQ4_NL and Q8_0 as 4x4 interleaved rows; gemm for tokens
+// 0..N - N % 4, gemv for the rest); `dot` is then the hash of that matmul's output.
 //
 // Weights: for the float types, M rows of K values from matmul_hash.c's xorshift stream (row r
 // scaled by 1 << (r % 3)) converted by ggml_quantize_chunk; for the block types, random block
@@ -15,6 +20,8 @@
 // `act 0x... dot 0x...`: the FNV-1a 64 hashes of the quantized activation bytes and of the
 // dot products' bits, token-major (dot[t][r]). Rust side: quant::testkit::vec_dot_hash.
 #include "ggml.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
 #include "ggml-cpu.h"
 
 #include <stdint.h>
@@ -59,6 +66,63 @@ static const int * f16_fields(enum ggml_type t) {
     }
 }
 
+static ggml_backend_buffer_type_t repack_buft(void) {
+    ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(dev);
+    typedef ggml_backend_buffer_type_t * (*get_extra_t)(ggml_backend_dev_t);
+    get_extra_t get_extra =
+        (get_extra_t)ggml_backend_reg_get_proc_address(reg, "ggml_backend_dev_get_extra_bufts");
+    if (!get_extra) return NULL;
+    for (ggml_backend_buffer_type_t * b = get_extra(dev); b && *b; b++) {
+        if (!strcmp(ggml_backend_buft_name(*b), "CPU_REPACK")) return *b;
+    }
+    return NULL;
+}
+
+// One ggml_mul_mat of the weights (in CPU_REPACK) with the F32 tokens; returns the output
+// hash, token-major.
+static uint64_t repacked_matmul(enum ggml_type type, const void * wq, size_t wbytes, const float * xf,
+                                int64_t K, int64_t M, int64_t N) {
+    struct ggml_init_params ip = {ggml_tensor_overhead() * 8 + ggml_graph_overhead(), NULL, true};
+    struct ggml_context * ctx_w = ggml_init(ip);
+    struct ggml_context * ctx = ggml_init(ip);
+    struct ggml_tensor * w = ggml_new_tensor_2d(ctx_w, type, K, M);
+    struct ggml_tensor * x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, K, N);
+    struct ggml_tensor * out = ggml_mul_mat(ctx, w, x);
+    struct ggml_cgraph * gf = ggml_new_graph(ctx);
+    ggml_build_forward_expand(gf, out);
+    ggml_backend_buffer_type_t wbuft = repack_buft();
+    if (!wbuft) {
+        fprintf(stderr, "no CPU_REPACK buffer type in this build\n");
+        exit(1);
+    }
+    ggml_backend_buffer_t wbuf = ggml_backend_alloc_ctx_tensors_from_buft(ctx_w, wbuft);
+    ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(ctx, ggml_backend_cpu_buffer_type());
+    if (!wbuf || !buf) {
+        fprintf(stderr, "allocation failed\n");
+        exit(1);
+    }
+    ggml_backend_tensor_set(w, wq, 0, wbytes);
+    ggml_backend_tensor_set(x, xf, 0, sizeof(float) * K * N);
+    ggml_backend_t backend = ggml_backend_cpu_init();
+    ggml_backend_cpu_set_n_threads(backend, 1);
+    if (ggml_backend_graph_compute(backend, gf) != GGML_STATUS_SUCCESS) {
+        fprintf(stderr, "compute failed\n");
+        exit(1);
+    }
+    float * o = malloc(sizeof(float) * M * N);
+    ggml_backend_tensor_get(out, o, 0, sizeof(float) * M * N);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int64_t i = 0; i < M * N; i++) {
+        const unsigned char * b = (const unsigned char *)&o[i];
+        for (int j = 0; j < 4; j++) {
+            h ^= b[j];
+            h *= 0x100000001b3ull;
+        }
+    }
+    return h;
+}
+
 static uint64_t fnv(const void * p, size_t n, uint64_t h) {
     const unsigned char * b = p;
     for (size_t i = 0; i < n; i++) {
@@ -84,6 +148,7 @@ int main(int argc, char ** argv) {
     }
     const int64_t K = atoll(argv[2]), M = atoll(argv[3]), N = atoll(argv[4]);
     const int print = argc > 5 && !strcmp(argv[5], "print");
+    const int repack = argc > 5 && !strcmp(argv[5], "repack");
     ggml_cpu_init();
     const struct ggml_type_traits_cpu * tr = ggml_get_type_traits_cpu(type);
     const enum ggml_type xt = tr->vec_dot_type;
@@ -121,7 +186,10 @@ int main(int argc, char ** argv) {
         }
     }
     uint64_t h = 0xcbf29ce484222325ull;
-    for (int64_t t = 0; t < N; t++) {
+    if (repack) {
+        h = repacked_matmul(type, wq, wrow * M, xf, K, M, N);
+    }
+    for (int64_t t = 0; t < N && !repack; t++) {
         for (int64_t r = 0; r < M; r++) {
             float s;
             tr->vec_dot((int)K, &s, 0, wq + r * wrow, 0, xq + t * xrow, 0, 1);

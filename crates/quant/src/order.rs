@@ -263,6 +263,11 @@ pub enum LlamaCppOrder {
 /// F16 path (2 or more tokens, rows % 4 == 0) is reproduced at avx512 (16-lane tinyBLAS) and
 /// at avx2 (8-lane tinyBLAS, as a build without AVX-512 runs it).
 pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOrder {
+    // llama.cpp's ARM build repacks other types, in other orders (see `aarch64::llama_cpp_order`).
+    #[cfg(target_arch = "aarch64")]
+    if let Some(order) = crate::aarch64::llama_cpp_order(ty, rows) {
+        return order;
+    }
     #[cfg(target_arch = "x86_64")]
     if ty == GgmlType::F16
         && n_tokens >= 2

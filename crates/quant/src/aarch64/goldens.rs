@@ -3,7 +3,9 @@
 //! `-march=armv8.2-a+dotprod` (the `dotprod` level: no i8mm, no SVE, no fp16 vector
 //! arithmetic) and `-march=armv8-a` (the `neon` level), run under qemu) on
 //! `vec_dot_hash.c`'s data, one run per line of `tests/data/aarch64-vec-dot.txt`:
-//! `LEVEL TYPE K M N act 0x<activation bytes hash> dot 0x<dot products hash>`.
+//! `LEVEL TYPE K M N act 0x<activation bytes hash> dot 0x<dot products hash>`. Lines of
+//! level `dotprod-repack` are whole `ggml_mul_mat`s with the weights in ggml's CPU_REPACK
+//! buffer (llama.cpp's default), checked with the kernels `order::matmul_plan` picks.
 
 use crate::dispatch::{kernel, SimdLevel};
 use crate::GgmlType;
@@ -22,18 +24,38 @@ fn kernels_equal_ggml_arm() {
         let [level, name, k, m, n, "act", act, "dot", dot] = f[..] else {
             panic!("bad golden line {line:?}");
         };
-        let level = SimdLevel::parse(level).unwrap();
         let ty = GgmlType::from_name(name).unwrap();
-        let shape = (k.parse().unwrap(), m.parse().unwrap(), n.parse().unwrap());
+        let shape: (usize, usize, usize) =
+            (k.parse().unwrap(), m.parse().unwrap(), n.parse().unwrap());
         let (got_act, _) = crate::testkit::vec_dot_hash(ty, shape, None);
         if got_act != hex(act) {
             bad.push(format!("{name} {shape:?}: activation bytes differ"));
         }
+        if level == "dotprod-repack" {
+            // The plan at the active level: only a dotprod CPU repacks.
+            if crate::dispatch::active_level() != SimdLevel::Dotprod {
+                continue;
+            }
+            let plan = crate::order::matmul_plan(ty, shape.1, shape.2).unwrap();
+            let by_token = |t: usize| {
+                if t < plan.n_first {
+                    plan.first.one
+                } else {
+                    plan.rest.one
+                }
+            };
+            checked += 1;
+            if crate::testkit::vec_dot_hash(ty, shape, Some(&by_token)).1 != hex(dot) {
+                bad.push(format!("{name} repacked {shape:?}: matmul differs"));
+            }
+            continue;
+        }
+        let level = SimdLevel::parse(level).unwrap();
         let Some(f) = kernel(ty, level) else {
             continue;
         };
         checked += 1;
-        if crate::testkit::vec_dot_hash(ty, shape, Some(f)).1 != hex(dot) {
+        if crate::testkit::vec_dot_hash(ty, shape, Some(&|_| f)).1 != hex(dot) {
             bad.push(format!("{name} {level:?} {shape:?}: dot products differ"));
         }
     }

@@ -68,6 +68,28 @@ macro_rules! kernel {
     };
 }
 
+/// A block's exact integer sum with `sdot`.
+///
+/// # Safety
+/// One block each; the CPU must have the dot-product extension.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn isum(w: *const u8, x: *const u8) -> i32 {
+    // SAFETY: one block each (caller).
+    unsafe {
+        let table = vld1q_s8(crate::iq4_nl::KVALUES.as_ptr());
+        let v = vld1q_u8(w.add(2));
+        let lo = vqtbl1q_s8(table, vandq_u8(v, vdupq_n_u8(0x0f)));
+        let hi = vqtbl1q_s8(table, vshrq_n_u8(v, 4));
+        let y0 = vld1q_s8(x.add(2) as *const i8);
+        let y1 = vld1q_s8(x.add(18) as *const i8);
+        vaddvq_s32(sdot(sdot(vdupq_n_s32(0), lo, y0), hi, y1))
+    }
+}
+
+// llama.cpp's repacked order (`ggml_gemv/gemm_iq4_nl_4x4_q8_0`): unfused, gemv and gemm alike.
+chain_kernel!(dot_repack, vec_dot_repack, vec_dot_repack_x4, isum, false);
+
 kernel!(dot_neon, "neon", sdot_emul);
 kernel!(dot_dotprod, "neon,dotprod", sdot);
 neon_entry_points!(32, W_BYTES, X_BYTES);

@@ -163,6 +163,52 @@ macro_rules! block32_kernel {
     };
 }
 
+/// The per-output order of ggml's ARM repacked 4x4 gemv / gemm kernels (with `sdot`): one
+/// lane per output, a chain over the blocks, `acc = fma(isum, d_w * d_x, acc)` when `$fused`,
+/// else `acc + (d_w * d_x) * isum`, no horizontal sum. The calling module supplies `W_BYTES`,
+/// `X_BYTES` and `$isum(w, x) -> i32`, a block's exact integer sum. Generates `$one` and
+/// `$x4` (one weight row, four activation rows), safe entry points for the dispatch of the
+/// `dotprod` level.
+macro_rules! chain_kernel {
+    ($kernel:ident, $one:ident, $x4:ident, $isum:ident, $fused:expr) => {
+        /// # Safety
+        /// The CPU must have the dot-product extension; each of the `R` activation rows in `x`
+        /// and the weight row `w` must hold `nb` blocks.
+        #[target_feature(enable = "neon,dotprod")]
+        unsafe fn $kernel<const R: usize>(nb: usize, w: *const u8, x: [*const u8; R]) -> [f32; R] {
+            let mut out = [0f32; R];
+            for i in 0..nb {
+                // SAFETY: block i of every row is in bounds (caller).
+                unsafe {
+                    let bw = w.add(i * W_BYTES);
+                    let dw = super::f16_at(bw);
+                    for (o, xr) in out.iter_mut().zip(x) {
+                        let bx = xr.add(i * X_BYTES);
+                        let s = $isum(bw, bx) as f32;
+                        let d = dw * super::f16_at(bx);
+                        *o = if $fused { s.mul_add(d, *o) } else { *o + d * s };
+                    }
+                }
+            }
+            out
+        }
+
+        pub(crate) fn $one(n: usize, w: &[u8], x: &[u8]) -> f32 {
+            let nb = super::blocks(n, 32, w, W_BYTES, x, X_BYTES);
+            // SAFETY: only reachable through `order` after dotprod detection; `blocks`
+            // checked the lengths.
+            unsafe { $kernel(nb, w.as_ptr(), [x.as_ptr()])[0] }
+        }
+
+        #[allow(dead_code)]
+        pub(crate) fn $x4(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+            let nb = super::blocks_x4(n, 32, w, W_BYTES, x, X_BYTES);
+            // SAFETY: as for the single-row kernel; `blocks_x4` checked all five lengths.
+            unsafe { $kernel(nb, w.as_ptr(), x.map(|r| r.as_ptr())) }
+        }
+    };
+}
+
 /// The super-block loop of the K-quant kernels (and the other formats dotted with Q8_K):
 /// ggml's ARM kernels form each super-block's integer sums exactly and fold them into one
 /// running float sum per super-block, so the calling module's `$sb(w, x, sum) -> sum` does a
@@ -270,6 +316,34 @@ pub(crate) mod tq2_0;
 
 pub(crate) fn has_dotprod() -> bool {
     std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+/// How llama.cpp's ARM build multiplies a `ty` matrix of `rows` rows where it repacks the
+/// weights at load (with the dot-product extension, `rows % 4 == 0`: Q4_0 and IQ4_NL as
+/// 4x4 interleaved rows, one order for every token; Q8_0 likewise, but its gemm (tokens
+/// `0..n - n % 4`) adds unfused and its gemv fused). `None` where it uses `vec_dot`. The
+/// K-quants' 8x4 repacking (Q4_K, Q5_K, Q6_K) is not reproduced yet.
+pub(crate) fn llama_cpp_order(ty: GgmlType, rows: usize) -> Option<crate::order::LlamaCppOrder> {
+    use crate::order::{LlamaCppOrder, RepackedDot, TiledDot};
+    if crate::dispatch::active_level() != SimdLevel::Dotprod || !rows.is_multiple_of(4) {
+        return None;
+    }
+    Some(match ty {
+        GgmlType::Q4_0 => LlamaCppOrder::Tiled(TiledDot {
+            one: q4_0::vec_dot_repack,
+            x4: Some(q4_0::vec_dot_repack_x4),
+        }),
+        GgmlType::IQ4_NL => LlamaCppOrder::Tiled(TiledDot {
+            one: iq4_nl::vec_dot_repack,
+            x4: Some(iq4_nl::vec_dot_repack_x4),
+        }),
+        GgmlType::Q8_0 => LlamaCppOrder::Repacked(RepackedDot {
+            gemm: q8_0::vec_dot_repack_gemm,
+            gemm_x4: q8_0::vec_dot_repack_gemm_x4,
+            gemv: q8_0::vec_dot_repack_gemv,
+        }),
+        _ => return None,
+    })
 }
 
 /// A format's kernels at each aarch64 level; each format's file defines `kernels()`.

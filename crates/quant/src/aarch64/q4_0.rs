@@ -50,6 +50,25 @@ unsafe fn tail(s: f32, w: *const u8, x: *const u8) -> f32 {
     }
 }
 
+/// A block's exact integer sum with `sdot`.
+///
+/// # Safety
+/// One block each; the CPU must have the dot-product extension.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn isum(w: *const u8, x: *const u8) -> i32 {
+    // SAFETY: one block each (caller).
+    unsafe {
+        let (lo, hi) = unpack(w);
+        let y0 = vld1q_s8(x.add(X_QS) as *const i8);
+        let y1 = vld1q_s8(x.add(X_QS + 16) as *const i8);
+        vaddvq_s32(sdot(sdot(vdupq_n_s32(0), lo, y0), hi, y1))
+    }
+}
+
+// llama.cpp's repacked order (`ggml_gemv/gemm_q4_0_4x4_q8_0`): fused, gemv and gemm alike.
+chain_kernel!(dot_repack, vec_dot_repack, vec_dot_repack_x4, isum, true);
+
 block32_kernel!(dot_neon, "neon", sdot_emul);
 block32_kernel!(dot_dotprod, "neon,dotprod", sdot);
 neon_entry_points!(32, W_BYTES, X_BYTES);

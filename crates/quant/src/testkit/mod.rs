@@ -361,12 +361,12 @@ pub fn matmul_hash(
 /// `scripts/quant-goldens/vec_dot_hash.c` on this side: weights as it makes them (float
 /// types from [`ggml_side_values`], block types as random bytes with random f16 fields), the
 /// tokens quantized by [`crate::activation::quantize`] (the CPU backend's `from_float`), and
-/// every `(token, row)` dot product with `kernel`. Returns the FNV-1a hashes of the
+/// every `(token, row)` dot product with `kernel(token)`. Returns the FNV-1a hashes of the
 /// activation bytes and (with a kernel) of the products' bits, token-major.
 pub fn vec_dot_hash(
     ty: crate::GgmlType,
     (k, m, n): (usize, usize, usize),
-    kernel: Option<VecDotFn>,
+    kernel: Option<&dyn Fn(usize) -> VecDotFn>,
 ) -> (u64, u64) {
     use crate::GgmlType as T;
     let fields: &[usize] = match ty {
@@ -412,7 +412,8 @@ pub fn vec_dot_hash(
     }
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     if let Some(f) = kernel {
-        for xr in xq.chunks_exact(xrow) {
+        for (t, xr) in xq.chunks_exact(xrow).enumerate() {
+            let f = f(t);
             for wr in w.chunks_exact(row) {
                 for b in f(k, wr, xr).to_bits().to_le_bytes() {
                     h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
