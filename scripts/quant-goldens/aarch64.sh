@@ -37,10 +37,15 @@ for v in dotprod:armv8.2-a+dotprod neon:armv8-a; do
       echo "$level $ty $k $m $n $(qemu-aarch64-static "$B/vec_dot_hash" "$ty" "$k" "$m" "$n")"
     done
   done
-  # The types the dotprod build repacks (4x4), whole matmuls: gemm and gemv token splits.
+  # The types the dotprod build repacks (4x4, K-quants 8x4), whole matmuls: gemm and gemv
+  # token splits.
   if [ "$level" = dotprod ]; then
-    for ty in Q4_0 IQ4_NL Q8_0; do
-      for s in 64:8:1 96:12:4 512:8:7 4096:4:6; do
+    for ty in Q4_0 IQ4_NL Q8_0 Q4_K Q5_K Q6_K; do
+      case $ty in
+        Q?_K) shapes="256:8:1 512:16:4 768:8:7 256:8:6" ;;
+        *) shapes="64:8:1 96:12:4 512:8:7 4096:4:6" ;;
+      esac
+      for s in $shapes; do
         IFS=: read -r k m n <<<"$s"
         echo "dotprod-repack $ty $k $m $n $(qemu-aarch64-static "$B/vec_dot_hash" "$ty" "$k" "$m" "$n" repack 2>/dev/null)"
       done

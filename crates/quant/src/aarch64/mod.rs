@@ -239,6 +239,25 @@ macro_rules! superblock_kernel {
     };
 }
 
+/// Safe single-row and four-activation-row entry points of a `superblock_kernel!` kernel for
+/// the `dotprod` level, for `order` (ggml's repacked K-quant orders).
+macro_rules! superblock_entry {
+    ($kernel:ident, $one:ident, $x4:ident) => {
+        pub(crate) fn $one(n: usize, w: &[u8], x: &[u8]) -> f32 {
+            let nb = super::blocks(n, QK_K, w, W_BYTES, x, X_BYTES);
+            // SAFETY: only reachable through `order` after dotprod detection; `blocks`
+            // checked the lengths.
+            unsafe { $kernel(nb, [w.as_ptr()], [x.as_ptr()])[0][0] }
+        }
+
+        pub(crate) fn $x4(n: usize, w: &[u8], x: [&[u8]; 4]) -> [f32; 4] {
+            let nb = super::blocks_x4(n, QK_K, w, W_BYTES, x, X_BYTES);
+            // SAFETY: as for the single-row kernel; `blocks_x4` checked all five lengths.
+            unsafe { $kernel(nb, [w.as_ptr()], x.map(|r| r.as_ptr()))[0] }
+        }
+    };
+}
+
 /// The integer sum of the 16 byte products of `$a` and `$b` with `$dot` (exact, so the
 /// same for both flavours).
 macro_rules! dot16 {
@@ -321,14 +340,28 @@ pub(crate) fn has_dotprod() -> bool {
 /// How llama.cpp's ARM build multiplies a `ty` matrix of `rows` rows where it repacks the
 /// weights at load (with the dot-product extension, `rows % 4 == 0`: Q4_0 and IQ4_NL as
 /// 4x4 interleaved rows, one order for every token; Q8_0 likewise, but its gemm (tokens
-/// `0..n - n % 4`) adds unfused and its gemv fused). `None` where it uses `vec_dot`. The
-/// K-quants' 8x4 repacking (Q4_K, Q5_K, Q6_K) is not reproduced yet.
+/// `0..n - n % 4`) adds unfused and its gemv fused; with `rows % 8 == 0`, Q4_K and Q5_K as 8x4,
+/// one order for every token, and Q6_K, whose gemm adds unfused and gemv fused). `None` where
+/// it uses `vec_dot`.
 pub(crate) fn llama_cpp_order(ty: GgmlType, rows: usize) -> Option<crate::order::LlamaCppOrder> {
     use crate::order::{LlamaCppOrder, RepackedDot, TiledDot};
     if crate::dispatch::active_level() != SimdLevel::Dotprod || !rows.is_multiple_of(4) {
         return None;
     }
+    let k_quant = |one, x4| {
+        rows.is_multiple_of(8)
+            .then_some(LlamaCppOrder::Tiled(TiledDot { one, x4: Some(x4) }))
+    };
     Some(match ty {
+        GgmlType::Q4_K => return k_quant(q4_k::vec_dot_repack, q4_k::vec_dot_repack_x4),
+        GgmlType::Q5_K => return k_quant(q5_k::vec_dot_repack, q5_k::vec_dot_repack_x4),
+        // gemm multiplies then adds; gemv's `vmulq` + `vaddq` are contracted by GCC into the
+        // fused order of `vec_dot`.
+        GgmlType::Q6_K if rows.is_multiple_of(8) => LlamaCppOrder::Repacked(RepackedDot {
+            gemm: q6_k::vec_dot_repack,
+            gemm_x4: q6_k::vec_dot_repack_x4,
+            gemv: q6_k::vec_dot_dotprod,
+        }),
         GgmlType::Q4_0 => LlamaCppOrder::Tiled(TiledDot {
             one: q4_0::vec_dot_repack,
             x4: Some(q4_0::vec_dot_repack_x4),

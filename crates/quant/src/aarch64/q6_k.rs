@@ -1,7 +1,7 @@
 //! Q6_K x Q8_K in the order of ggml's ARM `ggml_vec_dot_q6_K_q8_K`: per super-block the
 //! exact integer sum of the unsigned 6-bit quants times their scales, less 32 times the
 //! scaled activation sums, then `sum += (d_w * d_x) * isum`, fused. Both flavours give the
-//! same bits.
+//! same bits. (llama.cpp's repacked gemm, `sb_repack`, adds the product unfused.)
 
 use std::arch::aarch64::*;
 
@@ -15,11 +15,15 @@ const X_BYTES: usize = crate::q8_k::BLOCK_BYTES;
 
 macro_rules! superblock {
     ($sb:ident, $features:literal, $dot:ident) => {
+        superblock!($sb, $features, $dot, false);
+    };
+    ($sb:ident, $features:literal, $dot:ident, $repack:expr) => {
         /// # Safety
         /// `w` and `x` must be readable for one super-block each.
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn $sb(w: *const u8, x: *const u8, sum: f32) -> f32 {
+            const REPACK_ORDER: bool = $repack;
             // SAFETY: one super-block each (caller); every offset stays inside.
             unsafe {
                 let sc: [i32; 16] = std::array::from_fn(|g| *w.add(192 + g) as i8 as i32);
@@ -54,11 +58,24 @@ macro_rules! superblock {
                     }
                 }
                 let dd = super::f16_at(w.add(208)) * q8k_d(x);
-                dd.mul_add((isum - 32 * mins) as f32, sum)
+                let total = (isum - 32 * mins) as f32;
+                if REPACK_ORDER {
+                    // llama.cpp's repacked gemv/gemm: multiplied, then added.
+                    sum + total * dd
+                } else {
+                    dd.mul_add(total, sum)
+                }
             }
         }
     };
 }
+
+// llama.cpp's ARM repacked Q6_K gemm (`ggml_gemm_q6_K_8x4_q8_K`, `sdot`): the same exact
+// integer total per super-block, then `acc + total * (d_w * d_x)`, not fused (its gemv is
+// contracted by GCC into `vec_dot`'s fused order).
+superblock!(sb_repack, "neon,dotprod", sdot, true);
+superblock_kernel!(dot_repack, "neon,dotprod", sb_repack);
+superblock_entry!(dot_repack, vec_dot_repack, vec_dot_repack_x4);
 
 superblock!(sb_neon, "neon", sdot_emul);
 superblock!(sb_dotprod, "neon,dotprod", sdot);
