@@ -6,7 +6,8 @@
 # qemu-aarch64-static for every type and shape below. Prints one line per run,
 # `LEVEL TYPE K M N act 0x... dot 0x...`: crates/quant/tests/data/aarch64-vec-dot.txt, which
 # crates/quant/src/aarch64/goldens.rs checks (level `dotprod-repack`: a whole mul_mat with the
-# weights in CPU_REPACK, the types that build repacks).
+# weights in CPU_REPACK, the types that build repacks; `LEVEL-plain`: a whole mul_mat with the
+# weights in an ordinary buffer, the types that are not repacked).
 # Needs: gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static cmake.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -35,6 +36,21 @@ for v in dotprod:armv8.2-a+dotprod neon:armv8-a; do
     for s in $shapes; do
       IFS=: read -r k m n <<<"$s"
       echo "$level $ty $k $m $n $(qemu-aarch64-static "$B/vec_dot_hash" "$ty" "$k" "$m" "$n")"
+    done
+  done
+  # Whole matmuls with the weights in an ordinary buffer, for the types this build does not
+  # repack (on ARM they go through vec_dot, also in batches: no tiled K-quant matmul there;
+  # F16 with rows % 4 != 0 so that llamafile's sgemm stays out).
+  plain="F32 F16 BF16 Q4_1 Q5_0 Q5_1 Q2_K Q3_K IQ4_XS TQ1_0 TQ2_0"
+  [ "$level" = neon ] && plain="$plain Q4_0 Q8_0 IQ4_NL Q4_K Q5_K Q6_K"
+  for ty in $plain; do
+    case $ty in
+      Q?_K|IQ4_XS|TQ?_0) shapes="256:8:9 512:6:3" ;;
+      *) shapes="64:7:9 96:7:3" ;;
+    esac
+    for s in $shapes; do
+      IFS=: read -r k m n <<<"$s"
+      echo "$level-plain $ty $k $m $n $(qemu-aarch64-static "$B/vec_dot_hash" "$ty" "$k" "$m" "$n" plain 2>/dev/null)"
     done
   done
   # The types the dotprod build repacks (4x4, K-quants 8x4), whole matmuls: gemm and gemv

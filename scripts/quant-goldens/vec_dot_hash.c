@@ -2,12 +2,14 @@
 // hashed, so the Rust tests can check that a kernel reproduces the summation order of the
 // ggml build this is linked against (made for the aarch64 goldens: see aarch64.sh).
 //
-// usage: vec_dot_hash TYPE K M N [print|repack]
+// usage: vec_dot_hash TYPE K M N [print|repack|plain]
 //
 // With `repack`, the same weights go into ggml's CPU_REPACK buffer and the N tokens (F32)
 // through one ggml_mul_mat, as llama.cpp runs a matrix its build repacks (on ARM with the
 // dot-product extension: Q4_0, IQ4_NL and Q8_0 as 4x4 interleaved rows; gemm for tokens
-// 0..N - N % 4, gemv for the rest); `dot` is then the hash of that matmul's output.
+// 0..N - N % 4, gemv for the rest); `dot` is then the hash of that matmul's output. With
+// `plain`, the same matmul with the weights in an ordinary CPU buffer (vec_dot, llamafile's
+// sgemm or the tiled K-quant matmul, as ggml picks).
 //
 // Weights: for the float types, M rows of K values from matmul_hash.c's xorshift stream (row r
 // scaled by 1 << (r % 3)) converted by ggml_quantize_chunk; for the block types, random block
@@ -81,8 +83,8 @@ static ggml_backend_buffer_type_t repack_buft(void) {
 
 // One ggml_mul_mat of the weights (in CPU_REPACK) with the F32 tokens; returns the output
 // hash, token-major.
-static uint64_t repacked_matmul(enum ggml_type type, const void * wq, size_t wbytes, const float * xf,
-                                int64_t K, int64_t M, int64_t N) {
+static uint64_t matmul(enum ggml_type type, const void * wq, size_t wbytes, const float * xf,
+                       int64_t K, int64_t M, int64_t N, int repack) {
     struct ggml_init_params ip = {ggml_tensor_overhead() * 8 + ggml_graph_overhead(), NULL, true};
     struct ggml_context * ctx_w = ggml_init(ip);
     struct ggml_context * ctx = ggml_init(ip);
@@ -91,7 +93,7 @@ static uint64_t repacked_matmul(enum ggml_type type, const void * wq, size_t wby
     struct ggml_tensor * out = ggml_mul_mat(ctx, w, x);
     struct ggml_cgraph * gf = ggml_new_graph(ctx);
     ggml_build_forward_expand(gf, out);
-    ggml_backend_buffer_type_t wbuft = repack_buft();
+    ggml_backend_buffer_type_t wbuft = repack ? repack_buft() : ggml_backend_cpu_buffer_type();
     if (!wbuft) {
         fprintf(stderr, "no CPU_REPACK buffer type in this build\n");
         exit(1);
@@ -149,6 +151,7 @@ int main(int argc, char ** argv) {
     const int64_t K = atoll(argv[2]), M = atoll(argv[3]), N = atoll(argv[4]);
     const int print = argc > 5 && !strcmp(argv[5], "print");
     const int repack = argc > 5 && !strcmp(argv[5], "repack");
+    const int plain = argc > 5 && !strcmp(argv[5], "plain");
     ggml_cpu_init();
     const struct ggml_type_traits_cpu * tr = ggml_get_type_traits_cpu(type);
     const enum ggml_type xt = tr->vec_dot_type;
@@ -186,10 +189,10 @@ int main(int argc, char ** argv) {
         }
     }
     uint64_t h = 0xcbf29ce484222325ull;
-    if (repack) {
-        h = repacked_matmul(type, wq, wrow * M, xf, K, M, N);
+    if (repack || plain) {
+        h = matmul(type, wq, wrow * M, xf, K, M, N, repack);
     }
-    for (int64_t t = 0; t < N && !repack; t++) {
+    for (int64_t t = 0; t < N && !repack && !plain; t++) {
         for (int64_t r = 0; r < M; r++) {
             float s;
             tr->vec_dot((int)K, &s, 0, wq + r * wrow, 0, xq + t * xrow, 0, 1);

@@ -5,7 +5,8 @@
 //! `vec_dot_hash.c`'s data, one run per line of `tests/data/aarch64-vec-dot.txt`:
 //! `LEVEL TYPE K M N act 0x<activation bytes hash> dot 0x<dot products hash>`. Lines of
 //! level `dotprod-repack` are whole `ggml_mul_mat`s with the weights in ggml's CPU_REPACK
-//! buffer (llama.cpp's default), checked with the kernels `order::matmul_plan` picks.
+//! buffer (llama.cpp's default), `LEVEL-plain` ones with the weights in an ordinary buffer
+//! (the types that are not repacked), checked with the kernels `order::matmul_plan` picks.
 
 use crate::dispatch::{kernel, SimdLevel};
 use crate::GgmlType;
@@ -31,9 +32,12 @@ fn kernels_equal_ggml_arm() {
         if got_act != hex(act) {
             bad.push(format!("{name} {shape:?}: activation bytes differ"));
         }
-        if level == "dotprod-repack" {
-            // The plan at the active level: only a dotprod CPU repacks.
-            if crate::dispatch::active_level() != SimdLevel::Dotprod {
+        if let Some(whole) = level
+            .strip_suffix("-repack")
+            .or(level.strip_suffix("-plain"))
+        {
+            // A whole matmul: the plan at the active level, which must be the one measured.
+            if crate::dispatch::active_level() != SimdLevel::parse(whole).unwrap() {
                 continue;
             }
             let plan = crate::order::matmul_plan(ty, shape.1, shape.2).unwrap();
@@ -46,7 +50,7 @@ fn kernels_equal_ggml_arm() {
             };
             checked += 1;
             if crate::testkit::vec_dot_hash(ty, shape, Some(&by_token)).1 != hex(dot) {
-                bad.push(format!("{name} repacked {shape:?}: matmul differs"));
+                bad.push(format!("{name} {level} {shape:?}: matmul differs"));
             }
             continue;
         }
