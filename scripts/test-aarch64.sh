@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The aarch64 build, tested under qemu: the quant, compute and models test suites cross-built
-# with Debian's rustc-web (Rust 1.96, arm64 standard library) and run through
+# The aarch64 build, tested under qemu: clippy, then the quant, compute and models test suites
+# cross-built with Debian's rustc-web (Rust 1.96, arm64 standard library) and run through
 # qemu-aarch64-static. The quant tests run twice, on an emulated CPU with the dot-product
 # extension (qemu's default, `dotprod` kernels) and on a Cortex-A53 without it (`neon`
 # kernels). Packages: see .ci/run. Build output goes to target/aarch64 (apart from x86's).
@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in /usr/bin/cargo /usr/bin/rustc aarch64-linux-gnu-gcc qemu-aarch64-static; do
+for tool in /usr/bin/cargo /usr/bin/rustc /usr/bin/cargo-clippy aarch64-linux-gnu-gcc qemu-aarch64-static; do
   command -v "$tool" >/dev/null || {
     echo "test-aarch64: $tool missing (install the packages .ci/run installs)" >&2
     exit 1
@@ -27,6 +27,10 @@ cargo_arm() {
 start=$SECONDS
 cargo_arm test --no-run --quiet -p torchless-quant -p torchless-compute -p torchless-models
 echo "aarch64: built in $((SECONDS - start)) s"
+# rust-web-clippy's cargo-clippy, found first on PATH (rustup's would not know the target).
+PATH=/usr/bin:$PATH cargo_arm clippy --quiet -p torchless-quant -p torchless-compute \
+  -p torchless-models --all-targets -- -D warnings
+echo "aarch64: clippy clean at $((SECONDS - start)) s"
 
 echo "aarch64: quant tests, CPU with dotprod (qemu max)"
 QEMU_CPU=max TORCHLESS_EXPECT_LEVEL=dotprod cargo_arm test --quiet -p torchless-quant

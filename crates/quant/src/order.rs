@@ -1,6 +1,7 @@
 //! Which kernels a matmul uses so that its results equal llama.cpp's: the summation order
 //! ggml's x86 CPU backend picks for a weight type, matrix shape and batch size (plain
-//! `vec_dot`, its repacked 8-row layouts, the tiled K-quant matmul, llamafile's sgemm). This
+//! `vec_dot`, its repacked 8-row layouts, the tiled K-quant matmul, llamafile's sgemm). On
+//! aarch64 its ARM build's repacked orders come from `aarch64::llama_cpp_order`. This
 //! is policy about llama.cpp; which kernels exist is [`crate::dispatch`]'s business, and
 //! `compute::matmul` applies the plan.
 
