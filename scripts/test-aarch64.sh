@@ -40,12 +40,12 @@ QEMU_CPU=cortex-a53 TORCHLESS_EXPECT_LEVEL=neon cargo_arm test --quiet -p torchl
 
 cargo_arm test --quiet -p torchless-compute
 # The models suite without its two slowest binaries (real_models and multi run whole
-# SmolLM2 generations, 11 minutes under qemu); the architecture fixtures, blocks, MLA,
-# sliding windows and the allocation check run. gemma2 and deepseek2_v3 are skipped: they
-# fail the same way on x86 with TORCHLESS_SIMD=scalar, whose elementwise arithmetic (ggml's
-# portable build) the aarch64 build uses for now.
+# SmolLM2 / Gemma 3 generations, 11 minutes under qemu); the architecture fixtures, blocks,
+# MLA, sliding windows and the allocation check run. The fixtures' references are llama.cpp
+# on x86; gemma2 misses its 0.002 logit tolerance by 6% (0.0021) on aarch64, where the
+# elementwise ops follow ggml's portable build and the kernels ggml's ARM order, so it is
+# skipped here.
 cargo_arm test --quiet -p torchless-models --lib --test blocks --test errors --test mla \
   --test interleaved_q4_0 --test no_alloc --test sliding_window
-cargo_arm test --quiet -p torchless-models --test fixtures -- \
-  --exact --skip gemma2 --skip deepseek2_v3
+cargo_arm test --quiet -p torchless-models --test fixtures -- --exact --skip gemma2
 echo "aarch64: all passed in $((SECONDS - start)) s"

@@ -22,7 +22,8 @@ pub use rope::{Rope, RopeMode};
 
 /// The SIMD level whose arithmetic the elementwise and attention ops reproduce: the quant
 /// crate's active level on x86-64. On aarch64 these ops run as ggml's portable build does
-/// (unfused, libm `expf`) whatever the level; only the matmul kernels are NEON there.
+/// (unfused, libm `expf`) whatever the level, except the GELU table (fused, as GCC builds it
+/// there) and the flash-attention score dot (the quant crate's NEON F16 kernel).
 pub(crate) fn simd_level() -> quant::dispatch::SimdLevel {
     use quant::dispatch::SimdLevel;
     match quant::dispatch::active_level() {
