@@ -20,10 +20,21 @@ pub use ops::{
 pub use pool::{default_threads, n_threads, set_threads, MAX_THREADS};
 pub use rope::{Rope, RopeMode};
 
+/// Whether this is an aarch64 build at one of its NEON levels: ggml's aarch64 builds always
+/// have FMA, so GCC contracts the scalar `a * b + c` of the ops it does not vectorise (the
+/// GELU table, NEOX rope, the one-row flash-attention updates) as x86 SIMD builds do.
+pub(crate) fn arm_fma() -> bool {
+    use quant::dispatch::SimdLevel;
+    matches!(
+        quant::dispatch::active_level(),
+        SimdLevel::Neon | SimdLevel::Dotprod
+    )
+}
+
 /// The SIMD level whose arithmetic the elementwise and attention ops reproduce: the quant
 /// crate's active level on x86-64. On aarch64 these ops run as ggml's portable build does
-/// (unfused, libm `expf`) whatever the level, except the GELU table (fused, as GCC builds it
-/// there) and the flash-attention score dot (the quant crate's NEON F16 kernel).
+/// (unfused, libm `expf`) whatever the level, except where [`arm_fma`] says GCC fuses, and
+/// the flash-attention score dot (the quant crate's NEON F16 kernel).
 pub(crate) fn simd_level() -> quant::dispatch::SimdLevel {
     use quant::dispatch::SimdLevel;
     match quant::dispatch::active_level() {

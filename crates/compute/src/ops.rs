@@ -195,12 +195,7 @@ fn gelu_table() -> &'static [f16] {
     // GCC contracts the table's `1 + a*x*x` wherever the target has FMA: x86 SIMD builds and
     // every aarch64 build (read off `ggml_cpu_init` in ggml's aarch64 build), so on aarch64
     // the NEON levels take the fused table although the other ops run portably there.
-    use quant::dispatch::SimdLevel;
-    let fused = crate::simd_level() != SimdLevel::Scalar
-        || matches!(
-            quant::dispatch::active_level(),
-            SimdLevel::Neon | SimdLevel::Dotprod
-        );
+    let fused = crate::simd_level() != quant::dispatch::SimdLevel::Scalar || crate::arm_fma();
     let (slot, f): (_, fn(f32) -> f32) = if fused {
         (&FUSED, gelu_fused)
     } else {

@@ -123,7 +123,10 @@ impl Rope {
         in_place: bool,
     ) {
         let half = self.n_rot / 2;
-        let simd = level != quant::dispatch::SimdLevel::Scalar;
+        // GCC vectorises the adjacent-pair loop for the target's width, which is only
+        // reproduced for x86; the half-split (NEOX) loop stays scalar and fused on aarch64 too.
+        let simd = level != quant::dispatch::SimdLevel::Scalar
+            || (self.mode == RopeMode::Neox && crate::arm_fma());
         let fused_pairs = match (simd, self.mode) {
             (false, _) => 0,
             (true, RopeMode::Norm) if in_place => 0,

@@ -1,24 +1,29 @@
-//! NEON versions of the f16 accumulator helpers in `kernels`, for aarch64, where compute runs
-//! its elementwise ops as ggml's portable build (see `crate::simd_level`): the same unfused
-//! arithmetic as `mad_f16_ref(Scalar)` and `scale_f16_ref`, four halves at a time, so the bits
-//! are the references' (tested below).
+//! NEON versions of the f16 accumulator helpers in `kernels`, for aarch64: `mad_f16` fused as
+//! ggml's aarch64 builds do it (`kernels::fma_contracted`; unfused with
+//! `TORCHLESS_SIMD=scalar`, the portable build), `scale_f16` (one rounding either way), four
+//! halves at a time; the bits are the lane-by-lane references' (tested below).
 
 use half::f16;
 use std::arch::aarch64::*;
 
-/// `y[i] = f16(y[i] + x[i] * v)` for the first `np` elements (a multiple of 4), multiplied
-/// then added, rounded once to f16 (round to nearest even, as `half`).
+/// `y[i] = f16(y[i] + x[i] * v)` for the first `np` elements (a multiple of 4), fused or
+/// multiplied then added, rounded once to f16 (round to nearest even, as `half`).
 ///
 /// # Safety
 /// `y` and `x` must be valid for `np` halves.
 #[target_feature(enable = "neon")]
-unsafe fn mad4(np: usize, y: *mut u16, x: *const u16, v: f32) {
+unsafe fn mad4(np: usize, y: *mut u16, x: *const u16, v: f32, fused: bool) {
+    let vv = vdupq_n_f32(v);
     for i in (0..np).step_by(4) {
         // SAFETY: i + 4 <= np (caller).
         unsafe {
             let a = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(y.add(i))));
             let b = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x.add(i))));
-            let r = vaddq_f32(a, vmulq_n_f32(b, v));
+            let r = if fused {
+                vfmaq_f32(a, b, vv)
+            } else {
+                vaddq_f32(a, vmulq_f32(b, vv))
+            };
             vst1_u16(y.add(i), vreinterpret_u16_f16(vcvt_f16_f32(r)));
         }
     }
@@ -42,18 +47,33 @@ unsafe fn scale4(np: usize, y: *mut u16, v: f32) {
     }
 }
 
-/// [`super::kernels::mad_f16_ref`] at the portable level, with NEON.
-pub(crate) fn mad_f16(y: &mut [f16], x: &[f16], v: f32) {
+/// [`super::kernels::mad_f16_ref`] with NEON: fused as at a SIMD level, or unfused as the
+/// portable level.
+pub(crate) fn mad_f16(y: &mut [f16], x: &[f16], v: f32, fused: bool) {
     assert_eq!(y.len(), x.len());
     let np = y.len() / 4 * 4;
     // SAFETY: NEON is part of the aarch64 baseline; both slices hold np halves.
-    unsafe { mad4(np, y.as_mut_ptr() as *mut u16, x.as_ptr() as *const u16, v) };
-    super::kernels::mad_f16_ref(
-        quant::dispatch::SimdLevel::Scalar,
-        &mut y[np..],
-        &x[np..],
-        v,
-    );
+    unsafe {
+        mad4(
+            np,
+            y.as_mut_ptr() as *mut u16,
+            x.as_ptr() as *const u16,
+            v,
+            fused,
+        )
+    };
+    super::kernels::mad_f16_ref(ref_level(fused), &mut y[np..], &x[np..], v);
+}
+
+/// A level whose lane-by-lane reference has the wanted fusing (`mad_f16_ref` fuses at every
+/// level but the portable one).
+fn ref_level(fused: bool) -> quant::dispatch::SimdLevel {
+    use quant::dispatch::SimdLevel;
+    if fused {
+        SimdLevel::Neon
+    } else {
+        SimdLevel::Scalar
+    }
 }
 
 /// [`super::kernels::scale_f16_ref`] with NEON.
@@ -68,7 +88,6 @@ pub(crate) fn scale_f16(y: &mut [f16], v: f32) {
 mod tests {
     use super::super::kernels::{mad_f16_ref, scale_f16_ref};
     use half::f16;
-    use quant::dispatch::SimdLevel;
 
     #[test]
     fn neon_helpers_equal_the_portable_references() {
@@ -86,10 +105,12 @@ mod tests {
                 let y0: Vec<f16> = (0..n).map(|_| val()).collect();
                 let x: Vec<f16> = (0..n).map(|_| val()).collect();
                 for v in [0.0f32, -0.0, 1.0, 0.37, 3.5, 1e-3, -2.0, 70000.0] {
-                    let (mut a, mut b) = (y0.clone(), y0.clone());
-                    super::mad_f16(&mut a, &x, v);
-                    mad_f16_ref(SimdLevel::Scalar, &mut b, &x, v);
-                    assert_eq!(bits(&a), bits(&b), "mad n {n} v {v}");
+                    for fused in [false, true] {
+                        let (mut a, mut b) = (y0.clone(), y0.clone());
+                        super::mad_f16(&mut a, &x, v, fused);
+                        mad_f16_ref(super::ref_level(fused), &mut b, &x, v);
+                        assert_eq!(bits(&a), bits(&b), "mad n {n} v {v} fused {fused}");
+                    }
                     let (mut a, mut b) = (y0.clone(), y0.clone());
                     super::scale_f16(&mut a, v);
                     scale_f16_ref(&mut b, v);

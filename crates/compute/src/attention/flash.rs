@@ -122,7 +122,7 @@ pub(super) fn decode_row(
         }
         kernels::mad_f16(level, acc, v, vs);
         // Contracted to an FMA by GCC in SIMD builds of ggml, like the f16 accumulator.
-        sum = if level == SimdLevel::Scalar {
+        sum = if !kernels::fma_contracted(level) {
             sum * ms + vs
         } else {
             sum.mul_add(ms, vs)

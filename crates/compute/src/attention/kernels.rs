@@ -31,6 +31,14 @@ pub(crate) fn f32_lanes(level: SimdLevel) -> usize {
     }
 }
 
+/// Whether ggml contracts the one-row flash-attention updates (the f16 accumulator's
+/// `y + x * v`, the running sum's `S * ms + vs`) into fused multiply-adds at `level`: at the
+/// x86 SIMD levels, and on aarch64 at its NEON levels, where every ggml build has FMA (its
+/// f16 vector FMA is `vfmaq_f32` on widened halves and GCC contracts the scalar updates).
+pub(crate) fn fma_contracted(level: SimdLevel) -> bool {
+    level != SimdLevel::Scalar || crate::arm_fma()
+}
+
 /// The f16 dot product of the flash-attention scores (ggml's `ggml_vec_dot_f16`) at `level`.
 /// On aarch64, where `level` is the portable one (see `crate::simd_level`), it is the quant
 /// crate's F16 kernel at its active level: ggml's NEON dot, in ggml's ARM order.
@@ -53,7 +61,7 @@ pub(crate) fn mad_f16(level: SimdLevel, y: &mut [f16], x: &[f16], v: f32) {
     }
     #[cfg(target_arch = "aarch64")]
     if level == SimdLevel::Scalar {
-        return super::aarch64::mad_f16(y, x, v);
+        return super::aarch64::mad_f16(y, x, v, fma_contracted(level));
     }
     mad_f16_ref(level, y, x, v)
 }
