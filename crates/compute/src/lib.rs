@@ -33,8 +33,9 @@ pub(crate) fn arm_fma() -> bool {
 
 /// The SIMD level whose arithmetic the elementwise and attention ops reproduce: the quant
 /// crate's active level on x86-64. On aarch64 these ops run as ggml's portable build does
-/// (unfused, libm `expf`) whatever the level, except where [`arm_fma`] says GCC fuses, and
-/// the flash-attention score dot (the quant crate's NEON F16 kernel).
+/// (unfused, libm `expf`) whatever the level, except where [`arm_fma`] says GCC fuses, SwiGLU
+/// (ggml's NEON exp, in `attention::kernels::swiglu`) and the flash-attention score dot (the
+/// quant crate's NEON F16 kernel).
 pub(crate) fn simd_level() -> quant::dispatch::SimdLevel {
     use quant::dispatch::SimdLevel;
     match quant::dispatch::active_level() {

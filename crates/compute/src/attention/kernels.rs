@@ -24,8 +24,9 @@ use quant::dispatch::SimdLevel;
 /// Elements per f32 vector (the softmax reduction width) at each level.
 pub(crate) fn f32_lanes(level: SimdLevel) -> usize {
     match level {
-        // aarch64 levels never reach these ops (see `crate::simd_level`).
-        SimdLevel::Scalar | SimdLevel::Neon | SimdLevel::Dotprod => 1,
+        SimdLevel::Scalar => 1,
+        // Only SwiGLU takes the aarch64 levels (see `swiglu`).
+        SimdLevel::Neon | SimdLevel::Dotprod => 4,
         SimdLevel::Avx2 => 8,
         SimdLevel::Avx512 => 16,
     }
@@ -155,7 +156,7 @@ pub(crate) fn softmax_tile_ref(level: SimdLevel, y: &mut [f32], max: f32) -> f64
     for v in y[..nv * lanes].chunks_exact_mut(lanes) {
         for e in v.iter_mut() {
             *e = match level {
-                SimdLevel::Avx2 => expf_avx2_lane(*e - max),
+                SimdLevel::Avx2 | SimdLevel::Neon | SimdLevel::Dotprod => expf_avx2_lane(*e - max),
                 _ => expf_avx512_lane(*e - max),
             };
         }
@@ -246,6 +247,12 @@ pub(crate) fn swiglu(level: SimdLevel, g: &mut [f32], u: &[f32]) {
     if level != SimdLevel::Scalar {
         return super::x86::swiglu(level, g, u);
     }
+    // ggml's aarch64 build runs whole 4-lane vectors through its NEON `ggml_v_expf`, the same
+    // lane arithmetic as the AVX2 one (same constants, same fused steps, per-lane special
+    // cases), and the rest through libm.
+    if level == SimdLevel::Scalar && crate::arm_fma() {
+        return swiglu_ref(quant::dispatch::active_level(), g, u);
+    }
     swiglu_ref(level, g, u)
 }
 
@@ -258,7 +265,7 @@ pub(crate) fn swiglu_ref(level: SimdLevel, g: &mut [f32], u: &[f32]) {
     };
     for (x, &y) in g[..nv].iter_mut().zip(&u[..nv]) {
         let e = match level {
-            SimdLevel::Avx2 => expf_avx2_lane(0.0 - *x),
+            SimdLevel::Avx2 | SimdLevel::Neon | SimdLevel::Dotprod => expf_avx2_lane(0.0 - *x),
             _ => expf_avx512_lane(0.0 - *x),
         };
         *x = *x / (1.0 + e) * y;
