@@ -19,6 +19,13 @@ cargo test --workspace --release "$@"
 # templates (libFuzzer on stable), briefly, from the seeds in fuzz/seeds: a regression shows.
 fuzz_secs=${TORCHLESS_FUZZ_SECONDS:-60}
 if [ "$fuzz_secs" != 0 ]; then scripts/fuzz.sh all "$fuzz_secs"; fi
+# The aarch64 build under qemu (quant, compute and models suites; NEON kernels on two emulated
+# CPUs). Needs the packages .ci/run installs; TORCHLESS_SKIP_AARCH64=1 skips it.
+if [ "${TORCHLESS_SKIP_AARCH64:-}" = 1 ]; then
+  echo "test.sh: aarch64 tests skipped (TORCHLESS_SKIP_AARCH64=1)"
+else
+  scripts/test-aarch64.sh
+fi
 # The Python package: wheel built with maturin, pytest against the real model and the CLI.
 scripts/test-python.sh
 # Every crate packages for crates.io (seconds; needs the crates.io index).

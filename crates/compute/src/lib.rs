@@ -21,6 +21,30 @@ pub use ops::{
 pub use pool::{default_threads, n_threads, set_threads, MAX_THREADS};
 pub use rope::{Rope, RopeMode};
 
+/// Whether this is an aarch64 build at one of its NEON levels: ggml's aarch64 builds always
+/// have FMA, so GCC contracts the scalar `a * b + c` of the ops it does not vectorise (the
+/// GELU table, NEOX rope, the one-row flash-attention updates) as x86 SIMD builds do.
+pub(crate) fn arm_fma() -> bool {
+    use quant::dispatch::SimdLevel;
+    matches!(
+        quant::dispatch::active_level(),
+        SimdLevel::Neon | SimdLevel::Dotprod
+    )
+}
+
+/// The SIMD level whose arithmetic the elementwise and attention ops reproduce: the quant
+/// crate's active level on x86-64. On aarch64 these ops run as ggml's portable build does
+/// (unfused, libm `expf`) whatever the level, except where [`arm_fma`] says GCC fuses, SwiGLU
+/// (ggml's NEON exp, in `attention::kernels::swiglu`) and the flash-attention score dot (the
+/// quant crate's NEON F16 kernel).
+pub(crate) fn simd_level() -> quant::dispatch::SimdLevel {
+    use quant::dispatch::SimdLevel;
+    match quant::dispatch::active_level() {
+        l @ (SimdLevel::Avx2 | SimdLevel::Avx512) => l,
+        _ => SimdLevel::Scalar,
+    }
+}
+
 /// Why an operation could not run. Shape errors name what was expected and what was found.
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {

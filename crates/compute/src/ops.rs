@@ -160,7 +160,7 @@ pub fn silu(x: &mut [f32]) {
 /// exp, the rest through libm).
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     assert_eq!(gate.len(), up.len());
-    let level = quant::dispatch::active_level();
+    let level = crate::simd_level();
     par_pieces(gate, up, PAR_PIECE, |g, u| {
         crate::attention::kernels::swiglu(level, g, u)
     })
@@ -192,7 +192,10 @@ fn gelu_fused(x: f32) -> f32 {
 fn gelu_table() -> &'static [f16] {
     static PORTABLE: OnceLock<Vec<f16>> = OnceLock::new();
     static FUSED: OnceLock<Vec<f16>> = OnceLock::new();
-    let fused = quant::dispatch::active_level() != quant::dispatch::SimdLevel::Scalar;
+    // GCC contracts the table's `1 + a*x*x` wherever the target has FMA: x86 SIMD builds and
+    // every aarch64 build (read off `ggml_cpu_init` in ggml's aarch64 build), so on aarch64
+    // the NEON levels take the fused table although the other ops run portably there.
+    let fused = crate::simd_level() != quant::dispatch::SimdLevel::Scalar || crate::arm_fma();
     let (slot, f): (_, fn(f32) -> f32) = if fused {
         (&FUSED, gelu_fused)
     } else {

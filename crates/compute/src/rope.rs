@@ -90,7 +90,7 @@ impl Rope {
     /// from [`Rope::fill_cache`], in the arithmetic of the active SIMD level for a rope that
     /// ggml computes into a separate buffer (llama.cpp's Q).
     pub fn apply_cached(&self, x: &mut [f32], n_heads: usize, head_dim: usize, cache: &[f32]) {
-        let level = quant::dispatch::active_level();
+        let level = crate::simd_level();
         self.apply_cached_at(level, x, n_heads, head_dim, cache, false)
     }
 
@@ -103,7 +103,7 @@ impl Rope {
         head_dim: usize,
         cache: &[f32],
     ) {
-        let level = quant::dispatch::active_level();
+        let level = crate::simd_level();
         self.apply_cached_at(level, x, n_heads, head_dim, cache, true)
     }
 
@@ -123,7 +123,10 @@ impl Rope {
         in_place: bool,
     ) {
         let half = self.n_rot / 2;
-        let simd = level != quant::dispatch::SimdLevel::Scalar;
+        // GCC vectorises the adjacent-pair loop for the target's width, which is only
+        // reproduced for x86; the half-split (NEOX) loop stays scalar and fused on aarch64 too.
+        let simd = level != quant::dispatch::SimdLevel::Scalar
+            || (self.mode == RopeMode::Neox && crate::arm_fma());
         let fused_pairs = match (simd, self.mode) {
             (false, _) => 0,
             (true, RopeMode::Norm) if in_place => 0,

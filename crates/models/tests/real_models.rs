@@ -133,13 +133,16 @@ fn smollm2_q4_1_greedy_matches_llama_cpp() {
 
 #[test]
 fn gemma3_q4_k_m_greedy_matches_llama_cpp() {
-    assert!(
-        check(
-            "gemma3-270m-q4_k_m.gguf",
-            "greedy-gemma3-270m-q4_k_m.json",
-            48
-        ) >= 20
-    );
+    // llama.cpp's x86 and ARM builds part ways on this model within 5-15 tokens (first-step
+    // log-probabilities up to 0.4 nat apart), so aarch64 compares with llama.cpp built for
+    // aarch64 (armv8.2-a+dotprod, scripts/quant-goldens/aarch64.sh's build, greedy.c under
+    // qemu).
+    let golden = if cfg!(target_arch = "aarch64") {
+        "greedy-gemma3-270m-q4_k_m.aarch64.json"
+    } else {
+        "greedy-gemma3-270m-q4_k_m.json"
+    };
+    assert!(check("gemma3-270m-q4_k_m.gguf", golden, 48) >= 20);
 }
 
 /// SmolLM2 with every block weight re-quantized by this crate's IQ4 quantizers (IQ4_XS where

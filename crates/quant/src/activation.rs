@@ -4,6 +4,10 @@
 //! two details that flip a value now and then: the inverse scale is `127 / amax` (not
 //! `1 / (amax / 127)`) and rounding is half-to-even. Q8_K and the others use the reference
 //! quantizer's bytes, which is what x86 runs too (Q8_K just faster).
+//!
+//! On aarch64 the Q8_0 / Q8_1 quantizers follow ggml's ARM build instead (every aarch64 CPU
+//! has NEON, so llama.cpp there always runs it): the inverse scale is `1 / (amax / 127)`,
+//! rounding is half-to-even with saturation, and the 32-bit value is truncated to a byte.
 
 use half::f16;
 
@@ -14,12 +18,16 @@ const QK: usize = 32;
 /// One block of 32: `(d, sum of quants)`, quants written to `qs`. Uses the AVX2 version when
 /// the dispatch level allows it; both give the same bits.
 fn block_q8(x: &[f32], qs: &mut [u8]) -> (f32, i32) {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: NEON is part of the aarch64 baseline; the function checks its slice lengths.
+    return unsafe { crate::aarch64::activation::block_q8_neon(x, qs) };
     #[cfg(target_arch = "x86_64")]
     if use_avx2() {
         // SAFETY: AVX2 is present (checked by the dispatch level); block_q8_avx2 checks its
         // slice lengths itself.
         return unsafe { crate::x86::activation::block_q8_avx2(x, qs) };
     }
+    #[allow(unreachable_code)]
     block_q8_scalar(x, qs)
 }
 
@@ -28,6 +36,7 @@ fn use_avx2() -> bool {
     crate::dispatch::active_level() >= crate::SimdLevel::Avx2
 }
 
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
 fn block_q8_scalar(x: &[f32], qs: &mut [u8]) -> (f32, i32) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
@@ -42,9 +51,36 @@ fn block_q8_scalar(x: &[f32], qs: &mut [u8]) -> (f32, i32) {
     (d, sum)
 }
 
+/// The reference of ggml's ARM block quantizer (see the module comment), which the NEON
+/// version must equal bit for bit.
+#[cfg(any(test, target_arch = "aarch64"))]
+#[allow(dead_code)]
+pub(crate) fn block_q8_arm_scalar(x: &[f32], qs: &mut [u8]) -> (f32, i32) {
+    let amax = x.iter().fold(0f32, |m, v| {
+        let a = v.abs();
+        // fmax: NaN wins.
+        if a.is_nan() || m.is_nan() {
+            f32::NAN
+        } else {
+            m.max(a)
+        }
+    });
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(x) {
+        // fcvtns: nearest, ties to even, saturating, NaN to 0 (as Rust's `as`).
+        let r = (v * id).round_ties_even() as i32;
+        sum = sum.wrapping_add(r);
+        *q = r as u8;
+    }
+    (d, sum)
+}
+
 /// x86's float-to-int conversion: NaN and out-of-range values become `i32::MIN`. They occur
 /// when amax is subnormal (`127 / amax` overflows to infinity) or the block holds NaN or
 /// infinity; ggml then stores -128, not the 0 or saturated value of Rust's `as`.
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
 fn cvtps_epi32(v: f32) -> i32 {
     if (-2_147_483_648.0..2_147_483_648.0).contains(&v) {
         v as i32
@@ -54,14 +90,19 @@ fn cvtps_epi32(v: f32) -> i32 {
 }
 
 /// Quantizes activations to Q8_K (`src` a multiple of 256 values, `dst` 292 bytes per 256)
-/// with the fastest available code. Every level gives exactly the bytes of
+/// with the fastest available code. On x86-64 every level gives exactly the bytes of
 /// [`crate::q8_k::quantize`], which is also what llama.cpp's x86 build uses (it has no SIMD
-/// Q8_K quantizer), so this only changes the speed.
+/// Q8_K quantizer), so this only changes the speed. On aarch64 it gives ggml's ARM bytes,
+/// whose rounding step is fused (see `aarch64::activation`).
 pub fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: NEON is part of the aarch64 baseline; the function checks its slice lengths.
+    return unsafe { crate::aarch64::activation::quantize_q8_k_neon(src, dst) };
     #[cfg(target_arch = "x86_64")]
     if crate::dispatch::active_level() >= crate::SimdLevel::Avx2 {
         return crate::x86::q8_k::quantize_avx2(src, dst);
     }
+    #[allow(unreachable_code)]
     crate::q8_k::quantize(src, dst)
 }
 
@@ -144,6 +185,9 @@ mod tests {
                 })
                 .collect();
             let (mut a, mut b) = (vec![0u8; 32], vec![0u8; 32]);
+            #[cfg(target_arch = "aarch64")]
+            let want = block_q8_arm_scalar(&x, &mut a);
+            #[cfg(not(target_arch = "aarch64"))]
             let want = block_q8_scalar(&x, &mut a);
             let got = block_q8(&x, &mut b);
             assert_eq!(

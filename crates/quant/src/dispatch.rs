@@ -1,16 +1,18 @@
 //! Run-time choice of the `vec_dot` kernel per tensor type, made once per process.
 //!
-//! The level is the best the CPU supports (`avx512` > `avx2` > `scalar`), unless the
-//! environment variable `TORCHLESS_SIMD` names a lower one (`scalar`, `avx2` or `avx512`;
-//! read once, at the first dot product). A level the CPU lacks is never used, whatever the
-//! variable says, because the kernels would fault. Types without a kernel at the chosen level
-//! fall back to the next lower level that has one, down to the scalar reference.
+//! The level is the best the CPU supports (x86-64: `avx512` > `avx2` > `scalar`; aarch64:
+//! `dotprod` > `neon` > `scalar`), unless the environment variable `TORCHLESS_SIMD` names a
+//! lower one of the same architecture (read once, at the first dot product). A level the CPU
+//! lacks is never used, whatever the variable says, because the kernels would fault. Types
+//! without a kernel at the chosen level fall back to the next lower level that has one, down
+//! to the scalar reference.
 //!
 //! Each level reproduces ggml's kernel for the same instruction set, so results differ
 //! between levels in the last bits, exactly as llama.cpp's differ between machines.
 
 use std::sync::OnceLock;
 
+use crate::kernel_set::LevelKernels;
 use crate::GgmlType;
 
 /// `vec_dot(n, w, x)`: dot of a weight row with an activation row of its `vec_dot_type`.
@@ -55,16 +57,32 @@ pub enum SimdLevel {
     Avx2,
     /// x86-64 AVX2 level plus AVX-512 F/BW/VL/VNNI (BF16 used when present).
     Avx512,
+    /// aarch64 Advanced SIMD (every aarch64 CPU has it), integer products without `sdot`, as
+    /// ggml builds for a CPU without the dot-product extension (e.g. Cortex-A53, Pi 3).
+    Neon,
+    /// aarch64 NEON plus the dot-product extension (`sdot`, Armv8.2+ optional, Armv8.4+
+    /// mandatory; Apple M1, Graviton 2, Pi 5).
+    Dotprod,
 }
 
 impl SimdLevel {
-    pub const ALL: [SimdLevel; 3] = [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512];
+    /// Every level of every architecture; the order is only meaningful within one
+    /// architecture (a level of another one is never detected, so never compared).
+    pub const ALL: [SimdLevel; 5] = [
+        SimdLevel::Scalar,
+        SimdLevel::Avx2,
+        SimdLevel::Avx512,
+        SimdLevel::Neon,
+        SimdLevel::Dotprod,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             SimdLevel::Scalar => "scalar",
             SimdLevel::Avx2 => "avx2",
             SimdLevel::Avx512 => "avx512",
+            SimdLevel::Neon => "neon",
+            SimdLevel::Dotprod => "dotprod",
         }
     }
 
@@ -73,6 +91,21 @@ impl SimdLevel {
         SimdLevel::ALL
             .into_iter()
             .find(|l| l.name().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Whether the level belongs to the architecture this was compiled for (`scalar` does
+    /// everywhere).
+    pub fn is_native(self) -> bool {
+        match self {
+            SimdLevel::Scalar => true,
+            SimdLevel::Avx2 | SimdLevel::Avx512 => cfg!(target_arch = "x86_64"),
+            SimdLevel::Neon | SimdLevel::Dotprod => cfg!(target_arch = "aarch64"),
+        }
+    }
+
+    /// The levels of this architecture, lowest first.
+    pub fn native() -> impl Iterator<Item = SimdLevel> {
+        SimdLevel::ALL.into_iter().filter(|l| l.is_native())
     }
 }
 
@@ -89,6 +122,14 @@ pub fn detected_level() -> SimdLevel {
                 return SimdLevel::Avx2;
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if crate::aarch64::has_dotprod() {
+                return SimdLevel::Dotprod;
+            }
+            return SimdLevel::Neon;
+        }
+        #[allow(unreachable_code)]
         SimdLevel::Scalar
     })
 }
@@ -101,11 +142,13 @@ pub fn active_level() -> SimdLevel {
     *ACTIVE.get_or_init(|| {
         let detected = detected_level();
         match std::env::var("TORCHLESS_SIMD") {
-            Ok(v) => match SimdLevel::parse(&v) {
+            Ok(v) => match SimdLevel::parse(&v).filter(|l| l.is_native()) {
                 Some(wanted) => wanted.min(detected),
                 None => {
+                    let names: Vec<_> = SimdLevel::native().map(|l| l.name()).collect();
                     eprintln!(
-                        "TORCHLESS_SIMD={v:?} is not one of scalar, avx2, avx512; using {}",
+                        "TORCHLESS_SIMD={v:?} is not one of {}; using {}",
+                        names.join(", "),
                         detected.name()
                     );
                     detected
@@ -132,24 +175,18 @@ pub fn kernel(ty: GgmlType, level: SimdLevel) -> Option<VecDotFn> {
 
 /// The SIMD kernel set of `ty` at `level`, if this CPU can run that level.
 #[cfg(target_arch = "x86_64")]
-fn simd_kernels(ty: GgmlType, level: SimdLevel) -> Option<crate::x86::LevelKernels> {
-    (level <= detected_level()).then(|| crate::x86::kernels_at(ty, level))
+fn simd_kernels(ty: GgmlType, level: SimdLevel) -> Option<LevelKernels> {
+    (level.is_native() && level <= detected_level()).then(|| crate::x86::kernels_at(ty, level))
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-fn simd_kernels(_: GgmlType, _: SimdLevel) -> Option<NoKernels> {
+#[cfg(target_arch = "aarch64")]
+fn simd_kernels(ty: GgmlType, level: SimdLevel) -> Option<LevelKernels> {
+    (level.is_native() && level <= detected_level()).then(|| crate::aarch64::kernels_at(ty, level))
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn simd_kernels(_: GgmlType, _: SimdLevel) -> Option<LevelKernels> {
     None
-}
-
-/// Stands in for the x86 kernel set where there is none.
-#[cfg(not(target_arch = "x86_64"))]
-#[derive(Clone, Copy)]
-struct NoKernels {
-    one: Option<VecDotFn>,
-    x4: Option<VecDotX4Fn>,
-    w4: Option<VecDotW4Fn>,
-    tile: Option<Tile>,
-    gemv_tile: Option<Tile>,
 }
 
 /// The four-row kernel written for exactly `level`, or `None` (no such kernel, or the CPU
@@ -180,7 +217,8 @@ pub fn best_kernel(ty: GgmlType, level: SimdLevel) -> Option<VecDotFn> {
 
 /// [`best_kernel`] with the level it comes from.
 fn best(ty: GgmlType, level: SimdLevel) -> Option<(SimdLevel, VecDotFn)> {
-    SimdLevel::ALL
+    SimdLevel::native()
+        .collect::<Vec<_>>()
         .into_iter()
         .rev()
         .filter(|&l| l <= level)
@@ -277,6 +315,16 @@ mod tests {
         assert!(vec_dot_fn(GgmlType::Q8_1).is_none());
         assert!(vec_dot_fn(GgmlType::Q8_K).is_none());
         assert!(active_level() <= detected_level());
+    }
+
+    /// `scripts/test-aarch64.sh` runs the tests under two emulated CPUs and says which level
+    /// each must detect, so that both kernel flavours are known to have run.
+    #[test]
+    fn detects_the_level_the_test_run_expects() {
+        if let Ok(want) = std::env::var("TORCHLESS_EXPECT_LEVEL") {
+            assert_eq!(detected_level().name(), want.trim());
+        }
+        assert!(detected_level().is_native());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod format;
 pub mod formats;
 pub mod iq_grid;
 mod k_common;
+mod kernel_set;
 mod scalar;
 mod types;
 
@@ -137,7 +138,8 @@ pub fn quantize_row_weighted(
 
 /// Dot product of one weight row `w` (type `ty`, `n` elements) with an activation row `x`
 /// already quantized to `ty.vec_dot_type()`, with the best kernel for this CPU (see
-/// [`dispatch`]; `TORCHLESS_SIMD=scalar|avx2|avx512` caps the level).
+/// [`dispatch`]; `TORCHLESS_SIMD` caps the level: `scalar|avx2|avx512` on x86-64,
+/// `scalar|neon|dotprod` on aarch64).
 pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> Result<f32, QuantError> {
     check(ty, n, w.len())?;
     check(ty.vec_dot_type(), n, x.len())?;
@@ -146,6 +148,8 @@ pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> Result<f32, QuantE
     Ok(kernel(n, w, x))
 }
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod dispatch;
 pub mod order;
 #[cfg(target_arch = "x86_64")]

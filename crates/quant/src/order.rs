@@ -1,12 +1,14 @@
 //! Which kernels a matmul uses so that its results equal llama.cpp's: the summation order
 //! ggml's x86 CPU backend picks for a weight type, matrix shape and batch size (plain
-//! `vec_dot`, its repacked 8-row layouts, the tiled K-quant matmul, llamafile's sgemm). This
+//! `vec_dot`, its repacked 8-row layouts, the tiled K-quant matmul, llamafile's sgemm). On
+//! aarch64 its ARM build's repacked orders come from `aarch64::llama_cpp_order`. This
 //! is policy about llama.cpp; which kernels exist is [`crate::dispatch`]'s business, and
 //! `compute::matmul` applies the plan.
 
+#[cfg(target_arch = "x86_64")]
+use crate::dispatch::TileFn;
 use crate::dispatch::{
-    active_level, detected_level, vec_dot_fn, vec_dot_x4_fn, SimdLevel, Tile, TileFn, VecDotFn,
-    VecDotX4Fn,
+    active_level, detected_level, vec_dot_fn, vec_dot_x4_fn, SimdLevel, Tile, VecDotFn, VecDotX4Fn,
 };
 use crate::GgmlType;
 
@@ -89,9 +91,9 @@ pub fn repacked_q4_0_tile(level: SimdLevel) -> Option<Tile> {
     {
         use crate::x86::repack_q4_0 as r;
         let (f, toks): (TileFn, usize) = match level {
-            SimdLevel::Scalar => return None,
             SimdLevel::Avx2 => (r::tile_avx2, r::TOKS_AVX2),
             SimdLevel::Avx512 => (r::tile_avx512, r::TOKS_AVX512),
+            _ => return None,
         };
         Some(Tile {
             rows: r::ROWS,
@@ -114,9 +116,9 @@ pub fn repacked_iq4_nl_tile(level: SimdLevel) -> Option<Tile> {
     {
         use crate::x86::repack_iq4_nl as r;
         let (f, toks): (TileFn, usize) = match level {
-            SimdLevel::Scalar => return None,
             SimdLevel::Avx2 => (r::tile_avx2, r::TOKS_AVX2),
             SimdLevel::Avx512 => (r::tile_avx512, r::TOKS_AVX512),
+            _ => return None,
         };
         Some(Tile {
             rows: crate::x86::repack_q4_0::ROWS,
@@ -281,6 +283,11 @@ pub enum LlamaCppOrder {
 /// F16 path (2 or more tokens, rows % 4 == 0) is reproduced at avx512 (16-lane tinyBLAS) and
 /// at avx2 (8-lane tinyBLAS, as a build without AVX-512 runs it).
 pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOrder {
+    // llama.cpp's ARM build repacks other types, in other orders (see `aarch64::llama_cpp_order`).
+    #[cfg(target_arch = "aarch64")]
+    if let Some(order) = crate::aarch64::llama_cpp_order(ty, rows) {
+        return order;
+    }
     #[cfg(target_arch = "x86_64")]
     if ty == GgmlType::F16
         && n_tokens >= 2
@@ -375,7 +382,6 @@ pub fn interleaved_q4_0() -> Option<InterleavedQ4_0> {
     {
         use crate::x86::q4_0x8 as k;
         match active_level() {
-            SimdLevel::Scalar => None,
             SimdLevel::Avx2 => Some(InterleavedQ4_0 {
                 group8: k::group8_avx2_entry,
                 group16: None,
@@ -386,6 +392,7 @@ pub fn interleaved_q4_0() -> Option<InterleavedQ4_0> {
                 group16: Some(k::group16_vnni_entry),
                 toks: k::TOKS,
             }),
+            _ => None,
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

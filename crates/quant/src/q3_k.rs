@@ -25,7 +25,7 @@ const D: usize = 108;
 
 /// The 16 scales of one block, with the +32 storage offset removed.
 #[inline]
-fn unpack_scales(sc: &[u8]) -> [i8; 16] {
+pub(crate) fn unpack_scales(sc: &[u8]) -> [i8; 16] {
     let mut out = [0i8; 16];
     for (j, o) in out.iter_mut().enumerate() {
         let lo = if j < 8 { sc[j] & 0xF } else { sc[j - 8] >> 4 };

@@ -48,6 +48,7 @@ pub fn quantize(src: &[f32], dst: &mut [u8]) {
 
 /// The 8 lane sums ggml's AVX2 kernel forms for one block (see [`crate::tq1_0::lanes_of`]).
 #[cfg(test)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn lane_sums(bw: &[u8], bx: &[u8]) -> [i32; 8] {
     crate::tq1_0::lanes_of(|e| code(bw, e), bx)
 }

@@ -89,8 +89,7 @@ pub(super) fn decode_row(
     out: &mut [f32],
 ) {
     let (dk, dv) = (head.dk, head.dv);
-    let dot = quant::dispatch::kernel(quant::GgmlType::F16, level)
-        .expect("every level has an F16 dot product");
+    let dot = kernels::f16_dot(level);
     let mut qh = [f16::ZERO; MAX_D];
     let mut acc = [f16::ZERO; MAX_D];
     let (qh, acc) = (&mut qh[..dk], &mut acc[..dv]);
@@ -123,7 +122,7 @@ pub(super) fn decode_row(
         }
         kernels::mad_f16(level, acc, v, vs);
         // Contracted to an FMA by GCC in SIMD builds of ggml, like the f16 accumulator.
-        sum = if level == SimdLevel::Scalar {
+        sum = if !kernels::fma_contracted(level) {
             sum * ms + vs
         } else {
             sum.mul_add(ms, vs)

@@ -25,9 +25,32 @@ use quant::dispatch::SimdLevel;
 pub(crate) fn f32_lanes(level: SimdLevel) -> usize {
     match level {
         SimdLevel::Scalar => 1,
+        // Only SwiGLU takes the aarch64 levels (see `swiglu`).
+        SimdLevel::Neon | SimdLevel::Dotprod => 4,
         SimdLevel::Avx2 => 8,
         SimdLevel::Avx512 => 16,
     }
+}
+
+/// Whether ggml contracts the one-row flash-attention updates (the f16 accumulator's
+/// `y + x * v`, the running sum's `S * ms + vs`) into fused multiply-adds at `level`: at the
+/// x86 SIMD levels, and on aarch64 at its NEON levels, where every ggml build has FMA (its
+/// f16 vector FMA is `vfmaq_f32` on widened halves and GCC contracts the scalar updates).
+pub(crate) fn fma_contracted(level: SimdLevel) -> bool {
+    level != SimdLevel::Scalar || crate::arm_fma()
+}
+
+/// The f16 dot product of the flash-attention scores (ggml's `ggml_vec_dot_f16`) at `level`.
+/// On aarch64, where `level` is the portable one (see `crate::simd_level`), it is the quant
+/// crate's F16 kernel at its active level: ggml's NEON dot, in ggml's ARM order.
+pub(crate) fn f16_dot(level: SimdLevel) -> quant::VecDotFn {
+    #[cfg(target_arch = "aarch64")]
+    if level == SimdLevel::Scalar {
+        if let Some(f) = quant::dispatch::vec_dot_fn(quant::GgmlType::F16) {
+            return f;
+        }
+    }
+    quant::dispatch::kernel(quant::GgmlType::F16, level).expect("every level has an F16 dot")
 }
 
 /// `y = f16(y + x * v)`, fused at SIMD levels.
@@ -36,6 +59,10 @@ pub(crate) fn mad_f16(level: SimdLevel, y: &mut [f16], x: &[f16], v: f32) {
     #[cfg(target_arch = "x86_64")]
     if level != SimdLevel::Scalar {
         return super::x86::mad_f16(level, y, x, v);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if level == SimdLevel::Scalar {
+        return super::aarch64::mad_f16(y, x, v, fma_contracted(level));
     }
     mad_f16_ref(level, y, x, v)
 }
@@ -58,6 +85,11 @@ pub(crate) fn scale_f16(level: SimdLevel, y: &mut [f16], v: f32) {
     if level != SimdLevel::Scalar {
         return super::x86::scale_f16(level, y, v);
     }
+    #[cfg(target_arch = "aarch64")]
+    if level == SimdLevel::Scalar {
+        return super::aarch64::scale_f16(y, v);
+    }
+    let _ = level;
     scale_f16_ref(y, v)
 }
 
@@ -124,7 +156,7 @@ pub(crate) fn softmax_tile_ref(level: SimdLevel, y: &mut [f32], max: f32) -> f64
     for v in y[..nv * lanes].chunks_exact_mut(lanes) {
         for e in v.iter_mut() {
             *e = match level {
-                SimdLevel::Avx2 => expf_avx2_lane(*e - max),
+                SimdLevel::Avx2 | SimdLevel::Neon | SimdLevel::Dotprod => expf_avx2_lane(*e - max),
                 _ => expf_avx512_lane(*e - max),
             };
         }
@@ -215,6 +247,12 @@ pub(crate) fn swiglu(level: SimdLevel, g: &mut [f32], u: &[f32]) {
     if level != SimdLevel::Scalar {
         return super::x86::swiglu(level, g, u);
     }
+    // ggml's aarch64 build runs whole 4-lane vectors through its NEON `ggml_v_expf`, the same
+    // lane arithmetic as the AVX2 one (same constants, same fused steps, per-lane special
+    // cases), and the rest through libm.
+    if level == SimdLevel::Scalar && crate::arm_fma() {
+        return swiglu_ref(quant::dispatch::active_level(), g, u);
+    }
     swiglu_ref(level, g, u)
 }
 
@@ -227,7 +265,7 @@ pub(crate) fn swiglu_ref(level: SimdLevel, g: &mut [f32], u: &[f32]) {
     };
     for (x, &y) in g[..nv].iter_mut().zip(&u[..nv]) {
         let e = match level {
-            SimdLevel::Avx2 => expf_avx2_lane(0.0 - *x),
+            SimdLevel::Avx2 | SimdLevel::Neon | SimdLevel::Dotprod => expf_avx2_lane(0.0 - *x),
             _ => expf_avx512_lane(0.0 - *x),
         };
         *x = *x / (1.0 + e) * y;

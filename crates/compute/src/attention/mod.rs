@@ -14,6 +14,8 @@ use std::cell::RefCell;
 
 use crate::{shape_err, ComputeError};
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 mod flash;
 pub(crate) mod kernels;
 #[cfg(test)]
@@ -339,15 +341,7 @@ pub fn attention(
     out: &mut [f32],
 ) -> Result<(), ComputeError> {
     check(p, cache, q, n_tokens, start_pos, out)?;
-    attention_at(
-        quant::dispatch::active_level(),
-        p,
-        cache,
-        q,
-        n_tokens,
-        start_pos,
-        out,
-    );
+    attention_at(crate::simd_level(), p, cache, q, n_tokens, start_pos, out);
     Ok(())
 }
 
@@ -466,7 +460,7 @@ pub struct AttnCall<'a> {
 /// many tiny calls, which one by one would each pay a region and leave threads idle. Each
 /// output is computed exactly as its own call computes it.
 pub fn attention_many(calls: &mut [AttnCall]) -> Result<(), ComputeError> {
-    let level = quant::dispatch::active_level();
+    let level = crate::simd_level();
     for c in calls.iter_mut() {
         // The shape checks of a single call (an empty output runs nothing).
         check(c.params, c.cache, c.q, c.n_tokens, c.start_pos, c.out)?;

@@ -8,10 +8,12 @@ pub type Kernel = fn(usize, &[u8], &[u8]) -> f32;
 pub type KernelX4 = fn(usize, &[u8], [&[u8]; 4]) -> [f32; 4];
 type Dequantize = fn(&[u8], &mut [f32]);
 
+#[cfg(target_arch = "x86_64")]
 pub fn has_avx2() -> bool {
     crate::x86::has_avx2()
 }
 
+#[cfg(target_arch = "x86_64")]
 pub fn has_avx512() -> bool {
     crate::x86::has_avx512()
 }

@@ -6,9 +6,7 @@
 // Not every per-format test module needs every helper.
 #![allow(dead_code)]
 
-#[cfg(target_arch = "x86_64")]
 pub mod kquant;
-#[cfg(target_arch = "x86_64")]
 pub mod simd;
 
 use serde_json::Value;
@@ -360,6 +358,72 @@ pub fn matmul_hash(
         }
     }
     h
+}
+
+/// `scripts/quant-goldens/vec_dot_hash.c` on this side: weights as it makes them (float
+/// types from [`ggml_side_values`], block types as random bytes with random f16 fields), the
+/// tokens quantized by [`crate::activation::quantize`] (the CPU backend's `from_float`), and
+/// every `(token, row)` dot product with `kernel(token)`. Returns the FNV-1a hashes of the
+/// activation bytes and (with a kernel) of the products' bits, token-major.
+pub fn vec_dot_hash(
+    ty: crate::GgmlType,
+    (k, m, n): (usize, usize, usize),
+    kernel: Option<&dyn Fn(usize) -> VecDotFn>,
+) -> (u64, u64) {
+    use crate::GgmlType as T;
+    let fields: &[usize] = match ty {
+        T::Q4_0 | T::Q5_0 | T::Q8_0 | T::IQ4_NL | T::IQ4_XS => &[0],
+        T::Q4_1 | T::Q5_1 | T::Q4_K | T::Q5_K => &[0, 2],
+        T::Q2_K => &[80, 82],
+        T::Q3_K => &[108],
+        T::Q6_K => &[208],
+        T::TQ1_0 => &[52],
+        T::TQ2_0 => &[64],
+        _ => &[],
+    };
+    let row = ty.row_bytes(k as u64).unwrap() as usize;
+    let xty = ty.vec_dot_type();
+    let xrow = xty.row_bytes(k as u64).unwrap() as usize;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut w = vec![0u8; m * row];
+    if fields.is_empty() {
+        for (r, wr) in w.chunks_exact_mut(row).enumerate() {
+            let v = ggml_side_values(&mut state, k, (1 << (r % 3)) as f32);
+            crate::quantize_row(ty, &v, wr).unwrap();
+        }
+    } else {
+        let mut b = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            b ^= b << 13;
+            b ^= b >> 7;
+            b ^= b << 17;
+            (b >> 32) as u32
+        };
+        w.iter_mut().for_each(|x| *x = next() as u8);
+        for block in w.chunks_exact_mut(ty.type_size()) {
+            for &f in fields {
+                let v = (0x2000 + next() % 0x1800) as u16 | ((next() & 1) << 15) as u16;
+                block[f..f + 2].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    let mut xq = vec![0u8; n * xrow];
+    for (t, xr) in xq.chunks_exact_mut(xrow).enumerate() {
+        let v = ggml_side_values(&mut state, k, (1 << (t % 2)) as f32);
+        crate::activation::quantize(xty, &v, xr).unwrap();
+    }
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    if let Some(f) = kernel {
+        for (t, xr) in xq.chunks_exact(xrow).enumerate() {
+            let f = f(t);
+            for wr in w.chunks_exact(row) {
+                for b in f(k, wr, xr).to_bits().to_le_bytes() {
+                    h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+        }
+    }
+    (fnv(xq.iter().copied()), h)
 }
 
 fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {

@@ -1,0 +1,140 @@
+//! Q5_K x Q8_K in the order of ggml's ARM `ggml_vec_dot_q5_K_q8_K`: per super-block the
+//! exact integer sums of the scaled quants and of the mins, then
+//! `sum += d * sumi - dmin * mins`, which GCC contracts on aarch64 to
+//! `sum + fma(d, sumi, -(dmin * mins))`. Both flavours give the same bits.
+
+use std::arch::aarch64::*;
+
+use super::{q8k_16, q8k_bsums, q8k_d, sdot, sdot_emul};
+use crate::k_common::QK_K;
+use crate::GgmlType;
+
+const TY: GgmlType = GgmlType::Q5_K;
+const W_BYTES: usize = crate::q5_k::BLOCK_BYTES;
+const X_BYTES: usize = crate::q8_k::BLOCK_BYTES;
+
+macro_rules! superblock {
+    ($sb:ident, $features:literal, $dot:ident) => {
+        /// # Safety
+        /// `w` and `x` must be readable for one super-block each.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn $sb(w: *const u8, x: *const u8, sum: f32) -> f32 {
+            // SAFETY: one super-block each (caller); every offset stays inside.
+            unsafe {
+                let yd = q8k_d(x);
+                let d = yd * super::f16_at(w);
+                let dmin = yd * super::f16_at(w.add(2));
+                let (sc, m) = crate::k_common::unpack_scales_mins_k4(std::slice::from_raw_parts(
+                    w.add(4),
+                    12,
+                ));
+                let bs = q8k_bsums(x);
+                let mins: i32 = (0..8)
+                    .map(|j| (bs[2 * j] + bs[2 * j + 1]) * m[j] as i32)
+                    .sum();
+                let mask = vdupq_n_u8(0x0f);
+                let one = vdupq_n_u8(1);
+                let mut qh = [vld1q_u8(w.add(16)), vld1q_u8(w.add(32))];
+                let mut sumi = 0i32;
+                for c in 0..4 {
+                    let v = [vld1q_u8(w.add(48 + 32 * c)), vld1q_u8(w.add(64 + 32 * c))];
+                    let mut s = [0i32; 2];
+                    for h in 0..2 {
+                        let q = vorrq_u8(vandq_u8(v[h], mask), vshlq_n_u8(vandq_u8(qh[h], one), 4));
+                        s[0] += dot16!($dot, vreinterpretq_s8_u8(q), q8k_16(x, 4 * c + h));
+                        let hb = vshlq_n_u8(vandq_u8(vshrq_n_u8(qh[h], 1), one), 4);
+                        let q = vorrq_u8(vshrq_n_u8(v[h], 4), hb);
+                        s[1] += dot16!($dot, vreinterpretq_s8_u8(q), q8k_16(x, 4 * c + 2 + h));
+                        qh[h] = vshrq_n_u8(qh[h], 2);
+                    }
+                    sumi += s[0] * sc[2 * c] as i32 + s[1] * sc[2 * c + 1] as i32;
+                }
+                sum + d.mul_add(sumi as f32, -(dmin * mins as f32))
+            }
+        }
+    };
+}
+
+/// One super-block in the order of llama.cpp's ARM repacked Q5_K (`ggml_gemv/gemm_q5_K_8x4_q8_K`,
+/// `sdot`): per 64 values `acc = fma(d_w * d_x, sc_lo * s_lo + sc_hi * s_hi, acc)`, then
+/// `acc - mins * (dmin_w * d_x)`, multiplied then subtracted.
+///
+/// # Safety
+/// `w` and `x` must be readable for one super-block each; the CPU must have `sdot`.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn sb_repack(w: *const u8, x: *const u8, acc: f32) -> f32 {
+    // SAFETY: one super-block each (caller); every offset stays inside.
+    unsafe {
+        let yd = q8k_d(x);
+        let (dd, dm) = (super::f16_at(w) * yd, super::f16_at(w.add(2)) * yd);
+        let (sc, m) =
+            crate::k_common::unpack_scales_mins_k4(std::slice::from_raw_parts(w.add(4), 12));
+        let bs = q8k_bsums(x);
+        let mins: i32 = (0..8)
+            .map(|j| (bs[2 * j] + bs[2 * j + 1]) * m[j] as i32)
+            .sum();
+        let mask = vdupq_n_u8(0x0f);
+        let one = vdupq_n_u8(1);
+        let mut qh = [vld1q_u8(w.add(16)), vld1q_u8(w.add(32))];
+        let mut acc = acc;
+        for c in 0..4 {
+            let v = [vld1q_u8(w.add(48 + 32 * c)), vld1q_u8(w.add(64 + 32 * c))];
+            let mut s = [0i32; 2];
+            for h in 0..2 {
+                let q = vorrq_u8(vandq_u8(v[h], mask), vshlq_n_u8(vandq_u8(qh[h], one), 4));
+                s[0] += dot16!(sdot, vreinterpretq_s8_u8(q), q8k_16(x, 4 * c + h));
+                let hb = vshlq_n_u8(vandq_u8(vshrq_n_u8(qh[h], 1), one), 4);
+                let q = vorrq_u8(vshrq_n_u8(v[h], 4), hb);
+                s[1] += dot16!(sdot, vreinterpretq_s8_u8(q), q8k_16(x, 4 * c + 2 + h));
+                qh[h] = vshrq_n_u8(qh[h], 2);
+            }
+            acc = dd.mul_add(
+                (s[0] * sc[2 * c] as i32 + s[1] * sc[2 * c + 1] as i32) as f32,
+                acc,
+            );
+        }
+        acc - mins as f32 * dm
+    }
+}
+
+superblock_kernel!(dot_repack, "neon,dotprod", sb_repack);
+superblock_entry!(dot_repack, vec_dot_repack, vec_dot_repack_x4);
+
+superblock!(sb_neon, "neon", sdot_emul);
+superblock!(sb_dotprod, "neon,dotprod", sdot);
+superblock_kernel!(dot_neon, "neon", sb_neon);
+superblock_kernel!(dot_dotprod, "neon,dotprod", sb_dotprod);
+neon_entry_points!(QK_K, W_BYTES, X_BYTES);
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::kquant as ktest;
+
+    #[test]
+    fn both_flavours_agree_with_scalar_and_each_other() {
+        let levels: Vec<(&str, ktest::Kernel)> = vec![
+            ("neon", super::vec_dot_neon),
+            ("dotprod", super::vec_dot_dotprod),
+        ];
+        let levels = if super::super::has_dotprod() {
+            levels
+        } else {
+            levels[..1].to_vec()
+        };
+        ktest::check_against_scalar(&ktest::Q5K, crate::q5_k::vec_dot, &levels);
+    }
+
+    #[test]
+    fn four_row_kernels_equal_single_row_kernels() {
+        ktest::check_x4(&ktest::Q5K, super::vec_dot_neon, super::vec_dot_x4_neon);
+        if super::super::has_dotprod() {
+            ktest::check_x4(
+                &ktest::Q5K,
+                super::vec_dot_dotprod,
+                super::vec_dot_x4_dotprod,
+            );
+        }
+    }
+}
