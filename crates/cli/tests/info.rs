@@ -152,26 +152,26 @@ fn text_output_is_aligned_and_complete() {
 
 #[test]
 fn unsupported_types_are_named() {
-    // IQ2_XXS has no kernels yet: three small tensors of it.
-    let model = Path::new(env!("CARGO_TARGET_TMPDIR")).join("iq2_xxs-info.gguf");
+    // MXFP4 has no kernels yet: three small tensors of it.
+    let model = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mxfp4-info.gguf");
     let mut w = GgufWriter::new();
     w.add("general.architecture", Value::String("quantfixture".into()))
         .unwrap();
-    let bytes = vec![0u8; 2 * 66];
+    let bytes = vec![0u8; 2 * 8 * 17];
     for name in ["a", "b", "c"] {
-        w.add_tensor(name, &[256, 2], GgmlType::IQ2_XXS, bytes.as_slice())
+        w.add_tensor(name, &[256, 2], GgmlType::MXFP4, bytes.as_slice())
             .unwrap();
     }
     w.write_file(&model).unwrap();
     let v = info_json(&model, &[]);
-    assert_eq!(v["unsupported_types"], serde_json::json!(["IQ2_XXS"]));
+    assert_eq!(v["unsupported_types"], serde_json::json!(["MXFP4"]));
     assert_eq!(v["architecture"], "quantfixture");
     assert_eq!(v["architecture_supported"], false);
-    assert_eq!(v["tensor_types"]["IQ2_XXS"]["tensors"], 3);
+    assert_eq!(v["tensor_types"]["MXFP4"]["tensors"], 3);
     assert_eq!(v["file_type"], Json::Null);
     let out = torchless(&["info", model.to_str().unwrap()]);
     assert!(
-        stdout(&out).contains("note: tensor type IQ2_XXS is not supported"),
+        stdout(&out).contains("note: tensor type MXFP4 is not supported"),
         "{}",
         stdout(&out)
     );
