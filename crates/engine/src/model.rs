@@ -116,7 +116,7 @@ impl LoadedModel {
         })
     }
 
-    /// Where sessions run: "CPU", or "GPU <adapter> (<API>)", with the reason when `auto`
+    /// Where sessions run: `CPU`, or `GPU <adapter> (<API>)`, with the reason when `auto`
     /// fell back to the CPU.
     pub fn device(&self) -> &str {
         &self.device
