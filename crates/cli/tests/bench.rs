@@ -89,6 +89,32 @@ fn table_and_skipped_test() {
     assert!(!s.contains("tg0"), "{s}");
 }
 
+/// `-d N` (llama-bench's depth): the tests start with N tokens in the cache, at every
+/// repetition, and are named as llama-bench names them.
+#[test]
+fn depth_fills_the_cache_first() {
+    let model = fixture();
+    let m = model.to_str().unwrap();
+    let out = torchless(&[
+        "bench", m, "-p", "8", "-n", "4", "-r", "2", "-d", "40", "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["depth"], 40);
+    assert!(v["tg_tps"].as_f64().unwrap() > 0.0);
+    assert!(err.contains("filling the cache with 40 tokens"), "{err}");
+    let out = torchless(&["bench", m, "-p", "8", "-n", "4", "-r", "1", "-d", "40"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("| pp8 @ d40 |") && s.contains("| tg4 @ d40 |"),
+        "{s}"
+    );
+    // Past the context: refused before anything runs.
+    let out = torchless(&["bench", m, "-p", "8", "-n", "4", "-d", "1000000"]);
+    assert!(!out.status.success());
+}
+
 #[test]
 fn rejects_bad_arguments() {
     let model = fixture();

@@ -31,6 +31,10 @@ pub struct Args {
     /// Timed repetitions of each test (after one untimed warm-up)
     #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
     pub repetitions: usize,
+    /// Tokens already in the KV cache when each test starts (llama-bench's -d): the speed at
+    /// that depth of a conversation. Filling the cache is not timed
+    #[arg(short = 'd', long = "depth", default_value_t = 0)]
+    pub depth: usize,
     /// Worker threads [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -130,7 +134,7 @@ pub fn run(args: Args) -> Result<()> {
         return super::bench_schema::run(&setup, &name, args.json);
     }
     let session = engine::SessionOptions {
-        max_seq_len: Some(args.n_prompt.max(args.n_gen).max(1)),
+        max_seq_len: Some(args.depth + args.n_prompt.max(args.n_gen).max(1)),
         kv_dtype,
     };
     let lm = args.load.load(&path, session, false)?;
@@ -144,7 +148,7 @@ pub fn run(args: Args) -> Result<()> {
         |n| n.to_string_lossy().into(),
     );
     let simd = engine::inspect::kernel_level();
-    let max_seq_len = args.n_prompt.max(args.n_gen);
+    let max_seq_len = args.depth + args.n_prompt.max(args.n_gen);
     if max_seq_len > lm.trained_context() {
         bail!(
             "the test needs {max_seq_len} positions but the model's context is {}",
@@ -157,6 +161,18 @@ pub fn run(args: Args) -> Result<()> {
     })?;
     let mut logits = Vec::new();
     let reps = args.repetitions;
+    let depth = args.depth;
+    // The cache holds `depth` tokens before each run: filled once, untimed, and cut back to
+    // `depth` after each run (filled again where a sliding-window ring cannot go back).
+    let fill = token_ids(depth, n_vocab, 3);
+    let to_depth =
+        |source: &mut Box<dyn engine::LogitsSource>, logits: &mut Vec<f32>| -> Result<()> {
+            if depth > 0 && source.truncate(depth) < depth {
+                eprintln!("bench: filling the cache with {depth} tokens");
+                source.forward_into(&fill, 0, false, logits)?;
+            }
+            Ok(())
+        };
 
     let pp = if args.n_prompt > 0 {
         let ids = token_ids(args.n_prompt, n_vocab, 1);
@@ -171,9 +187,9 @@ pub fn run(args: Args) -> Result<()> {
                     format!("run {rep}/{reps}")
                 }
             );
+            to_depth(&mut source, &mut logits)?;
             let t = Instant::now();
-            // start 0: the cache is emptied
-            source.forward_into(&ids, 0, false, &mut logits)?;
+            source.forward_into(&ids, depth, false, &mut logits)?;
             let secs = t.elapsed().as_secs_f64();
             if rep > 0 {
                 tps.push(args.n_prompt as f64 / secs);
@@ -197,10 +213,11 @@ pub fn run(args: Args) -> Result<()> {
                     format!("run {rep}/{reps}")
                 }
             );
+            to_depth(&mut source, &mut logits)?;
             let t = Instant::now();
             for (pos, id) in ids.iter().enumerate() {
                 let id = std::slice::from_ref(id);
-                source.forward_into(id, pos, false, &mut logits)?;
+                source.forward_into(id, depth + pos, false, &mut logits)?;
             }
             let secs = t.elapsed().as_secs_f64();
             if rep > 0 {
@@ -224,6 +241,7 @@ pub fn run(args: Args) -> Result<()> {
             "backend": lm.device(),
             "kv_dtype": args.kv_dtype.to_ascii_lowercase(),
             "repetitions": reps,
+            "depth": depth,
             "pp_tps": pp.as_ref().map(|m| m.mean),
             "tg_tps": tg.as_ref().map(|m| m.mean),
             "pp": pp.as_ref().map(|m| m.to_json(args.n_prompt)),
@@ -234,11 +252,17 @@ pub fn run(args: Args) -> Result<()> {
 
     let size = format!("{:.2} MiB", size_bytes as f64 / (1024.0 * 1024.0));
     let mut rows = Vec::new();
+    // llama-bench's names: pp512 @ d4096.
+    let at = if depth > 0 {
+        format!(" @ d{depth}")
+    } else {
+        String::new()
+    };
     if let Some(m) = &pp {
-        rows.push((format!("pp{}", args.n_prompt), m));
+        rows.push((format!("pp{}{at}", args.n_prompt), m));
     }
     if let Some(m) = &tg {
-        rows.push((format!("tg{}", args.n_gen), m));
+        rows.push((format!("tg{}{at}", args.n_gen), m));
     }
     let mut out = format!(
         "simd: {simd}, backend: {}, repetitions: {reps}\n\n| model | size | threads | test | t/s |\n\
