@@ -16,27 +16,8 @@
 //! - [`vec_dot_tiled`]: llama.cpp's tiled matmul (8 or more tokens): the weights stored as
 //!   `8 * value ± 1`, so `S = 8 S1 + S2`, `r = (d_w / 8) * S`, `acc = fma(d_x, r, acc)`.
 
+use crate::iq_grid::{hsum8, q8k_d, table_u64};
 use crate::k_common::QK_K;
-
-const fn table_u64<const N: usize>(b: &[u8]) -> [u64; N] {
-    let mut t = [0u64; N];
-    let mut i = 0;
-    while i < N {
-        let o = 8 * i;
-        t[i] = u64::from_le_bytes([
-            b[o],
-            b[o + 1],
-            b[o + 2],
-            b[o + 3],
-            b[o + 4],
-            b[o + 5],
-            b[o + 6],
-            b[o + 7],
-        ]);
-        i += 1;
-    }
-    t
-}
 
 /// ggml's `iq1s_grid`: 2048 groups of 8 values in {-1, 0, 1}, one signed byte each.
 pub static IQ1S_GRID: [u64; 2048] = table_u64(include_bytes!("iq_grids/iq1s.bin"));
@@ -61,10 +42,6 @@ pub trait Ternary {
 
 const DELTA: f32 = 0.125;
 const X_QS: usize = 4;
-
-fn q8k_d(bx: &[u8]) -> f32 {
-    f32::from_le_bytes([bx[0], bx[1], bx[2], bx[3]])
-}
 
 fn value(g: u64, j: usize) -> i32 {
     (g >> (8 * j)) as u8 as i8 as i32
@@ -123,11 +100,6 @@ pub fn vec_dot<T: Ternary>(n: usize, w: &[u8], x: &[u8]) -> f32 {
         sumf += T::d(bw) * q8k_d(bx) * (s1 as f32 + DELTA * s2 as f32);
     }
     sumf
-}
-
-fn hsum8(a: [f32; 8]) -> f32 {
-    let r = [a[4] + a[0], a[5] + a[1], a[6] + a[2], a[7] + a[3]];
-    (r[0] + r[2]) + (r[1] + r[3])
 }
 
 /// ggml's AVX2 order (see the module comment), in scalar code; on x86 this is the kernel.

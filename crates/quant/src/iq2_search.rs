@@ -102,6 +102,20 @@ impl GridMap {
     }
 }
 
+/// The levels of each entry of an IQ2 grid (values 8, 25, 43 are levels 0, 1, 2), for
+/// [`GridMap::new`].
+pub(crate) fn grid_levels(grid: &[u64]) -> Vec<[i32; 8]> {
+    grid.iter()
+        .map(|&g| {
+            std::array::from_fn(|i| match (g >> (8 * i)) & 0xff {
+                8 => 0,
+                25 => 1,
+                _ => 2,
+            })
+        })
+        .collect()
+}
+
 /// The levels of `xval` at inverse scale `id`, clamped to 0..3, for one group of 8.
 pub(crate) fn round_group(xval: &[f32], id: f32, l: &mut [i8]) {
     for i in 0..8 {

@@ -10,7 +10,7 @@
 
 use std::sync::OnceLock;
 
-use crate::iq2_search::{even_signs, fit_sums, round_group, GridMap};
+use crate::iq2_search::{even_signs, fit_sums, grid_levels, round_group, GridMap};
 use crate::iq_grid::{Lattice, Sub, IQ2XXS_GRID, KSIGNS};
 use crate::k_common::{make_qp_quants, nearest_int, GROUP_MAX_EPS, QK_K};
 use crate::scalar::le_u16;
@@ -59,16 +59,7 @@ pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
 fn grid_map() -> &'static GridMap {
     static MAP: OnceLock<GridMap> = OnceLock::new();
     MAP.get_or_init(|| {
-        let levels = IQ2XXS_GRID
-            .iter()
-            .map(|&g| {
-                std::array::from_fn(|i| match (g >> (8 * i)) & 0xff {
-                    8 => 0,
-                    25 => 1,
-                    _ => 2,
-                })
-            })
-            .collect();
+        let levels = grid_levels(&IQ2XXS_GRID);
         GridMap::new(levels, 2)
     })
 }

@@ -23,7 +23,7 @@
 use crate::k_common::QK_K;
 use crate::scalar::le_f16;
 
-const fn table_u64<const N: usize>(b: &[u8]) -> [u64; N] {
+pub(crate) const fn table_u64<const N: usize>(b: &[u8]) -> [u64; N] {
     let mut t = [0u64; N];
     let mut i = 0;
     while i < N {
@@ -116,7 +116,7 @@ pub trait Lattice {
 /// Offsets in a Q8_K block (see [`crate::q8_k`]).
 const X_QS: usize = 4;
 
-fn q8k_d(bx: &[u8]) -> f32 {
+pub(crate) fn q8k_d(bx: &[u8]) -> f32 {
     f32::from_le_bytes([bx[0], bx[1], bx[2], bx[3]])
 }
 
@@ -179,7 +179,7 @@ pub fn vec_dot<L: Lattice>(n: usize, w: &[u8], x: &[u8]) -> f32 {
 }
 
 /// ggml's `hsum_float_8` order: halves, then pairs two apart, then the last two.
-fn hsum8(a: [f32; 8]) -> f32 {
+pub(crate) fn hsum8(a: [f32; 8]) -> f32 {
     let r = [a[4] + a[0], a[5] + a[1], a[6] + a[2], a[7] + a[3]];
     (r[0] + r[2]) + (r[1] + r[3])
 }
