@@ -107,6 +107,23 @@ impl State {
         }
     }
 
+    /// Extends this sequence's cache to `n` positions with keys and values copied from
+    /// `src`, another sequence of the same model whose first `n` tokens equal this one's
+    /// (the caller's promise: the cache does not know its tokens). Returns the positions
+    /// cached afterwards: `n`, or the old count, unchanged, when `src` no longer holds them
+    /// or the two caches are laid out differently.
+    pub fn copy_prefix_from(&mut self, src: &State, n: usize) -> usize {
+        let fits = self.caches.len() == src.caches.len()
+            && self.long_context == src.long_context
+            && (self.caches.iter().zip(&src.caches)).all(|(d, s)| d.can_copy_prefix_from(s, n));
+        if fits {
+            for (d, s) in self.caches.iter_mut().zip(&src.caches) {
+                d.copy_prefix_from(s, n);
+            }
+        }
+        self.n_cached()
+    }
+
     /// Bytes the KV cache holds once every slot is in use.
     pub fn kv_bytes(&self) -> usize {
         self.caches.iter().map(|c| c.max_bytes()).sum()

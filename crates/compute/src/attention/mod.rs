@@ -262,6 +262,69 @@ impl KvCache {
         }
     }
 
+    /// Whether `src` holds positions `self.len()..n` in the same layout, so
+    /// [`KvCache::copy_prefix_from`] can take them: same head count, dims, type and ring
+    /// size, `n` within both caches, and none of those positions overwritten in `src`'s ring.
+    pub fn can_copy_prefix_from(&self, src: &KvCache, n: usize) -> bool {
+        self.dims() == src.dims()
+            && self.latent == src.latent
+            && self.dtype() == src.dtype()
+            && self.slots == src.slots
+            && n <= src.len
+            && n <= self.capacity
+            && self.len <= n
+            && src.oldest() <= self.len
+    }
+
+    /// Appends positions `self.len()..n` copied from `src` (another sequence's cache whose
+    /// first `n` positions hold the same tokens): the keys and values it computed are the
+    /// ones this sequence would compute, so a prefix shared by two sequences is computed
+    /// once. Returns false, changing nothing, unless [`KvCache::can_copy_prefix_from`].
+    pub fn copy_prefix_from(&mut self, src: &KvCache, n: usize) -> bool {
+        if !self.can_copy_prefix_from(src, n) {
+            return false;
+        }
+        if n == self.len {
+            return true;
+        }
+        self.reserve((n - 1) % self.slots);
+        // A ring that wraps during the copy needs every slot.
+        if n > self.slots {
+            self.reserve(self.slots - 1);
+        }
+        let vd = if self.latent { 0 } else { self.dv };
+        let (dk, nkv, da, sa) = (self.dk, self.n_head_kv, self.alloc, src.alloc);
+        fn copy<T: Copy>(
+            dst: &mut [T],
+            src: &[T],
+            d: usize,
+            (da, sa): (usize, usize),
+            h: usize,
+            slot: usize,
+        ) {
+            dst[(h * da + slot) * d..][..d].copy_from_slice(&src[(h * sa + slot) * d..][..d]);
+        }
+        for pos in self.len..n {
+            // Same ring size, so the same slot in both.
+            let slot = pos % self.slots;
+            for h in 0..nkv {
+                match (&mut self.store, &src.store) {
+                    (Store::F32 { k, v }, Store::F32 { k: sk, v: sv }) => {
+                        copy(k, sk, dk, (da, sa), h, slot);
+                        copy(v, sv, vd, (da, sa), h, slot);
+                    }
+                    (Store::F16 { k, v }, Store::F16 { k: sk, v: sv }) => {
+                        copy(k, sk, dk, (da, sa), h, slot);
+                        copy(v, sv, vd, (da, sa), h, slot);
+                    }
+                    _ => unreachable!("dtypes checked above"),
+                }
+            }
+        }
+        self.len = n;
+        true
+    }
+
     /// Writes keys `k` (`n_head_kv * dk`) and values `v` (`n_head_kv * dv`; empty for a
     /// latent cache, whose values are the keys' prefix) for `pos`. Positions must be
     /// written in order without gaps.

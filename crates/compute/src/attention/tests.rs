@@ -549,3 +549,56 @@ fn attention_many_equals_one_call_at_a_time() {
         assert!(attention_many(&mut bad).is_err());
     }
 }
+
+/// Keys and values copied from another cache holding the same positions attend exactly as
+/// stored ones: into an empty cache, onto a partly filled one, across a ring that wraps
+/// during the copy; refused (nothing changed) when the source's ring has overwritten them
+/// or the layouts differ.
+#[test]
+fn copied_prefix_attends_as_the_stored_one() {
+    let p = AttnParams {
+        n_head: 4,
+        scale: 0.35,
+        softcap: 0.0,
+        window: 40,
+    };
+    let (nkv, dk, dv) = (2, 8, 6);
+    for dtype in [KvDtype::F16, KvDtype::F32] {
+        for (window, n, have) in [(0, 90, 0), (0, 90, 33), (40, 250, 0), (40, 300, 120)] {
+            let p = AttnParams { window, ..p };
+            let make = || KvCache::windowed(dtype, 1000, window, 64, nkv, dk, dv);
+            let mut src = make();
+            let want = feed_batches(&mut src, &p, n + 1, 64);
+            let mut dst = make();
+            // `dst` computed its first `have` positions itself (the same ones).
+            feed_batches(&mut dst, &p, have, 64);
+            assert!(
+                dst.copy_prefix_from(&src, n),
+                "{dtype:?} {window} {n} {have}"
+            );
+            assert_eq!(dst.len(), n);
+            // The next position, stored and attended in `dst`, equals the source's row.
+            let (k, v) = (data((n + 1) * nkv * dk, 0.3), data((n + 1) * nkv * dv, 1.1));
+            dst.store(n, &k[n * nkv * dk..], &v[n * nkv * dv..])
+                .unwrap();
+            let q = data((n + 1) * p.n_head * dk, 2.0);
+            let mut out = vec![0f32; p.n_head * dv];
+            attention(&p, &dst, &q[n * p.n_head * dk..], 1, n, &mut out).unwrap();
+            assert_eq!(
+                out,
+                want[n * p.n_head * dv..],
+                "{dtype:?} {window} {n} {have}"
+            );
+        }
+        // The ring (256 slots) no longer holds position 0 after 300: refused, dst unchanged.
+        let mut src = KvCache::windowed(dtype, 1000, 40, 64, nkv, dk, dv);
+        feed_batches(&mut src, &AttnParams { window: 40, ..p }, 300, 64);
+        let mut dst = KvCache::windowed(dtype, 1000, 40, 64, nkv, dk, dv);
+        assert!(!dst.copy_prefix_from(&src, 280) && dst.is_empty());
+        // Other head counts, or a full cache from a ring: refused.
+        let mut other = KvCache::new(dtype, 1000, 1, dk, dv);
+        assert!(!other.copy_prefix_from(&src, 10) && other.is_empty());
+        let mut full = KvCache::new(dtype, 1000, nkv, dk, dv);
+        assert!(!full.copy_prefix_from(&src, 250));
+    }
+}
