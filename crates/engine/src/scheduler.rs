@@ -339,6 +339,21 @@ struct Job {
     first_token: Option<Instant>,
 }
 
+/// Shortest run of prompt tokens worth waiting a step for while another prompt computes
+/// them (a system prompt, not the few opening tokens every chat template writes).
+const SHARE_MIN: usize = 16;
+
+/// Slot `a` mutably and slot `b` shared (`a != b`).
+fn two_slots(slots: &mut [Slot], a: usize, b: usize) -> (&mut Slot, &Slot) {
+    if a < b {
+        let (l, r) = slots.split_at_mut(b);
+        (&mut l[a], &r[0])
+    } else {
+        let (l, r) = slots.split_at_mut(a);
+        (&mut r[0], &l[b])
+    }
+}
+
 /// A KV cache and the tokens in it (kept after a request ends, for prefix reuse).
 struct Slot {
     state: State,
@@ -459,6 +474,53 @@ impl Worker {
         job
     }
 
+    /// Prompts that start with tokens another slot already holds (a system prompt shared by
+    /// concurrent requests, a conversation forked from another) copy those keys and values
+    /// instead of computing them. A prompt whose next [`SHARE_MIN`] or more tokens an
+    /// earlier-admitted prompt will compute waits for it, so requests arriving together
+    /// with one system prompt compute it once. Returns which slots wait this step.
+    fn share_prefixes(&mut self) -> Vec<bool> {
+        let mut waiting = vec![false; self.slots.len()];
+        let mut prompting: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].job.as_ref().is_some_and(|j| j.next.is_none()))
+            .collect();
+        prompting.sort_by_key(|&i| self.slots[i].job.as_ref().unwrap().admitted);
+        for (k, &b) in prompting.iter().enumerate() {
+            let prompt = &self.slots[b].job.as_ref().unwrap().prompt;
+            // At least one prompt token is always fed: its logits give the first token.
+            let common = |t: &[u32]| {
+                let n = t.iter().zip(prompt).take_while(|(x, y)| x == y).count();
+                n.min(prompt.len() - 1)
+            };
+            let have = self.slots[b].tokens.len();
+            let source = (0..self.slots.len())
+                .filter(|&a| a != b)
+                .map(|a| (common(&self.slots[a].tokens), a))
+                .max();
+            let mut now = have;
+            if let Some((n, a)) = source.filter(|&(n, _)| n > have) {
+                let (dst, src) = two_slots(&mut self.slots, b, a);
+                now = dst.state.copy_prefix_from(&src.state, n);
+                if now > have {
+                    let job = dst.job.as_mut().unwrap();
+                    dst.tokens.extend_from_slice(&job.prompt[have..now]);
+                    job.cached += now - have;
+                }
+            }
+            let prompt = &self.slots[b].job.as_ref().unwrap().prompt;
+            waiting[b] = prompting[..k].iter().any(|&a| {
+                let other = &self.slots[a];
+                let shared = other.job.as_ref().unwrap().prompt.iter().zip(prompt);
+                let n = shared
+                    .take_while(|(x, y)| x == y)
+                    .count()
+                    .min(prompt.len() - 1);
+                n >= now + SHARE_MIN && other.tokens.len() < n
+            });
+        }
+        waiting
+    }
+
     /// One forward pass for every active slot, then sampling and events.
     fn step(&mut self, ws: &mut Workspace, logits: &mut Vec<f32>) {
         // Decoding sequences take one token each; prompts share the rest of the budget in
@@ -470,9 +532,10 @@ impl Worker {
             let j = self.slots[i].job.as_ref().unwrap();
             (j.next.is_none(), j.admitted)
         });
+        let waiting = self.share_prefixes();
         let mut budget = self.step_tokens;
         let mut fed = vec![(0usize, false); self.slots.len()];
-        for &i in &order {
+        for &i in order.iter().filter(|&&i| !waiting[i]) {
             let (tokens, last) = self.slots[i].input(budget);
             budget -= tokens.len();
             fed[i] = (tokens.len(), last);

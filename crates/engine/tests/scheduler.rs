@@ -221,6 +221,46 @@ fn a_shared_prefix_is_reused_and_reported() {
     wait_idle(&sched);
 }
 
+#[test]
+fn concurrent_requests_with_one_system_prompt_compute_it_once() {
+    // Eight prompts submitted together, each a shared 40-token "system prompt" and its own
+    // tail: the first computes the shared part (over two steps of 24 tokens), the others
+    // wait for it, copy its keys and values and report them as cached, and every answer is
+    // still the one the request gets alone. Dense, MoE, sliding-window and latent caches.
+    for name in ["llama", "qwen2moe", "gemma3", "deepseek2"] {
+        let lm = fixture(name);
+        let opts = SchedulerOptions {
+            n_parallel: 8,
+            max_seq_len: Some(128),
+            kv_dtype: KvDtype::F16,
+            max_queue: 16,
+            step_tokens: 24,
+        };
+        let system = ids(&lm, 40, 99);
+        let prompts: Vec<Vec<u32>> = (0..8)
+            .map(|i| [system.clone(), ids(&lm, 1 + 3 * i, i as u64)].concat())
+            .collect();
+        let sched = Scheduler::start(lm.clone(), opts).unwrap();
+        let handles: Vec<_> = prompts
+            .iter()
+            .map(|p| {
+                let req = Request {
+                    prompt: p.clone(),
+                    options: greedy(6),
+                };
+                sched.submit(req).unwrap()
+            })
+            .collect();
+        let got: Vec<(Answer, Usage)> = handles.into_iter().map(collect).collect();
+        wait_idle(&sched);
+        for (i, (p, (answer, usage))) in prompts.iter().zip(got).enumerate() {
+            assert_eq!(answer, alone(&lm, 128, p, &greedy(6)), "{name} request {i}");
+            let want = if i == 0 { 0 } else { system.len() };
+            assert_eq!(usage.cached_prompt_tokens, want, "{name} request {i}");
+        }
+    }
+}
+
 /// A request that decodes for a long time (until the 4096-position context is full).
 fn endless(lm: &LoadedModel) -> Request {
     Request {
