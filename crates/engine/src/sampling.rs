@@ -148,6 +148,12 @@ impl Sampler {
             return Err(EngineError::Internal("empty logits".into()));
         }
         let p = &self.params;
+        if p.temperature == 0.0 && !penalties_apply(history, p) {
+            // Greedy with nothing to adjust: no candidate list (a copy of the whole
+            // vocabulary per token, per sequence of a batch).
+            return argmax_logits(logits)
+                .ok_or_else(|| EngineError::Internal("every token is forbidden".into()));
+        }
         let mut cand: Vec<(u32, f32)> = logits
             .iter()
             .enumerate()
@@ -187,10 +193,30 @@ pub fn argmax(cand: &[(u32, f32)]) -> u32 {
     best.0
 }
 
-fn apply_penalties(cand: &mut [(u32, f32)], history: &[u32], p: &SamplingParams) {
+/// [`argmax`] over raw logits, forbidden (-inf) tokens skipped; `None` if all are.
+fn argmax_logits(logits: &[f32]) -> Option<u32> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &l) in logits.iter().enumerate() {
+        if l == f32::NEG_INFINITY {
+            continue;
+        }
+        match best {
+            Some((_, b)) if !(l > b || b.is_nan()) => {}
+            _ => best = Some((i, l)),
+        }
+    }
+    best.map(|(i, _)| i as u32)
+}
+
+/// Whether the repetition penalties change anything for this history.
+fn penalties_apply(history: &[u32], p: &SamplingParams) -> bool {
     let inactive =
         p.repeat_penalty == 1.0 && p.presence_penalty == 0.0 && p.frequency_penalty == 0.0;
-    if p.repeat_last_n == 0 || inactive || history.is_empty() {
+    !(p.repeat_last_n == 0 || inactive || history.is_empty())
+}
+
+fn apply_penalties(cand: &mut [(u32, f32)], history: &[u32], p: &SamplingParams) {
+    if !penalties_apply(history, p) {
         return;
     }
     let window = &history[history.len().saturating_sub(p.repeat_last_n)..];

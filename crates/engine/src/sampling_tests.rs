@@ -294,3 +294,30 @@ fn tokens_masked_to_minus_infinity_are_never_drawn() {
     assert_eq!(g.sample(&logits, &[]).unwrap(), 9);
     assert!(g.sample(&[f32::NEG_INFINITY; 4], &[]).is_err());
 }
+
+#[test]
+fn greedy_without_penalties_equals_the_candidate_argmax() {
+    // The greedy shortcut (no candidate list) against the general chain's argmax, on logits
+    // with ties, NaN and forbidden tokens.
+    let mut rng = Rng::new(5);
+    let mut s = Sampler::new(SamplingParams::greedy()).unwrap();
+    for n in [1, 2, 7, 300] {
+        for _ in 0..50 {
+            let logits: Vec<f32> = (0..n)
+                .map(|_| match rng.next_u64() % 10 {
+                    0 => f32::NEG_INFINITY,
+                    1 => f32::NAN,
+                    k => (k % 4) as f32,
+                })
+                .collect();
+            let mut cand = indexed(&logits);
+            cand.retain(|c| c.1 != f32::NEG_INFINITY);
+            let got = s.sample(&logits, &[1, 2, 3]);
+            if cand.is_empty() {
+                assert!(got.is_err());
+            } else {
+                assert_eq!(got.unwrap(), argmax(&cand), "{logits:?}");
+            }
+        }
+    }
+}
