@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{f16_at, f16_pair, hsum_float_8};
+use super::{f16_at, f16_pair};
 
 /// Weight rows and most tokens per call: 16 accumulators, with the four token pairs' quants
 /// and scales, fill most of the 32 vector registers.
@@ -147,21 +147,70 @@ macro_rules! kernel {
     };
 }
 
+/// Every half-register accumulator reduced as ggml's `hsum_float_8` reduces it (lanes four
+/// apart, then two apart, then the last two), 32 results at once: a tile's results in
+/// `out` order, tokens 0-3 (`[t * ROWS + r]`) in the first register and 4-7 in the second.
+/// Pairs past `P` reduce zeros. Float addition is commutative, so pairing the same lanes in
+/// vectors gives the scalar tree's bits.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn reduce_tile<const P: usize>(acc: &[[__m512; P]; ROWS]) -> [__m512; 2] {
+    let a = |r: usize, p: usize| {
+        if p < P {
+            acc[r][p]
+        } else {
+            _mm512_setzero_ps()
+        }
+    };
+    // Lanes four apart: 128-bit lanes [x.t, x.t', y.t, y.t'] of four partial sums each.
+    let fours = |x: __m512, y: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(x, y),
+            _mm512_shuffle_f32x4::<0xDD>(x, y),
+        )
+    };
+    // Lanes two apart, then the last two: per 128-bit lane, two results of each input.
+    let twos = |x: __m512, y: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_ps::<0x44>(x, y),
+            _mm512_shuffle_ps::<0xEE>(x, y),
+        )
+    };
+    let ones = |x: __m512, y: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_ps::<0x88>(x, y),
+            _mm512_shuffle_ps::<0xDD>(x, y),
+        )
+    };
+    std::array::from_fn(|half| {
+        let (p0, p1) = (2 * half, 2 * half + 1);
+        // 128-bit lane l of row r's sums: token 4 * half + l.
+        let f: [__m512; ROWS] = std::array::from_fn(|r| fours(a(r, p0), a(r, p1)));
+        ones(twos(f[0], f[1]), twos(f[2], f[3]))
+    })
+}
+
+/// Writes the tile's results for tokens below `m` (`out[t * ROWS + r]`).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn write_tile(res: [__m512; 2], m: usize, out: &mut [f32]) {
+    assert!(ROWS == 4 && m <= TOKS && out.len() >= m * ROWS);
+    for (h, v) in res.into_iter().enumerate() {
+        let t = m.saturating_sub(4 * h).min(4);
+        let mask = ((1u32 << (ROWS * t)) - 1) as u16;
+        if mask != 0 {
+            // SAFETY: the mask covers lanes `16 * h..` below `m * ROWS`, inside `out`
+            // (asserted above); masked-off lanes are not touched.
+            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(16 * h), mask, v) };
+        }
+    }
+}
+
 /// Each half-register accumulator reduced into `out[t * ROWS + r]`, for tokens below `m`.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn store<const P: usize>(acc: [[__m512; P]; ROWS], m: usize, out: &mut [f32]) {
-    for (r, row) in acc.iter().enumerate() {
-        for (p, a) in row.iter().enumerate() {
-            let lo = _mm512_castps512_ps256(*a);
-            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(*a), 1));
-            for (t, half) in [(2 * p, lo), (2 * p + 1, hi)] {
-                if t < m {
-                    out[t * ROWS + r] = hsum_float_8(half);
-                }
-            }
-        }
-    }
+    write_tile(reduce_tile(&acc), m, out)
 }
 
 const X_BYTES: usize = crate::q8_0::BYTES;
@@ -348,20 +397,22 @@ fn store_offset<const P: usize>(
     m: usize,
     out: &mut [f32],
 ) {
-    for (r, (row, s)) in acc.iter().zip(summs).enumerate() {
-        let mut sl = [0f32; 16];
-        // SAFETY: `sl` holds 16 floats; unaligned store.
-        unsafe { _mm512_storeu_ps(sl.as_mut_ptr(), s) };
-        for (p, a) in row.iter().enumerate() {
-            let lo = _mm512_castps512_ps256(*a);
-            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(*a), 1));
-            for (t, half) in [(2 * p, lo), (2 * p + 1, hi)] {
-                if t < m {
-                    out[t * ROWS + r] = hsum_float_8(half) + sl[2 * t + 1];
-                }
-            }
-        }
-    }
+    let sums = reduce_tile(&acc);
+    // Row r's offset of token t is lane 2t + 1 of `summs[r]`: rows 0-1 and 2-3 gathered
+    // (row, token)-major, then moved to `out`'s (token, row) order.
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let r01 = _mm512_permutex2var_ps(summs[0], odd, summs[1]);
+    let r23 = _mm512_permutex2var_ps(summs[2], odd, summs[3]);
+    let res = std::array::from_fn(|h| {
+        let idx: [i32; 16] = std::array::from_fn(|l| {
+            let (t, r) = (4 * h + l / 4, l % 4);
+            (r % 2 * 8 + t) as i32 + if r < 2 { 0 } else { 16 }
+        });
+        // SAFETY: reads 16 i32 from a 16-element array.
+        let idx = unsafe { _mm512_loadu_si512(idx.as_ptr() as *const _) };
+        _mm512_add_ps(sums[h], _mm512_permutex2var_ps(r01, idx, r23))
+    });
+    write_tile(res, m, out)
 }
 
 kernel_offset!(gemm_q4_1, tile_q4_1, crate::q4_1::BYTES, quants_q4_1);
