@@ -14,6 +14,8 @@ use quant::GgmlType;
 
 use crate::{shape_err, ComputeError};
 
+mod interleaved;
+
 /// A row-major weight matrix kept in its on-disk encoding: `rows` rows of `cols` elements.
 #[derive(Clone, Copy, Debug)]
 pub struct WeightView<'a> {
@@ -22,8 +24,8 @@ pub struct WeightView<'a> {
     pub cols: usize,
     pub data: &'a [u8],
     row_bytes: usize,
-    /// Q4_0 rows interleaved by 8 at load time ([`quant::q4_0x8`]): single rows cannot be
-    /// read, only whole groups.
+    /// Rows interleaved at load time (Q4_0 by 8, [`quant::q4_0x8`]; Q4_K by 16,
+    /// [`quant::q4_kx16`]): single rows cannot be read, only whole groups.
     interleaved: bool,
 }
 
@@ -73,6 +75,25 @@ impl<'a> WeightView<'a> {
             ));
         }
         let mut w = WeightView::new(GgmlType::Q4_0, rows, cols, data)?;
+        w.interleaved = true;
+        Ok(w)
+    }
+
+    /// A Q4_K matrix whose rows were interleaved by 16 with [`quant::q4_kx16::interleave`].
+    /// Refused unless this CPU has the kernels for it ([`quant::order::interleaves_q4_k`]).
+    pub fn interleaved_q4_k(
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Self, ComputeError> {
+        if !quant::order::interleaves_q4_k(rows) {
+            return Err(shape_err(
+                "interleaved Q4_K rows",
+                "a multiple of 16, on a CPU with AVX-512 VNNI",
+                rows,
+            ));
+        }
+        let mut w = WeightView::new(GgmlType::Q4_K, rows, cols, data)?;
         w.interleaved = true;
         Ok(w)
     }
@@ -275,8 +296,8 @@ struct Plan<'a> {
     q_row: usize,
     out: OutPtr,
     kernels: quant::order::MatmulPlan,
-    /// Set for interleaved Q4_0 weights, which only these kernels can read.
-    groups: Option<quant::order::InterleavedQ4_0>,
+    /// Set for interleaved weights, which only these kernels can read.
+    groups: Option<interleaved::Groups>,
     row_block: usize,
 }
 
@@ -301,7 +322,7 @@ impl<'a> Plan<'a> {
             }
         }
         let groups = if w.interleaved {
-            Some(quant::order::interleaved_q4_0().ok_or(ComputeError::UnsupportedWeight(w.ty))?)
+            Some(interleaved::Groups::for_type(w.ty).ok_or(ComputeError::UnsupportedWeight(w.ty))?)
         } else {
             None
         };
@@ -435,44 +456,6 @@ impl<'a> Plan<'a> {
     }
 }
 
-impl Plan<'_> {
-    /// [`Plan::block`] for interleaved Q4_0: whole 8-row groups (two at a time where the
-    /// level can), whose bytes are the same span as their rows'. Row blocks start at
-    /// multiples of 16 and the matrix has a multiple of 8 rows, so groups never straddle.
-    fn block_groups(
-        &self,
-        g: &quant::order::InterleavedQ4_0,
-        r0: usize,
-        r1: usize,
-        t0: usize,
-        t1: usize,
-    ) {
-        const G: usize = quant::q4_0x8::ROWS;
-        let w = &self.w;
-        let mut res = [0f32; 2 * G * MAX_TILE];
-        let mut r = r0;
-        while r < r1 {
-            let (rows, f) = match g.group16 {
-                Some(f) if r + 2 * G <= r1 => (2 * G, f),
-                _ => (G, g.group8),
-            };
-            if t1 - t0 <= PREFETCH_MAX_TOKENS {
-                prefetch_rows(w, r + rows * PREFETCH_GROUPS, rows);
-            }
-            let bytes = &w.data[r * w.row_bytes..(r + rows) * w.row_bytes];
-            for t in (t0..t1).step_by(g.toks) {
-                let m = g.toks.min(t1 - t);
-                let xs: [&[u8]; MAX_TILE] = std::array::from_fn(|i| self.xrow((t + i).min(t1 - 1)));
-                f(w.cols, bytes, &xs[..m], &mut res);
-                for (dt, chunk) in res[..m * rows].chunks_exact(rows).enumerate() {
-                    self.put_run(t + dt, r, chunk);
-                }
-            }
-            r += rows;
-        }
-    }
-}
-
 /// Up to this many tokens a tile streams its weight rows once with little arithmetic per
 /// byte, so memory latency dominates and the next rows are prefetched.
 const PREFETCH_MAX_TOKENS: usize = 3;
@@ -516,7 +499,7 @@ pub fn get_rows(w: &WeightView, id: usize, out: &mut [f32]) -> Result<(), Comput
         return Err(shape_err(
             "embedding layout",
             "plain rows",
-            "interleaved Q4_0",
+            "interleaved rows",
         ));
     }
     if out.len() != w.cols {
@@ -629,6 +612,36 @@ mod tests {
             }
         }
         assert!(WeightView::interleaved_q4_0(12, 256, &[0u8; 12 * 144]).is_err());
+    }
+
+    #[test]
+    fn interleaved_q4_k_equals_the_plain_layout_bit_for_bit() {
+        if !quant::order::interleaves_q4_k(16) {
+            return; // below AVX-512 nothing is interleaved (and the constructor refuses)
+        }
+        let cols = 512;
+        // Token counts with and without a `gemv` remainder, across token tiles.
+        for n in [1, 3, 4, 6, TOKEN_TILE + 7] {
+            for rows in [16, 48, 400] {
+                let w: Vec<f32> = (0..rows * cols)
+                    .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 0.3)
+                    .collect();
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| ((i * 104_729 % 997) as f32 / 997.0 - 0.5) * 2.0)
+                    .collect();
+                let plain = encode(GgmlType::Q4_K, rows, cols, &w);
+                let mut inter = plain.clone();
+                assert!(quant::q4_kx16::interleave(&mut inter, rows, cols));
+                let (mut a, mut b, mut q) = (vec![0f32; n * rows], vec![0f32; n * rows], vec![]);
+                let pv = WeightView::new(GgmlType::Q4_K, rows, cols, &plain).unwrap();
+                matmul(&pv, &x, n, &mut a, &mut q).unwrap();
+                let iv = WeightView::interleaved_q4_k(rows, cols, &inter).unwrap();
+                matmul(&iv, &x, n, &mut b, &mut q).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "n={n} rows={rows}");
+            }
+        }
+        assert!(WeightView::interleaved_q4_k(24, 256, &[0u8; 24 * 144]).is_err());
     }
 
     #[test]

@@ -137,10 +137,10 @@ impl Model {
     }
 
     /// Loads a model from a file it may still rewrite: when the tensor data is in memory
-    /// (eager loading), Q4_0 matrices are first interleaved in place for the faster kernel
-    /// (`weights::interleave_q4_0`; same results bit for bit, no extra memory).
+    /// (eager loading), Q4_0 and Q4_K matrices are first interleaved in place for faster kernels
+    /// (`weights::interleave`; same results bit for bit, no extra memory).
     pub fn load_owned(mut file: gguf::GgufFile) -> Result<Model, ModelError> {
-        let interleaved = weights::interleave_q4_0(&mut file);
+        let interleaved = weights::interleave(&mut file);
         Model::load_interleaved(Arc::new(file), &interleaved)
     }
 

@@ -14,39 +14,52 @@ pub(crate) struct Matrix {
     pub info: TensorInfo,
     pub rows: usize,
     pub cols: usize,
-    /// Q4_0 rows interleaved in memory at load time (see [`interleave_q4_0`]).
+    /// Rows interleaved in memory at load time (see [`interleave`]).
     pub interleaved: bool,
 }
 
 impl Matrix {
     pub fn view<'a>(&self, file: &'a GgufFile) -> Result<WeightView<'a>, ModelError> {
         let data = file.tensor_data(&self.info);
-        Ok(if self.interleaved {
-            WeightView::interleaved_q4_0(self.rows, self.cols, data)?
-        } else {
-            WeightView::new(self.info.ty, self.rows, self.cols, data)?
-        })
+        Ok(
+            if self.interleaved && self.info.ty == quant::GgmlType::Q4_K {
+                WeightView::interleaved_q4_k(self.rows, self.cols, data)?
+            } else if self.interleaved {
+                WeightView::interleaved_q4_0(self.rows, self.cols, data)?
+            } else {
+                WeightView::new(self.info.ty, self.rows, self.cols, data)?
+            },
+        )
     }
 }
 
-/// Interleaves every Q4_0 weight matrix of an in-memory (eager) file by 8 rows, in place, as
-/// llama.cpp repacks them on x86 with AVX2: 2-D tensors other than the token embedding (read
-/// a row at a time, and left plain by llama.cpp, also when tied as the output), with a
-/// multiple of 8 rows. Returns their names; nothing changes for mapped files or other CPUs.
-pub fn interleave_q4_0(file: &mut GgufFile) -> HashSet<String> {
-    let picks: Vec<(String, usize, usize)> = file
+/// Interleaves the weight matrices of an in-memory (eager) file in place where llama.cpp
+/// repacks them and this CPU has kernels for the interleaved layout: Q4_0 by 8 rows (AVX2)
+/// and Q4_K by 16 (AVX-512 VNNI). Only 2-D tensors other than the token embedding, which is
+/// read a row at a time and left plain by llama.cpp, also when tied as the output. Returns
+/// their names; nothing changes for mapped files or other CPUs, and results stay bit for
+/// bit those of the plain rows.
+pub fn interleave(file: &mut GgufFile) -> HashSet<String> {
+    use quant::GgmlType;
+    let picks: Vec<(String, GgmlType, usize, usize)> = file
         .tensors()
         .iter()
-        .filter(|t| {
-            t.ty == quant::GgmlType::Q4_0 && t.dims.len() == 2 && t.name != "token_embd.weight"
+        .filter(|t| t.dims.len() == 2 && t.name != "token_embd.weight")
+        .map(|t| (t.name.clone(), t.ty, t.dims[1] as usize, t.dims[0] as usize))
+        .filter(|&(_, ty, rows, _)| match ty {
+            GgmlType::Q4_0 => quant::order::interleaves_q4_0(rows),
+            GgmlType::Q4_K => quant::order::interleaves_q4_k(rows),
+            _ => false,
         })
-        .map(|t| (t.name.clone(), t.dims[1] as usize, t.dims[0] as usize))
-        .filter(|&(_, rows, _)| quant::order::interleaves_q4_0(rows))
         .collect();
     let mut done = HashSet::new();
-    for (name, rows, cols) in picks {
+    for (name, ty, rows, cols) in picks {
         if let Some(data) = file.tensor_data_mut(&name) {
-            if quant::q4_0x8::interleave(data, rows, cols) {
+            let ok = match ty {
+                GgmlType::Q4_0 => quant::q4_0x8::interleave(data, rows, cols),
+                _ => quant::q4_kx16::interleave(data, rows, cols),
+            };
+            if ok {
                 done.insert(name);
             }
         }
@@ -56,7 +69,7 @@ pub fn interleave_q4_0(file: &mut GgufFile) -> HashSet<String> {
 
 pub(crate) struct Loader<'a> {
     pub file: &'a GgufFile,
-    /// Tensors [`interleave_q4_0`] rewrote.
+    /// Tensors [`interleave`] rewrote.
     pub interleaved: &'a HashSet<String>,
 }
 

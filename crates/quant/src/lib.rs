@@ -36,6 +36,7 @@ pub mod q4_0;
 pub mod q4_0x8;
 pub mod q4_1;
 pub mod q4_k;
+pub mod q4_kx16;
 pub mod q5_0;
 pub mod q5_1;
 pub mod q5_k;

@@ -398,3 +398,37 @@ pub fn interleaved_q4_0() -> Option<InterleavedQ4_0> {
     #[cfg(not(target_arch = "x86_64"))]
     None
 }
+
+/// The kernels for Q4_K weights interleaved by 16 rows at load time ([`crate::q4_kx16`]):
+/// one group times up to [`InterleavedQ4K::toks`] Q8_K rows, results `out[t * 16 + r]`, in
+/// llama.cpp's repacked `gemm` order (tokens `0..n - n % 4` of a matmul) or `gemv` order
+/// (the last `n % 4`), as [`repacked_dot`] for plain rows.
+#[derive(Clone, Copy, Debug)]
+pub struct InterleavedQ4K {
+    pub gemm: GroupFn,
+    pub gemv: GroupFn,
+    pub toks: usize,
+}
+
+/// Whether Q4_K matrices of `rows` rows are interleaved at load time: where llama.cpp
+/// repacks them (rows a multiple of 8, AVX2) and this CPU has the interleaved kernels
+/// (AVX-512 VNNI, rows a multiple of 16). Other matrices keep their rows and the same order.
+pub fn interleaves_q4_k(rows: usize) -> bool {
+    interleaved_q4_k().is_some()
+        && rows.is_multiple_of(crate::q4_kx16::ROWS)
+        && repacked_dot(GgmlType::Q4_K, rows).is_some()
+}
+
+/// Interleaved Q4_K kernels at the active level; `None` below AVX-512.
+pub fn interleaved_q4_k() -> Option<InterleavedQ4K> {
+    #[cfg(target_arch = "x86_64")]
+    if active_level() >= SimdLevel::Avx512 {
+        use crate::x86::q4_kx16 as k;
+        return Some(InterleavedQ4K {
+            gemm: k::gemm_entry,
+            gemv: k::gemv_entry,
+            toks: k::TOKS,
+        });
+    }
+    None
+}

@@ -9,6 +9,7 @@
 //!   or more go through ggml's tiled kernel, which keeps Q and the accumulator in f32.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use quant::dispatch::SimdLevel;
 use std::cell::RefCell;
 
@@ -363,15 +364,11 @@ impl KvCache {
                 }
             }
             Store::F16 { k: ks, v: vs } => {
+                // Slice conversion: F16C eight at a time where the CPU has it, rounding
+                // to nearest even like the scalar conversion.
                 for h in 0..self.n_head_kv {
-                    let dst = &mut ks[(h * al + slot) * dk..][..dk];
-                    for (d, &s) in dst.iter_mut().zip(&k[h * dk..][..dk]) {
-                        *d = f16::from_f32(s);
-                    }
-                    let dst = &mut vs[(h * al + slot) * dv..][..dv];
-                    for (d, &s) in dst.iter_mut().zip(&v[h * dv..][..dv]) {
-                        *d = f16::from_f32(s);
-                    }
+                    ks[(h * al + slot) * dk..][..dk].convert_from_f32_slice(&k[h * dk..][..dk]);
+                    vs[(h * al + slot) * dv..][..dv].convert_from_f32_slice(&v[h * dv..][..dv]);
                 }
             }
         }

@@ -155,8 +155,12 @@ impl<B: Backend> Builder<'_, B> {
             // Rows interleaved for the CPU's kernels (eager loading): back to the file's
             // layout, which every backend reads.
             let mut plain = data.to_vec();
-            if !quant::q4_0x8::deinterleave(&mut plain, m.rows, m.cols) {
-                return Err(unsupported("an interleaved Q4_0 matrix of this shape"));
+            let ok = match m.info.ty {
+                quant::GgmlType::Q4_K => quant::q4_kx16::deinterleave(&mut plain, m.rows, m.cols),
+                _ => quant::q4_0x8::deinterleave(&mut plain, m.rows, m.cols),
+            };
+            if !ok {
+                return Err(unsupported("an interleaved matrix of this shape"));
             }
             self.b.upload_weights(m.info.ty, m.rows, m.cols, &plain)?
         } else {

@@ -122,6 +122,7 @@ pub(crate) mod q4_0;
 pub(crate) mod q4_0x8;
 pub(crate) mod q4_1;
 pub(crate) mod q4_k;
+pub(crate) mod q4_kx16;
 pub(crate) mod q5_0;
 pub(crate) mod q5_1;
 pub(crate) mod q5_k;
