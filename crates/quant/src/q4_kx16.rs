@@ -46,19 +46,13 @@ fn fits(data: &[u8], rows: usize, cols: usize) -> Option<(usize, usize)> {
         .then_some((nb, row_bytes))
 }
 
-/// Byte `i` of a plain block and its place in the group's column, for row `r`.
-fn places(r: usize) -> impl Iterator<Item = (usize, usize)> {
-    let head = [
-        (0, 2 * r),
-        (1, 2 * r + 1),
-        (2, G_DMIN + 2 * r),
-        (3, G_DMIN + 2 * r + 1),
-    ];
-    let scales = (0..12).map(move |b| (W_SCALES + b, G_SCALES + 16 * b + r));
-    let qs = (0..128).map(move |q| {
-        let (k, g, c) = (q / 32, q % 32 / 4, q % 4);
-        (W_QS + q, G_QS + 64 * (8 * k + g) + 4 * r + c)
-    });
+/// Runs of a plain block's bytes and where they go in the group's column, for row `r`:
+/// `(offset in the block, offset in the column, length)`.
+fn places(r: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let head = [(0, 2 * r, 2), (2, G_DMIN + 2 * r, 2)];
+    let scales = (0..12).map(move |b| (W_SCALES + b, G_SCALES + 16 * b + r, 1));
+    // Four quant bytes at a time: bytes 32k + 4g.. of the row.
+    let qs = (0..32).map(move |q| (W_QS + 4 * q, G_QS + 64 * q + 4 * r, 4));
     head.into_iter().chain(scales).chain(qs)
 }
 
@@ -84,12 +78,13 @@ fn permute(data: &mut [u8], rows: usize, cols: usize, back: bool) -> bool {
             for r in 0..ROWS {
                 let plain = r * row_bytes + i * BLOCK_BYTES;
                 let inter = i * GROUP_BYTES;
-                for (p, g) in places(r) {
-                    if back {
-                        group[plain + p] = tmp[inter + g];
+                for (p, g, len) in places(r) {
+                    let (from, to) = if back {
+                        (inter + g, plain + p)
                     } else {
-                        group[inter + g] = tmp[plain + p];
-                    }
+                        (plain + p, inter + g)
+                    };
+                    group[to..to + len].copy_from_slice(&tmp[from..from + len]);
                 }
             }
         }
