@@ -153,6 +153,19 @@ fn fixture_streamed_text_equals_json_text_and_quiet_is_silent() {
 }
 
 #[test]
+fn logit_bias_moves_the_greedy_choice() {
+    let first = |extra: &[&str]| {
+        let mut a = fixture_args(&["--temp", "0", "-n", "1", "--json"]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        ids(&ok_json(&strs(&a))["generated_ids"])[0]
+    };
+    let plain = first(&[]);
+    let other = (plain + 1) % 64;
+    assert_eq!(first(&["--logit-bias", &format!("{other}+100")]), other);
+    assert_ne!(first(&["-l", &format!("{plain}-100")]), plain);
+}
+
+#[test]
 fn fixture_seed_reproduces_sampling() {
     let run = |seed: &str| {
         let a = fixture_args(&[
@@ -199,6 +212,12 @@ fn bad_input_is_a_clear_error() {
     fails_with(&["run", m, "-p", ""], "empty");
     fails_with(&["run", m], "prompt");
     fails_with(&["run", m, "-p", "hi", "--kv-dtype", "q8"], "kv-dtype");
+    fails_with(&["run", m, "-p", "hi", "--logit-bias", "5"], "--logit-bias");
+    fails_with(&["run", m, "-p", "hi", "-l", "5+x"], "--logit-bias");
+    fails_with(
+        &["run", m, "-p", "hi", "-l", "99999+1"],
+        "not in the vocabulary",
+    );
     fails_with(&["run", m, "--prompt-ids", "1,x"], "not a token id");
     fails_with(
         &["run", m, "--prompt-ids", "1,99999"],

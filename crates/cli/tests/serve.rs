@@ -348,6 +348,35 @@ fn completions_tokenize_models_metrics_and_page() {
     let m = String::from_utf8(b).unwrap();
     assert_eq!(st, 200);
     assert!(m.contains("torchless_generated_tokens_total 4"), "{m}");
+    // logit_bias: +100 makes " world" (905) the first token, -100 keeps the greedy one out;
+    // keys that are not token ids of this vocabulary, or values outside [-100, 100], are 400s.
+    let first = |bias: Value| {
+        let body = json!({"prompt": "The capital of France is", "max_tokens": 1,
+            "temperature": 0, "logit_bias": bias});
+        let (st, v) = post(&s.addr, "/v1/completions", &body);
+        assert_eq!(st, 200, "{v}");
+        v["choices"][0]["text"].as_str().unwrap().to_string()
+    };
+    let plain = first(json!({}));
+    assert_eq!(first(json!({"905": 100})), " world");
+    let (st, v) = post(&s.addr, "/tokenize", &json!({"content": plain}));
+    assert_eq!(st, 200, "{v}");
+    let id = v["tokens"][0].as_u64().unwrap();
+    assert_ne!(first(json!({ id.to_string(): -100 })), plain);
+    for bad in [
+        json!({"x": 1}),
+        json!({"905": 101}),
+        json!({"905": "1"}),
+        json!({"49152": 1}),
+    ] {
+        let body = json!({"prompt": "Hi", "max_tokens": 1, "logit_bias": bad});
+        let (st, v) = post(&s.addr, "/v1/completions", &body);
+        assert_eq!(
+            (st, v["error"]["param"].as_str()),
+            (400, Some("logit_bias")),
+            "{v}"
+        );
+    }
     let (st, _, b) = http(&s.addr, "GET", "/", &[], b"");
     assert_eq!(st, 200);
     assert!(String::from_utf8(b)

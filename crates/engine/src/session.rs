@@ -89,6 +89,9 @@ pub struct GenerateOptions {
     pub logprobs: Option<usize>,
     /// Output must match this grammar (see [`crate::LoadedModel::compile_constraint`]).
     pub constraint: Option<Constraint>,
+    /// Added to these tokens' logits before sampling (OpenAI's `logit_bias`; -100 all but
+    /// bans a token, +100 all but forces it). Ids outside the vocabulary are ignored.
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for GenerateOptions {
@@ -99,6 +102,7 @@ impl Default for GenerateOptions {
             stop: Vec::new(),
             logprobs: None,
             constraint: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -388,6 +392,9 @@ pub(crate) struct Emitter {
     /// Tokens sampled so far.
     pub generated: usize,
     constraint: Option<ActiveConstraint>,
+    logit_bias: Vec<(u32, f32)>,
+    /// The logits with `logit_bias` added (reused each step).
+    biased: Vec<f32>,
 }
 
 impl Emitter {
@@ -397,6 +404,11 @@ impl Emitter {
                 "max tokens: must be at least 1 (None means no limit)".into(),
             ));
         }
+        if let Some((id, b)) = opts.logit_bias.iter().find(|(_, b)| !b.is_finite()) {
+            return Err(EngineError::InvalidParam(format!(
+                "logit bias of token {id}: {b} is not a finite number"
+            )));
+        }
         Ok(Emitter {
             sampler: Sampler::new(opts.sampling.clone())?,
             max_tokens: opts.max_tokens,
@@ -405,6 +417,8 @@ impl Emitter {
             utf8: Utf8Assembler::new(),
             generated: 0,
             constraint: opts.constraint.as_ref().map(Constraint::start),
+            logit_bias: opts.logit_bias.clone(),
+            biased: Vec::new(),
         })
     }
 
@@ -434,6 +448,18 @@ impl Emitter {
         text: &dyn TokenText,
         context_full: bool,
     ) -> Result<(TokenEvent, Option<StopReason>), EngineError> {
+        let logits = if self.logit_bias.is_empty() {
+            logits
+        } else {
+            self.biased.clear();
+            self.biased.extend_from_slice(logits);
+            for &(id, b) in &self.logit_bias {
+                if let Some(l) = self.biased.get_mut(id as usize) {
+                    *l += b;
+                }
+            }
+            &self.biased[..]
+        };
         let id = match &mut self.constraint {
             Some(c) => {
                 let id = self.sampler.sample(c.mask(logits)?, history)?;

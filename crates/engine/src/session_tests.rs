@@ -318,3 +318,28 @@ fn reuse_prefix_refeeds_everything_when_the_cache_cannot_go_back() {
         &(vec![0, 1, 7, 7], 0)
     );
 }
+
+#[test]
+fn logit_bias_moves_greedy_choices_and_rejects_non_finite_values() {
+    // After token 1 the counter model prefers 2 by a margin of 5.
+    let first = |bias: Vec<(u32, f32)>| {
+        let (mut s, _) = session(letters(), 7, 64);
+        let o = GenerateOptions {
+            logit_bias: bias,
+            ..greedy(Some(1))
+        };
+        collect(&mut s, &[0, 1], &o).0[0]
+    };
+    assert_eq!(first(Vec::new()), 2);
+    assert_eq!(first(vec![(5, 5.5)]), 5);
+    assert_eq!(first(vec![(5, 4.5)]), 2);
+    assert_eq!(first(vec![(2, -100.0)]), 0, "the rest tie at 0: lowest id");
+    // Ids outside the vocabulary change nothing.
+    assert_eq!(first(vec![(u32::MAX, 100.0)]), 2);
+    let (mut s, _) = session(letters(), 7, 64);
+    let o = GenerateOptions {
+        logit_bias: vec![(3, f32::NAN)],
+        ..greedy(Some(1))
+    };
+    assert!(s.generate_with(&[0, 1], &o, |_| {}).is_err());
+}

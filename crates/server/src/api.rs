@@ -196,6 +196,7 @@ impl Common {
         &self,
         logprobs: Option<usize>,
         room: usize,
+        n_vocab: usize,
     ) -> Result<GenerateOptions, ApiError> {
         if let Some(n) = self.n {
             if n != 1 {
@@ -205,9 +206,7 @@ impl Common {
                 ));
             }
         }
-        if self.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err(ApiError::unsupported("logit_bias", "biasing tokens"));
-        }
+        let logit_bias = self.logit_bias(n_vocab)?;
         let limit = self.max_completion_tokens.or(self.max_tokens);
         let max_tokens = match limit {
             Some(0) => {
@@ -262,7 +261,39 @@ impl Common {
             stop: stop.into_iter().filter(|s| !s.is_empty()).collect(),
             logprobs,
             constraint: None,
+            logit_bias,
         })
+    }
+
+    /// `logit_bias` as OpenAI defines it: token ids (as strings) of this vocabulary mapped to
+    /// numbers in [-100, 100], added to the logits.
+    fn logit_bias(&self, n_vocab: usize) -> Result<Vec<(u32, f32)>, ApiError> {
+        let bad = |m: String| ApiError::invalid(m, Some("logit_bias"));
+        let Some(map) = &self.logit_bias else {
+            return Ok(Vec::new());
+        };
+        map.iter()
+            .map(|(k, v)| {
+                let id: u32 = k
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(format!("logit_bias key {k:?} is not a token id")))?;
+                if id as usize >= n_vocab {
+                    return Err(bad(format!(
+                        "logit_bias token {id} is not in the vocabulary ({n_vocab} tokens)"
+                    )));
+                }
+                let b = v
+                    .as_f64()
+                    .filter(|b| (-100.0..=100.0).contains(b))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "logit_bias of token {id} must be a number in [-100, 100]"
+                        ))
+                    })?;
+                Ok((id, b as f32))
+            })
+            .collect()
     }
 
     pub fn include_usage(&self) -> bool {

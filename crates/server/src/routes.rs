@@ -294,7 +294,7 @@ fn submit(
         e.code = Some("context_length_exceeded");
         return Err(e);
     }
-    let mut opts = common.options(logprobs, room)?;
+    let mut opts = common.options(logprobs, room, w.model.n_vocab())?;
     if let Some(spec) = &structured.spec {
         let c = w.model.compile_constraint(spec).map_err(|e| {
             ApiError::invalid(format!("{}: {e}", structured.param), Some(structured.param))

@@ -39,9 +39,37 @@ pub struct SamplingArgs {
     /// Random seed (reproducible output); random when omitted
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Add BIAS to a token's logit, as llama.cpp's flag: TOKEN_ID+BIAS or TOKEN_ID-BIAS
+    /// (e.g. `15043+1`, `2-100` all but bans token 2); repeatable
+    #[arg(short = 'l', long = "logit-bias", value_name = "TOKEN_ID(+/-)BIAS")]
+    pub logit_bias: Vec<String>,
 }
 
 impl SamplingArgs {
+    /// `--logit-bias` values checked against the vocabulary.
+    pub fn logit_bias(&self, n_vocab: usize) -> Result<Vec<(u32, f32)>> {
+        self.logit_bias
+            .iter()
+            .map(|spec| {
+                let bad = || {
+                    anyhow::anyhow!(
+                        "--logit-bias {spec:?}: expected TOKEN_ID+BIAS or TOKEN_ID-BIAS, e.g. 15043+1"
+                    )
+                };
+                let at = spec[1..].find(['+', '-']).map(|i| i + 1).ok_or_else(bad)?;
+                let id: u32 = spec[..at].trim().parse().map_err(|_| bad())?;
+                let bias: f32 = spec[at..].trim().parse().map_err(|_| bad())?;
+                if !bias.is_finite() {
+                    return Err(bad());
+                }
+                if id as usize >= n_vocab {
+                    bail!("--logit-bias {spec:?}: token {id} is not in the vocabulary ({n_vocab} tokens)");
+                }
+                Ok((id, bias))
+            })
+            .collect()
+    }
+
     /// Validated parameters; a missing seed becomes a random one (reported in the stats).
     pub fn params(&self) -> Result<SamplingParams> {
         if self.top_k < 0 {

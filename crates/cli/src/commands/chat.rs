@@ -403,6 +403,7 @@ pub fn run(args: Args) -> Result<()> {
             stop: Vec::new(),
             logprobs: None,
             constraint: super::structured::compile(&lm, structured.as_ref())?,
+            logit_bias: args.sampling.logit_bias(lm.n_vocab())?,
         },
         show_thinking: args.show_thinking,
         style,

@@ -165,6 +165,7 @@ pub fn run(args: Args) -> Result<()> {
         stop: args.stop.clone(),
         logprobs: args.json.then_some(args.logprobs),
         constraint: super::structured::compile(&lm, structured.as_ref())?,
+        logit_bias: args.sampling.logit_bias(lm.n_vocab())?,
     };
 
     let mut events: Vec<TokenEvent> = Vec::new();
