@@ -11,6 +11,7 @@ use super::mla::MlaDims;
 use super::norm::Norm;
 use crate::error::ModelError;
 use crate::forward::{RowPos, StoreKv};
+use crate::observe::MatBuf;
 use crate::weights::{Loader, Matrix};
 use crate::Config;
 
@@ -74,7 +75,7 @@ pub(crate) struct AttnBufs<'a> {
     /// The fused projection's output before it is split.
     pub fused: &'a mut Vec<f32>,
     pub rope: &'a mut Vec<f32>,
-    pub qbuf: &'a mut Vec<u8>,
+    pub qbuf: &'a mut MatBuf,
 }
 
 pub(crate) fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -180,8 +181,12 @@ impl Attention {
                 bk,
                 bv,
             } => {
+                let (q_w, k_w, v_w) = (wq, wk, wv);
                 let (wq, wk, wv) = (wq.view(file)?, wk.view(file)?, wv.view(file)?);
                 // One parallel region for the three projections of the same input.
+                for w in [q_w, k_w, v_w] {
+                    b.qbuf.observe(&w.info.name, h, n);
+                }
                 let mut jobs = [(&wq, &mut *q), (&wk, &mut *k), (&wv, &mut *v)];
                 compute::matmul_many(&mut jobs, h, n, b.qbuf)?;
                 for (buf, bias) in [(&mut *q, bq), (&mut *k, bk), (&mut *v, bv)] {
@@ -194,6 +199,7 @@ impl Attention {
             QkvWeights::Fused { qkv, bias } => {
                 let row = qd + kd + vd;
                 let all = sized(b.fused, n * row);
+                b.qbuf.observe(&qkv.info.name, h, n);
                 compute::matmul(&qkv.view(file)?, h, n, all, b.qbuf)?;
                 if let Some(bias) = bias {
                     compute::add_bias(all, bias);
@@ -244,8 +250,9 @@ impl Attention {
         att: &[f32],
         n: usize,
         out: &mut [f32],
-        qbuf: &mut Vec<u8>,
+        qbuf: &mut MatBuf,
     ) -> Result<(), ModelError> {
+        qbuf.observe(&self.wo.info.name, att, n);
         compute::matmul(&self.wo.view(file)?, att, n, out, qbuf)?;
         if let Some(b) = &self.bo {
             compute::add_bias(out, b);
