@@ -241,7 +241,7 @@ pub(crate) fn quantize_iq1_s(xbl: &[f32], qw: &[f32], b: &mut [u8]) {
 /// IQ1_M's shift choices for the two groups of a block: 0 `(+, +)`, 1 `(+, -)`, 2 `(-, +)`,
 /// 3 `(-, -)`; the values of group `k` under choice `s`.
 fn m_values(s: usize, k: usize) -> &'static [f32; 3] {
-    let positive = if k == 0 { s < 2 } else { s % 2 == 0 };
+    let positive = if k == 0 { s < 2 } else { s.is_multiple_of(2) };
     if positive {
         &X_P
     } else {
