@@ -22,7 +22,7 @@ struct Recorder(Arc<Mutex<Seen>>);
 
 impl ActivationObserver for Recorder {
     fn observe(&mut self, m: MatmulInput<'_>) {
-        assert!(m.n > 0 && m.rows.len() % m.n == 0, "{}", m.weight);
+        assert!(m.n > 0 && m.rows.len().is_multiple_of(m.n), "{}", m.weight);
         let mut seen = self.0.lock().unwrap();
         let e = seen
             .entry((m.weight.to_string(), m.expert.map(|(x, _)| x)))
