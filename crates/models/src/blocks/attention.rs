@@ -181,12 +181,11 @@ impl Attention {
                 bk,
                 bv,
             } => {
-                let (q_w, k_w, v_w) = (wq, wk, wv);
-                let (wq, wk, wv) = (wq.view(file)?, wk.view(file)?, wv.view(file)?);
-                // One parallel region for the three projections of the same input.
-                for w in [q_w, k_w, v_w] {
+                for w in [wq, wk, wv] {
                     b.qbuf.observe(&w.info.name, h, n);
                 }
+                let (wq, wk, wv) = (wq.view(file)?, wk.view(file)?, wv.view(file)?);
+                // One parallel region for the three projections of the same input.
                 let mut jobs = [(&wq, &mut *q), (&wk, &mut *k), (&wv, &mut *v)];
                 compute::matmul_many(&mut jobs, h, n, b.qbuf)?;
                 for (buf, bias) in [(&mut *q, bq), (&mut *k, bk), (&mut *v, bv)] {
