@@ -52,6 +52,8 @@ enum Command {
     Serve(commands::serve::Args),
     /// Make a smaller GGUF (Q4_K_M, Q8_0, IQ4_XS, ...) with llama-quantize's per-tensor choices
     Quantize(commands::quantize::Args),
+    /// Compute an importance matrix from a text file for quantizing (llama-imatrix's GGUF)
+    Imatrix(commands::imatrix::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Quantize(args) => commands::quantize::run(args),
+        Command::Imatrix(args) => commands::imatrix::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

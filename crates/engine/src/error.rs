@@ -31,6 +31,8 @@ pub enum EngineError {
     Tokenizer(String),
     #[error("perplexity: {0}")]
     Perplexity(String),
+    #[error("imatrix: {0}")]
+    Imatrix(String),
     #[error("queue full: {limit} requests are already waiting; retry later")]
     QueueFull { limit: usize },
     #[error("the scheduler has stopped")]

@@ -50,6 +50,7 @@ pub mod device;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod imatrix;
 pub mod memory;
 pub mod model;
 pub mod perplexity;
@@ -78,6 +79,7 @@ pub mod inspect {
     pub use models::{kernel_level, windowed_slots, DEFAULT_UBATCH};
     pub use tokenizer::{ChatMessage, Tokenizer};
 }
+pub use imatrix::{Imatrix, ImatrixEntry, ImatrixOptions};
 pub use perplexity::{perplexity, ChunkProgress, PerplexityResult};
 pub use sampling::{random_seed, Sampler, SamplingParams, TokenLogprob};
 pub use scheduler::{

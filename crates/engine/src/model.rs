@@ -294,6 +294,29 @@ impl LoadedModel {
         })?;
         perplexity_chunks(source.as_mut(), &tokens, n_ctx, bos, max_chunks, progress)
     }
+
+    /// llama-imatrix on `text` (see [`crate::imatrix`]): the importance matrix and the
+    /// perplexity measured on the way. `progress` sees each window and the matrix so far; an
+    /// error from it stops the run. CPU only (the observer sits in the CPU forward pass).
+    pub fn imatrix(
+        &self,
+        text: &str,
+        opts: &crate::imatrix::ImatrixOptions,
+        progress: impl FnMut(&ChunkProgress, &crate::imatrix::Imatrix) -> Result<(), EngineError>,
+    ) -> Result<(crate::imatrix::Imatrix, PerplexityResult), EngineError> {
+        if self.gpu.is_some() {
+            return Err(EngineError::Imatrix(
+                "runs on the CPU only (drop --backend)".into(),
+            ));
+        }
+        let tokens = self.tokenize(text, true, false)?;
+        let bos = if self.tokenizer.add_bos() {
+            self.tokenizer.bos()
+        } else {
+            None
+        };
+        crate::imatrix::collect(&self.model, &tokens, bos, opts, progress)
+    }
 }
 
 /// What [`LoadedModel::load_with`] would decide for `path` and `opts` (mode, reason, both
@@ -330,9 +353,9 @@ fn open_and_plan(
     Ok((file, planner, decision))
 }
 
-struct ModelSource {
-    model: Arc<Model>,
-    state: State,
+pub(crate) struct ModelSource {
+    pub(crate) model: Arc<Model>,
+    pub(crate) state: State,
 }
 
 impl LogitsSource for ModelSource {

@@ -12,6 +12,7 @@ use crate::blocks::mla::{Mla, MlaBufs, MlaOutBufs};
 use crate::blocks::moe::MoeScratch;
 use crate::blocks::norm::Norm;
 use crate::error::ModelError;
+use crate::observe::MatBuf;
 use crate::weights::{Loader, Matrix};
 use crate::{Config, Logits, SeqBatch};
 
@@ -253,7 +254,8 @@ pub(crate) struct Scratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     rope: Vec<f32>,
-    qbuf: Vec<u8>,
+    /// The matmuls' quantized activations, and the activation observer if one is set.
+    pub(crate) qbuf: MatBuf,
     moe: MoeScratch,
     plan: Plan,
 }
@@ -509,10 +511,11 @@ impl Decoder {
         h: &[f32],
         (k0, cnt, dest): (usize, usize, usize),
         logits: &mut [f32],
-        qbuf: &mut Vec<u8>,
+        qbuf: &mut MatBuf,
     ) -> Result<(), ModelError> {
         let (e, nv) = (self.tok_embd.cols, self.output.rows);
         let out = &mut logits[dest * nv..(dest + cnt) * nv];
+        qbuf.observe(&self.output.info.name, &h[k0 * e..(k0 + cnt) * e], cnt);
         self.output
             .matmul_paged(file, &h[k0 * e..(k0 + cnt) * e], cnt, out, qbuf)?;
         if let Some(b) = &self.output_bias {

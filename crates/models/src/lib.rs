@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod families;
 mod forward;
+mod observe;
 mod shape;
 mod weights;
 
@@ -25,6 +26,7 @@ pub use compute::{default_threads, set_threads, windowed_slots, KvDtype, MAX_THR
 pub use config::{Config, RopeConfig, RopeScaling};
 pub use error::ModelError;
 pub use families::{sliding_window, supported_archs, SlidingWindow};
+pub use observe::{ActivationObserver, MatmulInput};
 pub use shape::{check_shape, TensorSummary, MAX_CONTEXT, MAX_LAYERS};
 pub use weights::LAZY_OUTPUT_CHUNK_BYTES;
 
@@ -122,6 +124,16 @@ impl State {
             }
         }
         self.n_cached()
+    }
+
+    /// Sets (or with `None` removes) the observer that sees the input rows of every weight
+    /// matrix product of `Model::forward` on this state (`forward_multi` runs in its
+    /// `Workspace`'s buffers, which have none); returns the one it replaces.
+    pub fn set_observer(
+        &mut self,
+        observer: Option<Box<dyn ActivationObserver>>,
+    ) -> Option<Box<dyn ActivationObserver>> {
+        std::mem::replace(&mut self.scratch.qbuf.observer, observer)
     }
 
     /// Bytes the KV cache holds once every slot is in use.

@@ -9,6 +9,7 @@
 //! Weight = `d * (2 ls3 + 1) * (value ± 1/8)`. See [`crate::iq1`].
 
 use crate::iq1::{Sub, Ternary, IQ1S_GRID};
+use crate::k_common::QK_K;
 use crate::scalar::{fp16_to_f32, le_u16};
 
 pub const BYTES: usize = 56;
@@ -52,6 +53,24 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     crate::iq1::dequantize::<Iq1M>(src, dst)
 }
 
+/// ggml's `quantize_iq1_m` without an importance matrix (each value weighted by its square).
+pub fn quantize(src: &[f32], dst: &mut [u8]) {
+    for (x, b) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(BYTES)) {
+        crate::iq1_search::quantize_iq1_m(x, None, b);
+    }
+}
+
+/// ggml's `quantize_iq1_m` with an importance matrix (`qw`: one weight per element).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((x, w), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(dst.chunks_exact_mut(BYTES))
+    {
+        crate::iq1_search::quantize_iq1_m(x, Some(w), b);
+    }
+}
+
 /// Dot with a Q8_K row in ggml's portable order.
 pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     crate::iq1::vec_dot::<Iq1M>(n, w, x)
@@ -62,8 +81,8 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     ty: crate::GgmlType::IQ1_M,
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
-    quantize: None,
-    quantize_weighted: None,
+    quantize: Some(quantize),
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
@@ -78,6 +97,29 @@ mod tests {
                 b[o] = (b[o] & 0x0f) | ((((d >> (4 * i)) & 0xf) as u8) << 4);
             }
         });
+    }
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash iq1_m`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::IQ1_M,
+            [
+                (0xc0a3_05e0_0274_c366, 0xfa65_f0ce_bf84_c2b4),
+                (0xc700_56ef_0792_b9a6, 0xad35_f8c0_be41_1058),
+            ],
+        );
+    }
+
+    /// Without one: ggml's bytes (`GGML_QUANTIZE=1 matmul_hash iq1_m`).
+    #[test]
+    fn quantize_equals_ggml() {
+        for ((k, m), (quant, dequant)) in [
+            ((512, 32), (0x09ad_0a6f_1e36_ed17, 0xff42_11f2_2d24_f0d0)),
+            ((4096, 8), (0x3c6e_a5d7_62fa_eaa6, 0xdefa_4b5c_d75b_ff11)),
+        ] {
+            crate::testkit::check_format_hashes(crate::GgmlType::IQ1_M, (k, m), quant, dequant);
+        }
     }
 
     #[test]

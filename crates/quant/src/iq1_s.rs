@@ -10,6 +10,7 @@
 //! share and the orders of their dot product.
 
 use crate::iq1::{Sub, Ternary, IQ1S_GRID};
+use crate::k_common::QK_K;
 use crate::scalar::{le_f16, le_u16};
 
 pub const BYTES: usize = 50;
@@ -42,6 +43,17 @@ pub fn dequantize(src: &[u8], dst: &mut [f32]) {
     crate::iq1::dequantize::<Iq1S>(src, dst)
 }
 
+/// ggml's `quantize_iq1_s`, which needs an importance matrix (`qw`: one weight per element).
+pub fn quantize_weighted(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((x, w), b) in src
+        .chunks_exact(QK_K)
+        .zip(qw.chunks_exact(QK_K))
+        .zip(dst.chunks_exact_mut(BYTES))
+    {
+        crate::iq1_search::quantize_iq1_s(x, w, b);
+    }
+}
+
 /// Dot with a Q8_K row in ggml's portable order.
 pub fn vec_dot(n: usize, w: &[u8], x: &[u8]) -> f32 {
     crate::iq1::vec_dot::<Iq1S>(n, w, x)
@@ -53,7 +65,7 @@ pub const FORMAT: crate::format::Format = crate::format::Format {
     vec_dot_type: crate::GgmlType::Q8_K,
     dequantize,
     quantize: None,
-    quantize_weighted: None,
+    quantize_weighted: Some(quantize_weighted),
     vec_dot: Some(vec_dot),
 };
 
@@ -65,6 +77,18 @@ mod tests {
         crate::iq1::tests::fake_quantize(src, dst, BYTES, |b, d| {
             b[..2].copy_from_slice(&d.to_le_bytes())
         });
+    }
+
+    /// With an importance matrix: ggml's bytes (`GGML_QW=1 matmul_hash iq1_s`).
+    #[test]
+    fn quantize_weighted_equals_ggml() {
+        crate::testkit::check_weighted_goldens(
+            crate::GgmlType::IQ1_S,
+            [
+                (0xbefd_acb1_fa33_1a26, 0xede7_27ef_c504_e27d),
+                (0x4d3b_640f_d05c_c460, 0x7626_754d_d4a6_f195),
+            ],
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod f32;
 pub mod iq1;
 pub mod iq1_m;
 pub mod iq1_s;
+mod iq1_search;
 pub mod iq2_s;
 mod iq2_search;
 pub mod iq2_xs;

@@ -5,6 +5,7 @@ pub mod bench;
 mod bench_schema;
 pub mod chat;
 pub mod download;
+pub mod imatrix;
 pub mod info;
 mod info_memory;
 pub mod models;

@@ -17,9 +17,9 @@ and embedding) at more bits, exactly as llama-quantize chooses, so the output is
 llama-quantize makes from the same input. Start from an F16, BF16 or F32 file; re-quantizing a \
 quantized one needs --allow-requantize and loses quality.
 
-Types that need an importance matrix (IQ2_*, IQ3_XXS tensors, Q2_K_S) take one with --imatrix \
-(llama-imatrix's file); IQ1_S and IQ1_M cannot be written yet; the error says which tensor \
-needs what.
+Types that need an importance matrix (IQ1_*, IQ2_*, IQ3_XXS tensors, Q2_K_S) take one with \
+--imatrix (llama-imatrix's file, or `torchless imatrix MODEL TEXT_FILE`'s); the error says \
+which tensor needs what.
 
 The file is written beside OUT under a temporary name and renamed when complete, so an \
 interrupted run leaves nothing under OUT.")]

@@ -11,6 +11,7 @@ use super::mla::MlaDims;
 use super::norm::Norm;
 use crate::error::ModelError;
 use crate::forward::{RowPos, StoreKv};
+use crate::observe::MatBuf;
 use crate::weights::{Loader, Matrix};
 use crate::Config;
 
@@ -74,7 +75,7 @@ pub(crate) struct AttnBufs<'a> {
     /// The fused projection's output before it is split.
     pub fused: &'a mut Vec<f32>,
     pub rope: &'a mut Vec<f32>,
-    pub qbuf: &'a mut Vec<u8>,
+    pub qbuf: &'a mut MatBuf,
 }
 
 pub(crate) fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -180,6 +181,9 @@ impl Attention {
                 bk,
                 bv,
             } => {
+                for w in [wq, wk, wv] {
+                    b.qbuf.observe(&w.info.name, h, n);
+                }
                 let (wq, wk, wv) = (wq.view(file)?, wk.view(file)?, wv.view(file)?);
                 // One parallel region for the three projections of the same input.
                 let mut jobs = [(&wq, &mut *q), (&wk, &mut *k), (&wv, &mut *v)];
@@ -194,6 +198,7 @@ impl Attention {
             QkvWeights::Fused { qkv, bias } => {
                 let row = qd + kd + vd;
                 let all = sized(b.fused, n * row);
+                b.qbuf.observe(&qkv.info.name, h, n);
                 compute::matmul(&qkv.view(file)?, h, n, all, b.qbuf)?;
                 if let Some(bias) = bias {
                     compute::add_bias(all, bias);
@@ -244,8 +249,9 @@ impl Attention {
         att: &[f32],
         n: usize,
         out: &mut [f32],
-        qbuf: &mut Vec<u8>,
+        qbuf: &mut MatBuf,
     ) -> Result<(), ModelError> {
+        qbuf.observe(&self.wo.info.name, att, n);
         compute::matmul(&self.wo.view(file)?, att, n, out, qbuf)?;
         if let Some(b) = &self.bo {
             compute::add_bias(out, b);

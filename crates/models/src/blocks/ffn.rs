@@ -9,6 +9,7 @@ use gguf::{GgufFile, TensorInfo};
 use super::attention::sized;
 use super::moe::{Moe, MoeScratch, MoeSpec};
 use crate::error::ModelError;
+use crate::observe::MatBuf;
 use crate::weights::{Loader, Matrix};
 use crate::Config;
 
@@ -54,7 +55,7 @@ pub(crate) enum Ffn {
 pub(crate) struct FfnBufs<'a> {
     pub gate: &'a mut Vec<f32>,
     pub up: &'a mut Vec<f32>,
-    pub qbuf: &'a mut Vec<u8>,
+    pub qbuf: &'a mut MatBuf,
     pub moe: &'a mut MoeScratch,
 }
 
@@ -136,12 +137,15 @@ impl Ffn {
                 match gate {
                     Some(wg) => {
                         let u = sized(b.up, n * ff);
+                        b.qbuf.observe(&wg.info.name, h, n);
+                        b.qbuf.observe(&up.info.name, h, n);
                         let (wg, wu) = (wg.view(file)?, up.view(file)?);
                         compute::matmul_many(&mut [(&wg, &mut *g), (&wu, &mut *u)], h, n, b.qbuf)?;
                     }
                     None => {
                         // One product over [gate | up], then the halves of each row apart.
                         let both = sized(b.up, n * 2 * ff);
+                        b.qbuf.observe(&up.info.name, h, n);
                         compute::matmul(&up.view(file)?, h, n, both, b.qbuf)?;
                         for t in 0..n {
                             g[t * ff..(t + 1) * ff].copy_from_slice(&both[2 * t * ff..][..ff]);
@@ -156,6 +160,7 @@ impl Ffn {
                     Glu::SwiGlu => compute::swiglu(g, u),
                     Glu::GeGlu => compute::geglu(g, u),
                 }
+                b.qbuf.observe(&down.info.name, g, n);
                 compute::matmul(&down.view(file)?, g, n, out, b.qbuf)?;
             }
             Ffn::Plain {
@@ -166,11 +171,13 @@ impl Ffn {
             } => {
                 let ff = up.rows;
                 let u = sized(b.up, n * ff);
+                b.qbuf.observe(&up.info.name, h, n);
                 compute::matmul(&up.view(file)?, h, n, u, b.qbuf)?;
                 if let Some(bias) = up_b {
                     compute::add_bias(u, bias);
                 }
                 compute::gelu(u);
+                b.qbuf.observe(&down.info.name, u, n);
                 compute::matmul(&down.view(file)?, u, n, out, b.qbuf)?;
                 if let Some(bias) = down_b {
                     compute::add_bias(out, bias);

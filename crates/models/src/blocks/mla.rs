@@ -25,6 +25,7 @@ use super::attention::sized;
 use super::norm::Norm;
 use crate::error::ModelError;
 use crate::forward::{RowPos, StoreKv};
+use crate::observe::MatBuf;
 use crate::weights::{Loader, Matrix, Stacked};
 use crate::Config;
 
@@ -95,7 +96,7 @@ pub(crate) struct MlaBufs<'a> {
     /// Per-head gathers and the Q compression.
     pub tmp: &'a mut Vec<f32>,
     pub rope: &'a mut Vec<f32>,
-    pub qbuf: &'a mut Vec<u8>,
+    pub qbuf: &'a mut MatBuf,
 }
 
 /// Buffers of the output half.
@@ -103,7 +104,7 @@ pub(crate) struct MlaOutBufs<'a> {
     pub tmp: &'a mut Vec<f32>,
     /// The decompressed heads, `n * n_head * v_head`.
     pub heads: &'a mut Vec<f32>,
-    pub qbuf: &'a mut Vec<u8>,
+    pub qbuf: &'a mut MatBuf,
 }
 
 /// Runs stacked matrix `m` of `w` on column block `c0..c0 + w.cols` of each of the `n` rows
@@ -277,7 +278,7 @@ impl Mla {
         let k_b = match &self.up {
             KvUp::Absorbed { k_b, .. } => k_b,
             KvUp::Decompressed { kv_b } => {
-                let bufs = (b.q, b.tmp, b.qbuf);
+                let bufs = (b.q, b.tmp, &mut **b.qbuf);
                 return self.store_decompressed(file, kv_b, (q_raw, kv), n, store, bufs);
             }
         };
@@ -618,7 +619,7 @@ mod tests {
             let mut cache = mla.new_cache(16, dtype);
             let mut got = vec![0f32; n * E];
             let mut bufs: [Vec<f32>; 7] = Default::default();
-            let mut qbuf = Vec::new();
+            let mut qbuf = MatBuf::default();
             for (p0, p1) in [(0, 6), (6, 7), (7, 8), (8, 9)] {
                 let m = p1 - p0;
                 let [q, kv, q_raw, tmp, rope, att, heads] = &mut bufs;

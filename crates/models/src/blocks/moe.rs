@@ -228,6 +228,7 @@ impl Moe {
         let s = &mut *b.moe;
         // Route every token.
         let logits = sized(&mut s.logits, n * ne);
+        b.qbuf.observe(&self.gate_inp.info.name, h, n);
         compute::matmul(&self.gate_inp.view(file)?, h, n, logits, b.qbuf)?;
         s.chosen.resize(n * k, 0);
         s.weights.resize(n * k, 0.0);
@@ -279,10 +280,14 @@ impl Moe {
             }
             let g = sized(&mut s.gate, m * ff);
             let u = sized(&mut s.up, m * ff);
+            for w in [&self.gate, &self.up] {
+                b.qbuf.observe_expert(&w.info.name, (x, ne), xs, m);
+            }
             let (wg, wu) = (self.gate.view(file, x)?, self.up.view(file, x)?);
             compute::matmul_many(&mut [(&wg, &mut *g), (&wu, &mut *u)], xs, m, b.qbuf)?;
             compute::swiglu(g, u);
             let ys = sized(&mut s.ys, m * e);
+            b.qbuf.observe_expert(&self.down.info.name, (x, ne), g, m);
             compute::matmul(&self.down.view(file, x)?, g, m, ys, b.qbuf)?;
             for (i, &(t, r)) in s.order[a..z].iter().enumerate() {
                 let w = s.weights[t as usize * k + r as usize];
@@ -316,6 +321,7 @@ impl Moe {
             shared.forward(file, h, n, y, fb)?;
             if let Some(gate) = &self.shared_gate {
                 let sg = sized(&mut s.shared_gate, n);
+                b.qbuf.observe(&gate.info.name, h, n);
                 compute::matmul(&gate.view(file)?, h, n, sg, b.qbuf)?;
                 for t in 0..n {
                     let g = 1.0 / (1.0 + (-sg[t]).exp());
