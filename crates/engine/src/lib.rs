@@ -18,6 +18,7 @@
 //!     stop: vec!["\n\n".into()],
 //!     logprobs: Some(5),
 //!     constraint: None, // or lm.compile_constraint(&engine::ConstraintSpec::JsonObject)?
+//!     logit_bias: vec![], // (token id, added to its logit)
 //! };
 //! // Prefill is one forward call; then each `next()` samples one token.
 //! let mut generation = session.generate(&ids, &opts)?;
