@@ -7,6 +7,7 @@
 //! itself reads them in place from the file).
 
 use std::cell::RefCell;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use quant::GgmlType;
 
@@ -16,20 +17,32 @@ use crate::{shape_err, AttnParams, ComputeError, KvCache, KvDtype, Rope, WeightV
 /// The CPU as a [`Backend`], with KV caches of `kv` type.
 pub struct Cpu {
     pub kv: KvDtype,
-    qbuf: RefCell<Vec<u8>>,
+    qbuf: Mutex<Vec<u8>>,
 }
 
 impl Cpu {
     pub fn new(kv: KvDtype) -> Cpu {
         Cpu {
             kv,
-            qbuf: RefCell::new(Vec::new()),
+            qbuf: Mutex::new(Vec::new()),
         }
     }
 }
 
-/// A host vector (token ids kept as the bits of f32 elements).
-pub struct CpuTensor(RefCell<Vec<f32>>);
+/// A host vector (token ids kept as the bits of f32 elements). Behind a lock so a model's
+/// weights on this backend can be shared between threads (a model split between a GPU and
+/// the CPU); the operations take it as a `RefCell` would be borrowed.
+pub struct CpuTensor(RwLock<Vec<f32>>);
+
+impl CpuTensor {
+    fn r(&self) -> RwLockReadGuard<'_, Vec<f32>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn w(&self) -> RwLockWriteGuard<'_, Vec<f32>> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// A weight matrix's bytes.
 pub struct CpuWeights {
@@ -47,7 +60,7 @@ impl CpuWeights {
 
 /// `n` rows of `width` of a span, contiguous.
 fn gather(s: Span<CpuTensor>, n: usize, width: usize) -> Result<Vec<f32>, ComputeError> {
-    let t = s.t.0.borrow();
+    let t = s.t.r();
     if n > 0 && s.off + (n - 1) * s.stride + width > t.len() {
         return Err(shape_err(
             "rows",
@@ -64,7 +77,7 @@ fn gather(s: Span<CpuTensor>, n: usize, width: usize) -> Result<Vec<f32>, Comput
 
 /// Writes contiguous rows back into a span.
 fn scatter(s: Span<CpuTensor>, width: usize, rows: &[f32]) -> Result<(), ComputeError> {
-    let mut t = s.t.0.borrow_mut();
+    let mut t = s.t.w();
     let n = rows.len() / width.max(1);
     if n > 0 && s.off + (n - 1) * s.stride + width > t.len() {
         return Err(shape_err(
@@ -79,8 +92,8 @@ fn scatter(s: Span<CpuTensor>, width: usize, rows: &[f32]) -> Result<(), Compute
     Ok(())
 }
 
-fn prefix(t: &CpuTensor, n: usize) -> Result<std::cell::RefMut<'_, Vec<f32>>, ComputeError> {
-    let v = t.0.borrow_mut();
+fn prefix(t: &CpuTensor, n: usize) -> Result<RwLockWriteGuard<'_, Vec<f32>>, ComputeError> {
+    let v = t.w();
     if n > v.len() {
         return Err(shape_err("elements", n, v.len()));
     }
@@ -101,11 +114,11 @@ impl Backend for Cpu {
     }
 
     fn tensor(&self, len: usize) -> CpuTensor {
-        CpuTensor(RefCell::new(vec![0.0; len]))
+        CpuTensor(RwLock::new(vec![0.0; len]))
     }
 
     fn upload(&self, data: &[f32]) -> CpuTensor {
-        CpuTensor(RefCell::new(data.to_vec()))
+        CpuTensor(RwLock::new(data.to_vec()))
     }
 
     fn write(&self, t: &CpuTensor, data: &[f32]) -> Result<(), ComputeError> {
@@ -191,12 +204,18 @@ impl Backend for Cpu {
     ) -> Result<(), ComputeError> {
         let xs = gather(x, n, w.cols)?;
         let mut out = vec![0f32; n * w.rows];
-        crate::matmul(&w.view()?, &xs, n, &mut out, &mut self.qbuf.borrow_mut())?;
+        crate::matmul(
+            &w.view()?,
+            &xs,
+            n,
+            &mut out,
+            &mut self.qbuf.lock().unwrap_or_else(|e| e.into_inner()),
+        )?;
         scatter(y, w.rows, &out)
     }
 
     fn add_bias(&self, y: &CpuTensor, bias: &CpuTensor, n: usize) -> Result<(), ComputeError> {
-        let b = bias.0.borrow();
+        let b = bias.r();
         crate::add_bias(&mut prefix(y, n)?[..n], &b);
         Ok(())
     }
@@ -218,8 +237,8 @@ impl Backend for Cpu {
             prefix(y, len)?[..len].copy_from_slice(&xs);
         }
         let mut v = prefix(y, len)?;
-        let w = w.map(|t| t.0.borrow());
-        let b = b.map(|t| t.0.borrow());
+        let w = w.map(|t| t.r());
+        let b = b.map(|t| t.r());
         if layer {
             let ones;
             let wv: &[f32] = match &w {
@@ -284,7 +303,7 @@ impl Backend for Cpu {
     }
 
     fn add(&self, y: &CpuTensor, x: &CpuTensor, n: usize) -> Result<(), ComputeError> {
-        let xs = x.0.borrow();
+        let xs = x.r();
         if xs.len() < n {
             return Err(shape_err("add input", n, xs.len()));
         }
