@@ -80,6 +80,7 @@ pub(crate) enum GpuModel {}
 #[cfg(not(feature = "gpu"))]
 pub(crate) fn open(
     backend: Backend,
+    _gpu_layers: Option<usize>,
     _model: &models::Model,
 ) -> Result<(Option<std::sync::Arc<GpuModel>>, String), EngineError> {
     match backend {
@@ -91,15 +92,19 @@ pub(crate) fn open(
     }
 }
 
-/// Opens the GPU `backend` asks for and uploads `model` to it. `Ok(None)`: run on the CPU
-/// (asked for, or `Auto` found nothing usable; the reason is in the second value).
+/// Opens the GPU `backend` asks for and uploads `model` to it, all of it or its first
+/// `gpu_layers` layers (the rest then run on the CPU). `Ok(None)`: run on the CPU (asked
+/// for, no layer on the GPU, or `Auto` found nothing usable; the reason is in the second
+/// value).
 #[cfg(feature = "gpu")]
 pub(crate) fn open(
     backend: Backend,
+    gpu_layers: Option<usize>,
     model: &models::Model,
 ) -> Result<(Option<Arc<gpu::GpuModel>>, String), EngineError> {
     let (kind, auto) = match backend {
         Backend::Cpu => return Ok((None, "CPU".into())),
+        _ if gpu_layers == Some(0) => return Ok((None, "CPU (--gpu-layers 0)".into())),
         Backend::Auto => (gpu::BackendKind::Any, true),
         Backend::Gpu(api) => (api.into(), false),
     };
@@ -113,7 +118,15 @@ pub(crate) fn open(
         Err(e) => return Err(EngineError::Backend(e.to_string())),
     };
     let name = format!("{} ({})", dev.adapter().name, dev.adapter().backend);
-    match gpu::GpuModel::load(model, dev) {
+    match gpu::GpuModel::load_layers(model, dev, gpu_layers) {
+        Ok(m) if m.gpu_layers() < m.n_layer() => {
+            let split = format!(
+                "GPU {name}: {} of {} layers, the rest on the CPU",
+                m.gpu_layers(),
+                m.n_layer()
+            );
+            Ok((Some(Arc::new(m)), split))
+        }
         Ok(m) => Ok((Some(Arc::new(m)), format!("GPU {name}"))),
         Err(e) if auto => Ok((None, format!("CPU ({name} cannot run it: {e})"))),
         Err(e) => Err(EngineError::Backend(format!("{name}: {e}"))),
