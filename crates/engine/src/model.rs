@@ -109,7 +109,12 @@ impl LoadedModel {
         let tokenizer = Tokenizer::from_gguf(file.metadata())
             .map_err(|e| load_err(format!("tokenizer: {e}")))?;
         let model = Model::load_owned(file).map_err(|e| load_err(e.to_string()))?;
-        let (gpu, device) = crate::device::open(opts.backend, opts.gpu_layers, &model)?;
+        let seq = opts
+            .session
+            .max_seq_len
+            .map_or_else(|| memory::default_seq_len(&planner.shape), |n| n as u64);
+        let (gpu, device) =
+            crate::device::open(opts.backend, opts.gpu_layers, (seq, planner.slots), &model)?;
         Ok(LoadedModel {
             model: Arc::new(model),
             tokenizer: Arc::new(tokenizer),
