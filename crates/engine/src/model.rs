@@ -137,6 +137,11 @@ impl LoadedModel {
         self.gpu.is_some()
     }
 
+    /// The model's weights on the GPU, when sessions run there.
+    pub(crate) fn gpu_model(&self) -> Option<&Arc<crate::device::GpuModel>> {
+        self.gpu.as_ref()
+    }
+
     /// The mode chosen, why, and the memory plans it was chosen from.
     pub fn load_decision(&self) -> &LoadDecision {
         &self.decision
