@@ -13,26 +13,32 @@ use models::{Logits, Model, ModelError};
 
 use crate::{GpuBackend, GpuDevice};
 
+// One per model, state or batch buffer set: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Placement {
     Whole(BackendModel<GpuBackend>),
     Split {
         cpu: Cpu,
-        model: SplitModel<GpuBackend, Cpu>,
+        model: Box<SplitModel<GpuBackend, Cpu>>,
     },
 }
 
+// One per model, state or batch buffer set: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum StateKind {
     Whole(BackendState<GpuBackend>),
-    Split(SplitState<GpuBackend, Cpu>),
+    Split(Box<SplitState<GpuBackend, Cpu>>),
 }
 
 /// One sequence's KV caches and activation buffers (in device memory, and in host memory
 /// for the CPU's layers of a split model).
 pub struct GpuState(StateKind);
 
+// One per model, state or batch buffer set: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum WorkKind {
     Whole(BackendWork<GpuBackend>),
-    Split(SplitWork<GpuBackend, Cpu>),
+    Split(Box<SplitWork<GpuBackend, Cpu>>),
 }
 
 /// The activations of a batch of several sequences ([`GpuModel::forward_multi`]).
@@ -109,7 +115,7 @@ impl GpuModel {
             }
             Some(n) if n < n_layer => {
                 let cpu = Cpu::new(KvDtype::F16);
-                let model = SplitModel::load(model, &backend, &cpu, n)?;
+                let model = Box::new(SplitModel::load(model, &backend, &cpu, n)?);
                 Placement::Split { cpu, model }
             }
             _ => Placement::Whole(BackendModel::load(model, &backend)?),
@@ -156,9 +162,11 @@ impl GpuModel {
         let ub = models::DEFAULT_UBATCH;
         Ok(GpuState(match &self.model {
             Placement::Whole(m) => StateKind::Whole(m.new_state(&self.backend, max_seq_len, ub)?),
-            Placement::Split { cpu, model } => {
-                StateKind::Split(model.new_state((&self.backend, cpu), max_seq_len, ub)?)
-            }
+            Placement::Split { cpu, model } => StateKind::Split(Box::new(model.new_state(
+                (&self.backend, cpu),
+                max_seq_len,
+                ub,
+            )?)),
         }))
     }
 
@@ -167,7 +175,7 @@ impl GpuModel {
         GpuWork(match &self.model {
             Placement::Whole(m) => WorkKind::Whole(m.new_work(&self.backend, rows)),
             Placement::Split { cpu, model } => {
-                WorkKind::Split(model.new_work((&self.backend, cpu), rows))
+                WorkKind::Split(Box::new(model.new_work((&self.backend, cpu), rows)))
             }
         })
     }
@@ -203,7 +211,7 @@ impl GpuModel {
                         return Err(mismatch());
                     };
                     v.push(SplitSeq {
-                        state,
+                        state: &mut **state,
                         tokens: q.tokens,
                         start_pos: q.start_pos,
                         logits: q.logits,

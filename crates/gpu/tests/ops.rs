@@ -38,7 +38,7 @@ fn made_up_row(ty: GgmlType, seed: u64, row: &mut [u8]) {
     for (b, v) in row.iter_mut().zip(&noise) {
         *b = (v.to_bits() >> 5) as u8;
     }
-    let block = ty.type_size() as usize;
+    let block = ty.type_size();
     for (i, b) in row.chunks_exact_mut(block).enumerate() {
         let d = 0x1400 | ((seed as u16).wrapping_add(97 * i as u16) & 0x3ff);
         if ty == GgmlType::IQ1_M {

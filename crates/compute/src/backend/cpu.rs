@@ -6,7 +6,6 @@
 //! Weights are copied into the backend (a reference implementation: the CPU forward pass
 //! itself reads them in place from the file).
 
-use std::cell::RefCell;
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use quant::GgmlType;
@@ -31,7 +30,7 @@ impl Cpu {
 
 /// A host vector (token ids kept as the bits of f32 elements). Behind a lock so a model's
 /// weights on this backend can be shared between threads (a model split between a GPU and
-/// the CPU); the operations take it as a `RefCell` would be borrowed.
+/// the CPU); the operations take it as a `RefCell` would be borrowed. KV caches likewise.
 pub struct CpuTensor(RwLock<Vec<f32>>);
 
 impl CpuTensor {
@@ -103,7 +102,7 @@ fn prefix(t: &CpuTensor, n: usize) -> Result<RwLockWriteGuard<'_, Vec<f32>>, Com
 impl Backend for Cpu {
     type Tensor = CpuTensor;
     type Weights = CpuWeights;
-    type Cache = RefCell<KvCache>;
+    type Cache = RwLock<KvCache>;
 
     fn describe(&self) -> String {
         format!(
@@ -162,8 +161,8 @@ impl Backend for Cpu {
         n_kv: usize,
         dk: usize,
         dv: usize,
-    ) -> Result<RefCell<KvCache>, ComputeError> {
-        Ok(RefCell::new(KvCache::windowed(
+    ) -> Result<RwLock<KvCache>, ComputeError> {
+        Ok(RwLock::new(KvCache::windowed(
             self.kv, capacity, window, ubatch, n_kv, dk, dv,
         )))
     }
@@ -172,8 +171,8 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn cache_slots(&self, cache: &RefCell<KvCache>) -> usize {
-        cache.borrow().slots()
+    fn cache_slots(&self, cache: &RwLock<KvCache>) -> usize {
+        cache.read().unwrap_or_else(|e| e.into_inner()).slots()
     }
 
     fn get_rows(
@@ -323,13 +322,13 @@ impl Backend for Cpu {
 
     fn kv_store(
         &self,
-        cache: &RefCell<KvCache>,
+        cache: &RwLock<KvCache>,
         k: Span<CpuTensor>,
         v: Span<CpuTensor>,
         n: usize,
         start_pos: usize,
     ) -> Result<(), ComputeError> {
-        let mut c = cache.borrow_mut();
+        let mut c = cache.write().unwrap_or_else(|e| e.into_inner());
         let (nkv, dk, dv) = c.dims();
         let (kw, vw) = (nkv * dk, nkv * dv);
         let (ks, vs) = (gather(k, n, kw)?, gather(v, n, vw)?);
@@ -341,14 +340,14 @@ impl Backend for Cpu {
 
     fn attention(
         &self,
-        cache: &RefCell<KvCache>,
+        cache: &RwLock<KvCache>,
         p: &AttnParams,
         q: Span<CpuTensor>,
         n: usize,
         start_pos: usize,
         out: Span<CpuTensor>,
     ) -> Result<(), ComputeError> {
-        let c = cache.borrow();
+        let c = cache.read().unwrap_or_else(|e| e.into_inner());
         let (_, dk, dv) = c.dims();
         let qs = gather(q, n, p.n_head * dk)?;
         let mut o = vec![0f32; n * p.n_head * dv];
