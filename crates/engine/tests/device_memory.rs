@@ -3,6 +3,8 @@
 //! `GpuModel::device_bytes` (weights as uploaded, one state's KV caches and work buffers);
 //! and the layer count that fits a budget. Runs on any Vulkan adapter (lavapipe in CI).
 
+#![cfg(feature = "gpu")]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
