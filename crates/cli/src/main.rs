@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     engine::chat_guard::set_hint(
         "use --chat-template-file FILE for another template, or run --raw",
     );
-    let cli = Cli::parse_from(chat_spelling(std::env::args_os().collect()));
+    let cli = Cli::parse_from(ngl_spelling(chat_spelling(std::env::args_os().collect())));
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args),
         Command::Run(args) => commands::run::run(args),
@@ -100,9 +100,45 @@ fn chat_spelling(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     args
 }
 
+/// llama.cpp's `-ngl N` (and `-ngl=N`) for `--gpu-layers N`: clap has no multi-letter
+/// short flags. Arguments after `--` are left alone.
+fn ngl_spelling(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut rest = false;
+    args.into_iter()
+        .map(|a| {
+            rest |= a == "--";
+            match a.to_str() {
+                Some("-ngl") if !rest => "--gpu-layers".into(),
+                Some(s) if !rest && s.starts_with("-ngl=") => {
+                    format!("--gpu-layers={}", &s[5..]).into()
+                }
+                _ => a,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::chat_spelling;
+    use super::{chat_spelling, ngl_spelling};
+
+    #[test]
+    fn ngl_is_gpu_layers() {
+        let spell = |args: &[&str]| -> Vec<String> {
+            ngl_spelling(args.iter().map(|a| a.into()).collect())
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            spell(&["torchless", "run", "-ngl", "12", "m.gguf"]),
+            ["torchless", "run", "--gpu-layers", "12", "m.gguf"]
+        );
+        assert_eq!(
+            spell(&["torchless", "bench", "-ngl=3", "--", "-ngl"]),
+            ["torchless", "bench", "--gpu-layers=3", "--", "-ngl"]
+        );
+    }
 
     fn spell(args: &[&str]) -> Vec<String> {
         let v = args.iter().map(|a| a.into()).collect();

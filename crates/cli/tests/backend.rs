@@ -63,6 +63,17 @@ fn a_gpu_run_gives_the_cpus_greedy_tokens() {
             .collect()
     };
     assert_eq!(ids(&String::from_utf8_lossy(&o.stdout)), ids(&cpu));
+    // llama.cpp's -ngl: the first layer on the GPU, the second and the output on the CPU.
+    for flag in ["-ngl", "--gpu-layers"] {
+        let o = torchless(&[&args[..], &["--backend", "vulkan", flag, "1"]].concat());
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{}", no_gpu_hint(&err));
+        assert!(err.contains("1 of 2 layers, the rest on the CPU"), "{err}");
+        assert_eq!(ids(&String::from_utf8_lossy(&o.stdout)), ids(&cpu));
+    }
+    // No layer on the GPU: the CPU's run.
+    let (_, err) = ok(&[&args[..], &["--backend", "vulkan", "-ngl", "0"]].concat());
+    assert!(err.contains("backend: CPU (--gpu-layers 0)"), "{err}");
 }
 
 #[test]
@@ -149,8 +160,6 @@ fn impossible_backends_are_one_line_errors() {
             "{backend}: {err}"
         );
     }
-    let o = torchless(&["serve", m, "--backend", "vulkan", "--port", "0"]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("serve runs on the CPU"));
 }
 
 #[test]

@@ -120,6 +120,14 @@ const COVERED: &[(&str, How)] = &[
             quiet: false,
         },
     ),
+    // 12 of the default model's 30 layers on lavapipe, the rest on the CPU.
+    (
+        r#"torchless run --backend vulkan -ngl 12 -p "Why is the sky blue?" -n 16"#,
+        How::Run {
+            stdout: true,
+            quiet: false,
+        },
+    ),
     (
         "torchless bench --backend gpu -p 128 -n 64",
         How::Skip(

@@ -694,3 +694,39 @@ fn a_runaway_chat_template_fails_its_request_and_the_server_goes_on() {
     assert_eq!(http(&s.addr, "GET", "/health", &[], b"").0, 200);
     std::fs::remove_file(&tf).ok();
 }
+
+/// `serve --backend vulkan` (lavapipe in CI): the scheduler's slots on the GPU give the
+/// same greedy answer as `torchless run` on the GPU.
+#[test]
+fn serve_on_the_gpu_answers_as_run_on_the_gpu() {
+    let s = serve(&["--backend", "vulkan"]);
+    let (st, v) = post(
+        &s.addr,
+        "/v1/chat/completions",
+        &greedy_chat("Why is the sky blue?", 8),
+    );
+    assert_eq!(st, 200, "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    let model = real_model("smollm2-135m-instruct-q4_1");
+    let o = Command::new(env!("CARGO_BIN_EXE_torchless"))
+        .args([
+            "run",
+            model.to_str().unwrap(),
+            "-p",
+            "Why is the sky blue?",
+            "-n",
+            "8",
+            "--temp",
+            "0",
+            "-q",
+            "--backend",
+            "vulkan",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim_end(),
+        text.trim_end()
+    );
+}

@@ -80,6 +80,8 @@ pub(crate) enum GpuModel {}
 #[cfg(not(feature = "gpu"))]
 pub(crate) fn open(
     backend: Backend,
+    _gpu_layers: Option<usize>,
+    _session: (u64, u64),
     _model: &models::Model,
 ) -> Result<(Option<std::sync::Arc<GpuModel>>, String), EngineError> {
     match backend {
@@ -91,15 +93,21 @@ pub(crate) fn open(
     }
 }
 
-/// Opens the GPU `backend` asks for and uploads `model` to it. `Ok(None)`: run on the CPU
-/// (asked for, or `Auto` found nothing usable; the reason is in the second value).
+/// Opens the GPU `backend` asks for and uploads `model` to it, all of it or its first
+/// `gpu_layers` layers (the rest then run on the CPU). Without `gpu_layers`, where the
+/// adapter reports its memory, as many layers as fit in it with `slots` KV caches of
+/// `max_seq_len` positions (`device_memory`). `Ok(None)`: run on the CPU (asked for, no layer
+/// on the GPU, or `Auto` found nothing usable; the reason is in the second value).
 #[cfg(feature = "gpu")]
 pub(crate) fn open(
     backend: Backend,
+    gpu_layers: Option<usize>,
+    (max_seq_len, slots): (u64, u64),
     model: &models::Model,
 ) -> Result<(Option<Arc<gpu::GpuModel>>, String), EngineError> {
     let (kind, auto) = match backend {
         Backend::Cpu => return Ok((None, "CPU".into())),
+        _ if gpu_layers == Some(0) => return Ok((None, "CPU (--gpu-layers 0)".into())),
         Backend::Auto => (gpu::BackendKind::Any, true),
         Backend::Gpu(api) => (api.into(), false),
     };
@@ -113,11 +121,73 @@ pub(crate) fn open(
         Err(e) => return Err(EngineError::Backend(e.to_string())),
     };
     let name = format!("{} ({})", dev.adapter().name, dev.adapter().backend);
-    match gpu::GpuModel::load(model, dev) {
+    let mut why = String::new();
+    let gpu_layers = match (gpu_layers, dev.adapter().memory) {
+        (None, Some(mem)) => {
+            let fit = fitting_layers(model, mem, max_seq_len, slots);
+            match fit {
+                Some((0, need)) => {
+                    let msg = format!(
+                        "{name}: not even one layer fits in its {} of memory (all of them need {})",
+                        crate::memory::fmt_bytes(mem),
+                        crate::memory::fmt_bytes(need)
+                    );
+                    return if auto {
+                        Ok((None, format!("CPU ({msg})")))
+                    } else {
+                        Err(EngineError::Backend(msg))
+                    };
+                }
+                Some((n, need)) => {
+                    why = format!(
+                        " (all of them need {} of device memory, it has {})",
+                        crate::memory::fmt_bytes(need),
+                        crate::memory::fmt_bytes(mem)
+                    );
+                    Some(n as usize)
+                }
+                None => None,
+            }
+        }
+        (n, _) => n,
+    };
+    match gpu::GpuModel::load_layers(model, dev, gpu_layers) {
+        Ok(m) if m.gpu_layers() < m.n_layer() => {
+            let split = format!(
+                "GPU {name}: {} of {} layers, the rest on the CPU{why}",
+                m.gpu_layers(),
+                m.n_layer()
+            );
+            Ok((Some(Arc::new(m)), split))
+        }
         Ok(m) => Ok((Some(Arc::new(m)), format!("GPU {name}"))),
         Err(e) if auto => Ok((None, format!("CPU ({name} cannot run it: {e})"))),
         Err(e) => Err(EngineError::Backend(format!("{name}: {e}"))),
     }
+}
+
+/// When the whole model does not fit in `mem` bytes of device memory (with the comfort
+/// margin): how many layers do, and what all of them need. `None` when it fits (or the
+/// metadata cannot be planned: the upload then says what is wrong).
+#[cfg(feature = "gpu")]
+fn fitting_layers(
+    model: &models::Model,
+    mem: u64,
+    max_seq_len: u64,
+    slots: u64,
+) -> Option<(u64, u64)> {
+    use crate::device_memory::{device_plan, layers_that_fit, DeviceWeights, DEVICE_COMFORT};
+    let shape = crate::memory::ModelShape::from_gguf(model.file()).ok()?;
+    let w = DeviceWeights::from_gguf(model.file(), shape.n_layer);
+    let need = device_plan(&shape, &w, None, max_seq_len, slots).total();
+    let budget = (mem as f64 * DEVICE_COMFORT) as u64;
+    if need <= budget {
+        return None;
+    }
+    Some((
+        layers_that_fit(&shape, &w, budget, max_seq_len, slots),
+        need,
+    ))
 }
 
 /// A session's logits from the GPU: the model's device weights and this sequence's state.

@@ -48,6 +48,7 @@ mod available;
 pub mod constraint;
 pub mod conversation;
 pub mod device;
+pub mod device_memory;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -47,6 +47,10 @@ pub struct LoadOptions {
     pub slots: usize,
     /// Where sessions run their forward passes (`--backend`).
     pub backend: crate::device::Backend,
+    /// With a GPU backend, how many layers run there (`--gpu-layers`, llama.cpp's
+    /// `--n-gpu-layers`): the token embedding and the first `n` layers on the GPU, the other
+    /// layers and the output on the CPU. `None`: all of them; `Some(0)`: none (the CPU).
+    pub gpu_layers: Option<usize>,
 }
 
 impl Default for LoadOptions {
@@ -57,6 +61,7 @@ impl Default for LoadOptions {
             all_logits: false,
             slots: 1,
             backend: crate::device::Backend::Cpu,
+            gpu_layers: None,
         }
     }
 }
@@ -104,7 +109,12 @@ impl LoadedModel {
         let tokenizer = Tokenizer::from_gguf(file.metadata())
             .map_err(|e| load_err(format!("tokenizer: {e}")))?;
         let model = Model::load_owned(file).map_err(|e| load_err(e.to_string()))?;
-        let (gpu, device) = crate::device::open(opts.backend, &model)?;
+        let seq = opts
+            .session
+            .max_seq_len
+            .map_or_else(|| memory::default_seq_len(&planner.shape), |n| n as u64);
+        let (gpu, device) =
+            crate::device::open(opts.backend, opts.gpu_layers, (seq, planner.slots), &model)?;
         Ok(LoadedModel {
             model: Arc::new(model),
             tokenizer: Arc::new(tokenizer),
@@ -125,6 +135,11 @@ impl LoadedModel {
     /// Whether sessions run on a GPU.
     pub fn on_gpu(&self) -> bool {
         self.gpu.is_some()
+    }
+
+    /// The model's weights on the GPU, when sessions run there.
+    pub(crate) fn gpu_model(&self) -> Option<&Arc<crate::device::GpuModel>> {
+        self.gpu.as_ref()
     }
 
     /// The mode chosen, why, and the memory plans it was chosen from.

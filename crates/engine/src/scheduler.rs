@@ -221,12 +221,14 @@ impl Scheduler {
             active: AtomicUsize::new(0),
         });
         let slots = (0..opts.n_parallel)
-            .map(|_| Slot {
-                state: lm.model().new_state(max_seq_len, opts.kv_dtype),
-                tokens: Vec::new(),
-                job: None,
+            .map(|_| {
+                Ok(Slot {
+                    state: SlotState::new(&lm, max_seq_len, opts.kv_dtype)?,
+                    tokens: Vec::new(),
+                    job: None,
+                })
             })
-            .collect();
+            .collect::<Result<_, EngineError>>()?;
         let n_vocab = lm.n_vocab();
         let worker = Worker {
             text: TokenizerText(lm.tokenizer().clone()),
@@ -339,6 +341,100 @@ struct Job {
     first_token: Option<Instant>,
 }
 
+/// A slot's KV cache: on the CPU, or on the GPU when the model runs there (the GPU keeps
+/// it in f16 whatever `kv_dtype` says, as its sessions do).
+enum SlotState {
+    Cpu(State),
+    #[cfg(feature = "gpu")]
+    Gpu(gpu::GpuState),
+}
+
+impl SlotState {
+    fn new(lm: &LoadedModel, max_seq_len: usize, kv: KvDtype) -> Result<SlotState, EngineError> {
+        Ok(match lm.gpu_model() {
+            #[cfg(feature = "gpu")]
+            Some(g) => SlotState::Gpu(
+                g.new_state(max_seq_len)
+                    .map_err(|e| EngineError::Backend(e.to_string()))?,
+            ),
+            #[cfg(not(feature = "gpu"))]
+            Some(g) => match **g {},
+            None => SlotState::Cpu(lm.model().new_state(max_seq_len, kv)),
+        })
+    }
+
+    fn truncate(&mut self, n: usize) -> usize {
+        match self {
+            SlotState::Cpu(s) => s.truncate(n),
+            #[cfg(feature = "gpu")]
+            SlotState::Gpu(s) => s.truncate(n),
+        }
+    }
+
+    fn n_cached(&self) -> usize {
+        match self {
+            SlotState::Cpu(s) => s.n_cached(),
+            #[cfg(feature = "gpu")]
+            SlotState::Gpu(s) => s.n_cached(),
+        }
+    }
+
+    /// [`State::copy_prefix_from`] on the CPU; the GPU's caches are not copied between
+    /// slots yet, so there every slot computes its own prompt.
+    fn copy_prefix_from(&mut self, src: &SlotState, n: usize) -> usize {
+        match (self, src) {
+            (SlotState::Cpu(d), SlotState::Cpu(s)) => d.copy_prefix_from(s, n),
+            (d, _) => d.n_cached(),
+        }
+    }
+}
+
+/// The forward pass's buffers, kept across steps.
+#[derive(Default)]
+struct Work {
+    ws: Workspace,
+    #[cfg(feature = "gpu")]
+    gpu: Option<gpu::GpuWork>,
+}
+
+/// The sequences of one step, on the model's device.
+#[derive(Default)]
+struct Batch<'a> {
+    cpu: Vec<SeqBatch<'a>>,
+    #[cfg(feature = "gpu")]
+    gpu: Vec<gpu::GpuSeq<'a>>,
+}
+
+impl<'a> Batch<'a> {
+    fn push(&mut self, state: &'a mut SlotState, input: &'a [u32], pos: usize, want: Logits) {
+        match state {
+            SlotState::Cpu(s) => self.cpu.push(SeqBatch::new(s, input, pos, want)),
+            #[cfg(feature = "gpu")]
+            SlotState::Gpu(s) => self.gpu.push(gpu::GpuSeq {
+                state: s,
+                tokens: input,
+                start_pos: pos,
+                logits: want,
+            }),
+        }
+    }
+
+    /// One forward pass over the step's sequences; their logit rows into `logits`.
+    fn run(&mut self, lm: &LoadedModel, w: &mut Work, logits: &mut Vec<f32>) -> Result<(), String> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = lm.gpu_model().filter(|_| !self.gpu.is_empty()) {
+            let work = w.gpu.get_or_insert_with(|| g.new_work(1));
+            *logits = g
+                .forward_multi(&mut self.gpu, work)
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        lm.model()
+            .forward_multi(&mut self.cpu, &mut w.ws, logits)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Shortest run of prompt tokens worth waiting a step for while another prompt computes
 /// them (a system prompt, not the few opening tokens every chat template writes).
 const SHARE_MIN: usize = 16;
@@ -356,7 +452,7 @@ fn two_slots(slots: &mut [Slot], a: usize, b: usize) -> (&mut Slot, &Slot) {
 
 /// A KV cache and the tokens in it (kept after a request ends, for prefix reuse).
 struct Slot {
-    state: State,
+    state: SlotState,
     tokens: Vec<u32>,
     job: Option<Job>,
 }
@@ -388,7 +484,7 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
-        let mut ws = Workspace::new();
+        let mut ws = Work::default();
         let mut logits = Vec::new();
         while self.admit() {
             self.drop_cancelled();
@@ -508,21 +604,24 @@ impl Worker {
                 }
             }
             let prompt = &self.slots[b].job.as_ref().unwrap().prompt;
-            waiting[b] = prompting[..k].iter().any(|&a| {
-                let other = &self.slots[a];
-                let shared = other.job.as_ref().unwrap().prompt.iter().zip(prompt);
-                let n = shared
-                    .take_while(|(x, y)| x == y)
-                    .count()
-                    .min(prompt.len() - 1);
-                n >= now + SHARE_MIN && other.tokens.len() < n
-            });
+            // Only where keys and values can be copied (not yet between GPU slots).
+            let copies = matches!(self.slots[b].state, SlotState::Cpu(_));
+            waiting[b] = copies
+                && prompting[..k].iter().any(|&a| {
+                    let other = &self.slots[a];
+                    let shared = other.job.as_ref().unwrap().prompt.iter().zip(prompt);
+                    let n = shared
+                        .take_while(|(x, y)| x == y)
+                        .count()
+                        .min(prompt.len() - 1);
+                    n >= now + SHARE_MIN && other.tokens.len() < n
+                });
         }
         waiting
     }
 
     /// One forward pass for every active slot, then sampling and events.
-    fn step(&mut self, ws: &mut Workspace, logits: &mut Vec<f32>) {
+    fn step(&mut self, ws: &mut Work, logits: &mut Vec<f32>) {
         // Decoding sequences take one token each; prompts share the rest of the budget in
         // the order they were admitted.
         let mut order: Vec<usize> = (0..self.slots.len())
@@ -540,7 +639,7 @@ impl Worker {
             budget -= tokens.len();
             fed[i] = (tokens.len(), last);
         }
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         let mut ran = Vec::new();
         // Constrained sequences that sample this step: their masks are computed on a helper
         // thread while the forward pass runs.
@@ -559,19 +658,19 @@ impl Worker {
                 None => &prompt[tokens.len()..tokens.len() + n],
             };
             let want = if last { Logits::Last } else { Logits::None };
-            batch.push(SeqBatch::new(state, input, tokens.len(), want));
+            batch.push(state, input, tokens.len(), want);
             ran.push(i);
             if last && emit.constrained() {
                 masks_ahead.push(emit);
             }
         }
-        let model = self.lm.model();
+        let lm = &*self.lm;
         let r = if masks_ahead.is_empty() {
-            model.forward_multi(&mut batch, ws, logits)
+            batch.run(lm, ws, logits)
         } else {
             std::thread::scope(|sc| {
                 sc.spawn(|| masks_ahead.iter_mut().for_each(|e| e.prepare_mask()));
-                model.forward_multi(&mut batch, ws, logits)
+                batch.run(lm, ws, logits)
             })
         };
         drop(batch);
@@ -581,7 +680,7 @@ impl Worker {
                 let slot = &mut self.slots[i];
                 slot.state.truncate(0);
                 slot.tokens.clear();
-                let _ = job.tx.send(Event::Error(EngineError::Model(e.to_string())));
+                let _ = job.tx.send(Event::Error(EngineError::Model(e.clone())));
             }
             return;
         }

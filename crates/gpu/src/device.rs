@@ -76,6 +76,10 @@ pub struct AdapterSummary {
     pub subgroup_sizes: (u32, u32),
     pub subgroups: bool,
     pub shader_f16: bool,
+    /// Device-local memory in bytes, where the API says (Vulkan: the sum of the
+    /// device-local heaps; lavapipe reports the host's RAM); `None` on Metal and DX12,
+    /// which wgpu gives no way to ask.
+    pub memory: Option<u64>,
 }
 
 impl fmt::Display for AdapterSummary {
@@ -96,7 +100,11 @@ impl fmt::Display for AdapterSummary {
             self.subgroup_sizes.0,
             self.subgroup_sizes.1,
             if self.shader_f16 { "yes" } else { "no" },
-        )
+        )?;
+        match self.memory {
+            Some(m) => write!(f, ", memory {} MiB", m >> 20),
+            None => write!(f, ", memory unknown"),
+        }
     }
 }
 
@@ -124,6 +132,30 @@ fn summary(a: &wgpu::Adapter) -> AdapterSummary {
         subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
         subgroups: features.contains(wgpu::Features::SUBGROUP),
         shader_f16: features.contains(wgpu::Features::SHADER_F16),
+        memory: device_memory(a),
+    }
+}
+
+/// The sum of a Vulkan adapter's device-local heaps; `None` for other APIs.
+fn device_memory(a: &wgpu::Adapter) -> Option<u64> {
+    // SAFETY: the hal adapter is only borrowed for this call, while `a` (which owns it)
+    // is alive, and only read: a physical device's memory properties are a plain query of
+    // a valid `VkPhysicalDevice` on its own live instance, with no external
+    // synchronisation required.
+    unsafe {
+        let hal = a.as_hal::<wgpu::hal::api::Vulkan>()?;
+        let props = hal
+            .shared_instance()
+            .raw_instance()
+            .get_physical_device_memory_properties(hal.raw_physical_device());
+        let heaps = &props.memory_heaps[..props.memory_heap_count as usize];
+        Some(
+            heaps
+                .iter()
+                .filter(|h| h.flags.contains(ash::vk::MemoryHeapFlags::DEVICE_LOCAL))
+                .map(|h| h.size)
+                .sum(),
+        )
     }
 }
 

@@ -9,20 +9,23 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use quant::GgmlType;
+use wgpu::util::DeviceExt;
 
 use crate::GpuError;
 
 const COMMON: &str = include_str!("shaders/common.wgsl");
 const QUANT_32: &str = include_str!("shaders/quant_32.wgsl");
 const QUANT_K: &str = include_str!("shaders/quant_k.wgsl");
+const QUANT_IQ: &str = include_str!("shaders/quant_iq.wgsl");
 const FLOAT: &str = include_str!("shaders/float.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const MATVEC_SUBGROUP: &str = include_str!("shaders/matvec_subgroup.wgsl");
 const OPS: &str = include_str!("shaders/ops.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
 
-/// Every weight type the kernels decode.
-pub const WEIGHT_TYPES: [GgmlType; 17] = [
+/// Every weight type the kernels decode: every type `quant` has a dot product for (Q8_1 and
+/// Q8_K are only activation formats there, multiplied by no kernel).
+pub const WEIGHT_TYPES: [GgmlType; 24] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -40,6 +43,13 @@ pub const WEIGHT_TYPES: [GgmlType; 17] = [
     GgmlType::IQ4_XS,
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ2_S,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
 ];
 
 /// Whether the GPU kernels read weights of type `ty`.
@@ -75,6 +85,16 @@ pub fn matrix_source(ty: GgmlType, subgroups: bool) -> Option<String> {
             QUANT_K,
             format!("load_{name}(rb + (s >> 3u) * {}u, s & 7u);", ty.type_size()),
         ),
+        GgmlType::IQ2_XXS
+        | GgmlType::IQ2_XS
+        | GgmlType::IQ2_S
+        | GgmlType::IQ3_XXS
+        | GgmlType::IQ3_S
+        | GgmlType::IQ1_S
+        | GgmlType::IQ1_M => (
+            QUANT_IQ,
+            format!("load_{name}(rb + (s >> 3u) * {}u, s & 7u);", ty.type_size()),
+        ),
         _ => return None,
     };
     // wgpu's WGSL front end takes subgroup operations once the device has the feature, and
@@ -85,6 +105,26 @@ pub fn matrix_source(ty: GgmlType, subgroups: bool) -> Option<String> {
     ))
 }
 
+/// The lattice grid `ty`'s kernels read (binding 5, `GRID` in quant_iq.wgsl), as words:
+/// `quant`'s tables, two words per 8-value entry (low bytes first), one per 4-value entry.
+pub fn grid_words(ty: GgmlType) -> Option<Vec<u32>> {
+    use quant::iq_grid::{IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
+    let split = |g: &[u64]| {
+        g.iter()
+            .flat_map(|&e| [e as u32, (e >> 32) as u32])
+            .collect()
+    };
+    Some(match ty {
+        GgmlType::IQ2_XXS => split(&IQ2XXS_GRID),
+        GgmlType::IQ2_XS => split(&IQ2XS_GRID),
+        GgmlType::IQ2_S => split(&IQ2S_GRID),
+        GgmlType::IQ1_S | GgmlType::IQ1_M => split(&quant::iq1::IQ1S_GRID),
+        GgmlType::IQ3_XXS => IQ3XXS_GRID.to_vec(),
+        GgmlType::IQ3_S => IQ3S_GRID.to_vec(),
+        _ => return None,
+    })
+}
+
 /// The three kernels of one weight type.
 #[derive(Clone)]
 pub(crate) struct MatrixKernels {
@@ -93,6 +133,8 @@ pub(crate) struct MatrixKernels {
     pub matvec_sg: Option<wgpu::ComputePipeline>,
     pub tiled: wgpu::ComputePipeline,
     pub get_rows: wgpu::ComputePipeline,
+    /// The format's grid (bound at 5), for the grid formats.
+    pub grid: Option<wgpu::Buffer>,
 }
 
 /// Pipelines of the non-matrix ops.
@@ -197,7 +239,16 @@ impl Kernels {
         let src = matrix_source(ty, self.subgroups).ok_or(GpuError::Unsupported(ty))?;
         let k = checked(device, &format!("compiling the {ty} kernels"), || {
             let m = module(device, ty.name(), &src);
+            let grid = grid_words(ty).map(|words| {
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("grid"),
+                    contents: &bytes,
+                    usage: wgpu::BufferUsages::STORAGE,
+                })
+            });
             Arc::new(MatrixKernels {
+                grid,
                 matvec: pipeline(device, &m, "matvec"),
                 matvec_sg: self.subgroups.then(|| pipeline(device, &m, "matvec_sg")),
                 tiled: pipeline(device, &m, "matmul_tiled"),

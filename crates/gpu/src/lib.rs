@@ -7,6 +7,10 @@
 //! is f32 throughout (no `shader-f16` needed), the KV cache f16 (packed pairs, read with
 //! `unpack2x16float`). Operations are recorded into a [`Pass`] and run as one submission.
 //!
+//! The IQ lattice types read ggml's grids (from `quant`'s tables) from a small storage buffer
+//! made once per type. [`GpuModel::load_layers`] can keep only the first layers on the device
+//! and run the rest on the CPU backend (`--gpu-layers`).
+//!
 //! Numerics differ from the CPU backend's by design: the CPU quantizes activations to the
 //! weight type's partner (as ggml does), the GPU multiplies f32 activations by the decoded
 //! weights, so results agree to a tolerance (`tests/ops.rs` states each), not to the bit.

@@ -281,7 +281,8 @@ impl Pass {
         check("matmul output", y.off + (n - 1) * y.stride + w.rows, y.t)?;
         let k = self.dev.matrix(w)?;
         for c in &w.chunks {
-            let bufs = [(1, &c.buf), (2, &x.t.buf), (3, &y.t.buf)];
+            let mut bufs = vec![(1, &c.buf), (2, &x.t.buf), (3, &y.t.buf)];
+            bufs.extend(k.grid.iter().map(|g| (5, g)));
             let words = [
                 u(c.rows),
                 u(w.cols),
@@ -334,12 +335,9 @@ impl Pass {
                 u(c.row0),
             ];
             let groups = self.spread(n);
-            self.step(
-                &k.get_rows,
-                &[(1, &c.buf), (3, &y.t.buf), (4, &ids.buf)],
-                &words,
-                groups,
-            )?;
+            let mut bufs = vec![(1, &c.buf), (3, &y.t.buf), (4, &ids.buf)];
+            bufs.extend(k.grid.iter().map(|g| (5, g)));
+            self.step(&k.get_rows, &bufs, &words, groups)?;
         }
         Ok(())
     }

@@ -72,8 +72,27 @@ fn check(name: &str) {
 }
 
 fn check_with(name: &str, tol: f32, exact_tol: Option<f32>) {
+    check_layers(name, tol, exact_tol, None)
+}
+
+/// [`check_with`] with the first `gpu_layers` layers on the GPU and the rest on the CPU
+/// (`--gpu-layers`). With `exact_tol` both parts run the F32 copy.
+fn check_layers(name: &str, tol: f32, exact_tol: Option<f32>, gpu_layers: Option<usize>) {
     let loaded = load(name);
-    let g = GpuModel::load(&loaded, dev().clone()).expect("upload fixture");
+    let split = gpu_layers.is_some();
+    let g = if split && exact_tol.is_some() {
+        GpuModel::load_layers(&dequantized(&loaded), dev().clone(), gpu_layers)
+    } else {
+        GpuModel::load_layers(&loaded, dev().clone(), gpu_layers)
+    }
+    .expect("upload fixture");
+    if let Some(n) = gpu_layers {
+        assert_eq!(g.gpu_layers(), n.min(g.n_layer()), "{name}");
+    }
+    let name = &match gpu_layers {
+        Some(n) => format!("{name} (first {n} layers on the GPU)"),
+        None => name.to_string(),
+    };
     let model = match exact_tol {
         Some(_) => dequantized(&loaded),
         None => loaded,
@@ -137,6 +156,39 @@ fn every_dense_fixture() {
         "gptneox-seq",
     ] {
         check(name);
+    }
+}
+
+/// `--gpu-layers`: every dense fixture at every split point (the embedding and the first
+/// layers on the GPU, the rest and the output on the CPU) within the all-GPU run's
+/// tolerance of the CPU; quantized fixtures, whose CPU layers round activations to 8 bits,
+/// against the CPU on their F32 copy.
+#[test]
+fn split_with_the_cpu_every_dense_fixture() {
+    for (name, exact) in [
+        ("llama", None),
+        ("llama-q8_0", Some(1e-3)),
+        ("llama-f16", None),
+        ("llama-rope-llama3", None),
+        ("llama-yarn", None),
+        ("qwen2", None),
+        ("qwen3", None),
+        ("gemma", None),
+        ("gemma2", None),
+        ("gemma2-pattern3", None),
+        ("gemma3", None),
+        ("phi2", None),
+        ("phi2-q8_0", Some(1e-3)),
+        ("phi3", None),
+        ("phi3-swa", None),
+        ("phi3-longrope", None),
+        ("gptneox", None),
+        ("gptneox-seq", None),
+    ] {
+        let n_layer = load(name).config().n_layer;
+        for n in 1..n_layer {
+            check_layers(name, TOL, exact, Some(n));
+        }
     }
 }
 

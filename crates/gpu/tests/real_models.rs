@@ -61,15 +61,21 @@ fn argmax(x: &[f32]) -> usize {
 
 /// Returns the number of greedy steps equal to llama.cpp's.
 fn check(model_file: &str, golden: &str) -> usize {
+    check_layers(model_file, golden, None)
+}
+
+/// [`check`] with only the first `gpu_layers` layers on the GPU (`--gpu-layers`).
+fn check_layers(model_file: &str, golden: &str, gpu_layers: Option<usize>) -> usize {
     let file = gguf::GgufFile::open(model_path(model_file)).expect("open model");
     let model = Model::load(Arc::new(file)).expect("load model");
-    let g = GpuModel::load(&model, dev().clone()).expect("upload model");
+    let g = GpuModel::load_layers(&model, dev().clone(), gpu_layers).expect("upload model");
     // The weights go up in their own encoding: the device holds about the file's tensor
     // bytes (norms and biases as f32, padding), not a widened copy.
     let file_bytes: u64 = model.file().tensors().iter().map(|t| t.size).sum();
     let dev_bytes = g.device_bytes();
+    let whole = gpu_layers.is_none();
     assert!(
-        dev_bytes <= file_bytes + file_bytes / 20 && dev_bytes >= file_bytes / 2,
+        dev_bytes <= file_bytes + file_bytes / 20 && (!whole || dev_bytes >= file_bytes / 2),
         "{model_file}: {dev_bytes} device bytes for {file_bytes} bytes of tensors"
     );
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -134,6 +140,18 @@ fn smollm2_q4_1_greedy_matches_llama_cpp() {
         check(
             "smollm2-135m-instruct-q4_1.gguf",
             "greedy-smollm2-135m-instruct-q4_1.json"
+        ) >= 8
+    );
+}
+
+/// Half of SmolLM2's 30 layers on the GPU, the rest on the CPU.
+#[test]
+fn smollm2_split_with_the_cpu_greedy_matches_llama_cpp() {
+    assert!(
+        check_layers(
+            "smollm2-135m-instruct-q4_1.gguf",
+            "greedy-smollm2-135m-instruct-q4_1.json",
+            Some(15)
         ) >= 8
     );
 }

@@ -145,8 +145,15 @@ pub struct LoadArgs {
     /// through their Vulkan driver); auto: a hardware GPU that can run the model, else the CPU.
     /// GPU runs need the dense architectures (no MoE / latent attention yet) and keep the KV
     /// cache in f16; their logits differ from the CPU's in the last digits
-    #[arg(long, value_name = "NAME", default_value = "cpu")]
-    pub backend: String,
+    /// [default: cpu, or auto with --gpu-layers]
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+    /// With a GPU backend, run only the first N layers there (and the token embedding), the
+    /// rest and the output on the CPU, for models that do not fit in device memory;
+    /// llama.cpp's -ngl / --n-gpu-layers (both accepted). 0: everything on the CPU. Default:
+    /// every layer on the GPU
+    #[arg(long = "gpu-layers", visible_alias = "n-gpu-layers", value_name = "N")]
+    pub gpu_layers: Option<usize>,
 }
 
 impl LoadArgs {
@@ -156,10 +163,15 @@ impl LoadArgs {
             .map_err(|e: String| anyhow::anyhow!("--load: {e}"))
     }
 
+    /// `--backend`; without it the CPU, or `auto` when `--gpu-layers` asks for GPU layers.
     pub fn backend(&self) -> Result<engine::device::Backend> {
-        self.backend
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("--backend: {e}"))
+        match &self.backend {
+            Some(b) => b
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--backend: {e}")),
+            None if self.gpu_layers.is_some_and(|n| n > 0) => Ok(engine::device::Backend::Auto),
+            None => Ok(engine::device::Backend::Cpu),
+        }
     }
 
     /// Loads `path` in the chosen mode, planning memory for sessions with `session`'s
@@ -205,6 +217,7 @@ impl LoadArgs {
             all_logits,
             slots,
             backend: self.backend()?,
+            gpu_layers: self.gpu_layers,
         };
         let show = !quiet && std::io::stderr().is_terminal();
         let mut last = 0u64;

@@ -503,6 +503,7 @@ fn backends(json: bool) -> Result<()> {
                     "max_invocations": a.max_invocations,
                     "subgroups": a.subgroups, "subgroup_sizes": [a.subgroup_sizes.0, a.subgroup_sizes.1],
                     "shader_f16": a.shader_f16,
+                    "memory": a.memory,
                 })
             })
             .collect();

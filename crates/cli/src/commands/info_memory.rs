@@ -2,6 +2,7 @@
 //! and the trained context (and at `--max-seq-len` when given), before any weight is read.
 
 use anyhow::{anyhow, Result};
+use engine::device_memory::{device_plan, DevicePlan, DeviceWeights};
 use engine::inspect::GgufFile;
 use engine::memory::{self, fmt_bytes, LoadMode, MemoryPlan, Planner};
 use engine::KvDtype;
@@ -16,6 +17,8 @@ struct Row {
     seq: u64,
     eager: MemoryPlan,
     lazy: MemoryPlan,
+    /// Device memory with every layer on a GPU (`--backend gpu`).
+    gpu: DevicePlan,
 }
 
 pub fn render(
@@ -34,6 +37,7 @@ pub fn render(
     if seqs[0].1 != shape.context_length {
         seqs.push(("trained", shape.context_length));
     }
+    let dw = DeviceWeights::from_gguf(file, shape.n_layer);
     let rows: Vec<Row> = seqs
         .into_iter()
         .map(|(label, seq)| Row {
@@ -41,6 +45,7 @@ pub fn render(
             seq,
             eager: planner.plan(LoadMode::Eager, seq, kv),
             lazy: planner.plan(LoadMode::Lazy, seq, kv),
+            gpu: device_plan(shape, &dw, None, seq, 1),
         })
         .collect();
     let runs = engine::supported_archs().contains(&shape.arch.as_str());
@@ -67,6 +72,13 @@ pub fn render(
                     "max_seq_len": r.seq,
                     "eager": plan(&r.eager),
                     "lazy": plan(&r.lazy),
+                    "gpu_device": {
+                        "gpu_layers": r.gpu.gpu_layers,
+                        "weights_bytes": r.gpu.weights_bytes,
+                        "kv_bytes": r.gpu.kv_bytes,
+                        "scratch_bytes": r.gpu.scratch_bytes,
+                        "total_bytes": r.gpu.total(),
+                    },
                     "kv_bytes_full_context": shape.kv_bytes(r.seq, kv),
                 })
             })
@@ -159,6 +171,26 @@ pub fn render(
                 fmt_bytes(get(&r.lazy))
             ));
         }
+        let g = &r.gpu;
+        out.push_str(&format!(
+            "    GPU device memory (all {} layers, f16 KV cache): weights {}, KV cache {}, \
+             scratch {}, total {}\n",
+            g.n_layer,
+            fmt_bytes(g.weights_bytes),
+            fmt_bytes(g.kv_bytes),
+            fmt_bytes(g.scratch_bytes),
+            fmt_bytes(g.total())
+        ));
+    }
+    if shape.n_layer > 1 {
+        let half = shape.n_layer / 2;
+        let g = device_plan(shape, &dw, Some(half), rows[0].seq, 1);
+        out.push_str(&format!(
+            "--gpu-layers {half}: {} of device memory at {} tokens (the other layers and the \
+             output on the CPU)\n",
+            fmt_bytes(g.total()),
+            rows[0].seq
+        ));
     }
     let n_swa = shape.swa_layers.iter().filter(|&&s| s).count();
     if n_swa > 0 {

@@ -62,12 +62,6 @@ pub fn run(args: Args) -> Result<()> {
         .parse()
         .with_context(|| format!("--host {:?} is not an IP address", args.host))?;
     let session = args.runtime.session_options()?;
-    if args.runtime.load.backend()? != engine::device::Backend::Cpu {
-        bail!(
-            "--backend: serve runs on the CPU for now (its batching scheduler has no GPU path \
-             yet); use run, chat, bench or perplexity on a GPU"
-        );
-    }
     let path = super::model_path(args.model.as_deref())?;
     let name = args.alias.clone().unwrap_or_else(|| {
         path.file_name().map_or_else(

@@ -6,7 +6,7 @@
 //! Weights are copied into the backend (a reference implementation: the CPU forward pass
 //! itself reads them in place from the file).
 
-use std::cell::RefCell;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use quant::GgmlType;
 
@@ -16,20 +16,32 @@ use crate::{shape_err, AttnParams, ComputeError, KvCache, KvDtype, Rope, WeightV
 /// The CPU as a [`Backend`], with KV caches of `kv` type.
 pub struct Cpu {
     pub kv: KvDtype,
-    qbuf: RefCell<Vec<u8>>,
+    qbuf: Mutex<Vec<u8>>,
 }
 
 impl Cpu {
     pub fn new(kv: KvDtype) -> Cpu {
         Cpu {
             kv,
-            qbuf: RefCell::new(Vec::new()),
+            qbuf: Mutex::new(Vec::new()),
         }
     }
 }
 
-/// A host vector (token ids kept as the bits of f32 elements).
-pub struct CpuTensor(RefCell<Vec<f32>>);
+/// A host vector (token ids kept as the bits of f32 elements). Behind a lock so a model's
+/// weights on this backend can be shared between threads (a model split between a GPU and
+/// the CPU); the operations take it as a `RefCell` would be borrowed. KV caches likewise.
+pub struct CpuTensor(RwLock<Vec<f32>>);
+
+impl CpuTensor {
+    fn r(&self) -> RwLockReadGuard<'_, Vec<f32>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn w(&self) -> RwLockWriteGuard<'_, Vec<f32>> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// A weight matrix's bytes.
 pub struct CpuWeights {
@@ -47,7 +59,7 @@ impl CpuWeights {
 
 /// `n` rows of `width` of a span, contiguous.
 fn gather(s: Span<CpuTensor>, n: usize, width: usize) -> Result<Vec<f32>, ComputeError> {
-    let t = s.t.0.borrow();
+    let t = s.t.r();
     if n > 0 && s.off + (n - 1) * s.stride + width > t.len() {
         return Err(shape_err(
             "rows",
@@ -64,7 +76,7 @@ fn gather(s: Span<CpuTensor>, n: usize, width: usize) -> Result<Vec<f32>, Comput
 
 /// Writes contiguous rows back into a span.
 fn scatter(s: Span<CpuTensor>, width: usize, rows: &[f32]) -> Result<(), ComputeError> {
-    let mut t = s.t.0.borrow_mut();
+    let mut t = s.t.w();
     let n = rows.len() / width.max(1);
     if n > 0 && s.off + (n - 1) * s.stride + width > t.len() {
         return Err(shape_err(
@@ -79,8 +91,8 @@ fn scatter(s: Span<CpuTensor>, width: usize, rows: &[f32]) -> Result<(), Compute
     Ok(())
 }
 
-fn prefix(t: &CpuTensor, n: usize) -> Result<std::cell::RefMut<'_, Vec<f32>>, ComputeError> {
-    let v = t.0.borrow_mut();
+fn prefix(t: &CpuTensor, n: usize) -> Result<RwLockWriteGuard<'_, Vec<f32>>, ComputeError> {
+    let v = t.w();
     if n > v.len() {
         return Err(shape_err("elements", n, v.len()));
     }
@@ -90,7 +102,7 @@ fn prefix(t: &CpuTensor, n: usize) -> Result<std::cell::RefMut<'_, Vec<f32>>, Co
 impl Backend for Cpu {
     type Tensor = CpuTensor;
     type Weights = CpuWeights;
-    type Cache = RefCell<KvCache>;
+    type Cache = RwLock<KvCache>;
 
     fn describe(&self) -> String {
         format!(
@@ -101,11 +113,11 @@ impl Backend for Cpu {
     }
 
     fn tensor(&self, len: usize) -> CpuTensor {
-        CpuTensor(RefCell::new(vec![0.0; len]))
+        CpuTensor(RwLock::new(vec![0.0; len]))
     }
 
     fn upload(&self, data: &[f32]) -> CpuTensor {
-        CpuTensor(RefCell::new(data.to_vec()))
+        CpuTensor(RwLock::new(data.to_vec()))
     }
 
     fn write(&self, t: &CpuTensor, data: &[f32]) -> Result<(), ComputeError> {
@@ -149,8 +161,8 @@ impl Backend for Cpu {
         n_kv: usize,
         dk: usize,
         dv: usize,
-    ) -> Result<RefCell<KvCache>, ComputeError> {
-        Ok(RefCell::new(KvCache::windowed(
+    ) -> Result<RwLock<KvCache>, ComputeError> {
+        Ok(RwLock::new(KvCache::windowed(
             self.kv, capacity, window, ubatch, n_kv, dk, dv,
         )))
     }
@@ -159,8 +171,8 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn cache_slots(&self, cache: &RefCell<KvCache>) -> usize {
-        cache.borrow().slots()
+    fn cache_slots(&self, cache: &RwLock<KvCache>) -> usize {
+        cache.read().unwrap_or_else(|e| e.into_inner()).slots()
     }
 
     fn get_rows(
@@ -191,12 +203,18 @@ impl Backend for Cpu {
     ) -> Result<(), ComputeError> {
         let xs = gather(x, n, w.cols)?;
         let mut out = vec![0f32; n * w.rows];
-        crate::matmul(&w.view()?, &xs, n, &mut out, &mut self.qbuf.borrow_mut())?;
+        crate::matmul(
+            &w.view()?,
+            &xs,
+            n,
+            &mut out,
+            &mut self.qbuf.lock().unwrap_or_else(|e| e.into_inner()),
+        )?;
         scatter(y, w.rows, &out)
     }
 
     fn add_bias(&self, y: &CpuTensor, bias: &CpuTensor, n: usize) -> Result<(), ComputeError> {
-        let b = bias.0.borrow();
+        let b = bias.r();
         crate::add_bias(&mut prefix(y, n)?[..n], &b);
         Ok(())
     }
@@ -218,8 +236,8 @@ impl Backend for Cpu {
             prefix(y, len)?[..len].copy_from_slice(&xs);
         }
         let mut v = prefix(y, len)?;
-        let w = w.map(|t| t.0.borrow());
-        let b = b.map(|t| t.0.borrow());
+        let w = w.map(|t| t.r());
+        let b = b.map(|t| t.r());
         if layer {
             let ones;
             let wv: &[f32] = match &w {
@@ -284,7 +302,7 @@ impl Backend for Cpu {
     }
 
     fn add(&self, y: &CpuTensor, x: &CpuTensor, n: usize) -> Result<(), ComputeError> {
-        let xs = x.0.borrow();
+        let xs = x.r();
         if xs.len() < n {
             return Err(shape_err("add input", n, xs.len()));
         }
@@ -304,13 +322,13 @@ impl Backend for Cpu {
 
     fn kv_store(
         &self,
-        cache: &RefCell<KvCache>,
+        cache: &RwLock<KvCache>,
         k: Span<CpuTensor>,
         v: Span<CpuTensor>,
         n: usize,
         start_pos: usize,
     ) -> Result<(), ComputeError> {
-        let mut c = cache.borrow_mut();
+        let mut c = cache.write().unwrap_or_else(|e| e.into_inner());
         let (nkv, dk, dv) = c.dims();
         let (kw, vw) = (nkv * dk, nkv * dv);
         let (ks, vs) = (gather(k, n, kw)?, gather(v, n, vw)?);
@@ -322,14 +340,14 @@ impl Backend for Cpu {
 
     fn attention(
         &self,
-        cache: &RefCell<KvCache>,
+        cache: &RwLock<KvCache>,
         p: &AttnParams,
         q: Span<CpuTensor>,
         n: usize,
         start_pos: usize,
         out: Span<CpuTensor>,
     ) -> Result<(), ComputeError> {
-        let c = cache.borrow();
+        let c = cache.read().unwrap_or_else(|e| e.into_inner());
         let (_, dk, dv) = c.dims();
         let qs = gather(q, n, p.n_head * dk)?;
         let mut o = vec![0f32; n * p.n_head * dv];

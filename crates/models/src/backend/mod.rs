@@ -4,7 +4,8 @@
 //! per-head Q/K norms, every rope variant through host-made tables, GQA, sliding windows,
 //! soft-caps, SwiGLU/GeGLU (separate or fused gate/up), plain GELU MLPs, the three residual
 //! layouts and Gemma's post-norms); experts (MoE) and latent attention (MLA) are refused at
-//! load time.
+//! load time. A model may run in two parts on two backends ([`SplitModel`]: the first layers
+//! on a GPU, the rest on the CPU), the hidden state copied between them.
 //!
 //! The CPU forward pass stays `forward.rs` (bit-exact with llama.cpp); this one trades those
 //! bits for the backend's own arithmetic (the GPU multiplies f32 activations, not quantized
@@ -105,9 +106,12 @@ pub struct BackendModel<B: Backend> {
     /// Row widths the work buffers need (largest over the layers).
     dims: Dims,
     layers: Vec<BLayer>,
-    tok_embd: usize,
-    output: usize,
-    output_norm: BNorm,
+    /// The token embedding: on the part that runs the first layer (its input is otherwise
+    /// the hidden state of the part before).
+    tok_embd: Option<usize>,
+    /// The output norm and projection: on the part that runs the last layer (which otherwise
+    /// returns its hidden state).
+    output: Option<(usize, BNorm)>,
     output_bias: Option<usize>,
     embd_scale: Option<f32>,
     final_softcap: f32,
@@ -213,7 +217,26 @@ impl<B: Backend> Builder<'_, B> {
 impl<B: Backend> BackendModel<B> {
     /// Uploads `model`'s weights to `backend`.
     pub fn load(model: &Model, backend: &B) -> Result<Self, ModelError> {
+        Self::load_layers(model, backend, 0..model.decoder.layers.len())
+    }
+
+    /// Uploads the layers `layers` of `model` to `backend`, with the token embedding when
+    /// they start at the first layer and the output norm and projection when they end at
+    /// the last: one part of a model split between backends ([`SplitModel`]).
+    pub fn load_layers(
+        model: &Model,
+        backend: &B,
+        range: std::ops::Range<usize>,
+    ) -> Result<Self, ModelError> {
         let d = &model.decoder;
+        let n_layer = d.layers.len();
+        if range.start >= range.end || range.end > n_layer {
+            return Err(ModelError::Input(format!(
+                "layers {}..{} of a model with {n_layer}",
+                range.start, range.end
+            )));
+        }
+        let (first, last) = (range.start == 0, range.end == n_layer);
         let mut bd = Builder {
             b: backend,
             file: &model.file,
@@ -226,7 +249,7 @@ impl<B: Backend> BackendModel<B> {
         };
         let mut dims = Dims::default();
         let mut layers = Vec::with_capacity(d.layers.len());
-        for l in &d.layers {
+        for l in &d.layers[range] {
             let a = match &l.attn {
                 LayerAttn::Standard(a) => a,
                 LayerAttn::Latent(_) => return Err(unsupported("multi-head latent attention")),
@@ -345,10 +368,20 @@ impl<B: Backend> BackendModel<B> {
                 post_ffn_norm: l.post_ffn_norm.as_ref().map(|n| bd.norm(n)),
             });
         }
-        let tok_embd = bd.matrix(&d.tok_embd)?;
-        let output = bd.matrix(&d.output)?;
-        let output_norm = bd.norm(&d.output_norm);
-        let output_bias = bd.opt_vector(&d.output_bias);
+        let tok_embd = if first {
+            Some(bd.matrix(&d.tok_embd)?)
+        } else {
+            None
+        };
+        let (output, output_bias) = if last {
+            let w = bd.matrix(&d.output)?;
+            (
+                Some((w, bd.norm(&d.output_norm))),
+                bd.opt_vector(&d.output_bias),
+            )
+        } else {
+            (None, None)
+        };
         Ok(BackendModel {
             matrices: bd.matrices,
             vectors: bd.vectors,
@@ -358,7 +391,6 @@ impl<B: Backend> BackendModel<B> {
             layers,
             tok_embd,
             output,
-            output_norm,
             output_bias,
             embd_scale: d.embd_scale,
             final_softcap: d.final_softcap,
@@ -375,4 +407,6 @@ impl<B: Backend> BackendModel<B> {
 }
 
 mod run;
+mod split;
 pub use run::{BackendSeq, BackendState, BackendWork};
+pub use split::{SplitModel, SplitSeq, SplitState, SplitWork};

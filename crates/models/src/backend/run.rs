@@ -10,15 +10,15 @@ use crate::{Logits, ModelError};
 /// One sequence on a backend: its KV caches, and its own work buffers for
 /// [`BackendModel::forward`].
 pub struct BackendState<B: Backend> {
-    caches: Vec<B::Cache>,
+    pub(super) caches: Vec<B::Cache>,
     /// Slots per layer's cache (`max_seq_len`, or a sliding-window ring).
     slots: Vec<usize>,
     windows: Vec<usize>,
-    n_cached: usize,
+    pub(super) n_cached: usize,
     max_seq_len: usize,
-    ubatch: usize,
+    pub(super) ubatch: usize,
     long_context: bool,
-    work: Option<BackendWork<B>>,
+    pub(super) work: Option<BackendWork<B>>,
 }
 
 impl<B: Backend> BackendState<B> {
@@ -83,7 +83,7 @@ pub struct BackendSeq<'a, B: Backend> {
 /// A sequence's rows in a micro-batch: tokens `c0..c0 + n` of its input at rows
 /// `row0..` and positions `start_pos..`; its last `keep` rows' logits go to rows `dest..`
 /// of the output.
-struct Seg {
+pub(super) struct Seg {
     seq: usize,
     c0: usize,
     row0: usize,
@@ -210,64 +210,28 @@ impl<B: Backend> BackendModel<B> {
         seqs: &mut [BackendSeq<B>],
         work: &mut BackendWork<B>,
     ) -> Result<Vec<f32>, ModelError> {
-        for q in seqs.iter_mut() {
-            check_input(q.state, q.tokens, q.start_pos)?;
-        }
-        let nv = self.n_vocab;
-        let total: usize = seqs.iter().map(|q| q.logits.rows(q.tokens.len())).sum();
-        let mut out = vec![0f32; total * nv];
-        let mut segs = Vec::with_capacity(seqs.len());
-        for round in 0.. {
-            segs.clear();
-            let (mut rows, mut dest) = (0, 0);
-            for (i, q) in seqs.iter().enumerate() {
-                let (len, ub) = (q.tokens.len(), q.state.ubatch);
-                let c0 = round * ub;
-                if c0 < len {
-                    let n = (c0 + ub).min(len) - c0;
-                    let (keep, at) = match q.logits {
-                        Logits::All => (n, dest + c0),
-                        Logits::Last if c0 + n == len => (1, dest),
-                        _ => (0, dest),
-                    };
-                    segs.push(Seg {
-                        seq: i,
-                        c0,
-                        row0: rows,
-                        n,
-                        start_pos: q.start_pos + c0,
-                        keep,
-                        dest: at,
-                    });
-                    rows += n;
-                }
-                dest += q.logits.rows(len);
-            }
-            if segs.is_empty() {
-                break;
-            }
-            if rows > work.rows {
-                *work = self.new_work(b, rows);
-            }
-            self.micro_batch(b, seqs, &segs, rows, work, &mut out)?;
-            for g in &segs {
-                seqs[g.seq].state.n_cached = g.start_pos + g.n;
-            }
-        }
-        Ok(out)
+        rounds(seqs, self.n_vocab, |seqs, segs, rows, out| {
+            self.micro_batch(b, seqs, segs, rows, work, None, Out::Logits(out))
+        })
     }
 
-    /// One micro-batch of `n` rows laid out by `segs`; kept rows' logits go to their rows
-    /// of `out`.
-    fn micro_batch(
+    /// One micro-batch of `n` rows laid out by `segs`: from the tokens (this part has the
+    /// embedding) or from `input`, the hidden rows of the part before; to the kept rows'
+    /// logits (this part has the output) or to the hidden rows for the part after.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn micro_batch(
         &self,
         b: &B,
         seqs: &mut [BackendSeq<B>],
         segs: &[Seg],
         n: usize,
         s: &mut BackendWork<B>,
-        out: &mut [f32],
+        input: Option<&[f32]>,
+        out: Out,
     ) -> Result<(), ModelError> {
+        if n > s.rows {
+            *s = self.new_work(b, n);
+        }
         let e = self.n_embd;
         s.host_ids.clear();
         for g in segs {
@@ -298,15 +262,20 @@ impl<B: Backend> BackendModel<B> {
         if !self.pairs.is_empty() {
             b.write(&s.table, &s.host_table)?;
         }
-        b.write_ids(&s.ids, &s.host_ids)?;
-        b.get_rows(
-            &self.matrices[self.tok_embd],
-            &s.ids,
-            n,
-            Span::rows(&s.x, e),
-        )?;
-        if let Some(sc) = self.embd_scale {
-            b.scale(&s.x, sc, n * e)?;
+        match (self.tok_embd, input) {
+            (_, Some(hidden)) => b.write(&s.x, &hidden[..n * e])?,
+            (Some(te), None) => {
+                b.write_ids(&s.ids, &s.host_ids)?;
+                b.get_rows(&self.matrices[te], &s.ids, n, Span::rows(&s.x, e))?;
+                if let Some(sc) = self.embd_scale {
+                    b.scale(&s.x, sc, n * e)?;
+                }
+            }
+            (None, None) => {
+                return Err(ModelError::Input(
+                    "this part of a split model needs the hidden state of the one before".into(),
+                ))
+            }
         }
         for (il, l) in self.layers.iter().enumerate() {
             norm(b, self, &l.attn_norm, &s.x, e, n, &s.h)?;
@@ -369,10 +338,22 @@ impl<B: Backend> BackendModel<B> {
                 }
             }
         }
+        let (out, (output, output_norm)) = match (out, &self.output) {
+            (Out::Hidden(h), _) => {
+                *h = b.read(&s.x, n * e)?;
+                return Ok(());
+            }
+            (Out::Logits(out), Some(o)) => (out, o),
+            (Out::Logits(_), None) => {
+                return Err(ModelError::Input(
+                    "this part of a split model has no output projection".into(),
+                ))
+            }
+        };
         if segs.iter().all(|g| g.keep == 0) {
             return b.flush().map_err(Into::into);
         }
-        norm(b, self, &self.output_norm, &s.x, e, n, &s.h)?;
+        norm(b, self, output_norm, &s.x, e, n, &s.h)?;
         // The vocabulary projection in groups of rows whose logits fit one tensor (a GPU
         // binding): a 512-token prompt of a 262k vocabulary is 512 MiB of logits.
         let nv = self.n_vocab;
@@ -387,7 +368,7 @@ impl<B: Backend> BackendModel<B> {
             for r0 in (0..g.keep).step_by(per) {
                 let cnt = per.min(g.keep - r0);
                 b.matmul(
-                    &self.matrices[self.output],
+                    &self.matrices[*output],
                     Span::rows(&s.h, e).at((first + r0) * e),
                     cnt,
                     Span::rows(&s.logits, nv),
@@ -511,9 +492,67 @@ type QkvSpans<'s, B> = (
     Span<'s, <B as Backend>::Tensor>,
 );
 
+/// Where a micro-batch's result goes: the kept rows' logits, or the hidden rows (a part of
+/// a split model before the last).
+pub(super) enum Out<'a> {
+    Logits(&'a mut [f32]),
+    Hidden(&'a mut Vec<f32>),
+}
+
+/// The rounds of a multi-sequence pass: checks every input, then calls `step` per
+/// micro-batch round with the segments, their row count and the output (`n_vocab` floats
+/// per logit row asked for), and records what each state then holds.
+pub(super) fn rounds<B: Backend>(
+    seqs: &mut [BackendSeq<B>],
+    nv: usize,
+    mut step: impl FnMut(&mut [BackendSeq<B>], &[Seg], usize, &mut [f32]) -> Result<(), ModelError>,
+) -> Result<Vec<f32>, ModelError> {
+    for q in seqs.iter_mut() {
+        check_input(q.state, q.tokens, q.start_pos)?;
+    }
+    let total: usize = seqs.iter().map(|q| q.logits.rows(q.tokens.len())).sum();
+    let mut out = vec![0f32; total * nv];
+    let mut segs = Vec::with_capacity(seqs.len());
+    for round in 0.. {
+        segs.clear();
+        let (mut rows, mut dest) = (0, 0);
+        for (i, q) in seqs.iter().enumerate() {
+            let (len, ub) = (q.tokens.len(), q.state.ubatch);
+            let c0 = round * ub;
+            if c0 < len {
+                let n = (c0 + ub).min(len) - c0;
+                let (keep, at) = match q.logits {
+                    Logits::All => (n, dest + c0),
+                    Logits::Last if c0 + n == len => (1, dest),
+                    _ => (0, dest),
+                };
+                segs.push(Seg {
+                    seq: i,
+                    c0,
+                    row0: rows,
+                    n,
+                    start_pos: q.start_pos + c0,
+                    keep,
+                    dest: at,
+                });
+                rows += n;
+            }
+            dest += q.logits.rows(len);
+        }
+        if segs.is_empty() {
+            break;
+        }
+        step(seqs, &segs, rows, &mut out)?;
+        for g in &segs {
+            seqs[g.seq].state.n_cached = g.start_pos + g.n;
+        }
+    }
+    Ok(out)
+}
+
 /// Checks that `tokens` can run at `start_pos` on `state`, and forgets what was cached from
 /// there on.
-fn check_input<B: Backend>(
+pub(super) fn check_input<B: Backend>(
     s: &mut BackendState<B>,
     tokens: &[u32],
     start_pos: usize,
