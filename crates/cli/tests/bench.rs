@@ -110,9 +110,11 @@ fn depth_fills_the_cache_first() {
         s.contains("| pp8 @ d40 |") && s.contains("| tg4 @ d40 |"),
         "{s}"
     );
-    // Past the context: refused before anything runs.
+    // Far past the trained context: refused before anything runs (up to twice it, a
+    // warning, as llama-bench runs there too).
     let out = torchless(&["bench", m, "-p", "8", "-n", "4", "-d", "1000000"]);
     assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("twice the model's trained context"));
 }
 
 #[test]

@@ -149,9 +149,17 @@ pub fn run(args: Args) -> Result<()> {
     );
     let simd = engine::inspect::kernel_level();
     let max_seq_len = args.depth + args.n_prompt.max(args.n_gen);
-    if max_seq_len > lm.trained_context() {
+    let trained = lm.trained_context();
+    if max_seq_len > 2 * trained {
+        bail!(
+            "the test needs {max_seq_len} positions, more than twice the model's trained \
+             context of {trained}; lower -d, -p or -n"
+        );
+    }
+    if max_seq_len > trained {
         // As llama-bench: a speed test may run past the trained context (its text there
-        // means nothing, its speed does).
+        // means nothing, its speed does), here up to twice that context, so that a typo in
+        // -d cannot start filling millions of positions.
         eprintln!(
             "bench: warning: the test needs {max_seq_len} positions, beyond the model's \
              trained context of {}",
