@@ -239,6 +239,36 @@ macro_rules! superblock_kernel {
     };
 }
 
+/// The tests of a K-quant's NEON file: both flavours (dotprod where the CPU has it) against
+/// the scalar reference `$scalar` and each other, and the four-row kernels against the
+/// single-row ones, on `testkit::kquant`'s format `$fmt`.
+macro_rules! kquant_tests {
+    ($fmt:ident, $scalar:path) => {
+        #[cfg(test)]
+        mod tests {
+            use crate::testkit::kquant as ktest;
+
+            #[test]
+            fn both_flavours_agree_with_scalar_and_each_other() {
+                let mut levels: Vec<(&str, ktest::Kernel)> = vec![("neon", super::vec_dot_neon)];
+                if super::super::has_dotprod() {
+                    levels.push(("dotprod", super::vec_dot_dotprod));
+                }
+                ktest::check_against_scalar(&ktest::$fmt, $scalar, &levels);
+            }
+
+            #[test]
+            fn four_row_kernels_equal_single_row_kernels() {
+                ktest::check_x4(&ktest::$fmt, super::vec_dot_neon, super::vec_dot_x4_neon);
+                if super::super::has_dotprod() {
+                    let (one, x4) = (super::vec_dot_dotprod, super::vec_dot_x4_dotprod);
+                    ktest::check_x4(&ktest::$fmt, one, x4);
+                }
+            }
+        }
+    };
+}
+
 /// Safe single-row and four-activation-row entry points of a `superblock_kernel!` kernel for
 /// the `dotprod` level, for `order` (ggml's repacked K-quant orders).
 macro_rules! superblock_entry {

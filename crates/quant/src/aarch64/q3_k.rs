@@ -53,33 +53,4 @@ superblock_kernel!(dot_neon, "neon", sb_neon);
 superblock_kernel!(dot_dotprod, "neon,dotprod", sb_dotprod);
 neon_entry_points!(QK_K, W_BYTES, X_BYTES);
 
-#[cfg(test)]
-mod tests {
-    use crate::testkit::kquant as ktest;
-
-    #[test]
-    fn both_flavours_agree_with_scalar_and_each_other() {
-        let levels: Vec<(&str, ktest::Kernel)> = vec![
-            ("neon", super::vec_dot_neon),
-            ("dotprod", super::vec_dot_dotprod),
-        ];
-        let levels = if super::super::has_dotprod() {
-            levels
-        } else {
-            levels[..1].to_vec()
-        };
-        ktest::check_against_scalar(&ktest::Q3K, crate::q3_k::vec_dot, &levels);
-    }
-
-    #[test]
-    fn four_row_kernels_equal_single_row_kernels() {
-        ktest::check_x4(&ktest::Q3K, super::vec_dot_neon, super::vec_dot_x4_neon);
-        if super::super::has_dotprod() {
-            ktest::check_x4(
-                &ktest::Q3K,
-                super::vec_dot_dotprod,
-                super::vec_dot_x4_dotprod,
-            );
-        }
-    }
-}
+kquant_tests!(Q3K, crate::q3_k::vec_dot);
