@@ -439,6 +439,18 @@ impl<'a> Batch<'a> {
 /// them (a system prompt, not the few opening tokens every chat template writes).
 const SHARE_MIN: usize = 16;
 
+/// How many leading tokens of `prompt` can come from a cache holding `tokens`: their
+/// common prefix, short of the last prompt token, which is always fed (its logits give the
+/// first token).
+fn reusable(tokens: &[u32], prompt: &[u32]) -> usize {
+    let n = tokens
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count();
+    n.min(prompt.len() - 1)
+}
+
 /// Slot `a` mutably and slot `b` shared (`a != b`).
 fn two_slots(slots: &mut [Slot], a: usize, b: usize) -> (&mut Slot, &Slot) {
     if a < b {
@@ -520,10 +532,7 @@ impl Worker {
     /// the one holding the fewest tokens, to keep longer caches for later), keeping that
     /// prefix. At least one prompt token is always fed: its logits give the first token.
     fn start_job(&mut self, p: Pending) {
-        let common = |s: &Slot| {
-            let n = s.tokens.iter().zip(&p.prompt).take_while(|(a, b)| a == b);
-            n.count().min(p.prompt.len() - 1)
-        };
+        let common = |s: &Slot| reusable(&s.tokens, &p.prompt);
         let (i, keep) = self
             .slots
             .iter()
@@ -583,15 +592,10 @@ impl Worker {
         prompting.sort_by_key(|&i| self.slots[i].job.as_ref().unwrap().admitted);
         for (k, &b) in prompting.iter().enumerate() {
             let prompt = &self.slots[b].job.as_ref().unwrap().prompt;
-            // At least one prompt token is always fed: its logits give the first token.
-            let common = |t: &[u32]| {
-                let n = t.iter().zip(prompt).take_while(|(x, y)| x == y).count();
-                n.min(prompt.len() - 1)
-            };
             let have = self.slots[b].tokens.len();
             let source = (0..self.slots.len())
                 .filter(|&a| a != b)
-                .map(|a| (common(&self.slots[a].tokens), a))
+                .map(|a| (reusable(&self.slots[a].tokens, prompt), a))
                 .max();
             let mut now = have;
             if let Some((n, a)) = source.filter(|&(n, _)| n > have) {
@@ -609,11 +613,7 @@ impl Worker {
             waiting[b] = copies
                 && prompting[..k].iter().any(|&a| {
                     let other = &self.slots[a];
-                    let shared = other.job.as_ref().unwrap().prompt.iter().zip(prompt);
-                    let n = shared
-                        .take_while(|(x, y)| x == y)
-                        .count()
-                        .min(prompt.len() - 1);
+                    let n = reusable(&other.job.as_ref().unwrap().prompt, prompt);
                     n >= now + SHARE_MIN && other.tokens.len() < n
                 });
         }
