@@ -371,6 +371,7 @@ impl SlotState {
         }
     }
 
+    #[cfg(feature = "gpu")]
     fn n_cached(&self) -> usize {
         match self {
             SlotState::Cpu(s) => s.n_cached(),
@@ -384,6 +385,7 @@ impl SlotState {
     fn copy_prefix_from(&mut self, src: &SlotState, n: usize) -> usize {
         match (self, src) {
             (SlotState::Cpu(d), SlotState::Cpu(s)) => d.copy_prefix_from(s, n),
+            #[cfg(feature = "gpu")]
             (d, _) => d.n_cached(),
         }
     }
