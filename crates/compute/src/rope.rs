@@ -108,11 +108,12 @@ impl Rope {
     }
 
     /// The rotation as ggml's SIMD builds compile it: GCC contracts `x0*c - x1*s` and
-    /// `x0*s + x1*c` into one FMA each (the other product rounded first). Half-split pairs
-    /// run a scalar loop, every pair fused (x0's products kept exact). Adjacent pairs run a
-    /// vectorised loop over whole groups of 4 pairs (the products with `c` kept exact) with
-    /// unfused leftovers, unless source and destination overlap (in place), where a
-    /// pair-at-a-time unfused loop runs instead. The portable build rounds both products.
+    /// `x0*s + x1*c` into one FMA each, x0's product kept exact and x1's rounded first.
+    /// Half-split pairs run a scalar loop, every pair fused. Adjacent pairs run a
+    /// vectorised loop over whole groups of 4 pairs with unfused leftovers, unless source
+    /// and destination overlap (in place), where a pair-at-a-time unfused loop runs
+    /// instead. The portable build rounds both products. (Read from b11434's x86-64
+    /// AVX-512 build and checked against its roped Q and K tensors, bit for bit.)
     pub fn apply_cached_at(
         &self,
         level: quant::dispatch::SimdLevel,
@@ -144,8 +145,6 @@ impl Rope {
                 let (x0, x1) = (v[a], v[b]);
                 let (y0, y1) = if i >= fused_pairs {
                     (x0 * c - x1 * s, x0 * s + x1 * c)
-                } else if self.mode == RopeMode::Norm {
-                    (x0.mul_add(c, -(x1 * s)), x1.mul_add(c, x0 * s))
                 } else {
                     (x0.mul_add(c, -(x1 * s)), x0.mul_add(s, x1 * c))
                 };
@@ -214,6 +213,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// SmolLM2's layer-0 Q (head 2, pair 0, position 1) as llama.cpp b11434's AVX-512 build
+    /// ropes it: both outputs fuse x0's product, so y1 is `fma(x0, s, x1*c)`; fusing x1's
+    /// product instead gives -0.6660141 (one ulp off).
+    #[test]
+    fn adjacent_pairs_round_as_ggml_simd_build() {
+        let level = quant::dispatch::active_level();
+        if level == quant::dispatch::SimdLevel::Scalar || cfg!(not(target_arch = "x86_64")) {
+            return;
+        }
+        let r = Rope::new(RopeMode::Norm, 64, 100000.0);
+        let mut cache = vec![0f32; 64];
+        r.fill_cache(1, &mut cache);
+        let mut x = vec![0f32; 64];
+        x[0] = -0.342_000_48;
+        x[1] = -0.700_035_2;
+        r.apply_cached_at(level, &mut x, 1, 64, &cache, false);
+        assert_eq!((x[0], x[1]), (0.404_275_66, -0.666_014_13));
     }
 
     #[test]

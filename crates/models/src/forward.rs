@@ -86,6 +86,7 @@ impl LayerAttn {
         rows: &[RowPos],
         store: &mut StoreKv,
         s: &mut Scratch,
+        flash: bool,
     ) -> Result<(), ModelError> {
         match self {
             LayerAttn::Standard(a) => {
@@ -97,7 +98,7 @@ impl LayerAttn {
                     rope: &mut s.rope,
                     qbuf: &mut s.qbuf,
                 };
-                a.project_and_store(file, h, rows, store, bufs)
+                a.project_and_store(file, h, rows, store, bufs, flash)
             }
             LayerAttn::Latent(m) => {
                 let bufs = MlaBufs {
@@ -366,6 +367,10 @@ impl Decoder {
             let last = il + 1 == n_layers;
             let h = sized(&mut s.h, n * e);
             l.attn_norm.apply(&s.x[..n * e], h)?;
+            // The cache type picks which of llama.cpp's attention graphs is emulated.
+            let flash = rows
+                .first()
+                .is_some_and(|r| seqs[r.seq].state.caches[il].dtype() == compute::KvDtype::F16);
             // The block borrows the other buffers; `h` is moved out meanwhile (no copy).
             let h = std::mem::take(&mut s.h);
             let mut store = |t: usize, k: &[f32], v: &[f32]| -> Result<(), ModelError> {
@@ -375,7 +380,7 @@ impl Decoder {
             };
             let r = l
                 .attn
-                .project_and_store(file, &h[..n * e], rows, &mut store, s);
+                .project_and_store(file, &h[..n * e], rows, &mut store, s, flash);
             s.h = h;
             r?;
             if last && !any_logits {

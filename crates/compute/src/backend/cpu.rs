@@ -273,8 +273,11 @@ impl Backend for Cpu {
         let tab = gather(Span::rows(table.t, s.n_rot).at(table.off), n, s.n_rot)?;
         let rope = Rope::new(s.mode, s.n_rot, 0.0);
         let level = quant::dispatch::active_level();
+        // Only llama.cpp's soft_max graph (emulated with an f32 cache) ropes K in place; its
+        // flash-attention graph (an f16 cache) writes a new tensor.
+        let in_place = s.in_place && self.kv == KvDtype::F32;
         for (r, c) in rows.chunks_mut(width).zip(tab.chunks(s.n_rot)) {
-            rope.apply_cached_at(level, r, s.n_heads, s.head_dim, c, s.in_place);
+            rope.apply_cached_at(level, r, s.n_heads, s.head_dim, c, in_place);
         }
         scatter(y, width, &rows)
     }

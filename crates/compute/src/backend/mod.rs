@@ -61,8 +61,9 @@ pub struct RopeSpec {
     pub head_dim: usize,
     pub n_rot: usize,
     pub mode: crate::RopeMode,
-    /// ggml ropes this tensor in place (K from its own projection), which changes the
-    /// CPU's adjacent-pair rounding ([`crate::Rope::apply_cached_in_place`]); backends
+    /// ggml ropes this tensor in place (K from its own projection) when attention is not
+    /// flash attention (the CPU backend's f32 cache), which changes the CPU's adjacent-pair
+    /// rounding ([`crate::Rope::apply_cached_in_place`]); backends
     /// whose arithmetic does not depend on it ignore it.
     pub in_place: bool,
 }

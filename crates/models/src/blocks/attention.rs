@@ -155,6 +155,8 @@ impl Attention {
 
     /// Projects the normalised rows `h` (one per entry of `rows`) to Q (left in `b.q`,
     /// roped and scaled) and K/V (each row roped at its own position and handed to `store`).
+    /// `flash`: the cache is attended as llama.cpp's flash-attention graph does (an f16
+    /// cache); otherwise as its plain soft_max graph (an f32 cache).
     pub fn project_and_store(
         &self,
         file: &GgufFile,
@@ -162,6 +164,7 @@ impl Attention {
         rows: &[RowPos],
         store: &mut StoreKv,
         b: AttnBufs,
+        flash: bool,
     ) -> Result<(), ModelError> {
         let n = rows.len();
         let (nh, nkv, dk, dv) = (self.params.n_head, self.n_head_kv, self.dk, self.dv);
@@ -169,10 +172,11 @@ impl Attention {
         let q = sized(b.q, n * qd);
         let k = sized(b.k, n * kd);
         let v = sized(b.v, n * vd);
-        // ggml ropes K in place when it is its own tensor (the graph allocator reuses the
-        // buffer); a view into the fused output is roped into a new one. The two round
-        // adjacent-pair rotations differently.
-        let k_in_place = match &self.qkv {
+        // In llama.cpp's soft_max graph the allocator ropes K in place when it is its own
+        // tensor; a view into the fused output, and K in the flash-attention graph, are
+        // roped into a new tensor. The two round adjacent-pair rotations differently
+        // (checked against b11434's tensors, `Rope::apply_cached_at`).
+        let separate = match &self.qkv {
             QkvWeights::Separate {
                 q: wq,
                 k: wk,
@@ -227,7 +231,7 @@ impl Attention {
             rope.fill_cache(r.pos, rc);
             rope.apply_cached(&mut q[t * qd..(t + 1) * qd], nh, dk, rc);
             let kt = &mut k[t * kd..(t + 1) * kd];
-            if k_in_place {
+            if separate && !flash {
                 rope.apply_cached_in_place(kt, nkv, dk, rc);
             } else {
                 rope.apply_cached(kt, nkv, dk, rc);
