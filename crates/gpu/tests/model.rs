@@ -197,15 +197,34 @@ fn phi2_q8_0_against_its_f32_copy() {
     check_with("phi2-q8_0", TOL, Some(1e-3));
 }
 
-/// What the GPU forward does not run yet is refused at load time, by name.
+/// Mixtures of experts (softmax, sigmoid and group-limited routing, selection bias, shared
+/// experts plain and gated) and latent attention (absorbed with and without Q compression,
+/// decompressed through `attn_kv_b`), with their dense lead layers.
 #[test]
-fn experts_and_latent_attention_are_refused() {
-    for (name, what) in [
-        ("llama-moe", "mixture of experts"),
-        ("deepseek2", "latent attention"),
+fn every_moe_and_mla_fixture() {
+    for name in [
+        "llama-moe",
+        "qwen2moe",
+        "qwen3moe",
+        "deepseek2",
+        "deepseek2-lite",
+        "deepseek2-v3",
+        "deepseek2-kvb",
+        "deepseek2-dense",
+        "deepseek2-lite-dense",
     ] {
-        let e = GpuModel::load(&load(name), dev().clone()).err().unwrap();
-        assert!(e.to_string().contains(what), "{name}: {e}");
+        check(name);
+    }
+}
+
+/// `--gpu-layers` on MoE and MLA models: every split point.
+#[test]
+fn split_with_the_cpu_moe_and_mla() {
+    for name in ["qwen2moe", "deepseek2-v3", "deepseek2-kvb"] {
+        let n_layer = load(name).config().n_layer;
+        for n in 1..n_layer {
+            check_layers(name, TOL, None, Some(n));
+        }
     }
 }
 

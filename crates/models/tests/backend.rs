@@ -1,5 +1,5 @@
 //! The dense decoder through the backend seam (`models::backend` over `compute::backend::Cpu`)
-//! gives `Model::forward`'s logits bit for bit on every dense fixture, with both KV cache
+//! gives `Model::forward`'s logits bit for bit on every fixture (dense, MoE, MLA), with both KV cache
 //! types: a prompt with every position's logits, then single-token steps. So the trait has
 //! everything the CPU forward pass needs, in the arithmetic it needs, and a GPU backend
 //! behind it runs the same blocks in the same order.
@@ -67,16 +67,25 @@ fn every_dense_fixture_bit_for_bit() {
     }
 }
 
+/// Mixtures of experts (routed on the backend, experts by id from the stacked tensors,
+/// shared experts plain or gated) and latent attention (absorbed, without Q compression,
+/// decompressed through `attn_kv_b`), bit for bit too.
 #[test]
-fn experts_and_latent_attention_are_refused() {
-    let cpu = Cpu::new(KvDtype::F16);
-    for (name, what) in [
-        ("llama-moe", "mixture of experts"),
-        ("qwen3moe", "mixture of experts"),
-        ("deepseek2", "latent attention"),
+fn every_moe_and_mla_fixture_bit_for_bit() {
+    for name in [
+        "llama-moe",
+        "qwen2moe",
+        "qwen3moe",
+        "deepseek2",
+        "deepseek2-lite",
+        "deepseek2-v3",
+        "deepseek2-kvb",
+        "deepseek2-dense",
+        "deepseek2-lite-dense",
     ] {
-        let e = BackendModel::load(&load(name), &cpu).err().unwrap();
-        assert!(e.to_string().contains(what), "{name}: {e}");
+        for kv in [KvDtype::F16, KvDtype::F32] {
+            check(name, kv);
+        }
     }
 }
 

@@ -63,6 +63,44 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+// Stacked matrices by id (MoE experts, per-head matrices): output row i = i0 + wid.y takes
+// matrix IDS[i] (rows of `rows` each; this binding holds matrices e0..e0 + ne) times input
+// row i / per, ROWS weight rows per workgroup as `matvec`. Rows whose matrix another binding
+// holds are left to that binding's dispatch. Each output row decodes its matrix itself: a
+// prefill re-reads an expert for every token choosing it (llama.cpp's mul_mat_id groups
+// them; left for later).
+@compute @workgroup_size(64)
+fn matvec_id(@builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let slot = lid / TPR;
+    let lane = lid % TPR;
+    let r = wid.x * ROWS + slot;
+    let i = P.i0 + wid.y;
+    let id = IDS[i];
+    let ok = r < P.rows && id >= P.e0 && id < P.e0 + P.ne;
+    var acc = 0.0;
+    if (ok) {
+        let nsub = (P.k + 31u) / 32u;
+        let rb = ((id - P.e0) * P.rows + r) * P.row_bytes;
+        let xo = P.x_off + (i / P.per) * P.x_stride;
+        for (var s = lane; s < nsub; s += TPR) {
+            load_sub(rb, s);
+            acc += sub_dot(xo, s);
+        }
+    }
+    red[lid] = acc;
+    workgroupBarrier();
+    for (var st = TPR / 2u; st > 0u; st >>= 1u) {
+        if (lane < st) {
+            red[lid] += red[lid + st];
+        }
+        workgroupBarrier();
+    }
+    if (ok && lane == 0u) {
+        Y[P.y_off + i * P.y_stride + r] = red[lid];
+    }
+}
+
 // Prefill: a 32-row x 32-token output tile per workgroup, 4 x 4 per thread. Each step
 // covers 64 columns: every thread decodes one sub-block (threads 0-31 the first of the pair
 // for rows 0-31, threads 32-63 the second) and loads 32 activations, into element-major
