@@ -74,29 +74,39 @@ impl<B: Backend> BackendModel<B> {
         let (e, k, ne, ff) = (self.n_embd, m.router.n_used, m.router.n_expert, m.ff);
         let h = Span::rows(&s.h, e);
         let w = &self.matrices;
-        b.matmul(&w[m.gate_inp], h, n, Span::rows(&s.router, ne))?;
+        b.matmul(&w[m.gate_inp], h, n, Span::rows(&s.ext.router, ne))?;
         let bias = m.bias.map(|i| &self.vectors[i]);
-        b.route(&m.router, &s.router, bias, n, &s.expert_ids, &s.expert_w)?;
+        b.route(
+            &m.router,
+            &s.ext.router,
+            bias,
+            n,
+            &s.ext.expert_ids,
+            &s.ext.expert_w,
+        )?;
         // Row t * k + j: token t's j-th expert.
-        let (g, u) = (Span::rows(&s.exp_gate, ff), Span::rows(&s.exp_up, ff));
-        b.matmul_id(&w[m.gate], &s.expert_ids, h, k, n * k, g)?;
-        b.matmul_id(&w[m.up], &s.expert_ids, h, k, n * k, u)?;
+        let (g, u) = (
+            Span::rows(&s.ext.exp_gate, ff),
+            Span::rows(&s.ext.exp_up, ff),
+        );
+        b.matmul_id(&w[m.gate], &s.ext.expert_ids, h, k, n * k, g)?;
+        b.matmul_id(&w[m.up], &s.ext.expert_ids, h, k, n * k, u)?;
         b.glu(GluKind::SwiGlu, g, u, ff, n * k)?;
-        let y = Span::rows(&s.exp_out, e);
-        b.matmul_id(&w[m.down], &s.expert_ids, g, 1, n * k, y)?;
-        b.weighted_sum(y, &s.expert_w, k, e, n, Span::rows(out, e))?;
+        let y = Span::rows(&s.ext.exp_out, e);
+        b.matmul_id(&w[m.down], &s.ext.expert_ids, g, 1, n * k, y)?;
+        b.weighted_sum(y, &s.ext.expert_w, k, e, n, Span::rows(out, e))?;
         if let Some(sh) = &m.shared {
-            self.ffn(b, s, sh, n, &s.shared)?;
+            self.ffn(b, s, sh, n, &s.ext.shared)?;
             let add = match m.shared_gate {
                 Some(sg) => {
-                    b.matmul(&w[sg], h, n, Span::rows(&s.shared_gate, 1))?;
-                    b.sigmoid(&s.shared_gate, n)?;
+                    b.matmul(&w[sg], h, n, Span::rows(&s.ext.shared_gate, 1))?;
+                    b.sigmoid(&s.ext.shared_gate, n)?;
                     // The routed outputs are summed: their buffer takes the gated expert.
-                    let sh = Span::rows(&s.shared, e);
-                    b.weighted_sum(sh, &s.shared_gate, 1, e, n, y)?;
-                    &s.exp_out
+                    let sh = Span::rows(&s.ext.shared, e);
+                    b.weighted_sum(sh, &s.ext.shared_gate, 1, e, n, y)?;
+                    &s.ext.exp_out
                 }
-                None => &s.shared,
+                None => &s.ext.shared,
             };
             b.add(out, add, n * e)?;
         }

@@ -68,7 +68,7 @@ pub(super) fn build<B: Backend>(bd: &mut Builder<B>, m: &Mla) -> Result<(BMla, D
     let absorbed = matches!(up, BUp::Absorbed { .. });
     let dims = Dims {
         // Absorbed queries, or the per-head keys of the decompressed form.
-        q: nh * qh.max(d.cache_row()),
+        q: nh * if absorbed { d.cache_row() } else { qh },
         k: d.cache_row(),
         v: nh * vh,
         fused: nh * qh,
@@ -138,17 +138,17 @@ impl<B: Backend> BackendModel<B> {
             BQ::Full(wq) => b.matmul(&w[*wq], h, n, q_raw)?,
             BQ::LowRank { a, norm, b: wb } => {
                 let ql = d.q_lora_rank;
-                b.matmul(&w[*a], h, n, Span::rows(&s.qa, ql))?;
-                super::run::norm(b, self, norm, &s.qa, ql, n, &s.qa)?;
-                b.matmul(&w[*wb], Span::rows(&s.qa, ql), n, q_raw)?;
+                b.matmul(&w[*a], h, n, Span::rows(&s.ext.qa, ql))?;
+                super::run::norm(b, self, norm, &s.ext.qa, ql, n, &s.ext.qa)?;
+                b.matmul(&w[*wb], Span::rows(&s.ext.qa, ql), n, q_raw)?;
             }
         }
         let kv = Span::rows(&s.k, row);
         b.matmul(&w[m.kv_a], h, n, kv)?;
         // The latent normalised through a contiguous copy (norms take whole rows).
-        let lat = Span::rows(&s.lat, lora);
+        let lat = Span::rows(&s.ext.lat, lora);
         b.copy(kv, lat, lora, n)?;
-        super::run::norm(b, self, &m.kv_a_norm, &s.lat, lora, n, &s.lat)?;
+        super::run::norm(b, self, &m.kv_a_norm, &s.ext.lat, lora, n, &s.ext.lat)?;
         b.copy(lat, kv, lora, n)?;
         let table = Span::rows(&s.table, self.dims.rot).at(m.pair * s.rows * self.dims.rot);
         let spec = |n_heads, head_dim| RopeSpec {
@@ -167,14 +167,14 @@ impl<B: Backend> BackendModel<B> {
                 // Q = [q_nope · W_kb | q_pe] per head: rows of the batch's heads.
                 let heads_in = Span::rows(&s.fused, qh);
                 let q = Span::rows(&s.q, row);
-                b.matmul_id(&w[*k_b], &s.head_ids, heads_in, 1, n * nh, q)?;
+                b.matmul_id(&w[*k_b], &s.ext.head_ids, heads_in, 1, n * nh, q)?;
                 b.copy(heads_in.at(nope), q.at(lora), rot, n * nh)?;
                 (Span::rows(&s.q, nh * row), nh * row, &s.att, nh * lora)
             }
             BUp::Decompressed { kv_b } => {
                 let up = nope + vh;
-                let dec = Span::rows(&s.dec, up);
-                b.matmul(&w[*kv_b], lat, n, Span::rows(&s.dec, nh * up))?;
+                let dec = Span::rows(&s.ext.dec, up);
+                b.matmul(&w[*kv_b], lat, n, Span::rows(&s.ext.dec, nh * up))?;
                 // Keys [k_nope | k_pe] per head into `s.q`, values into `s.v`.
                 let keys = Span::rows(&s.q, qh);
                 b.copy(dec, keys, nope, n * nh)?;
@@ -204,16 +204,16 @@ impl<B: Backend> BackendModel<B> {
         let o = Span::rows(&s.o, e);
         match &m.up {
             BUp::Absorbed { v_b, .. } => {
-                let heads = Span::rows(&s.heads, vh);
+                let heads = Span::rows(&s.ext.heads, vh);
                 b.matmul_id(
                     &w[*v_b],
-                    &s.head_ids,
+                    &s.ext.head_ids,
                     Span::rows(att, lora),
                     1,
                     n * nh,
                     heads,
                 )?;
-                b.matmul(&w[m.wo], Span::rows(&s.heads, nh * vh), n, o)?;
+                b.matmul(&w[m.wo], Span::rows(&s.ext.heads, nh * vh), n, o)?;
             }
             BUp::Decompressed { .. } => b.matmul(&w[m.wo], Span::rows(att, arow), n, o)?,
         }

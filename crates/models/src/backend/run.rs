@@ -64,6 +64,18 @@ pub struct BackendWork<B: Backend> {
     gate: B::Tensor,
     up: B::Tensor,
     pub(super) table: B::Tensor,
+    /// The buffers of experts and latent attention (boxed: a state sits in the scheduler's
+    /// per-slot enum, whose CPU variant is far smaller than these handles).
+    pub(super) ext: Box<ExtWork<B>>,
+    host_table: Vec<f32>,
+    host_ids: Vec<u32>,
+    /// Logits of up to `logit_rows` rows.
+    logits: B::Tensor,
+    logit_rows: usize,
+}
+
+/// Work buffers only experts and latent attention use.
+pub(super) struct ExtWork<B: Backend> {
     /// Latent attention (`latent.rs`).
     pub(super) qa: B::Tensor,
     pub(super) lat: B::Tensor,
@@ -81,11 +93,6 @@ pub struct BackendWork<B: Backend> {
     pub(super) exp_out: B::Tensor,
     pub(super) shared: B::Tensor,
     pub(super) shared_gate: B::Tensor,
-    host_table: Vec<f32>,
-    host_ids: Vec<u32>,
-    /// Logits of up to `logit_rows` rows.
-    logits: B::Tensor,
-    logit_rows: usize,
 }
 
 /// One sequence's part of [`BackendModel::forward_multi`]: `tokens` at positions
@@ -145,25 +152,27 @@ impl<B: Backend> BackendModel<B> {
             gate: b.tensor(r * d.ff),
             up: b.tensor(r * d.ff),
             table: b.tensor(table),
-            qa: b.tensor(r * d.qa),
-            lat: b.tensor(r * d.lat),
-            dec: b.tensor(r * d.dec),
-            heads: b.tensor(r * d.heads),
-            head_ids: {
-                let nh = d.n_head_ids.max(1);
-                let ids: Vec<f32> = (0..r * d.n_head_ids)
-                    .map(|i| f32::from_bits((i % nh) as u32))
-                    .collect();
-                b.upload(&ids)
-            },
-            router: b.tensor(r * d.n_expert),
-            expert_ids: b.tensor(r * d.n_used),
-            expert_w: b.tensor(r * d.n_used),
-            exp_gate: b.tensor(r * d.n_used * d.ff_exp),
-            exp_up: b.tensor(r * d.n_used * d.ff_exp),
-            exp_out: b.tensor(r * d.n_used * e),
-            shared: b.tensor(if d.shared { r * e } else { 0 }),
-            shared_gate: b.tensor(if d.shared { r } else { 0 }),
+            ext: Box::new(ExtWork {
+                qa: b.tensor(r * d.qa),
+                lat: b.tensor(r * d.lat),
+                dec: b.tensor(r * d.dec),
+                heads: b.tensor(r * d.heads),
+                head_ids: {
+                    let nh = d.n_head_ids.max(1);
+                    let ids: Vec<f32> = (0..r * d.n_head_ids)
+                        .map(|i| f32::from_bits((i % nh) as u32))
+                        .collect();
+                    b.upload(&ids)
+                },
+                router: b.tensor(r * d.n_expert),
+                expert_ids: b.tensor(r * d.n_used),
+                expert_w: b.tensor(r * d.n_used),
+                exp_gate: b.tensor(r * d.n_used * d.ff_exp),
+                exp_up: b.tensor(r * d.n_used * d.ff_exp),
+                exp_out: b.tensor(r * d.n_used * e),
+                shared: b.tensor(if d.shared { r * e } else { 0 }),
+                shared_gate: b.tensor(if d.shared { r } else { 0 }),
+            }),
             host_table: vec![0.0; table],
             host_ids: Vec::with_capacity(r),
             logits: b.tensor(self.n_vocab),
