@@ -1,6 +1,6 @@
-//! The dense decoder through the backend seam (`models::backend` over `compute::backend::Cpu`)
-//! gives `Model::forward`'s logits bit for bit on every fixture (dense, MoE, MLA), with both KV cache
-//! types: a prompt with every position's logits, then single-token steps. So the trait has
+//! The decoder through the backend seam (`models::backend` over `compute::backend::Cpu`)
+//! gives `Model::forward`'s logits bit for bit on every fixture (dense, mixture of experts,
+//! latent attention), with both KV cache types: a prompt with every position's logits, then single-token steps. So the trait has
 //! everything the CPU forward pass needs, in the arithmetic it needs, and a GPU backend
 //! behind it runs the same blocks in the same order.
 
