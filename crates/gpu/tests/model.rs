@@ -372,11 +372,19 @@ fn all_logits_in_row_groups() {
 }
 
 /// Several sequences in one pass (longer than the micro-batch, every kind of logits request,
-/// then a decode round) against the CPU's `forward_multi`.
+/// then a decode round) against the CPU's `forward_multi`: dense, MoE (the rows of several
+/// sequences routed together) and latent attention (each sequence over its own latent
+/// cache).
 #[test]
 fn several_sequences_in_one_pass() {
+    for name in ["qwen2", "qwen2moe", "deepseek2"] {
+        several_sequences(name);
+    }
+}
+
+fn several_sequences(name: &str) {
     use models::{Logits, SeqBatch, StateOptions, Workspace};
-    let model = load("qwen2");
+    let model = load(name);
     let nv = model.config().n_vocab;
     let g = GpuModel::load(&model, dev().clone()).unwrap();
     let prompts: Vec<Vec<u32>> = [30usize, 4, 12]
@@ -420,7 +428,7 @@ fn several_sequences_in_one_pass() {
         })
         .collect();
     let got = g.forward_multi(&mut seqs, &mut work).unwrap();
-    check_rows("qwen2", "three prompts", &got, &want, nv, TOL);
+    check_rows(name, "three prompts", &got, &want, nv, TOL);
     for (k, s) in gs.iter().enumerate() {
         assert_eq!(s.n_cached(), prompts[k].len());
     }
@@ -444,5 +452,5 @@ fn several_sequences_in_one_pass() {
     let alone = model
         .forward(&mut cpu_state, &prompts[2][..1], prompts[2].len(), false)
         .unwrap();
-    check_rows("qwen2", "decode round", &round[2 * nv..], &alone, nv, TOL);
+    check_rows(name, "decode round", &round[2 * nv..], &alone, nv, TOL);
 }

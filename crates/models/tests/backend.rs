@@ -91,12 +91,19 @@ fn every_moe_and_mla_fixture_bit_for_bit() {
 
 /// Several sequences through the seam in one pass (prompts longer than the micro-batch,
 /// every kind of logits request, then a decode round) give `Model::forward_multi`'s logits
-/// bit for bit (quantized weights: the products do not depend on the row count).
+/// bit for bit (both sides multiply the same rows together): dense, MoE (every sequence's
+/// rows routed and grouped by expert together) and latent attention.
 #[test]
 fn several_sequences_bit_for_bit() {
+    for name in ["llama-q8_0", "qwen2moe", "deepseek2-v3", "deepseek2-kvb"] {
+        several_sequences(name);
+    }
+}
+
+fn several_sequences(name: &str) {
     use models::backend::BackendSeq;
     use models::{Logits, SeqBatch, StateOptions, Workspace};
-    let model = load("llama-q8_0");
+    let model = load(name);
     let nv = model.config().n_vocab as u32;
     let cpu = Cpu::new(KvDtype::F16);
     let bm = BackendModel::load(&model, &cpu).unwrap();
@@ -146,7 +153,7 @@ fn several_sequences_bit_for_bit() {
         .collect();
     let got = bm.forward_multi(&cpu, &mut seqs, &mut work).unwrap();
     assert_eq!(got.len(), (37 + 1) * nv as usize);
-    assert!(got == want, "prompt logits differ");
+    assert!(got == want, "{name}: prompt logits differ");
     // One decode round for all three.
     let next: Vec<[u32; 1]> = (0..3).map(|k| [(k * 11 + 3) as u32]).collect();
     let mut want = Vec::new();
@@ -171,7 +178,7 @@ fn several_sequences_bit_for_bit() {
         })
         .collect();
     let got = bm.forward_multi(&cpu, &mut seqs, &mut work).unwrap();
-    assert!(got == want, "decode logits differ");
+    assert!(got == want, "{name}: decode logits differ");
 }
 
 /// A model split between two backends (here the CPU twice, as `--gpu-layers` splits it
@@ -182,7 +189,15 @@ fn several_sequences_bit_for_bit() {
 fn split_between_backends_bit_for_bit() {
     use models::backend::{BackendSeq, SplitModel, SplitSeq};
     use models::Logits;
-    for name in ["llama", "gemma3", "phi2", "qwen3"] {
+    for name in [
+        "llama",
+        "gemma3",
+        "phi2",
+        "qwen3",
+        "qwen2moe",
+        "deepseek2-v3",
+        "deepseek2-kvb",
+    ] {
         let model = load(name);
         let nv = model.config().n_vocab as u32;
         let n_layer = model.config().n_layer;

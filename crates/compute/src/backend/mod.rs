@@ -14,9 +14,14 @@
 //! (linear, YaRN, llama3 factors, LongRoPE) is the same operation on every backend.
 //!
 //! Today `models`' CPU forward pass calls `compute`'s functions directly (bit-exact with
-//! llama.cpp); `models::backend` runs the dense decoder through this trait, [`Cpu`]
-//! implements it with those same functions (giving `models`' logits bit for bit), and the
-//! GPU backend (`torchless-gpu`) implements it on a device.
+//! llama.cpp); `models::backend` runs the decoder (dense, mixture-of-experts and latent
+//! attention layers) through this trait, [`Cpu`] implements it with those same functions
+//! (giving `models`' logits bit for bit), and the GPU backend (`torchless-gpu`) implements
+//! it on a device.
+//!
+//! Experts and per-head matrices are stacks ([`Backend::upload_stack`]) multiplied row by row
+//! through ids ([`Backend::matmul_id`]) that the router ([`Backend::route`]) writes on the
+//! backend itself, so a MoE layer needs no read-back to the host.
 
 use quant::GgmlType;
 

@@ -1,6 +1,6 @@
-//! The dense decoder run through [`compute::backend::Backend`] (a GPU, for one): the same
-//! blocks as `forward.rs`, in the same order, with every operation a backend call over
-//! tensors the backend owns. Covers the dense families (separate or fused QKV, biases,
+//! The decoder run through [`compute::backend::Backend`] (a GPU, for one): the same blocks
+//! as `forward.rs`, in the same order, with every operation a backend call over tensors the
+//! backend owns. Covers the dense families (separate or fused QKV, biases,
 //! per-head Q/K norms, every rope variant through host-made tables, GQA, sliding windows,
 //! soft-caps, SwiGLU/GeGLU (separate or fused gate/up), plain GELU MLPs, the three residual
 //! layouts and Gemma's post-norms), mixtures of experts (`experts.rs`: routed on the backend,
