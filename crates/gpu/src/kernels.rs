@@ -134,8 +134,10 @@ pub(crate) struct MatrixKernels {
     pub matvec_sg: Option<wgpu::ComputePipeline>,
     pub tiled: wgpu::ComputePipeline,
     pub get_rows: wgpu::ComputePipeline,
-    /// Stacked matrices chosen per output row (`matvec_id`).
+    /// Stacked matrices chosen per output row (`matvec_id`), and its tiled form over rows
+    /// grouped by matrix (`matmul_id_tiled`).
     pub matvec_id: wgpu::ComputePipeline,
+    pub matmul_id_tiled: wgpu::ComputePipeline,
     /// The format's grid (bound at 5), for the grid formats.
     pub grid: Option<wgpu::Buffer>,
 }
@@ -157,6 +159,7 @@ pub(crate) struct OpKernels {
     pub weighted_sum: wgpu::ComputePipeline,
     pub sigmoid: wgpu::ComputePipeline,
     pub copy: wgpu::ComputePipeline,
+    pub group_ids: wgpu::ComputePipeline,
 }
 
 pub(crate) struct Kernels {
@@ -232,6 +235,7 @@ impl Kernels {
                 weighted_sum: p(&moe, "weighted_sum"),
                 sigmoid: p(&moe, "sigmoid"),
                 copy: p(&moe, "copy_rows"),
+                group_ids: p(&moe, "group_ids"),
             },
             matrix: Mutex::new(HashMap::new()),
             subgroups,
@@ -266,6 +270,7 @@ impl Kernels {
                 tiled: pipeline(device, &m, "matmul_tiled"),
                 get_rows: pipeline(device, &m, "get_rows"),
                 matvec_id: pipeline(device, &m, "matvec_id"),
+                matmul_id_tiled: pipeline(device, &m, "matmul_id_tiled"),
             })
         })?;
         map.insert(ty, k.clone());

@@ -11,6 +11,14 @@ use crate::{GpuError, Pass};
 /// Weight rows per workgroup of `matvec_id` (`ROWS` in matmul.wgsl).
 const ID_ROWS: usize = 4;
 
+/// More rows than this run the tiled kernel over rows grouped by matrix (each matrix
+/// decoded once per 32 rows choosing it); fewer run `matvec_id` (one decode per row, no
+/// grouping pass): a decode step's experts, or a few tokens' heads.
+const ID_TILED_MIN: usize = 64;
+
+/// Rows per tile of `matmul_id_tiled` (`TILE` in matmul.wgsl).
+const ID_TILE: usize = 32;
+
 impl Pass {
     /// `y[i][r] = sum_c w[ids[i]][r][c] * x[i / per][c]` for `n` rows `i` (ids are u32
     /// matrix numbers of the stack `w`). Ids out of the stack leave their row unwritten
@@ -39,8 +47,11 @@ impl Pass {
             x.t,
         )?;
         check("matmul_id output", y.off + (n - 1) * y.stride + w.rows, y.t)?;
-        let row_groups = w.rows.div_ceil(ID_ROWS);
         let max = self.dev().max_groups as usize;
+        if n > ID_TILED_MIN {
+            return self.matmul_id_tiled(w, ids, x, per, n, y);
+        }
+        let row_groups = w.rows.div_ceil(ID_ROWS);
         if row_groups > max {
             return Err(GpuError::Shape(format!(
                 "{} rows per stacked matrix exceed {} workgroups",
@@ -70,6 +81,58 @@ impl Pass {
                 ];
                 self.step(&k.matvec_id, &bufs, &words, [u(row_groups), u(cnt), 1])?;
             }
+        }
+        Ok(())
+    }
+
+    /// [`Pass::matmul_id`] for many rows: the rows grouped by id on the device, then each
+    /// matrix times the rows of its group in 32 x 32 tiles.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_id_tiled(
+        &mut self,
+        w: &GpuWeights,
+        ids: &GpuTensor,
+        x: Rows,
+        per: usize,
+        n: usize,
+        y: Rows,
+    ) -> Result<(), GpuError> {
+        let max = self.dev().max_groups as usize;
+        let (row_tiles, row_chunks) = (w.rows.div_ceil(ID_TILE), n.div_ceil(ID_TILE));
+        if row_tiles > max || row_chunks > max || w.count > max {
+            return Err(GpuError::Shape(format!(
+                "{n} rows of {} matrices of {} rows exceed {max} workgroups",
+                w.count, w.rows
+            )));
+        }
+        let k = self.dev().matrix_kernels(w)?;
+        let groups = self.dev().id_groups_buffer(2 * w.count + 1 + n);
+        let g = self.dev().kernels.ops.group_ids.clone();
+        self.step(
+            &g,
+            &[(4, &ids.buf), (6, &groups)],
+            &[u(n), u(w.count)],
+            [1, 1, 1],
+        )?;
+        for c in &w.chunks {
+            let mut bufs = vec![(1, &c.buf), (2, &x.t.buf), (3, &y.t.buf), (6, &groups)];
+            bufs.extend(k.grid.iter().map(|g| (5, g)));
+            let words = [
+                u(w.rows),
+                u(w.cols),
+                u(n),
+                u(w.row_bytes),
+                u(x.stride),
+                u(y.stride),
+                u(y.off),
+                u(x.off),
+                u(per),
+                u(c.row0 / w.rows),
+                u(c.rows / w.rows),
+                u(w.count),
+            ];
+            let dims = [u(row_tiles), u(row_chunks), u(c.rows / w.rows)];
+            self.step(&k.matmul_id_tiled, &bufs, &words, dims)?;
         }
         Ok(())
     }

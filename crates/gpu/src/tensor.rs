@@ -265,6 +265,22 @@ impl GpuDevice {
         })
     }
 
+    /// The buffer `matmul_id`'s grouping pass writes, of at least `words` u32s (grown, never
+    /// shrunk; a smaller one stays alive in the steps that bound it).
+    pub(crate) fn id_groups_buffer(&self, words: usize) -> wgpu::Buffer {
+        let mut slot = self.id_groups.lock().unwrap_or_else(|e| e.into_inner());
+        let size = (words * 4) as u64;
+        if slot.as_ref().is_none_or(|b| b.size() < size) {
+            *slot = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("id groups"),
+                size: size.next_power_of_two().max(256),
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }));
+        }
+        slot.as_ref().expect("made above").clone()
+    }
+
     /// A KV cache of `slots` positions per head (head dims even).
     pub fn kv_cache(
         &self,

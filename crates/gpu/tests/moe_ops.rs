@@ -145,7 +145,8 @@ fn check_matmul_id(g: &GpuBackend, ty: GgmlType, count: usize, ids: &[u32], per:
 }
 
 /// Experts' gate/up (`per = k`: each token's row feeds its k experts) and down (`per = 1`),
-/// and per-head matrices: 1 token, a 13-token batch (ids repeating, some matrix unused).
+/// and per-head matrices: 1 token, a 13-token batch (ids repeating, some matrix unused), and
+/// batches past the tiled kernel's threshold.
 #[test]
 fn matmul_id_every_listed_type() {
     let g = GpuBackend::new(dev().clone());
@@ -155,6 +156,10 @@ fn matmul_id_every_listed_type() {
         let batch: Vec<u32> = (0..13 * 3).map(|i| (i * 7 % 11 % 4) as u32).collect();
         check_matmul_id(&g, ty, 5, &batch, 3);
         check_matmul_id(&g, ty, 5, &batch, 1);
+        // Past 64 rows: grouped by id on the device, then tiled (one group over 32 rows).
+        let prefill: Vec<u32> = (0..70 * 3).map(|i| (i * 7 % 13 % 5) as u32).collect();
+        check_matmul_id(&g, ty, 5, &prefill, 3);
+        check_matmul_id(&g, ty, 5, &prefill[..67], 1);
     }
 }
 
@@ -178,12 +183,14 @@ fn matmul_id_split_stacks_and_errors() {
     let ws = split.upload_stack(ty, count, rows, cols, &bytes).unwrap();
     assert_eq!(ww.bindings(), 1);
     assert!(ws.bindings() >= 3, "{} bindings", ws.bindings());
-    let ids: Vec<u32> = (0..20).map(|i| (i * 5 % count) as u32).collect();
-    let x = data(ids.len() * cols, 3);
-    assert_eq!(
-        run_matmul_id(&whole, &ww, &ids, &x, (cols, rows), 1),
-        run_matmul_id(&split, &ws, &ids, &x, (cols, rows), 1)
-    );
+    for len in [20, 150] {
+        let ids: Vec<u32> = (0..len).map(|i| (i * 5 % count) as u32).collect();
+        let x = data(ids.len() * cols, 3);
+        assert_eq!(
+            run_matmul_id(&whole, &ww, &ids, &x, (cols, rows), 1),
+            run_matmul_id(&split, &ws, &ids, &x, (cols, rows), 1)
+        );
+    }
     let (xt, yt) = (whole.tensor(cols), whole.tensor(rows));
     let e = whole
         .matmul(&ww, Span::rows(&xt, cols), 1, Span::rows(&yt, rows))
