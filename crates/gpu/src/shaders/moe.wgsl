@@ -22,7 +22,7 @@ struct MoeParams {
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 @group(0) @binding(4) var<storage, read_write> IDS: array<u32>;
 @group(0) @binding(5) var<storage, read_write> WTS: array<f32>;
-@group(0) @binding(6) var<storage, read_write> ORD: array<u32>;
+@group(0) @binding(6) var<storage, read_write> ORD: array<atomic<u32>>;
 
 // Below every selection score: the mark of an expert outside the kept groups.
 const MASKED: f32 = -3.0e38;
@@ -202,33 +202,38 @@ fn copy_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 }
 
 // Rows grouped by matrix id for the tiled matmul_id: ORD[0..=width] the first row of each
-// matrix's group, ORD[width + 1 + j] the j-th row in id order (rows in order within a
-// group), ORD[width + 1 + n + e] scratch cursors. One invocation: a few thousand rows at
-// most, and it saves every expert from being decoded once per row. Ids past the stack
-// (none are made) are left out.
-@compute @workgroup_size(1)
-fn group_ids() {
+// matrix's group, ORD[width + 1 ..][..n] the rows in id order, ORD[width + 1 + n + e]
+// cursors. One workgroup: counts and placements by atomics (a row's product does not
+// depend on where it sits in its group, so the order within one does not matter), the
+// prefix sum by one invocation. Ids past the stack (none are made) are left out.
+@compute @workgroup_size(256)
+fn group_ids(@builtin(local_invocation_index) lid: u32) {
     let ne = P.width;
     let rows = ne + 1u;
     let cur = rows + P.n;
-    for (var e = 0u; e <= ne; e++) {
-        ORD[e] = 0u;
+    for (var e = lid; e <= ne; e += 256u) {
+        atomicStore(&ORD[e], 0u);
     }
-    for (var i = 0u; i < P.n; i++) {
+    storageBarrier();
+    for (var i = lid; i < P.n; i += 256u) {
         let id = IDS[i];
         if (id < ne) {
-            ORD[id + 1u] += 1u;
+            atomicAdd(&ORD[id + 1u], 1u);
         }
     }
-    for (var e = 0u; e < ne; e++) {
-        ORD[e + 1u] += ORD[e];
-        ORD[cur + e] = ORD[e];
+    storageBarrier();
+    if (lid == 0u) {
+        for (var e = 0u; e < ne; e++) {
+            let first = atomicLoad(&ORD[e]);
+            atomicStore(&ORD[e + 1u], atomicLoad(&ORD[e + 1u]) + first);
+            atomicStore(&ORD[cur + e], first);
+        }
     }
-    for (var i = 0u; i < P.n; i++) {
+    storageBarrier();
+    for (var i = lid; i < P.n; i += 256u) {
         let id = IDS[i];
         if (id < ne) {
-            ORD[rows + ORD[cur + id]] = i;
-            ORD[cur + id] += 1u;
+            atomicStore(&ORD[rows + atomicAdd(&ORD[cur + id], 1u)], i);
         }
     }
 }
