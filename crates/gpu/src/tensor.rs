@@ -211,12 +211,13 @@ impl GpuDevice {
             .filter(|_| cols > 0)
             .ok_or_else(|| GpuError::Shape(format!("{cols} columns of {ty}")))?
             as usize;
-        let total = count * rows;
-        if count == 0 || rows == 0 || data.len() != total * row_bytes {
+        let total = count.checked_mul(rows).unwrap_or(usize::MAX);
+        let expected = total.checked_mul(row_bytes);
+        if count == 0 || rows == 0 || expected != Some(data.len()) {
             return Err(GpuError::Shape(format!(
                 "{count} x {rows} x {cols} {ty}: {} bytes, expected {}",
                 data.len(),
-                total * row_bytes
+                expected.map_or("more than memory holds".into(), |b| b.to_string())
             )));
         }
         // The kernels read a word past a row's last unaligned field; keep 4 bytes of slack.
@@ -230,11 +231,10 @@ impl GpuDevice {
                 self.max_binding
             )));
         }
-        let rows_all = total;
         let mut chunks = Vec::new();
         let mut row0 = 0;
-        while row0 < rows_all {
-            let n = per.min(rows_all - row0);
+        while row0 < total {
+            let n = per.min(total - row0);
             let bytes = &data[row0 * row_bytes..(row0 + n) * row_bytes];
             let size = (bytes.len() + 4).next_multiple_of(4) as u64;
             let buf = crate::kernels::checked(&self.device, "allocating weights", || {
