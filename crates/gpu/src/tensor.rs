@@ -211,7 +211,7 @@ impl GpuDevice {
             .filter(|_| cols > 0)
             .ok_or_else(|| GpuError::Shape(format!("{cols} columns of {ty}")))?
             as usize;
-        let total = count.checked_mul(rows).unwrap_or(usize::MAX);
+        let total = count.saturating_mul(rows);
         let expected = total.checked_mul(row_bytes);
         if count == 0 || rows == 0 || expected != Some(data.len()) {
             return Err(GpuError::Shape(format!(
