@@ -76,6 +76,44 @@ fn a_gpu_run_gives_the_cpus_greedy_tokens() {
     assert!(err.contains("backend: CPU (--gpu-layers 0)"), "{err}");
 }
 
+/// Mixture-of-experts and latent-attention models run on the GPU (whole and with one layer
+/// there), giving the CPU's greedy tokens on these fixtures.
+#[test]
+fn moe_and_mla_models_run_on_the_gpu() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tests/data");
+    for name in ["qwen2moe", "deepseek2-v3", "deepseek2-kvb"] {
+        let m = data.join(format!("{name}.gguf"));
+        let m = m.to_str().unwrap();
+        let args = [
+            "run",
+            m,
+            "--prompt-ids",
+            "1,5,9,13",
+            "-n",
+            "8",
+            "--temp",
+            "0",
+            "--json",
+        ];
+        let (cpu, _) = ok(&args);
+        let last = |s: &str| -> serde_json::Value {
+            let v: serde_json::Value = serde_json::from_str(s.lines().last().unwrap()).unwrap();
+            v["generated_ids"].clone()
+        };
+        for extra in [
+            &["--backend", "vulkan"][..],
+            &["--backend", "vulkan", "-ngl", "1"],
+        ] {
+            let o = torchless(&[&args[..], extra].concat());
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            assert!(o.status.success(), "{name}: {}", no_gpu_hint(&err));
+            assert!(err.contains("backend: GPU"), "{name}: {err}");
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert_eq!(last(&out), last(&cpu), "{name} {extra:?}");
+        }
+    }
+}
+
 #[test]
 fn bench_and_perplexity_run_on_the_gpu() {
     let m = fixture();

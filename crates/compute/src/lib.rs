@@ -6,6 +6,7 @@
 mod attention;
 pub mod backend;
 mod matmul;
+pub mod moe;
 mod ops;
 pub mod pool;
 mod rope;

@@ -22,6 +22,37 @@ pub struct DeviceWeights {
     /// Rows of the widest `ffn_up` (twice the FFN width when it is Phi-3's fused
     /// `[gate | up]`, whose work buffers are then that wide).
     pub up_rows: u64,
+    /// Each layer's experts (all 0 for a dense layer): a part's work buffers are as wide as
+    /// its own layers need.
+    pub experts: Vec<ExpertWidths>,
+    /// Latent attention's widths, for its work buffers.
+    pub mla: Option<MlaWidths>,
+}
+
+/// A MoE layer's widths: its router (`ffn_gate_inp` rows: experts), one expert
+/// (`ffn_up_exps` rows) and its shared expert (`ffn_up_shexp` rows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpertWidths {
+    pub n_expert: u64,
+    pub expert_rows: u64,
+    pub shared_rows: u64,
+}
+
+/// The row widths of latent attention (DeepSeek-V2/V3), read from its tensors' shapes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MlaWidths {
+    /// `attn_kv_a_mqa` rows: `kv_lora_rank + qk_rope`, the latent cache's row.
+    pub kv_a: u64,
+    /// `kv_lora_rank` (`attn_kv_a_norm`).
+    pub lora: u64,
+    /// `q_lora_rank` (`attn_q_a_norm`; 0 without Q compression).
+    pub q_lora: u64,
+    /// All heads' queries before absorption (`attn_q_b` or `attn_q` rows).
+    pub q: u64,
+    /// All heads' values (`attn_output` columns).
+    pub v: u64,
+    /// `attn_kv_b` rows (older files, decompressed; 0 when absorbed).
+    pub kv_b: u64,
 }
 
 impl DeviceWeights {
@@ -30,6 +61,7 @@ impl DeviceWeights {
         let cap = (n_layer as usize).min(file.tensors().len());
         let mut w = DeviceWeights {
             layers: vec![0; cap],
+            experts: vec![ExpertWidths::default(); cap],
             ..Default::default()
         };
         for t in file.tensors() {
@@ -50,9 +82,40 @@ impl DeviceWeights {
                 _ => &mut w.head,
             };
             *slot = slot.saturating_add(bytes);
-            if t.name.ends_with(".ffn_up.weight") && t.dims.len() == 2 {
-                w.up_rows = w.up_rows.max(t.dims[1]);
+            let d = |i: usize| t.dims.get(i).copied().unwrap_or(0);
+            // The tensor's name within its layer (`ffn_up.weight`).
+            let part = t
+                .name
+                .strip_prefix("blk.")
+                .and_then(|r| r.split_once('.'))
+                .map_or("", |(_, p)| p);
+            fn mla(w: &mut DeviceWeights) -> &mut MlaWidths {
+                w.mla.get_or_insert_with(MlaWidths::default)
             }
+            let mut ex = ExpertWidths::default();
+            match part {
+                "ffn_up.weight" if t.dims.len() == 2 => w.up_rows = w.up_rows.max(d(1)),
+                "ffn_gate_inp.weight" => ex.n_expert = d(1),
+                "ffn_up_exps.weight" => ex.expert_rows = d(1),
+                "ffn_up_shexp.weight" => ex.shared_rows = d(1),
+                "attn_kv_a_mqa.weight" => mla(&mut w).kv_a = d(1),
+                "attn_kv_a_norm.weight" => mla(&mut w).lora = d(0),
+                "attn_q_a_norm.weight" => mla(&mut w).q_lora = d(0),
+                "attn_q_b.weight" | "attn_q.weight" => mla(&mut w).q = d(1),
+                "attn_output.weight" => mla(&mut w).v = d(0),
+                "attn_kv_b.weight" => mla(&mut w).kv_b = d(1),
+                _ => {}
+            }
+            if let Some(e) = layer.and_then(|il| w.experts.get_mut(il)) {
+                e.n_expert = e.n_expert.max(ex.n_expert);
+                e.expert_rows = e.expert_rows.max(ex.expert_rows);
+                e.shared_rows = e.shared_rows.max(ex.shared_rows);
+            }
+        }
+        // Only a layer with a latent KV projection is latent attention (`attn_q` and
+        // `attn_output` name every attention's matrices).
+        if w.mla.is_some_and(|m| m.kv_a == 0) {
+            w.mla = None;
         }
         w
     }
@@ -120,19 +183,13 @@ pub fn device_plan(
         .fold(0u64, u64::saturating_add)
         .saturating_mul(slots.max(1));
     // One micro-batch's rows: x, h, o, f (n_embd); q, k, v and a fused copy; attention
-    // output; gate and up (n_ff, or a fused [gate | up] row each); plus one row of logits
-    // when the output is on the GPU.
+    // output; gate and up (n_ff, or a fused [gate | up] row each); what experts and latent
+    // attention add; plus one row of logits when the output is on the GPU.
     let rows = max_seq_len.clamp(1, ub as u64);
-    let (qd, vd) = (
-        shape.n_head.saturating_mul(shape.head_dim_k),
-        shape.n_head.saturating_mul(shape.head_dim_v),
-    );
-    let kvd = shape.kv.elems_per_token();
     let floats = [
         shape.n_embd.saturating_mul(4),
-        qd.saturating_add(kvd).saturating_mul(2),
-        vd,
-        shape.n_ff.max(w.up_rows).saturating_mul(2),
+        attention_floats(shape, w),
+        ffn_floats(shape, w, n as usize),
     ]
     .iter()
     .fold(0u64, |a, &b| a.saturating_add(b));
@@ -148,6 +205,77 @@ pub fn device_plan(
         kv_bytes,
         scratch_bytes,
     }
+}
+
+/// Sum that saturates instead of overflowing (hostile metadata must not panic).
+fn sum(xs: &[u64]) -> u64 {
+    xs.iter().fold(0u64, |a, &b| a.saturating_add(b))
+}
+
+/// Attention's work floats per row (`models::backend`'s buffers).
+fn attention_floats(shape: &ModelShape, w: &DeviceWeights) -> u64 {
+    let nh = shape.n_head;
+    match w.mla {
+        // Queries (absorbed `[latent | rope]` per head, or the decompressed keys), the
+        // `attn_kv_a_mqa` row, the values, the queries before absorption, the attention
+        // output (latent per head, or values), the latent, the Q compression, `attn_kv_b`'s
+        // output, the decompressed heads and one matrix id per head.
+        Some(m) => {
+            let absorbed = m.kv_b == 0;
+            let q = if absorbed {
+                nh.saturating_mul(m.kv_a)
+            } else {
+                m.q
+            };
+            let att = if absorbed {
+                nh.saturating_mul(m.lora)
+            } else {
+                m.v
+            };
+            let ids = if absorbed { nh } else { 0 };
+            sum(&[q, m.kv_a, m.v, m.q, att, m.lora, m.q_lora, m.kv_b, m.v, ids])
+        }
+        None => {
+            let (qd, vd) = (
+                nh.saturating_mul(shape.head_dim_k),
+                nh.saturating_mul(shape.head_dim_v),
+            );
+            let kvd = shape.kv.elems_per_token();
+            sum(&[qd.saturating_add(kvd).saturating_mul(2), vd])
+        }
+    }
+}
+
+/// The FFN's work floats per row: gate and up; with experts, the router's logits, the
+/// chosen ids and weights, each chosen expert's gate, up and output rows, and the shared
+/// expert's output and gate.
+fn ffn_floats(shape: &ModelShape, w: &DeviceWeights, n_layers: usize) -> u64 {
+    let e = w
+        .experts
+        .iter()
+        .take(n_layers)
+        .fold(ExpertWidths::default(), |a, b| ExpertWidths {
+            n_expert: a.n_expert.max(b.n_expert),
+            expert_rows: a.expert_rows.max(b.expert_rows),
+            shared_rows: a.shared_rows.max(b.shared_rows),
+        });
+    if e.n_expert == 0 {
+        return shape.n_ff.max(w.up_rows).saturating_mul(2);
+    }
+    let k = shape.n_expert_used;
+    let shared = if e.shared_rows > 0 {
+        shape.n_embd.saturating_add(1)
+    } else {
+        0
+    };
+    sum(&[
+        w.up_rows.max(e.shared_rows).saturating_mul(2),
+        e.n_expert,
+        k.saturating_mul(2),
+        k.saturating_mul(e.expert_rows).saturating_mul(2),
+        k.saturating_mul(shape.n_embd),
+        shared,
+    ])
 }
 
 /// The most layers whose plan fits in `budget` bytes (0: not even one).

@@ -1,5 +1,5 @@
 //! The planner's device memory (`engine::device_memory`) against what the GPU backend
-//! allocates: every dense fixture and the two real models, whole and split, within 5% of
+//! allocates: dense, MoE and MLA fixtures and the two real models, whole and split, within 5% of
 //! `GpuModel::device_bytes` (weights as uploaded, one state's KV caches and work buffers);
 //! and the layer count that fits a budget. Runs on any Vulkan adapter (lavapipe in CI).
 
@@ -58,6 +58,10 @@ fn planned_device_bytes_are_what_the_gpu_allocates() {
         "gemma3",
         "phi3-swa",
         "gptneox",
+        "qwen2moe",
+        "deepseek2",
+        "deepseek2-v3",
+        "deepseek2-kvb",
     ] {
         check(data.join(format!("{name}.gguf")), 700, &dev);
     }

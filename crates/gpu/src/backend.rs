@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use compute::backend::{Backend, GluKind, RopeSpec, Span};
+use compute::moe::Router;
 use compute::{AttnParams, ComputeError, RopeMode};
 use quant::GgmlType;
 
@@ -117,6 +118,30 @@ impl Backend for GpuBackend {
         Ok(w)
     }
 
+    fn upload_stack(
+        &self,
+        ty: GgmlType,
+        count: usize,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+    ) -> Result<GpuWeights, ComputeError> {
+        let w = self.dev.upload_stack(ty, count, rows, cols, data)?;
+        self.count(w.bytes());
+        Ok(w)
+    }
+
+    fn latent_cache(
+        &self,
+        capacity: usize,
+        dk: usize,
+        dv: usize,
+    ) -> Result<GpuKvCache, ComputeError> {
+        // One f16 row per position: the values are read from the keys.
+        self.count((capacity * dk * 2) as u64);
+        Ok(self.dev.latent_cache(capacity, dk, dv)?)
+    }
+
     fn kv_cache(
         &self,
         capacity: usize,
@@ -160,6 +185,58 @@ impl Backend for GpuBackend {
         y: Span<GpuTensor>,
     ) -> Result<(), ComputeError> {
         self.rec(|p| p.matmul(w, rows(x), n, rows(y)))
+    }
+
+    fn matmul_id(
+        &self,
+        w: &GpuWeights,
+        ids: &GpuTensor,
+        x: Span<GpuTensor>,
+        per: usize,
+        n: usize,
+        y: Span<GpuTensor>,
+    ) -> Result<(), ComputeError> {
+        self.rec(|p| p.matmul_id(w, ids, rows(x), per, n, rows(y)))
+    }
+
+    /// On the device (one invocation per token): the chosen experts never come back to the
+    /// host, so a MoE layer adds no read-back or submission.
+    fn route(
+        &self,
+        r: &Router,
+        logits: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        n: usize,
+        ids: &GpuTensor,
+        weights: &GpuTensor,
+    ) -> Result<(), ComputeError> {
+        self.rec(|p| p.route(r, logits, bias, n, ids, weights))
+    }
+
+    fn weighted_sum(
+        &self,
+        x: Span<GpuTensor>,
+        w: &GpuTensor,
+        k: usize,
+        width: usize,
+        n: usize,
+        y: Span<GpuTensor>,
+    ) -> Result<(), ComputeError> {
+        self.rec(|p| p.weighted_sum(rows(x), w, k, width, n, rows(y)))
+    }
+
+    fn sigmoid(&self, y: &GpuTensor, n: usize) -> Result<(), ComputeError> {
+        self.rec(|p| p.sigmoid(y, n))
+    }
+
+    fn copy(
+        &self,
+        x: Span<GpuTensor>,
+        y: Span<GpuTensor>,
+        width: usize,
+        n: usize,
+    ) -> Result<(), ComputeError> {
+        self.rec(|p| p.copy(rows(x), rows(y), width, n))
     }
 
     fn add_bias(&self, y: &GpuTensor, bias: &GpuTensor, n: usize) -> Result<(), ComputeError> {

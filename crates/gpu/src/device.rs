@@ -210,6 +210,9 @@ pub struct GpuDevice {
     pub(crate) dummy: wgpu::Buffer,
     /// The readback buffer (reused, grown on demand).
     pub(crate) staging: std::sync::Arc<std::sync::Mutex<Option<wgpu::Buffer>>>,
+    /// Rows grouped by matrix id for `matmul_id`'s tiled kernel (reused, grown on demand;
+    /// each grouping is consumed by the dispatch right after it).
+    pub(crate) id_groups: std::sync::Arc<std::sync::Mutex<Option<wgpu::Buffer>>>,
 }
 
 impl GpuDevice {
@@ -289,6 +292,7 @@ impl GpuDevice {
             uniform_align: limits.min_uniform_buffer_offset_alignment.max(16) as u64,
             uniforms: Default::default(),
             staging: Default::default(),
+            id_groups: Default::default(),
         })
     }
 

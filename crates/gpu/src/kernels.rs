@@ -22,6 +22,7 @@ const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const MATVEC_SUBGROUP: &str = include_str!("shaders/matvec_subgroup.wgsl");
 const OPS: &str = include_str!("shaders/ops.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
+const MOE: &str = include_str!("shaders/moe.wgsl");
 
 /// Every weight type the kernels decode: every type `quant` has a dot product for (Q8_1 and
 /// Q8_K are only activation formats there, multiplied by no kernel).
@@ -133,6 +134,10 @@ pub(crate) struct MatrixKernels {
     pub matvec_sg: Option<wgpu::ComputePipeline>,
     pub tiled: wgpu::ComputePipeline,
     pub get_rows: wgpu::ComputePipeline,
+    /// Stacked matrices chosen per output row (`matvec_id`), and its tiled form over rows
+    /// grouped by matrix (`matmul_id_tiled`).
+    pub matvec_id: wgpu::ComputePipeline,
+    pub matmul_id_tiled: wgpu::ComputePipeline,
     /// The format's grid (bound at 5), for the grid formats.
     pub grid: Option<wgpu::Buffer>,
 }
@@ -150,6 +155,11 @@ pub(crate) struct OpKernels {
     pub softcap: wgpu::ComputePipeline,
     pub kv_store: wgpu::ComputePipeline,
     pub attend: wgpu::ComputePipeline,
+    pub route: wgpu::ComputePipeline,
+    pub weighted_sum: wgpu::ComputePipeline,
+    pub sigmoid: wgpu::ComputePipeline,
+    pub copy: wgpu::ComputePipeline,
+    pub group_ids: wgpu::ComputePipeline,
 }
 
 pub(crate) struct Kernels {
@@ -206,6 +216,7 @@ impl Kernels {
     fn compile(device: &wgpu::Device, subgroups: bool) -> Kernels {
         let ops = module(device, "ops", OPS);
         let att = module(device, "attention", ATTENTION);
+        let moe = module(device, "moe", MOE);
         let p = |m, e| pipeline(device, m, e);
         Kernels {
             ops: OpKernels {
@@ -220,6 +231,11 @@ impl Kernels {
                 softcap: p(&ops, "softcap"),
                 kv_store: p(&att, "kv_store"),
                 attend: p(&att, "attend"),
+                route: p(&moe, "route"),
+                weighted_sum: p(&moe, "weighted_sum"),
+                sigmoid: p(&moe, "sigmoid"),
+                copy: p(&moe, "copy_rows"),
+                group_ids: p(&moe, "group_ids"),
             },
             matrix: Mutex::new(HashMap::new()),
             subgroups,
@@ -253,6 +269,8 @@ impl Kernels {
                 matvec_sg: self.subgroups.then(|| pipeline(device, &m, "matvec_sg")),
                 tiled: pipeline(device, &m, "matmul_tiled"),
                 get_rows: pipeline(device, &m, "get_rows"),
+                matvec_id: pipeline(device, &m, "matvec_id"),
+                matmul_id_tiled: pipeline(device, &m, "matmul_id_tiled"),
             })
         })?;
         map.insert(ty, k.clone());

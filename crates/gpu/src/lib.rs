@@ -20,6 +20,7 @@ mod device;
 pub mod kernels;
 mod model;
 mod pass;
+mod pass_moe;
 mod tensor;
 
 pub use backend::GpuBackend;

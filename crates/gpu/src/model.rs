@@ -1,4 +1,4 @@
-//! A loaded model on the GPU: `models::backend`'s dense decoder over [`GpuBackend`], whole
+//! A loaded model on the GPU: `models::backend`'s decoder over [`GpuBackend`], whole
 //! or split with the CPU (`--gpu-layers N`: the embedding and the first `N` layers on the
 //! GPU, the other layers and the output on `compute::backend::Cpu`, the hidden state copied
 //! between them once per micro-batch).

@@ -83,7 +83,7 @@ pub struct AttnArgs {
     pub window: usize,
 }
 
-fn u(x: usize) -> u32 {
+pub(crate) fn u(x: usize) -> u32 {
     u32::try_from(x).expect("GPU sizes fit in 32 bits")
 }
 
@@ -197,16 +197,30 @@ impl GpuDevice {
         let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
     }
 
-    fn matrix(&self, w: &GpuWeights) -> Result<std::sync::Arc<MatrixKernels>, GpuError> {
+    pub(crate) fn matrix_kernels(
+        &self,
+        w: &GpuWeights,
+    ) -> Result<std::sync::Arc<MatrixKernels>, GpuError> {
         self.kernels.matrix(&self.device, w.ty)
     }
 }
 
-fn check(what: &str, need: usize, t: &GpuTensor) -> Result<(), GpuError> {
+pub(crate) fn check(what: &str, need: usize, t: &GpuTensor) -> Result<(), GpuError> {
     if need > t.len() {
         return Err(GpuError::Shape(format!(
             "{what}: needs {need} elements, the tensor has {}",
             t.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a stack of matrices where one matrix is meant.
+fn plain(w: &GpuWeights) -> Result<(), GpuError> {
+    if w.count != 1 {
+        return Err(GpuError::Shape(format!(
+            "a stack of {} matrices used as one matrix",
+            w.count
         )));
     }
     Ok(())
@@ -218,6 +232,10 @@ impl Pass {
         self.dev.submit_steps(&self.params, &self.steps);
         self.params.clear();
         self.steps.clear();
+    }
+
+    pub(crate) fn dev(&self) -> &GpuDevice {
+        &self.dev
     }
 
     /// Operations recorded and not yet submitted.
@@ -240,7 +258,7 @@ impl Pass {
         off
     }
 
-    fn step(
+    pub(crate) fn step(
         &mut self,
         pipeline: &wgpu::ComputePipeline,
         bufs: &[(u32, &wgpu::Buffer)],
@@ -265,7 +283,7 @@ impl Pass {
     }
 
     /// `n` workgroups laid out within the per-dimension limit (kernels flatten x + y * nx).
-    fn spread(&self, n: usize) -> [u32; 3] {
+    pub(crate) fn spread(&self, n: usize) -> [u32; 3] {
         let max = self.dev.max_groups as usize;
         let x = n.clamp(1, max);
         [u(x), u(n.div_ceil(x).max(1)), 1]
@@ -277,9 +295,10 @@ impl Pass {
         if n == 0 {
             return Ok(());
         }
+        plain(w)?;
         check("matmul input", x.off + (n - 1) * x.stride + w.cols, x.t)?;
         check("matmul output", y.off + (n - 1) * y.stride + w.rows, y.t)?;
-        let k = self.dev.matrix(w)?;
+        let k = self.dev.matrix_kernels(w)?;
         for c in &w.chunks {
             let mut bufs = vec![(1, &c.buf), (2, &x.t.buf), (3, &y.t.buf)];
             bufs.extend(k.grid.iter().map(|g| (5, g)));
@@ -320,9 +339,10 @@ impl Pass {
         if n == 0 {
             return Ok(());
         }
+        plain(w)?;
         check("token ids", n, ids)?;
         check("embedding output", y.off + (n - 1) * y.stride + w.cols, y.t)?;
-        let k = self.dev.matrix(w)?;
+        let k = self.dev.matrix_kernels(w)?;
         for c in &w.chunks {
             let words = [
                 u(c.rows),
@@ -569,13 +589,20 @@ impl Pass {
             k.off + (n - 1) * k.stride + cache.n_kv * cache.dk,
             k.t,
         )?;
-        check(
-            "values",
-            v.off + (n - 1) * v.stride + cache.n_kv * cache.dv,
-            v.t,
-        )?;
+        if !cache.latent {
+            check(
+                "values",
+                v.off + (n - 1) * v.stride + cache.n_kv * cache.dv,
+                v.t,
+            )?;
+        }
         let p = self.dev.kernels.ops.kv_store.clone();
-        for (rows, d, buf) in [(k, cache.dk, &cache.k), (v, cache.dv, &cache.v)] {
+        // A latent cache's values are its keys' prefix: nothing more to store.
+        let parts = if cache.latent { 1 } else { 2 };
+        for (rows, d, buf) in [(k, cache.dk, &cache.k), (v, cache.dv, &cache.v)]
+            .into_iter()
+            .take(parts)
+        {
             let mut words = [0u32; 16];
             words[0] = u(n);
             words[2] = u(cache.n_kv);
@@ -636,7 +663,7 @@ impl Pass {
             u(out.stride),
             u(out.off),
             0,
-            0,
+            u32::from(cache.latent),
         ];
         let groups = self.spread(n * a.n_head);
         let p = self.dev.kernels.ops.attend.clone();

@@ -52,11 +52,16 @@ pub(crate) struct Chunk {
 }
 
 /// A weight matrix uploaded once in its GGUF type, never widened on the device; split by
-/// whole rows into bindings no larger than the device's storage binding limit.
+/// whole rows into bindings no larger than the device's storage binding limit. Or a stack of
+/// `count` such matrices (a 3-D tensor: experts, per-head matrices), split between whole
+/// matrices, for [`crate::Pass::matmul_id`].
 pub struct GpuWeights {
     pub ty: GgmlType,
+    /// Rows of one matrix.
     pub rows: usize,
     pub cols: usize,
+    /// Matrices stacked (1: a plain matrix).
+    pub count: usize,
     pub(crate) row_bytes: usize,
     pub(crate) chunks: Vec<Chunk>,
 }
@@ -77,7 +82,9 @@ impl GpuWeights {
 /// `p % slots` (a ring for sliding-window layers, as the CPU cache).
 pub struct GpuKvCache {
     pub(crate) k: wgpu::Buffer,
+    /// A latent cache's values are the keys' first `dv` elements: `v` is `k` itself.
     pub(crate) v: wgpu::Buffer,
+    pub latent: bool,
     pub n_kv: usize,
     pub dk: usize,
     pub dv: usize,
@@ -183,6 +190,19 @@ impl GpuDevice {
         cols: usize,
         data: &[u8],
     ) -> Result<GpuWeights, GpuError> {
+        self.upload_stack(ty, 1, rows, cols, data)
+    }
+
+    /// Uploads `count` stacked `rows x cols` matrices of type `ty` (a 3-D GGUF tensor, its
+    /// raw bytes), each binding holding whole matrices.
+    pub fn upload_stack(
+        &self,
+        ty: GgmlType,
+        count: usize,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+    ) -> Result<GpuWeights, GpuError> {
         if !crate::kernels::supports(ty) {
             return Err(GpuError::Unsupported(ty));
         }
@@ -191,25 +211,30 @@ impl GpuDevice {
             .filter(|_| cols > 0)
             .ok_or_else(|| GpuError::Shape(format!("{cols} columns of {ty}")))?
             as usize;
-        if data.len() != rows * row_bytes {
+        let total = count.saturating_mul(rows);
+        let expected = total.checked_mul(row_bytes);
+        if count == 0 || rows == 0 || expected != Some(data.len()) {
             return Err(GpuError::Shape(format!(
-                "{rows} x {cols} {ty}: {} bytes, expected {}",
+                "{count} x {rows} x {cols} {ty}: {} bytes, expected {}",
                 data.len(),
-                rows * row_bytes
+                expected.map_or("more than memory holds".into(), |b| b.to_string())
             )));
         }
         // The kernels read a word past a row's last unaligned field; keep 4 bytes of slack.
-        let per = ((self.max_binding as usize).saturating_sub(8) / row_bytes).max(1);
+        // A stack's bindings end on whole matrices (a row is found by its matrix id).
+        let unit = if count > 1 { rows } else { 1 };
+        let per =
+            ((self.max_binding as usize).saturating_sub(8) / (unit * row_bytes)).max(1) * unit;
         if per * row_bytes + 8 > self.max_binding as usize {
             return Err(GpuError::Shape(format!(
-                "one {ty} row of {row_bytes} bytes exceeds the storage binding limit of {}",
+                "{unit} {ty} rows of {row_bytes} bytes exceed the storage binding limit of {}",
                 self.max_binding
             )));
         }
         let mut chunks = Vec::new();
         let mut row0 = 0;
-        while row0 < rows {
-            let n = per.min(rows - row0);
+        while row0 < total {
+            let n = per.min(total - row0);
             let bytes = &data[row0 * row_bytes..(row0 + n) * row_bytes];
             let size = (bytes.len() + 4).next_multiple_of(4) as u64;
             let buf = crate::kernels::checked(&self.device, "allocating weights", || {
@@ -234,9 +259,26 @@ impl GpuDevice {
             ty,
             rows,
             cols,
+            count,
             row_bytes,
             chunks,
         })
+    }
+
+    /// The buffer `matmul_id`'s grouping pass writes, of at least `words` u32s (grown, never
+    /// shrunk; a smaller one stays alive in the steps that bound it).
+    pub(crate) fn id_groups_buffer(&self, words: usize) -> wgpu::Buffer {
+        let mut slot = self.id_groups.lock().unwrap_or_else(|e| e.into_inner());
+        let size = (words * 4) as u64;
+        if slot.as_ref().is_none_or(|b| b.size() < size) {
+            *slot = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("id groups"),
+                size: size.next_power_of_two().max(256),
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }));
+        }
+        slot.as_ref().expect("made above").clone()
     }
 
     /// A KV cache of `slots` positions per head (head dims even).
@@ -247,9 +289,32 @@ impl GpuDevice {
         dk: usize,
         dv: usize,
     ) -> Result<GpuKvCache, GpuError> {
-        if !dk.is_multiple_of(2) || !dv.is_multiple_of(2) || dk > 512 || dv > 512 {
+        self.make_cache(slots, n_kv, dk, dv, false)
+    }
+
+    /// A latent attention cache of `slots` positions: one row of `dk` per position (one KV
+    /// head), the values its first `dv` elements, held once.
+    pub fn latent_cache(&self, slots: usize, dk: usize, dv: usize) -> Result<GpuKvCache, GpuError> {
+        if dv > dk {
             return Err(GpuError::Shape(format!(
-                "head dims {dk}/{dv}: even and at most 512"
+                "latent values of {dv} in keys of {dk}"
+            )));
+        }
+        self.make_cache(slots, 1, dk, dv, true)
+    }
+
+    fn make_cache(
+        &self,
+        slots: usize,
+        n_kv: usize,
+        dk: usize,
+        dv: usize,
+        latent: bool,
+    ) -> Result<GpuKvCache, GpuError> {
+        // MAX_D in attention.wgsl: DeepSeek's latent rows are 512 + 64.
+        if !dk.is_multiple_of(2) || !dv.is_multiple_of(2) || dk > 576 || dv > 576 {
+            return Err(GpuError::Shape(format!(
+                "head dims {dk}/{dv}: even and at most 576"
             )));
         }
         let mk = |d: usize| -> Result<wgpu::Buffer, GpuError> {
@@ -267,9 +332,12 @@ impl GpuDevice {
                 mapped_at_creation: false,
             }))
         };
+        let k = mk(dk)?;
+        let v = if latent { k.clone() } else { mk(dv)? };
         Ok(GpuKvCache {
-            k: mk(dk)?,
-            v: mk(dv)?,
+            k,
+            v,
+            latent,
             n_kv,
             dk,
             dv,

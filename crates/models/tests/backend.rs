@@ -1,6 +1,6 @@
-//! The dense decoder through the backend seam (`models::backend` over `compute::backend::Cpu`)
-//! gives `Model::forward`'s logits bit for bit on every dense fixture, with both KV cache
-//! types: a prompt with every position's logits, then single-token steps. So the trait has
+//! The decoder through the backend seam (`models::backend` over `compute::backend::Cpu`)
+//! gives `Model::forward`'s logits bit for bit on every fixture (dense, mixture of experts,
+//! latent attention), with both KV cache types: a prompt with every position's logits, then single-token steps. So the trait has
 //! everything the CPU forward pass needs, in the arithmetic it needs, and a GPU backend
 //! behind it runs the same blocks in the same order.
 
@@ -67,27 +67,43 @@ fn every_dense_fixture_bit_for_bit() {
     }
 }
 
+/// Mixtures of experts (routed on the backend, experts by id from the stacked tensors,
+/// shared experts plain or gated) and latent attention (absorbed, without Q compression,
+/// decompressed through `attn_kv_b`), bit for bit too.
 #[test]
-fn experts_and_latent_attention_are_refused() {
-    let cpu = Cpu::new(KvDtype::F16);
-    for (name, what) in [
-        ("llama-moe", "mixture of experts"),
-        ("qwen3moe", "mixture of experts"),
-        ("deepseek2", "latent attention"),
+fn every_moe_and_mla_fixture_bit_for_bit() {
+    for name in [
+        "llama-moe",
+        "qwen2moe",
+        "qwen3moe",
+        "deepseek2",
+        "deepseek2-lite",
+        "deepseek2-v3",
+        "deepseek2-kvb",
+        "deepseek2-dense",
+        "deepseek2-lite-dense",
     ] {
-        let e = BackendModel::load(&load(name), &cpu).err().unwrap();
-        assert!(e.to_string().contains(what), "{name}: {e}");
+        for kv in [KvDtype::F16, KvDtype::F32] {
+            check(name, kv);
+        }
     }
 }
 
 /// Several sequences through the seam in one pass (prompts longer than the micro-batch,
 /// every kind of logits request, then a decode round) give `Model::forward_multi`'s logits
-/// bit for bit (quantized weights: the products do not depend on the row count).
+/// bit for bit (both sides multiply the same rows together): dense, MoE (every sequence's
+/// rows routed and grouped by expert together) and latent attention.
 #[test]
 fn several_sequences_bit_for_bit() {
+    for name in ["llama-q8_0", "qwen2moe", "deepseek2-v3", "deepseek2-kvb"] {
+        several_sequences(name);
+    }
+}
+
+fn several_sequences(name: &str) {
     use models::backend::BackendSeq;
     use models::{Logits, SeqBatch, StateOptions, Workspace};
-    let model = load("llama-q8_0");
+    let model = load(name);
     let nv = model.config().n_vocab as u32;
     let cpu = Cpu::new(KvDtype::F16);
     let bm = BackendModel::load(&model, &cpu).unwrap();
@@ -137,7 +153,7 @@ fn several_sequences_bit_for_bit() {
         .collect();
     let got = bm.forward_multi(&cpu, &mut seqs, &mut work).unwrap();
     assert_eq!(got.len(), (37 + 1) * nv as usize);
-    assert!(got == want, "prompt logits differ");
+    assert!(got == want, "{name}: prompt logits differ");
     // One decode round for all three.
     let next: Vec<[u32; 1]> = (0..3).map(|k| [(k * 11 + 3) as u32]).collect();
     let mut want = Vec::new();
@@ -162,7 +178,7 @@ fn several_sequences_bit_for_bit() {
         })
         .collect();
     let got = bm.forward_multi(&cpu, &mut seqs, &mut work).unwrap();
-    assert!(got == want, "decode logits differ");
+    assert!(got == want, "{name}: decode logits differ");
 }
 
 /// A model split between two backends (here the CPU twice, as `--gpu-layers` splits it
@@ -173,7 +189,15 @@ fn several_sequences_bit_for_bit() {
 fn split_between_backends_bit_for_bit() {
     use models::backend::{BackendSeq, SplitModel, SplitSeq};
     use models::Logits;
-    for name in ["llama", "gemma3", "phi2", "qwen3"] {
+    for name in [
+        "llama",
+        "gemma3",
+        "phi2",
+        "qwen3",
+        "qwen2moe",
+        "deepseek2-v3",
+        "deepseek2-kvb",
+    ] {
         let model = load(name);
         let nv = model.config().n_vocab as u32;
         let n_layer = model.config().n_layer;

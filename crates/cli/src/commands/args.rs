@@ -143,8 +143,8 @@ pub struct LoadArgs {
     /// Where the model runs: cpu (the same tokens as llama.cpp's CPU build); a GPU through
     /// vulkan, metal or dx12 (gpu: any of them; cuda, rocm and opencl reach NVIDIA/AMD cards
     /// through their Vulkan driver); auto: a hardware GPU that can run the model, else the CPU.
-    /// GPU runs need the dense architectures (no MoE / latent attention yet) and keep the KV
-    /// cache in f16; their logits differ from the CPU's in the last digits
+    /// GPU runs (dense, MoE and latent-attention models) keep the KV cache in f16; their
+    /// logits differ from the CPU's in the last digits
     /// [default: cpu, or auto with --gpu-layers]
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,

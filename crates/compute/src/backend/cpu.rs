@@ -43,17 +43,27 @@ impl CpuTensor {
     }
 }
 
-/// A weight matrix's bytes.
+/// A weight matrix's bytes, or `count` stacked matrices' ([`Backend::upload_stack`]).
 pub struct CpuWeights {
     ty: GgmlType,
     rows: usize,
     cols: usize,
+    count: usize,
     data: Vec<u8>,
 }
 
 impl CpuWeights {
     fn view(&self) -> Result<WeightView<'_>, ComputeError> {
-        WeightView::new(self.ty, self.rows, self.cols, &self.data)
+        self.view_at(0)
+    }
+
+    /// Matrix `i` of the stack.
+    fn view_at(&self, i: usize) -> Result<WeightView<'_>, ComputeError> {
+        if i >= self.count {
+            return Err(shape_err("matrix of a stack", self.count, i));
+        }
+        let per = self.data.len() / self.count;
+        WeightView::new(self.ty, self.rows, self.cols, &self.data[i * per..][..per])
     }
 }
 
@@ -149,6 +159,28 @@ impl Backend for Cpu {
             ty,
             rows,
             cols,
+            count: 1,
+            data: data.to_vec(),
+        })
+    }
+
+    fn upload_stack(
+        &self,
+        ty: GgmlType,
+        count: usize,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+    ) -> Result<CpuWeights, ComputeError> {
+        if count == 0 || !data.len().is_multiple_of(count) {
+            return Err(shape_err("stacked matrices", count, data.len()));
+        }
+        WeightView::new(ty, rows, cols, &data[..data.len() / count])?;
+        Ok(CpuWeights {
+            ty,
+            rows,
+            cols,
+            count,
             data: data.to_vec(),
         })
     }
@@ -165,6 +197,18 @@ impl Backend for Cpu {
         Ok(RwLock::new(KvCache::windowed(
             self.kv, capacity, window, ubatch, n_kv, dk, dv,
         )))
+    }
+
+    fn latent_cache(
+        &self,
+        capacity: usize,
+        dk: usize,
+        dv: usize,
+    ) -> Result<RwLock<KvCache>, ComputeError> {
+        if dv > dk {
+            return Err(shape_err("latent values (a prefix of the keys)", dk, dv));
+        }
+        Ok(RwLock::new(KvCache::latent(self.kv, capacity, dk, dv)))
     }
 
     fn flush(&self) -> Result<(), ComputeError> {
@@ -211,6 +255,140 @@ impl Backend for Cpu {
             &mut self.qbuf.lock().unwrap_or_else(|e| e.into_inner()),
         )?;
         scatter(y, w.rows, &out)
+    }
+
+    fn matmul_id(
+        &self,
+        w: &CpuWeights,
+        ids: &CpuTensor,
+        x: Span<CpuTensor>,
+        per: usize,
+        n: usize,
+        y: Span<CpuTensor>,
+    ) -> Result<(), ComputeError> {
+        if per == 0 {
+            return Err(shape_err("rows per input row", "at least 1", 0));
+        }
+        let ids: Vec<usize> = prefix(ids, n)?[..n]
+            .iter()
+            .map(|v| v.to_bits() as usize)
+            .collect();
+        if let Some(&bad) = ids.iter().find(|&&id| id >= w.count) {
+            return Err(shape_err("matrix id", format!("below {}", w.count), bad));
+        }
+        let xs = gather(x, n.div_ceil(per), w.cols)?;
+        let mut out = vec![0f32; n * w.rows];
+        // Rows grouped by matrix, in row order within each (as `models`' MoE block streams
+        // an expert once for all its tokens): each product as that block computes it.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| ids[i]);
+        let mut qbuf = self.qbuf.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut xin, mut res) = (Vec::new(), Vec::new());
+        for group in order.chunk_by(|&a, &b| ids[a] == ids[b]) {
+            xin.clear();
+            for &i in group {
+                xin.extend_from_slice(&xs[(i / per) * w.cols..][..w.cols]);
+            }
+            res.resize(group.len() * w.rows, 0.0);
+            crate::matmul(
+                &w.view_at(ids[group[0]])?,
+                &xin,
+                group.len(),
+                &mut res,
+                &mut qbuf,
+            )?;
+            for (j, &i) in group.iter().enumerate() {
+                out[i * w.rows..][..w.rows].copy_from_slice(&res[j * w.rows..][..w.rows]);
+            }
+        }
+        scatter(y, w.rows, &out)
+    }
+
+    fn route(
+        &self,
+        r: &crate::moe::Router,
+        logits: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        n: usize,
+        ids: &CpuTensor,
+        weights: &CpuTensor,
+    ) -> Result<(), ComputeError> {
+        r.check()?;
+        let (ne, k) = (r.n_expert, r.n_used);
+        let l = prefix(logits, n * ne)?[..n * ne].to_vec();
+        let b = bias.map(|b| b.r().clone());
+        if b.as_ref().is_some_and(|b| b.len() < ne) {
+            return Err(shape_err("selection bias", ne, b.map_or(0, |b| b.len())));
+        }
+        let (mut probs, mut select) = (Vec::new(), Vec::new());
+        let mut chosen = vec![0u32; n * k];
+        let mut wts = vec![0f32; n * k];
+        for t in 0..n {
+            crate::moe::route(
+                r,
+                &l[t * ne..][..ne],
+                b.as_deref().map(|b| &b[..ne]),
+                &mut probs,
+                &mut select,
+                &mut chosen[t * k..][..k],
+                &mut wts[t * k..][..k],
+            );
+        }
+        self.write_ids(ids, &chosen)?;
+        self.write(weights, &wts)
+    }
+
+    fn weighted_sum(
+        &self,
+        x: Span<CpuTensor>,
+        w: &CpuTensor,
+        k: usize,
+        width: usize,
+        n: usize,
+        y: Span<CpuTensor>,
+    ) -> Result<(), ComputeError> {
+        if k == 0 {
+            return Err(shape_err("rows summed", "at least 1", 0));
+        }
+        let xs = gather(x, n * k, width)?;
+        let ws = prefix(w, n * k)?[..n * k].to_vec();
+        let mut out = vec![0f32; n * width];
+        let mut term = vec![0f32; width];
+        for t in 0..n {
+            let o = &mut out[t * width..][..width];
+            for j in 0..k {
+                let wt = ws[t * k + j];
+                let src = &xs[(t * k + j) * width..][..width];
+                // Each weighted expert rounded to f32 on its own, then added: the CPU MoE
+                // block's arithmetic.
+                let dst = if j == 0 { &mut *o } else { &mut term[..] };
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = v * wt;
+                }
+                if j > 0 {
+                    crate::add_in_place(o, &term);
+                }
+            }
+        }
+        scatter(y, width, &out)
+    }
+
+    fn sigmoid(&self, y: &CpuTensor, n: usize) -> Result<(), ComputeError> {
+        for v in &mut prefix(y, n)?[..n] {
+            *v = 1.0 / (1.0 + (-*v).exp());
+        }
+        Ok(())
+    }
+
+    fn copy(
+        &self,
+        x: Span<CpuTensor>,
+        y: Span<CpuTensor>,
+        width: usize,
+        n: usize,
+    ) -> Result<(), ComputeError> {
+        let rows = gather(x, n, width)?;
+        scatter(y, width, &rows)
     }
 
     fn add_bias(&self, y: &CpuTensor, bias: &CpuTensor, n: usize) -> Result<(), ComputeError> {
@@ -333,6 +511,7 @@ impl Backend for Cpu {
     ) -> Result<(), ComputeError> {
         let mut c = cache.write().unwrap_or_else(|e| e.into_inner());
         let (nkv, dk, dv) = c.dims();
+        let dv = if c.is_latent() { 0 } else { dv };
         let (kw, vw) = (nkv * dk, nkv * dv);
         let (ks, vs) = (gather(k, n, kw)?, gather(v, n, vw)?);
         for t in 0..n {

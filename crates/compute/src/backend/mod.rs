@@ -14,9 +14,14 @@
 //! (linear, YaRN, llama3 factors, LongRoPE) is the same operation on every backend.
 //!
 //! Today `models`' CPU forward pass calls `compute`'s functions directly (bit-exact with
-//! llama.cpp); `models::backend` runs the dense decoder through this trait, [`Cpu`]
-//! implements it with those same functions (giving `models`' logits bit for bit), and the
-//! GPU backend (`torchless-gpu`) implements it on a device.
+//! llama.cpp); `models::backend` runs the decoder (dense, mixture-of-experts and latent
+//! attention layers) through this trait, [`Cpu`] implements it with those same functions
+//! (giving `models`' logits bit for bit), and the GPU backend (`torchless-gpu`) implements
+//! it on a device.
+//!
+//! Experts and per-head matrices are stacks ([`Backend::upload_stack`]) multiplied row by row
+//! through ids ([`Backend::matmul_id`]) that the router ([`Backend::route`]) writes on the
+//! backend itself, so a MoE layer needs no read-back to the host.
 
 use quant::GgmlType;
 
@@ -109,6 +114,17 @@ pub trait Backend {
         cols: usize,
         data: &[u8],
     ) -> Result<Self::Weights, ComputeError>;
+    /// `count` matrices of `rows x cols` of type `ty` stacked in one tensor (a 3-D GGUF
+    /// tensor: a MoE layer's experts, latent attention's per-head matrices), each kept in
+    /// its encoding, for [`Backend::matmul_id`].
+    fn upload_stack(
+        &self,
+        ty: GgmlType,
+        count: usize,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+    ) -> Result<Self::Weights, ComputeError>;
     /// The cache of a layer whose queries see the last `window` positions (0 = all), for up
     /// to `capacity` positions fed in micro-batches of at most `ubatch`: a ring of
     /// [`crate::windowed_slots`] slots.
@@ -119,6 +135,15 @@ pub trait Backend {
         window: usize,
         ubatch: usize,
         n_kv: usize,
+        dk: usize,
+        dv: usize,
+    ) -> Result<Self::Cache, ComputeError>;
+    /// The cache of a latent attention layer (MLA) for up to `capacity` positions: one key
+    /// row of `dk` per position, shared by every query head, whose first `dv` elements are
+    /// the values ([`crate::KvCache::latent`]; [`Backend::kv_store`] ignores its values).
+    fn latent_cache(
+        &self,
+        capacity: usize,
         dk: usize,
         dv: usize,
     ) -> Result<Self::Cache, ComputeError>;
@@ -143,6 +168,56 @@ pub trait Backend {
         x: Span<Self::Tensor>,
         n: usize,
         y: Span<Self::Tensor>,
+    ) -> Result<(), ComputeError>;
+    /// `y[i][r] = sum_c w[ids[i]][r][c] * x[i / per][c]` for `n` rows `i`: each row by the
+    /// matrix of a stack ([`Backend::upload_stack`]) its id (a u32, as token ids) names;
+    /// with `per = k` every input row feeds the `k` rows after it (a token's experts).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_id(
+        &self,
+        w: &Self::Weights,
+        ids: &Self::Tensor,
+        x: Span<Self::Tensor>,
+        per: usize,
+        n: usize,
+        y: Span<Self::Tensor>,
+    ) -> Result<(), ComputeError>;
+    /// A MoE router over `n` rows of `r.n_expert` logits (`logits` may be overwritten):
+    /// row `t`'s chosen experts into `ids[t * n_used..]` (u32) and their weights into
+    /// `weights[t * n_used..]`, as [`crate::moe::route`] chooses them (`bias` is the
+    /// selection bias).
+    #[allow(clippy::too_many_arguments)]
+    fn route(
+        &self,
+        r: &crate::moe::Router,
+        logits: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        n: usize,
+        ids: &Self::Tensor,
+        weights: &Self::Tensor,
+    ) -> Result<(), ComputeError>;
+    /// `y[t] = sum_{j < k} w[t * k + j] * x[t * k + j]` for `n` rows of `width`, each
+    /// product rounded and summed in order of `j` (a token's weighted experts, llama.cpp's
+    /// chain of adds). `y` must not overlap `x`.
+    #[allow(clippy::too_many_arguments)]
+    fn weighted_sum(
+        &self,
+        x: Span<Self::Tensor>,
+        w: &Self::Tensor,
+        k: usize,
+        width: usize,
+        n: usize,
+        y: Span<Self::Tensor>,
+    ) -> Result<(), ComputeError>;
+    /// `y = 1 / (1 + exp(-y))` over `n` elements.
+    fn sigmoid(&self, y: &Self::Tensor, n: usize) -> Result<(), ComputeError>;
+    /// Copies `n` rows of `width` from `x` to `y` (which must not overlap).
+    fn copy(
+        &self,
+        x: Span<Self::Tensor>,
+        y: Span<Self::Tensor>,
+        width: usize,
+        n: usize,
     ) -> Result<(), ComputeError>;
     /// `y[i] += bias[i % bias_len]` over the first `n` elements (in place).
     fn add_bias(&self, y: &Self::Tensor, bias: &Self::Tensor, n: usize)

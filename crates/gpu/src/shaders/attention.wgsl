@@ -18,7 +18,7 @@ struct AttnParams {
     o_stride: u32,   // floats between output tokens
     o_off: u32,
     d: u32,          // kv_store: dims per head of the stored rows
-    _a: u32,
+    latent: u32,     // 1: the values are the keys' first dv (VC is KC)
 }
 
 @group(0) @binding(0) var<uniform> P: AttnParams;
@@ -46,9 +46,9 @@ fn kv_store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 }
 
 const WG: u32 = 64u;
-const MAX_D: u32 = 512u;
-const PER: u32 = 8u; // MAX_D / WG output dims per thread
-var<workgroup> qs: array<f32, 512>;
+const MAX_D: u32 = 576u; // DeepSeek's latent rows: 512 + 64
+const PER: u32 = 9u; // MAX_D / WG output dims per thread
+var<workgroup> qs: array<f32, 576>;
 var<workgroup> sc: array<f32, 64>;
 var<workgroup> ps: array<f32, 64>;
 
@@ -80,10 +80,11 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>,
     }
     workgroupBarrier();
     let hk = P.dk / 2u;
-    let hv = P.dv / 2u;
+    // Words between a KV head's rows of values: a latent cache's are its key rows.
+    let hv = select(P.dv / 2u, hk, P.latent != 0u);
     var m = -3.0e38;
     var l = 0.0;
-    var acc: array<f32, 8>;
+    var acc: array<f32, 9>;
     for (var j0 = first; j0 <= pos; j0 += WG) {
         let j = j0 + lid;
         var s = -3.0e38;

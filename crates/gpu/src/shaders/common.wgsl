@@ -12,6 +12,12 @@ struct MatParams {
     y_stride: u32,   // floats between output rows
     y_off: u32,      // first output column (row offset of this binding in the whole matrix)
     x_off: u32,      // first activation float
+    // matvec_id only: output rows per input row, the first matrix of the stack in this
+    // binding and how many it holds, the first output row of this dispatch.
+    per: u32,
+    e0: u32,
+    ne: u32,
+    i0: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: MatParams;

@@ -63,6 +63,43 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+// Stacked matrices by id (MoE experts, per-head matrices): output row i = i0 + wid.y takes
+// matrix IDS[i] (rows of `rows` each; this binding holds matrices e0..e0 + ne) times input
+// row i / per, ROWS weight rows per workgroup as `matvec`. Rows whose matrix another binding
+// holds are left to that binding's dispatch. Each output row decodes its matrix itself:
+// for a decode step's few rows; longer batches take matmul_id_tiled.
+@compute @workgroup_size(64)
+fn matvec_id(@builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let slot = lid / TPR;
+    let lane = lid % TPR;
+    let r = wid.x * ROWS + slot;
+    let i = P.i0 + wid.y;
+    let id = IDS[i];
+    let ok = r < P.rows && id >= P.e0 && id < P.e0 + P.ne;
+    var acc = 0.0;
+    if (ok) {
+        let nsub = (P.k + 31u) / 32u;
+        let rb = ((id - P.e0) * P.rows + r) * P.row_bytes;
+        let xo = P.x_off + (i / P.per) * P.x_stride;
+        for (var s = lane; s < nsub; s += TPR) {
+            load_sub(rb, s);
+            acc += sub_dot(xo, s);
+        }
+    }
+    red[lid] = acc;
+    workgroupBarrier();
+    for (var st = TPR / 2u; st > 0u; st >>= 1u) {
+        if (lane < st) {
+            red[lid] += red[lid + st];
+        }
+        workgroupBarrier();
+    }
+    if (ok && lane == 0u) {
+        Y[P.y_off + i * P.y_stride + r] = red[lid];
+    }
+}
+
 // Prefill: a 32-row x 32-token output tile per workgroup, 4 x 4 per thread. Each step
 // covers 64 columns: every thread decodes one sub-block (threads 0-31 the first of the pair
 // for rows 0-31, threads 32-63 the second) and loads 32 activations, into element-major
@@ -127,6 +164,84 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>,
             let t = t0 + tc + j;
             if (r < P.rows && t < P.n) {
                 Y[P.y_off + t * P.y_stride + r] = acc[i * 4u + j];
+            }
+        }
+    }
+}
+
+// Stacked matrices by id, for many rows (prefill): ORD holds the rows grouped by matrix
+// (moe.wgsl's group_ids, over `i0` matrices); workgroup (x, y, z) takes a 32-row tile of
+// matrix e0 + z and rows y * 32.. of its group, as matmul_tiled does with tokens, so each
+// matrix is decoded once per 32 rows choosing it.
+@group(0) @binding(6) var<storage, read> ORD: array<u32>;
+var<workgroup> group_len: u32;
+
+@compute @workgroup_size(64)
+fn matmul_id_tiled(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let e = P.e0 + wid.z;
+    let first = ORD[e];
+    if (lid == 0u) {
+        group_len = ORD[e + 1u] - first;
+    }
+    let cnt = workgroupUniformLoad(&group_len);
+    let t0 = wid.y * TILE;
+    if (t0 >= cnt) {
+        return;
+    }
+    let order = P.i0 + 1u + first;
+    let r0 = wid.x * TILE;
+    let tr = (lid % 8u) * 4u;
+    let tc = (lid / 8u) * 4u;
+    var acc: array<f32, 16>;
+    let nsub = (P.k + 31u) / 32u;
+    let row = lid % TILE;
+    let half = lid / TILE;
+    let wbase = wid.z * P.rows;
+    for (var s0 = 0u; s0 < nsub; s0 += 2u) {
+        let s = s0 + half;
+        let r = r0 + row;
+        if (r < P.rows && s < nsub) {
+            load_sub((wbase + r) * P.row_bytes, s);
+            for (var i = 0u; i < 32u; i++) {
+                ws[(half * 32u + i) * TILE + row] = sv[i];
+            }
+        } else {
+            for (var i = 0u; i < 32u; i++) {
+                ws[(half * 32u + i) * TILE + row] = 0.0;
+            }
+        }
+        for (var q = 0u; q < 32u; q++) {
+            let idx = q * WG + lid;
+            let t = idx / KSTEP;
+            let c = idx % KSTEP;
+            let j = t0 + t;
+            let col = 32u * s0 + c;
+            let ok = j < cnt && col < P.k;
+            let slot = ORD[order + min(j, cnt - 1u)];
+            let v = X[P.x_off + (slot / P.per) * P.x_stride + min(col, P.k - 1u)];
+            xs[c * TILE + t] = select(0.0, v, ok);
+        }
+        workgroupBarrier();
+        for (var c = 0u; c < KSTEP; c++) {
+            let wv = vec4<f32>(ws[c * TILE + tr], ws[c * TILE + tr + 1u],
+                               ws[c * TILE + tr + 2u], ws[c * TILE + tr + 3u]);
+            let xv = vec4<f32>(xs[c * TILE + tc], xs[c * TILE + tc + 1u],
+                               xs[c * TILE + tc + 2u], xs[c * TILE + tc + 3u]);
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] += wv[i] * xv[j];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let r = r0 + tr + i;
+            let t = t0 + tc + j;
+            if (r < P.rows && t < cnt) {
+                Y[P.y_off + ORD[order + t] * P.y_stride + r] = acc[i * 4u + j];
             }
         }
     }

@@ -1,11 +1,12 @@
-//! The dense decoder run through [`compute::backend::Backend`] (a GPU, for one): the same
-//! blocks as `forward.rs`, in the same order, with every operation a backend call over
-//! tensors the backend owns. Covers the dense families (separate or fused QKV, biases,
+//! The decoder run through [`compute::backend::Backend`] (a GPU, for one): the same blocks
+//! as `forward.rs`, in the same order, with every operation a backend call over tensors the
+//! backend owns. Covers the dense families (separate or fused QKV, biases,
 //! per-head Q/K norms, every rope variant through host-made tables, GQA, sliding windows,
 //! soft-caps, SwiGLU/GeGLU (separate or fused gate/up), plain GELU MLPs, the three residual
-//! layouts and Gemma's post-norms); experts (MoE) and latent attention (MLA) are refused at
-//! load time. A model may run in two parts on two backends ([`SplitModel`]: the first layers
-//! on a GPU, the rest on the CPU), the hidden state copied between them.
+//! layouts and Gemma's post-norms), mixtures of experts (`experts.rs`: routed on the backend,
+//! experts multiplied in their GGUF types) and multi-head latent attention (`latent.rs`,
+//! absorbed or decompressed). A model may run in two parts on two backends ([`SplitModel`]:
+//! the first layers on a GPU, the rest on the CPU), the hidden state copied between them.
 //!
 //! The CPU forward pass stays `forward.rs` (bit-exact with llama.cpp); this one trades those
 //! bits for the backend's own arithmetic (the GPU multiplies f32 activations, not quantized
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use compute::backend::{Backend, GluKind};
 use compute::{AttnParams, Rope};
 
-use crate::blocks::attention::QkvWeights;
+use crate::blocks::attention::{Attention, QkvWeights};
 use crate::blocks::ffn::{Ffn, Glu};
 use crate::blocks::norm::Norm;
 use crate::forward::{LayerAttn, Residual};
@@ -63,6 +64,22 @@ struct BAttn {
     dv: usize,
 }
 
+/// A layer's attention block.
+enum BLayerAttn {
+    Standard(BAttn),
+    Latent(latent::BMla),
+}
+
+impl BLayerAttn {
+    /// The sliding window of its queries (0 = all positions).
+    fn window(&self) -> usize {
+        match self {
+            BLayerAttn::Standard(a) => a.params.window,
+            BLayerAttn::Latent(_) => 0,
+        }
+    }
+}
+
 enum BFfn {
     /// `gate: None`: the first `ff` of each `up` row.
     Gated {
@@ -79,6 +96,7 @@ enum BFfn {
         down_b: Option<usize>,
         ff: usize,
     },
+    Moe(Box<experts::BMoe>),
 }
 
 enum BResidual {
@@ -89,7 +107,7 @@ enum BResidual {
 
 struct BLayer {
     attn_norm: BNorm,
-    attn: BAttn,
+    attn: BLayerAttn,
     post_attn_norm: Option<BNorm>,
     residual: BResidual,
     ffn: BFfn,
@@ -129,9 +147,49 @@ struct Dims {
     k: usize,
     v: usize,
     fused: usize,
+    /// Floats past the last row of `fused` (latent attention ropes each head's rope part as
+    /// a head of its own, the last one ending that far past its row).
+    fused_pad: usize,
     att: usize,
     ff: usize,
     rot: usize,
+    /// Latent attention: the normalised latent, the Q compression, the decompressed
+    /// `[k_nope | v]` heads, the heads' values, and the query heads (one matrix id each).
+    lat: usize,
+    qa: usize,
+    dec: usize,
+    heads: usize,
+    n_head_ids: usize,
+    /// Experts: router logits, experts per token, one expert's hidden units, and whether a
+    /// shared expert needs its own output row.
+    n_expert: usize,
+    n_used: usize,
+    ff_exp: usize,
+    shared: bool,
+}
+
+impl Dims {
+    fn max(self, o: Dims) -> Dims {
+        Dims {
+            q: self.q.max(o.q),
+            k: self.k.max(o.k),
+            v: self.v.max(o.v),
+            fused: self.fused.max(o.fused),
+            fused_pad: self.fused_pad.max(o.fused_pad),
+            att: self.att.max(o.att),
+            ff: self.ff.max(o.ff),
+            rot: self.rot.max(o.rot),
+            lat: self.lat.max(o.lat),
+            qa: self.qa.max(o.qa),
+            dec: self.dec.max(o.dec),
+            heads: self.heads.max(o.heads),
+            n_head_ids: self.n_head_ids.max(o.n_head_ids),
+            n_expert: self.n_expert.max(o.n_expert),
+            n_used: self.n_used.max(o.n_used),
+            ff_exp: self.ff_exp.max(o.ff_exp),
+            shared: self.shared || o.shared,
+        }
+    }
 }
 
 struct Builder<'a, B: Backend> {
@@ -202,6 +260,151 @@ impl<B: Backend> Builder<'_, B> {
         }
     }
 
+    /// `count` stacked matrices of `rows x cols` (a 3-D tensor), uploaded once.
+    fn stack(
+        &mut self,
+        info: &gguf::TensorInfo,
+        count: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<usize, ModelError> {
+        if let Some(&i) = self.by_name.get(&info.name) {
+            return Ok(i);
+        }
+        let data = self.file.tensor_data(info);
+        let w = self.b.upload_stack(info.ty, count, rows, cols, data)?;
+        self.matrices.push(w);
+        self.by_name
+            .insert(info.name.clone(), self.matrices.len() - 1);
+        Ok(self.matrices.len() - 1)
+    }
+
+    /// The table of a rope and its long-context variant, shared by the layers that use the
+    /// same.
+    fn pair(&mut self, r: &Rope, long: Option<&Rope>) -> usize {
+        let pair = (self.rope(r), long.map(|l| self.rope(l)));
+        match self.pairs.iter().position(|p| *p == pair) {
+            Some(i) => i,
+            None => {
+                self.pairs.push(pair);
+                self.pairs.len() - 1
+            }
+        }
+    }
+
+    /// A standard attention block and the buffer widths it needs.
+    fn attention(&mut self, a: &Attention) -> Result<(BAttn, Dims), ModelError> {
+        let qkv = match &a.qkv {
+            QkvWeights::Separate {
+                q,
+                k,
+                v,
+                bq,
+                bk,
+                bv,
+            } => BQkv::Separate {
+                q: self.matrix(q)?,
+                k: self.matrix(k)?,
+                v: self.matrix(v)?,
+                b: [
+                    self.opt_vector(bq),
+                    self.opt_vector(bk),
+                    self.opt_vector(bv),
+                ],
+            },
+            QkvWeights::Fused { qkv, bias } => {
+                if a.q_norm.is_some() || a.k_norm.is_some() {
+                    return Err(unsupported("a fused QKV projection with Q/K norms"));
+                }
+                BQkv::Fused {
+                    qkv: self.matrix(qkv)?,
+                    bias: self.opt_vector(bias),
+                }
+            }
+        };
+        let mut params = a.params;
+        let fused = matches!(qkv, BQkv::Fused { .. });
+        if fused {
+            params.scale *= a.q_scale;
+        }
+        let attn = BAttn {
+            qkv,
+            wo: self.matrix(&a.wo)?,
+            bo: self.opt_vector(&a.bo),
+            q_norm: a.q_norm.as_ref().map(|n| self.norm(n)),
+            k_norm: a.k_norm.as_ref().map(|n| self.norm(n)),
+            pair: self.pair(&a.rope, a.rope_long.as_ref()),
+            n_rot: a.rope.n_rot,
+            mode: a.rope.mode,
+            q_scale: if fused { 1.0 } else { a.q_scale },
+            params,
+            n_kv: a.n_head_kv,
+            dk: a.dk,
+            dv: a.dv,
+        };
+        let (q, k, v) = (
+            attn.params.n_head * attn.dk,
+            attn.n_kv * attn.dk,
+            attn.n_kv * attn.dv,
+        );
+        let dims = Dims {
+            q,
+            k,
+            v,
+            fused: q + k + v,
+            att: attn.params.n_head * attn.dv,
+            rot: attn.n_rot,
+            ..Dims::default()
+        };
+        Ok((attn, dims))
+    }
+
+    /// A dense FFN, or a mixture of experts, and the buffer widths it needs.
+    fn ffn(&mut self, f: &Ffn) -> Result<(BFfn, Dims), ModelError> {
+        let ffn = match f {
+            Ffn::Gated {
+                gate,
+                up,
+                down,
+                glu,
+            } => BFfn::Gated {
+                gate: gate.as_ref().map(|g| self.matrix(g)).transpose()?,
+                up: self.matrix(up)?,
+                down: self.matrix(down)?,
+                ff: down.cols,
+                glu: match glu {
+                    Glu::SwiGlu => GluKind::SwiGlu,
+                    Glu::GeGlu => GluKind::GeGlu,
+                },
+            },
+            Ffn::Plain {
+                up,
+                up_b,
+                down,
+                down_b,
+            } => BFfn::Plain {
+                up: self.matrix(up)?,
+                up_b: self.opt_vector(up_b),
+                down: self.matrix(down)?,
+                down_b: self.opt_vector(down_b),
+                ff: up.rows,
+            },
+            Ffn::Moe(m) => return experts::build(self, m),
+        };
+        let ff = match ffn {
+            BFfn::Gated { ff, gate: None, .. } => 2 * ff,
+            BFfn::Gated { ff, .. } | BFfn::Plain { ff, .. } => ff,
+            BFfn::Moe(_) => 0,
+        };
+        Ok((
+            ffn,
+            Dims {
+                ff,
+                ..Dims::default()
+            },
+        ))
+    }
+
     /// Layers with the same rope share one table.
     fn rope(&mut self, r: &Rope) -> usize {
         let key = format!("{r:?}");
@@ -250,115 +453,28 @@ impl<B: Backend> BackendModel<B> {
         let mut dims = Dims::default();
         let mut layers = Vec::with_capacity(d.layers.len());
         for l in &d.layers[range] {
-            let a = match &l.attn {
-                LayerAttn::Standard(a) => a,
-                LayerAttn::Latent(_) => return Err(unsupported("multi-head latent attention")),
-            };
-            let qkv = match &a.qkv {
-                QkvWeights::Separate {
-                    q,
-                    k,
-                    v,
-                    bq,
-                    bk,
-                    bv,
-                } => BQkv::Separate {
-                    q: bd.matrix(q)?,
-                    k: bd.matrix(k)?,
-                    v: bd.matrix(v)?,
-                    b: [bd.opt_vector(bq), bd.opt_vector(bk), bd.opt_vector(bv)],
-                },
-                QkvWeights::Fused { qkv, bias } => {
-                    if a.q_norm.is_some() || a.k_norm.is_some() {
-                        return Err(unsupported("a fused QKV projection with Q/K norms"));
-                    }
-                    BQkv::Fused {
-                        qkv: bd.matrix(qkv)?,
-                        bias: bd.opt_vector(bias),
-                    }
+            let (attn, ad) = match &l.attn {
+                LayerAttn::Standard(a) => {
+                    let (a, ad) = bd.attention(a)?;
+                    (BLayerAttn::Standard(a), ad)
+                }
+                LayerAttn::Latent(m) => {
+                    let (m, ad) = latent::build(&mut bd, m)?;
+                    (BLayerAttn::Latent(m), ad)
                 }
             };
-            let mut params = a.params;
-            let fused = matches!(qkv, BQkv::Fused { .. });
-            if fused {
-                params.scale *= a.q_scale;
+            if ad.n_head_ids > 0 && dims.n_head_ids > 0 && ad.n_head_ids != dims.n_head_ids {
+                return Err(unsupported(
+                    "latent attention with different head counts per layer",
+                ));
             }
-            let attn = BAttn {
-                qkv,
-                wo: bd.matrix(&a.wo)?,
-                bo: bd.opt_vector(&a.bo),
-                q_norm: a.q_norm.as_ref().map(|n| bd.norm(n)),
-                k_norm: a.k_norm.as_ref().map(|n| bd.norm(n)),
-                pair: {
-                    let pair = (bd.rope(&a.rope), a.rope_long.as_ref().map(|r| bd.rope(r)));
-                    match bd.pairs.iter().position(|p| *p == pair) {
-                        Some(i) => i,
-                        None => {
-                            bd.pairs.push(pair);
-                            bd.pairs.len() - 1
-                        }
-                    }
-                },
-                n_rot: a.rope.n_rot,
-                mode: a.rope.mode,
-                q_scale: if fused { 1.0 } else { a.q_scale },
-                params,
-                n_kv: a.n_head_kv,
-                dk: a.dk,
-                dv: a.dv,
-            };
-            let ffn = match &l.ffn {
-                Ffn::Gated {
-                    gate,
-                    up,
-                    down,
-                    glu,
-                } => BFfn::Gated {
-                    gate: gate.as_ref().map(|g| bd.matrix(g)).transpose()?,
-                    up: bd.matrix(up)?,
-                    down: bd.matrix(down)?,
-                    ff: down.cols,
-                    glu: match glu {
-                        Glu::SwiGlu => GluKind::SwiGlu,
-                        Glu::GeGlu => GluKind::GeGlu,
-                    },
-                },
-                Ffn::Plain {
-                    up,
-                    up_b,
-                    down,
-                    down_b,
-                } => BFfn::Plain {
-                    up: bd.matrix(up)?,
-                    up_b: bd.opt_vector(up_b),
-                    down: bd.matrix(down)?,
-                    down_b: bd.opt_vector(down_b),
-                    ff: up.rows,
-                },
-                Ffn::Moe(_) => return Err(unsupported("a mixture of experts")),
-            };
+            let (ffn, fd) = bd.ffn(&l.ffn)?;
             let residual = match &l.residual {
                 Residual::Sequential { ffn_norm } => BResidual::Sequential(bd.norm(ffn_norm)),
                 Residual::ParallelShared => BResidual::ParallelShared,
                 Residual::Parallel { ffn_norm } => BResidual::Parallel(bd.norm(ffn_norm)),
             };
-            let (q, k, v) = (
-                attn.params.n_head * attn.dk,
-                attn.n_kv * attn.dk,
-                attn.n_kv * attn.dv,
-            );
-            dims = Dims {
-                q: dims.q.max(q),
-                k: dims.k.max(k),
-                v: dims.v.max(v),
-                fused: dims.fused.max(q + k + v),
-                att: dims.att.max(attn.params.n_head * attn.dv),
-                ff: dims.ff.max(match ffn {
-                    BFfn::Gated { ff, gate: None, .. } => 2 * ff,
-                    BFfn::Gated { ff, .. } | BFfn::Plain { ff, .. } => ff,
-                }),
-                rot: dims.rot.max(attn.n_rot),
-            };
+            dims = dims.max(ad).max(fd);
             layers.push(BLayer {
                 attn_norm: bd.norm(&l.attn_norm),
                 attn,
@@ -406,6 +522,8 @@ impl<B: Backend> BackendModel<B> {
     }
 }
 
+mod experts;
+mod latent;
 mod run;
 mod split;
 pub use run::{BackendSeq, BackendState, BackendWork};

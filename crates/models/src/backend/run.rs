@@ -4,7 +4,7 @@
 
 use compute::backend::{Backend, RopeSpec, Span};
 
-use super::{BAttn, BFfn, BNorm, BQkv, BResidual, BackendModel};
+use super::{BAttn, BFfn, BLayerAttn, BNorm, BQkv, BResidual, BackendModel};
 use crate::{Logits, ModelError};
 
 /// One sequence on a backend: its KV caches, and its own work buffers for
@@ -50,25 +50,49 @@ impl<B: Backend> BackendState<B> {
 /// The activations of a micro-batch of up to `rows` rows, on the backend. Grown (made
 /// again) only when a batch has more rows than any before.
 pub struct BackendWork<B: Backend> {
-    rows: usize,
+    pub(super) rows: usize,
     ids: B::Tensor,
     x: B::Tensor,
-    h: B::Tensor,
-    q: B::Tensor,
-    k: B::Tensor,
-    v: B::Tensor,
-    fused: B::Tensor,
-    att: B::Tensor,
-    o: B::Tensor,
+    pub(super) h: B::Tensor,
+    pub(super) q: B::Tensor,
+    pub(super) k: B::Tensor,
+    pub(super) v: B::Tensor,
+    pub(super) fused: B::Tensor,
+    pub(super) att: B::Tensor,
+    pub(super) o: B::Tensor,
     f: B::Tensor,
     gate: B::Tensor,
     up: B::Tensor,
-    table: B::Tensor,
+    pub(super) table: B::Tensor,
+    /// The buffers of experts and latent attention (boxed: a state sits in the scheduler's
+    /// per-slot enum, whose CPU variant is far smaller than these handles).
+    pub(super) ext: Box<ExtWork<B>>,
     host_table: Vec<f32>,
     host_ids: Vec<u32>,
     /// Logits of up to `logit_rows` rows.
     logits: B::Tensor,
     logit_rows: usize,
+}
+
+/// Work buffers only experts and latent attention use.
+pub(super) struct ExtWork<B: Backend> {
+    /// Latent attention (`latent.rs`).
+    pub(super) qa: B::Tensor,
+    pub(super) lat: B::Tensor,
+    pub(super) dec: B::Tensor,
+    pub(super) heads: B::Tensor,
+    /// Row `i`'s query head, `i % n_head`: the matrix of a per-head stack it takes.
+    pub(super) head_ids: B::Tensor,
+    /// Experts (`experts.rs`): router logits, each row's chosen experts and their weights,
+    /// the experts' rows (`n_used` per token), the shared expert's output and gate.
+    pub(super) router: B::Tensor,
+    pub(super) expert_ids: B::Tensor,
+    pub(super) expert_w: B::Tensor,
+    pub(super) exp_gate: B::Tensor,
+    pub(super) exp_up: B::Tensor,
+    pub(super) exp_out: B::Tensor,
+    pub(super) shared: B::Tensor,
+    pub(super) shared_gate: B::Tensor,
 }
 
 /// One sequence's part of [`BackendModel::forward_multi`]: `tokens` at positions
@@ -84,16 +108,16 @@ pub struct BackendSeq<'a, B: Backend> {
 /// `row0..` and positions `start_pos..`; its last `keep` rows' logits go to rows `dest..`
 /// of the output.
 pub(super) struct Seg {
-    seq: usize,
+    pub(super) seq: usize,
     c0: usize,
-    row0: usize,
-    n: usize,
-    start_pos: usize,
+    pub(super) row0: usize,
+    pub(super) n: usize,
+    pub(super) start_pos: usize,
     keep: usize,
     dest: usize,
 }
 
-fn norm<B: Backend>(
+pub(super) fn norm<B: Backend>(
     b: &B,
     m: &BackendModel<B>,
     nm: &BNorm,
@@ -121,13 +145,34 @@ impl<B: Backend> BackendModel<B> {
             q: b.tensor(r * d.q),
             k: b.tensor(r * d.k),
             v: b.tensor(r * d.v),
-            fused: b.tensor(r * d.fused),
+            fused: b.tensor(r * d.fused + d.fused_pad),
             att: b.tensor(r * d.att),
             o: b.tensor(r * e),
             f: b.tensor(r * e),
             gate: b.tensor(r * d.ff),
             up: b.tensor(r * d.ff),
             table: b.tensor(table),
+            ext: Box::new(ExtWork {
+                qa: b.tensor(r * d.qa),
+                lat: b.tensor(r * d.lat),
+                dec: b.tensor(r * d.dec),
+                heads: b.tensor(r * d.heads),
+                head_ids: {
+                    let nh = d.n_head_ids.max(1);
+                    let ids: Vec<f32> = (0..r * d.n_head_ids)
+                        .map(|i| f32::from_bits((i % nh) as u32))
+                        .collect();
+                    b.upload(&ids)
+                },
+                router: b.tensor(r * d.n_expert),
+                expert_ids: b.tensor(r * d.n_used),
+                expert_w: b.tensor(r * d.n_used),
+                exp_gate: b.tensor(r * d.n_used * d.ff_exp),
+                exp_up: b.tensor(r * d.n_used * d.ff_exp),
+                exp_out: b.tensor(r * d.n_used * e),
+                shared: b.tensor(if d.shared { r * e } else { 0 }),
+                shared_gate: b.tensor(if d.shared { r } else { 0 }),
+            }),
             host_table: vec![0.0; table],
             host_ids: Vec::with_capacity(r),
             logits: b.tensor(self.n_vocab),
@@ -146,11 +191,15 @@ impl<B: Backend> BackendModel<B> {
         let mut caches = Vec::new();
         let (mut slots, mut windows) = (Vec::new(), Vec::new());
         for l in &self.layers {
-            let a = &l.attn;
-            let c = b.kv_cache(max_seq_len, a.params.window, ub, a.n_kv, a.dk, a.dv)?;
+            let c = match &l.attn {
+                BLayerAttn::Standard(a) => {
+                    b.kv_cache(max_seq_len, a.params.window, ub, a.n_kv, a.dk, a.dv)?
+                }
+                BLayerAttn::Latent(m) => m.cache(b, max_seq_len, ub)?,
+            };
             slots.push(b.cache_slots(&c));
             caches.push(c);
-            windows.push(a.params.window);
+            windows.push(l.attn.window());
         }
         let n_ctx = max_seq_len.max(1).next_multiple_of(256);
         Ok(BackendState {
@@ -279,38 +328,9 @@ impl<B: Backend> BackendModel<B> {
         }
         for (il, l) in self.layers.iter().enumerate() {
             norm(b, self, &l.attn_norm, &s.x, e, n, &s.h)?;
-            let (qs, ks, vs) = self.qkv(b, s, &l.attn, n)?;
-            let a = &l.attn;
-            let table = Span::rows(&s.table, rot).at(a.pair * s.rows * rot);
-            let spec = |heads, in_place| RopeSpec {
-                n_heads: heads,
-                head_dim: a.dk,
-                n_rot: a.n_rot,
-                mode: a.mode,
-                in_place,
-            };
-            // ggml ropes K in place when it is its own tensor, a view of a fused output not.
-            let k_in_place = matches!(a.qkv, BQkv::Separate { .. });
-            b.rope(qs, n, table, spec(a.params.n_head, false))?;
-            b.rope(ks, n, table, spec(a.n_kv, k_in_place))?;
-            if a.q_scale != 1.0 {
-                b.scale(&s.q, a.q_scale, n * a.params.n_head * a.dk)?;
-            }
-            let arow = a.params.n_head * a.dv;
-            let att = Span::rows(&s.att, arow);
-            for g in segs {
-                let cache = &seqs[g.seq].state.caches[il];
-                let (q, k, v) = (
-                    qs.at(g.row0 * qs.stride),
-                    ks.at(g.row0 * ks.stride),
-                    vs.at(g.row0 * vs.stride),
-                );
-                b.kv_store(cache, k, v, g.n, g.start_pos)?;
-                b.attention(cache, &a.params, q, g.n, g.start_pos, att.at(g.row0 * arow))?;
-            }
-            b.matmul(&self.matrices[a.wo], att, n, Span::rows(&s.o, e))?;
-            if let Some(bo) = a.bo {
-                b.add_bias(&s.o, &self.vectors[bo], n * e)?;
+            match &l.attn {
+                BLayerAttn::Standard(a) => self.standard(b, seqs, segs, s, a, il, n)?,
+                BLayerAttn::Latent(m) => self.latent(b, seqs, segs, s, m, il, n)?,
             }
             if let Some(pn) = &l.post_attn_norm {
                 norm(b, self, pn, &s.o, e, n, &s.o)?;
@@ -319,20 +339,20 @@ impl<B: Backend> BackendModel<B> {
                 BResidual::Sequential(ffn_norm) => {
                     b.add(&s.x, &s.o, n * e)?;
                     norm(b, self, ffn_norm, &s.x, e, n, &s.h)?;
-                    self.ffn(b, s, &l.ffn, n)?;
+                    self.ffn(b, s, &l.ffn, n, &s.f)?;
                     if let Some(pn) = &l.post_ffn_norm {
                         norm(b, self, pn, &s.f, e, n, &s.f)?;
                     }
                     b.add(&s.x, &s.f, n * e)?;
                 }
                 BResidual::ParallelShared => {
-                    self.ffn(b, s, &l.ffn, n)?;
+                    self.ffn(b, s, &l.ffn, n, &s.f)?;
                     b.add(&s.o, &s.f, n * e)?;
                     b.add(&s.x, &s.o, n * e)?;
                 }
                 BResidual::Parallel(ffn_norm) => {
                     norm(b, self, ffn_norm, &s.x, e, n, &s.h)?;
-                    self.ffn(b, s, &l.ffn, n)?;
+                    self.ffn(b, s, &l.ffn, n, &s.f)?;
                     b.add(&s.x, &s.f, n * e)?;
                     b.add(&s.x, &s.o, n * e)?;
                 }
@@ -386,6 +406,55 @@ impl<B: Backend> BackendModel<B> {
         Ok(())
     }
 
+    /// `s.o = attention(s.h)` for the `n` rows of `segs` (biased), each sequence's keys
+    /// and values into its layer `il` cache.
+    #[allow(clippy::too_many_arguments)]
+    fn standard(
+        &self,
+        b: &B,
+        seqs: &mut [BackendSeq<B>],
+        segs: &[Seg],
+        s: &BackendWork<B>,
+        a: &BAttn,
+        il: usize,
+        n: usize,
+    ) -> Result<(), ModelError> {
+        let (e, rot) = (self.n_embd, self.dims.rot);
+        let (qs, ks, vs) = self.qkv(b, s, a, n)?;
+        let table = Span::rows(&s.table, rot).at(a.pair * s.rows * rot);
+        let spec = |heads, in_place| RopeSpec {
+            n_heads: heads,
+            head_dim: a.dk,
+            n_rot: a.n_rot,
+            mode: a.mode,
+            in_place,
+        };
+        // ggml ropes K in place when it is its own tensor, a view of a fused output not.
+        let k_in_place = matches!(a.qkv, BQkv::Separate { .. });
+        b.rope(qs, n, table, spec(a.params.n_head, false))?;
+        b.rope(ks, n, table, spec(a.n_kv, k_in_place))?;
+        if a.q_scale != 1.0 {
+            b.scale(&s.q, a.q_scale, n * a.params.n_head * a.dk)?;
+        }
+        let arow = a.params.n_head * a.dv;
+        let att = Span::rows(&s.att, arow);
+        for g in segs {
+            let cache = &seqs[g.seq].state.caches[il];
+            let (q, k, v) = (
+                qs.at(g.row0 * qs.stride),
+                ks.at(g.row0 * ks.stride),
+                vs.at(g.row0 * vs.stride),
+            );
+            b.kv_store(cache, k, v, g.n, g.start_pos)?;
+            b.attention(cache, &a.params, q, g.n, g.start_pos, att.at(g.row0 * arow))?;
+        }
+        b.matmul(&self.matrices[a.wo], att, n, Span::rows(&s.o, e))?;
+        if let Some(bo) = a.bo {
+            b.add_bias(&s.o, &self.vectors[bo], n * e)?;
+        }
+        Ok(())
+    }
+
     /// Q/K/V of the normalised rows in `s.h` (biases added, Q/K normed): spans of Q, K, V.
     fn qkv<'s>(
         &self,
@@ -432,8 +501,15 @@ impl<B: Backend> BackendModel<B> {
         })
     }
 
-    /// `s.f = ffn(s.h)` for `n` rows.
-    fn ffn(&self, b: &B, s: &BackendWork<B>, f: &BFfn, n: usize) -> Result<(), ModelError> {
+    /// `out = ffn(s.h)` for `n` rows.
+    pub(super) fn ffn(
+        &self,
+        b: &B,
+        s: &BackendWork<B>,
+        f: &BFfn,
+        n: usize,
+        out: &B::Tensor,
+    ) -> Result<(), ModelError> {
         let e = self.n_embd;
         let h = Span::rows(&s.h, e);
         match f {
@@ -457,7 +533,7 @@ impl<B: Backend> BackendModel<B> {
                     }
                 };
                 b.glu(*glu, g, u, *ff, n)?;
-                b.matmul(&self.matrices[*down], g, n, Span::rows(&s.f, e))?;
+                b.matmul(&self.matrices[*down], g, n, Span::rows(out, e))?;
             }
             BFfn::Plain {
                 up,
@@ -475,12 +551,13 @@ impl<B: Backend> BackendModel<B> {
                     &self.matrices[*down],
                     Span::rows(&s.up, *ff),
                     n,
-                    Span::rows(&s.f, e),
+                    Span::rows(out, e),
                 )?;
                 if let Some(db) = down_b {
-                    b.add_bias(&s.f, &self.vectors[*db], n * e)?;
+                    b.add_bias(out, &self.vectors[*db], n * e)?;
                 }
             }
+            BFfn::Moe(m) => self.moe(b, s, m, n, out)?,
         }
         Ok(())
     }

@@ -60,13 +60,13 @@ impl MlaDims {
 }
 
 /// How Q is projected.
-enum QProj {
+pub(crate) enum QProj {
     Full(Matrix),
     LowRank { a: Matrix, norm: Norm, b: Matrix },
 }
 
 /// How the latent becomes keys and values.
-enum KvUp {
+pub(crate) enum KvUp {
     /// Absorbed into the queries and the output (`attn_k_b`, `attn_v_b`): latent cache.
     Absorbed { k_b: Stacked, v_b: Stacked },
     /// Decompressed per head (`attn_kv_b`, rows `[k_nope | v]` per head): ordinary cache.
@@ -74,12 +74,12 @@ enum KvUp {
 }
 
 pub(crate) struct Mla {
-    q: QProj,
-    kv_a: Matrix,
-    kv_a_norm: Norm,
-    up: KvUp,
-    wo: Matrix,
-    rope: Rope,
+    pub q: QProj,
+    pub kv_a: Matrix,
+    pub kv_a_norm: Norm,
+    pub up: KvUp,
+    pub wo: Matrix,
+    pub rope: Rope,
     /// `scale` is llama.cpp's `kq_scale` (YaRN mscale² / sqrt(key_length_mla)).
     pub params: AttnParams,
     pub dims: MlaDims,

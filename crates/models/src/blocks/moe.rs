@@ -3,16 +3,7 @@
 //! top-k; optional renormalisation and scale) choosing `n_used` of `n_expert` SwiGLU experts
 //! stored stacked in `ffn_{gate,up,down}_exps`, plus optional shared experts.
 
-/// How router logits become expert probabilities (`expert_gating_func`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Gating {
-    /// 1: softmax over all experts.
-    Softmax,
-    /// 2: sigmoid of each logit.
-    Sigmoid,
-    /// 3: softmax over the selected experts' logits only.
-    SoftmaxWeight,
-}
+pub(crate) use compute::moe::Gating;
 
 /// The shared expert(s) added to the routed output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -337,10 +328,7 @@ impl Moe {
 }
 
 /// Chooses `chosen.len()` experts for one token from its router `logits` and writes their
-/// weights, as llama.cpp's `build_moe_ffn`: probabilities by the gating function; selection
-/// on probabilities + bias, restricted to the best groups; weights from the unbiased
-/// probabilities (softmax over the chosen logits for `SoftmaxWeight`), renormalised and
-/// scaled when the spec says so.
+/// weights ([`compute::moe::route`] with the spec's router).
 pub(crate) fn route(
     sp: &MoeSpec,
     logits: &[f32],
@@ -350,85 +338,20 @@ pub(crate) fn route(
     chosen: &mut [u32],
     weights: &mut [f32],
 ) {
-    let ne = logits.len();
-    probs.clear();
-    probs.extend_from_slice(logits);
-    match sp.gating {
-        Gating::Softmax => compute::softmax(probs),
-        Gating::Sigmoid => {
-            for p in probs.iter_mut() {
-                *p = 1.0 / (1.0 + (-*p).exp());
-            }
-        }
-        Gating::SoftmaxWeight => {}
-    }
-    select.clear();
-    select.extend_from_slice(probs);
-    if let Some(b) = bias {
-        for (s, &x) in select.iter_mut().zip(b) {
-            *s += x;
-        }
-    }
-    if sp.n_group > 1 {
-        let per = ne / sp.n_group;
-        // Group score: the sum of its two best selection scores.
-        let mut scores = [(0f32, 0usize); 64];
-        let ng = sp.n_group.min(64);
-        for (g, sc) in scores.iter_mut().enumerate().take(ng) {
-            let grp = &select[g * per..(g + 1) * per];
-            let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
-            for &v in grp {
-                if v > a {
-                    b = a;
-                    a = v;
-                } else if v > b {
-                    b = v;
-                }
-            }
-            *sc = (if per > 1 { a + b } else { a }, g);
-        }
-        let groups = &mut scores[..ng];
-        groups.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
-        let mut keep = [false; 64];
-        for &(_, g) in groups.iter().take(sp.n_group_used) {
-            keep[g] = true;
-        }
-        for (g, &kept) in keep.iter().enumerate().take(ng) {
-            if !kept {
-                select[g * per..(g + 1) * per].fill(f32::NEG_INFINITY);
-            }
-        }
-    }
-    // Top-k, highest first, ties to the lower expert id.
-    for r in 0..chosen.len() {
-        let mut best = usize::MAX;
-        for i in 0..ne {
-            if chosen[..r].contains(&(i as u32)) {
-                continue;
-            }
-            if best == usize::MAX || select[i] > select[best] {
-                best = i;
-            }
-        }
-        chosen[r] = best as u32;
-    }
-    for (w, &c) in weights.iter_mut().zip(chosen.iter()) {
-        *w = probs[c as usize];
-    }
-    if sp.gating == Gating::SoftmaxWeight {
-        compute::softmax(weights);
-    }
-    if sp.norm_weights {
-        // ggml_sum_rows accumulates in f64; the clamp keeps the division finite.
-        let sum = weights.iter().map(|&w| w as f64).sum::<f64>() as f32;
-        let sum = sum.max(6.103_515_6e-5);
-        for w in weights.iter_mut() {
-            *w /= sum;
-        }
-    }
-    if sp.weights_scale != 0.0 && sp.weights_scale != 1.0 {
-        for w in weights.iter_mut() {
-            *w *= sp.weights_scale;
+    compute::moe::route(&sp.router(), logits, bias, probs, select, chosen, weights)
+}
+
+impl MoeSpec {
+    /// The router's part of the spec.
+    pub fn router(&self) -> compute::moe::Router {
+        compute::moe::Router {
+            n_expert: self.n_expert,
+            n_used: self.n_used,
+            gating: self.gating,
+            norm_weights: self.norm_weights,
+            weights_scale: self.weights_scale,
+            n_group: self.n_group,
+            n_group_used: self.n_group_used,
         }
     }
 }
