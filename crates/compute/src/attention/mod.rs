@@ -482,9 +482,38 @@ impl OutRows {
     }
 }
 
-/// Query rows per task of the tiled (prefill) kernel: rows are independent, so this only
-/// trades K/V packing per task against balance across threads.
-const TILE_ROWS: usize = 16;
+/// Query tokens per task of the tiled (prefill) kernel. A task takes every query head of
+/// one KV head (GQA) for its tokens, so each K/V tile is widened once for all of them. Rows
+/// are independent (every score and output element is its own chain), so this only trades
+/// K/V packing per task against balance across threads; the bits do not depend on it.
+const TILE_TOKENS: usize = 16;
+
+/// Most query rows (tokens x heads) one tiled task holds.
+const TILE_ROWS: usize = 256;
+
+/// How the tiled kernel cuts a call: `heads` query heads (of one KV head) by `tokens` tokens
+/// per task.
+#[derive(Clone, Copy)]
+struct TileShape {
+    heads: usize,
+    tokens: usize,
+    /// Head chunks per KV head (1 unless a KV head serves more than `TILE_ROWS` heads).
+    chunks: usize,
+    tiles: usize,
+}
+
+impl TileShape {
+    fn new(group: usize, n_tokens: usize) -> TileShape {
+        let heads = group.clamp(1, TILE_ROWS);
+        let tokens = (TILE_ROWS / heads).clamp(1, TILE_TOKENS);
+        TileShape {
+            heads,
+            tokens,
+            chunks: group.div_ceil(heads),
+            tiles: n_tokens.div_ceil(tokens),
+        }
+    }
+}
 
 /// [`attention`] with the arithmetic of one SIMD level (shapes already checked).
 pub(crate) fn attention_at(
@@ -556,8 +585,8 @@ pub fn attention_many(calls: &mut [AttnCall]) -> Result<(), ComputeError> {
 /// Which kernel a call runs.
 #[derive(Clone, Copy)]
 enum Kind {
-    /// F16 cache, a long batch: ggml's tiled flash attention, `tiles` query tiles per head.
-    F16Tiled { tiles: usize },
+    /// F16 cache, a long batch: ggml's tiled flash attention.
+    F16Tiled(TileShape),
     /// F16 cache, a short batch: one flash-attention row per (token, head).
     F16Rows,
     /// F32 cache: plain attention per (token, head).
@@ -587,9 +616,9 @@ impl<'a> Job<'a> {
         out: &'a mut [f32],
     ) -> Self {
         let kind = match cache.store {
-            Store::F16 { .. } if n_tokens >= FA_TILE_Q => Kind::F16Tiled {
-                tiles: n_tokens.div_ceil(TILE_ROWS),
-            },
+            Store::F16 { .. } if n_tokens >= FA_TILE_Q => {
+                Kind::F16Tiled(TileShape::new(p.n_head / cache.n_head_kv, n_tokens))
+            }
             Store::F16 { .. } => Kind::F16Rows,
             Store::F32 { .. } => Kind::F32Rows,
         };
@@ -607,7 +636,7 @@ impl<'a> Job<'a> {
 
     fn tasks(&self) -> usize {
         match self.kind {
-            Kind::F16Tiled { tiles } => self.p.n_head * tiles,
+            Kind::F16Tiled(t) => self.cache.n_head_kv * t.chunks * t.tiles,
             Kind::F16Rows | Kind::F32Rows => self.n_tokens * self.p.n_head,
         }
     }
@@ -647,20 +676,26 @@ impl<'a> Job<'a> {
         let group = p.n_head / c.n_head_kv;
         let level = self.level;
         match (&c.store, self.kind) {
-            (Store::F16 { k, v }, Kind::F16Tiled { tiles }) => {
-                let (h, tile) = (task / tiles, task % tiles);
-                let t0 = tile * TILE_ROWS;
-                let t1 = (t0 + TILE_ROWS).min(self.n_tokens);
-                let head = self.f16_head(k, v, h / group);
+            (Store::F16 { k, v }, Kind::F16Tiled(ts)) => {
+                let (kvh, rest) = (task / (ts.chunks * ts.tiles), task % (ts.chunks * ts.tiles));
+                let (chunk, tile) = (rest / ts.tiles, rest % ts.tiles);
+                let h0 = kvh * group + chunk * ts.heads;
+                let nh = ts.heads.min((kvh + 1) * group - h0);
+                let t0 = tile * ts.tokens;
+                let t1 = (t0 + ts.tokens).min(self.n_tokens);
+                let head = self.f16_head(k, v, kvh);
+                // Row r is token t0 + r / nh of head h0 + r % nh.
+                let n_rows = (t1 - t0) * nh;
                 let mut ranges = [(0usize, 0usize); TILE_ROWS];
-                for (r, t) in ranges.iter_mut().zip(t0..t1) {
-                    let pos = self.start_pos + t;
-                    *r = (self.first_of(pos), pos);
+                for (r, range) in ranges[..n_rows].iter_mut().enumerate() {
+                    let pos = self.start_pos + t0 + r / nh;
+                    *range = (self.first_of(pos), pos);
                 }
-                let qrow = |r: usize| &q[((t0 + r) * p.n_head + h) * dk..][..dk];
-                flash::tiled(level, p, &head, qrow, &ranges[..t1 - t0], |r, o| {
-                    // SAFETY: row (t0 + r, h) belongs to this task only.
-                    unsafe { self.rows.row((t0 + r) * p.n_head + h, dv) }.copy_from_slice(o)
+                let row_of = |r: usize| (t0 + r / nh) * p.n_head + h0 + r % nh;
+                let qrow = |r: usize| &q[row_of(r) * dk..][..dk];
+                flash::tiled(level, p, &head, qrow, &ranges[..n_rows], |r, o| {
+                    // SAFETY: row (t0 + r / nh, h0 + r % nh) belongs to this task only.
+                    unsafe { self.rows.row(row_of(r), dv) }.copy_from_slice(o)
                 });
             }
             (Store::F16 { k, v }, _) => {

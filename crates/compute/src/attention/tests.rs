@@ -602,3 +602,50 @@ fn copied_prefix_attends_as_the_stored_one() {
         assert!(!full.copy_prefix_from(&src, 250));
     }
 }
+
+/// The tiled kernel runs every query head of a KV head in one task (GQA) and cuts tokens
+/// into tiles by the group size; each row must come out exactly as when its head has a KV
+/// head of its own (one head per task).
+#[test]
+fn tiled_rows_do_not_depend_on_how_heads_share_a_task() {
+    let (n_tokens, dk, dv) = (150, 64, 64);
+    for level in levels() {
+        for (n_head, nkv) in [(8, 2), (12, 1), (6, 3)] {
+            let group = n_head / nkv;
+            let k = data(n_tokens * nkv * dk, 0.3);
+            let v = data(n_tokens * nkv * dv, 1.1);
+            let q = data(n_tokens * n_head * dk, 2.0);
+            let p = AttnParams {
+                n_head,
+                scale: 0.125,
+                softcap: 0.0,
+                window: 0,
+            };
+            let mut shared = KvCache::new(KvDtype::F16, 256, nkv, dk, dv);
+            // The same keys and values repeated for every query head.
+            let mut own = KvCache::new(KvDtype::F16, 256, n_head, dk, dv);
+            for t in 0..n_tokens {
+                let (kt, vt) = (
+                    &k[t * nkv * dk..][..nkv * dk],
+                    &v[t * nkv * dv..][..nkv * dv],
+                );
+                shared.store(t, kt, vt).unwrap();
+                let kr: Vec<f32> = (0..n_head)
+                    .flat_map(|h| kt[h / group * dk..][..dk].to_vec())
+                    .collect();
+                let vr: Vec<f32> = (0..n_head)
+                    .flat_map(|h| vt[h / group * dv..][..dv].to_vec())
+                    .collect();
+                own.store(t, &kr, &vr).unwrap();
+            }
+            let mut a = vec![0f32; n_tokens * n_head * dv];
+            let mut b = a.clone();
+            attention_at(level, &p, &shared, &q, n_tokens, 0, &mut a);
+            attention_at(level, &p, &own, &q, n_tokens, 0, &mut b);
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{level:?} {n_head}/{nkv} heads: grouped rows differ"
+            );
+        }
+    }
+}
