@@ -136,7 +136,7 @@ const ROW_BLOCK: usize = 16;
 const TASKS_PER_THREAD: usize = 16;
 
 /// Largest tile side (weight rows or tokens) a kernel may have.
-const MAX_TILE: usize = 8;
+const MAX_TILE: usize = 16;
 
 /// Activation rows processed against one row block at a time (see `matmul`).
 const TOKEN_TILE: usize = 32;
@@ -217,11 +217,35 @@ pub fn matmul_many(
         let (q, w) = qbuf.split_at_mut(wide_at);
         widen_f16(&q[..n * q_row], w);
     }
-    let (qx, xw): (&[u8], &[u8]) = if wide {
-        let (q, w) = qbuf.split_at(wide_at);
-        (q, w)
-    } else {
-        (qbuf, &[])
+    // Tiles that read their activations packed once per matmul (tokens interleaved, for
+    // Q6_K's tiled order) get every group of `toks` tokens packed here.
+    let pack = jobs.iter().find_map(|(w, _)| {
+        let p = quant::order::matmul_plan(w.ty, w.rows, n)?;
+        [p.first, p.rest]
+            .iter()
+            .find_map(|k| k.tile.and_then(|t| Some((t.toks, t.pack?))))
+    });
+    let pack_at = qbuf.len().next_multiple_of(64);
+    if let Some((toks, pk)) = pack {
+        let gb = (pk.bytes)(cols);
+        qbuf.resize(pack_at + n.div_ceil(toks) * gb, 0);
+        let (q, packed) = qbuf.split_at_mut(pack_at);
+        for (g, out) in packed.chunks_exact_mut(gb).enumerate() {
+            let rows: [&[u8]; MAX_TILE] = std::array::from_fn(|i| {
+                let t = (g * toks + i).min(n - 1);
+                &q[t * q_row..(t + 1) * q_row]
+            });
+            (pk.f)(cols, &rows[..toks.min(n - g * toks)], out);
+        }
+    }
+    let (qx, xw, xp): (&[u8], &[u8], &[u8]) = {
+        let (head, xp) = qbuf.split_at(if pack.is_some() { pack_at } else { qbuf.len() });
+        if wide {
+            let (q, w) = head.split_at(wide_at);
+            (q, &w[..n * cols * 4], xp)
+        } else {
+            (head, &[], xp)
+        }
     };
     // At most a handful of matrices per call (Q/K/V): plans live on the stack.
     const MAX_JOBS: usize = 4;
@@ -234,7 +258,7 @@ pub fn matmul_many(
     let mut first_block = [0usize; MAX_JOBS + 1];
     let mut work = 0;
     for (i, (w, out)) in jobs.iter_mut().enumerate() {
-        let plan = Plan::new(w, n, (qx, xw), q_row, out)?;
+        let plan = Plan::new(w, n, (qx, xw, xp), q_row, out)?;
         first_block[i + 1] = first_block[i] + plan.n_blocks();
         work += w.rows * w.cols * n;
         plans[i] = Some(plan);
@@ -293,6 +317,9 @@ struct Plan<'a> {
     /// The activations widened to f32 (`n * cols` little-endian f32), for tiles that take
     /// them; empty otherwise.
     xw: &'a [u8],
+    /// The activations packed in groups of a tile's `toks` tokens, for tiles that take them
+    /// (`Tile::pack`); empty otherwise.
+    xp: &'a [u8],
     q_row: usize,
     out: OutPtr,
     kernels: quant::order::MatmulPlan,
@@ -305,7 +332,7 @@ impl<'a> Plan<'a> {
     fn new(
         w: &WeightView<'a>,
         n: usize,
-        (qx, xw): (&'a [u8], &'a [u8]),
+        (qx, xw, xp): (&'a [u8], &'a [u8], &'a [u8]),
         q_row: usize,
         out: &mut [f32],
     ) -> Result<Plan<'a>, ComputeError> {
@@ -318,6 +345,11 @@ impl<'a> Plan<'a> {
                 assert!(
                     t.rows <= MAX_TILE && t.toks <= MAX_TILE && ROW_BLOCK.is_multiple_of(t.rows),
                     "tile {t:?} does not fit the row blocks"
+                );
+                // Packed groups are addressed from the token tiles' starts.
+                assert!(
+                    t.pack.is_none() || TOKEN_TILE.is_multiple_of(t.toks),
+                    "packed tile {t:?} does not divide the token tiles"
                 );
             }
         }
@@ -334,6 +366,7 @@ impl<'a> Plan<'a> {
             n,
             qx,
             xw,
+            xp,
             q_row,
             out: OutPtr(out.as_mut_ptr()),
             kernels,
@@ -419,8 +452,15 @@ impl<'a> Plan<'a> {
                 let ws: [&[u8]; MAX_TILE] = std::array::from_fn(|i| w.row((r + i).min(r1 - 1)));
                 for t in (t0..t1).step_by(tile.toks) {
                     let m = tile.toks.min(t1 - t);
-                    let xs: [&[u8]; MAX_TILE] =
-                        std::array::from_fn(|i| self.tile_xrow(&tile, (t + i).min(t1 - 1)));
+                    let xs: [&[u8]; MAX_TILE] = match tile.pack {
+                        Some(pk) => {
+                            // Token tiles start at multiples of the groups (checked in `new`).
+                            let gb = (pk.bytes)(w.cols);
+                            let g = t / tile.toks;
+                            [&self.xp[g * gb..(g + 1) * gb]; MAX_TILE]
+                        }
+                        None => std::array::from_fn(|i| self.tile_xrow(&tile, (t + i).min(t1 - 1))),
+                    };
                     (tile.f)(cols, &ws[..tile.rows], &xs[..m], &mut res);
                     for (dt, chunk) in res[..m * tile.rows].chunks_exact(tile.rows).enumerate() {
                         self.put_run(t + dt, r, chunk);

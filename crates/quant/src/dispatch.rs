@@ -46,6 +46,18 @@ pub struct Tile {
     /// The kernel takes the activations widened to f32 (F16 activations converted once per
     /// matmul rather than in every tile) instead of in the vec-dot type's encoding.
     pub x_f32: bool,
+    /// The kernel takes its activations packed once per matmul, `toks` tokens per group; it
+    /// is then called with the group's bytes as every entry of its activation slice.
+    pub pack: Option<TilePack>,
+}
+
+/// How a tile's activations are packed (see [`Tile::pack`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TilePack {
+    /// Bytes of one packed group for rows of `cols` values.
+    pub bytes: fn(usize) -> usize,
+    /// Packs 1..=`toks` quantized activation rows of `cols` values into one group.
+    pub f: fn(usize, &[&[u8]], &mut [u8]),
 }
 
 /// An instruction-set level, ordered from least to most capable.

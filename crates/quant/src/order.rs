@@ -61,7 +61,7 @@ pub fn matmul_plan(ty: GgmlType, rows: usize, n_tokens: usize) -> Option<MatmulP
         }),
         LlamaCppOrder::Tiled(t) => same(Kernels {
             one: t.one,
-            tile: None,
+            tile: t.tile,
             x4: t.x4,
         }),
         LlamaCppOrder::VecDot => {
@@ -100,6 +100,7 @@ pub fn repacked_q4_0_tile(level: SimdLevel) -> Option<Tile> {
             toks,
             f,
             x_f32: false,
+            pack: None,
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -125,6 +126,7 @@ pub fn repacked_iq4_nl_tile(level: SimdLevel) -> Option<Tile> {
             toks,
             f,
             x_f32: false,
+            pack: None,
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -187,6 +189,8 @@ pub fn repacked_dot(ty: GgmlType, rows: usize) -> Option<RepackedDot> {
 pub struct TiledDot {
     pub one: VecDotFn,
     pub x4: Option<VecDotX4Fn>,
+    /// Several weight rows by several tokens in the same chains, where written.
+    pub tile: Option<Tile>,
 }
 
 /// Smallest batch (tokens) for which llama.cpp takes the tiled path.
@@ -205,32 +209,48 @@ pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
                 TiledDot {
                     one: crate::x86::iq_grid::vec_dot_tiled_avx2::<L>,
                     x4: None,
+                    tile: None,
                 }
             }
             return match ty {
                 GgmlType::Q2_K => Some(TiledDot {
                     one: q2_k::vec_dot_tiled_avx2,
                     x4: None,
+                    tile: None,
                 }),
                 GgmlType::Q3_K => Some(TiledDot {
                     one: q3_k::vec_dot_tiled_avx2,
                     x4: None,
+                    tile: None,
                 }),
                 GgmlType::Q4_K => Some(TiledDot {
                     one: q4_k::vec_dot_tiled_avx2,
                     x4: None,
+                    tile: None,
                 }),
                 GgmlType::Q5_K => Some(TiledDot {
                     one: q5_k::vec_dot_tiled_avx2,
                     x4: Some(q5_k::vec_dot_tiled_x4_avx2),
+                    tile: None,
                 }),
                 GgmlType::Q6_K if avx512 => Some(TiledDot {
                     one: q6_k::vec_dot_tiled_avx512,
                     x4: Some(q6_k::vec_dot_tiled_x4_avx512),
+                    tile: Some(Tile {
+                        rows: crate::x86::q6_k_tile::ROWS,
+                        toks: crate::x86::q6_k_tile::TOKS,
+                        f: crate::x86::q6_k_tile::tile_avx512,
+                        x_f32: false,
+                        pack: Some(crate::dispatch::TilePack {
+                            bytes: crate::x86::q6_k_tile::pack_bytes,
+                            f: crate::x86::q6_k_tile::pack,
+                        }),
+                    }),
                 }),
                 GgmlType::Q6_K => Some(TiledDot {
                     one: q6_k::vec_dot_tiled_avx2,
                     x4: Some(q6_k::vec_dot_tiled_x4_avx2),
+                    tile: None,
                 }),
                 GgmlType::IQ2_XXS => Some(lattice::<crate::iq2_xxs::Iq2Xxs>()),
                 GgmlType::IQ2_XS => Some(lattice::<crate::iq2_xs::Iq2Xs>()),
@@ -240,14 +260,17 @@ pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
                 GgmlType::IQ1_S => Some(TiledDot {
                     one: crate::iq1::vec_dot_tiled::<crate::iq1_s::Iq1S>,
                     x4: None,
+                    tile: None,
                 }),
                 GgmlType::IQ1_M => Some(TiledDot {
                     one: crate::iq1::vec_dot_tiled::<crate::iq1_m::Iq1M>,
                     x4: None,
+                    tile: None,
                 }),
                 GgmlType::IQ4_XS => Some(TiledDot {
                     one: iq4_xs::vec_dot_tiled_avx2,
                     x4: Some(iq4_xs::vec_dot_tiled_x4_avx2),
+                    tile: None,
                 }),
                 _ => None,
             };
@@ -302,6 +325,7 @@ pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOr
                 toks: t::TOKS_WIDE,
                 f: t::tile_wide_avx512,
                 x_f32: true,
+                pack: None,
             },
         };
     }
@@ -319,6 +343,7 @@ pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOr
                 toks: t::TOKS,
                 f: t::tile_wide_avx2,
                 x_f32: true,
+                pack: None,
             },
         };
     }
@@ -344,6 +369,7 @@ pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOr
         return LlamaCppOrder::Tiled(TiledDot {
             one: crate::x86::iq4_nl::vec_dot_sgemm_avx2,
             x4: None,
+            tile: None,
         });
     }
     if let Some(r) = repacked_dot(ty, rows) {

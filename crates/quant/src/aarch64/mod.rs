@@ -380,7 +380,11 @@ pub(crate) fn llama_cpp_order(ty: GgmlType, rows: usize) -> Option<crate::order:
     }
     let k_quant = |one, x4| {
         rows.is_multiple_of(8)
-            .then_some(LlamaCppOrder::Tiled(TiledDot { one, x4: Some(x4) }))
+            .then_some(LlamaCppOrder::Tiled(TiledDot {
+                one,
+                x4: Some(x4),
+                tile: None,
+            }))
     };
     Some(match ty {
         GgmlType::Q4_K => return k_quant(q4_k::vec_dot_repack, q4_k::vec_dot_repack_x4),
@@ -395,10 +399,12 @@ pub(crate) fn llama_cpp_order(ty: GgmlType, rows: usize) -> Option<crate::order:
         GgmlType::Q4_0 => LlamaCppOrder::Tiled(TiledDot {
             one: q4_0::vec_dot_repack,
             x4: Some(q4_0::vec_dot_repack_x4),
+            tile: None,
         }),
         GgmlType::IQ4_NL => LlamaCppOrder::Tiled(TiledDot {
             one: iq4_nl::vec_dot_repack,
             x4: Some(iq4_nl::vec_dot_repack_x4),
+            tile: None,
         }),
         GgmlType::Q8_0 => LlamaCppOrder::Repacked(RepackedDot {
             gemm: q8_0::vec_dot_repack_gemm,

@@ -232,6 +232,66 @@ pub fn check_x4(f: &Format, one: Kernel, four: KernelX4) {
     }
 }
 
+/// A tile kernel (`rows` weight rows by up to `toks` tokens, `out[t * rows + r]`) must give
+/// `one`'s bits for every pair, at every token count, on random rows and on rows of
+/// all-ones bytes (the largest codes) against activations at the int8 extremes.
+pub fn check_tile(
+    f: &Format,
+    one: Kernel,
+    tile: crate::dispatch::TileFn,
+    pack: Option<crate::dispatch::TilePack>,
+    rows: usize,
+    toks: usize,
+) {
+    let mut rng = Rng::new(0x7171 ^ f.block_bytes as u64);
+    for &nb in &[1usize, 3, 8] {
+        let n = nb * QK_K;
+        let mut ws: Vec<Vec<u8>> = (0..rows)
+            .map(|_| weights(f, &mut rng, nb, None, None))
+            .collect();
+        let mut xs: Vec<Vec<u8>> = (0..toks).map(|_| activations(&mut rng, nb)).collect();
+        if nb == 3 {
+            // All-ones bytes with a random row's (finite) scales.
+            let mut full = vec![0xffu8; nb * f.block_bytes];
+            for (b, src) in full
+                .chunks_exact_mut(f.block_bytes)
+                .zip(ws[1].chunks_exact(f.block_bytes))
+            {
+                b[f.d..f.d + 2].copy_from_slice(&src[f.d..f.d + 2]);
+            }
+            ws[0] = full;
+            let hi: Vec<i8> = (0..n)
+                .map(|i| if i % 2 == 0 { 127 } else { -128 })
+                .collect();
+            xs[0] = hi.chunks(QK_K).flat_map(|c| q8k_block(0.5, c)).collect();
+        }
+        for m in 1..=toks {
+            let wr: Vec<&[u8]> = ws.iter().map(|w| w.as_slice()).collect();
+            let xr: Vec<&[u8]> = xs[..m].iter().map(|x| x.as_slice()).collect();
+            let mut out = vec![0f32; m * rows];
+            match pack {
+                Some(p) => {
+                    let mut packed = vec![0u8; (p.bytes)(n)];
+                    (p.f)(n, &xr, &mut packed);
+                    tile(n, &wr, &vec![packed.as_slice(); m], &mut out);
+                }
+                None => tile(n, &wr, &xr, &mut out),
+            }
+            for t in 0..m {
+                for r in 0..rows {
+                    let want = one(n, &ws[r], &xs[t]);
+                    assert_eq!(
+                        out[t * rows + r].to_bits(),
+                        want.to_bits(),
+                        "{} nb {nb} tokens {m}: row {r} token {t}",
+                        f.name
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Random and adversarial rows: every level must be within a few ulps (relative to the
 /// sum of magnitudes) of the scalar kernel, and all levels must agree bit for bit (they
 /// share ggml's float order and differ only in how the exact integers are formed).

@@ -83,6 +83,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 toks: 1,
                 f: tile_avx2,
                 x_f32: false,
+                pack: None,
             }),
             gemv_tile: None,
         },
@@ -95,12 +96,14 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 toks: super::tile_pairs::TOKS,
                 f: super::tile_pairs::tile_q4_1,
                 x_f32: false,
+                pack: None,
             }),
             gemv_tile: Some(Tile {
                 rows: 4,
                 toks: 4,
                 f: tile_avx512,
                 x_f32: false,
+                pack: None,
             }),
         },
     }

@@ -118,6 +118,23 @@ macro_rules! unpack_half {
     }};
 }
 
+/// The 128 codes (0..64) of one half block in natural order, 32 per register, from its 64
+/// `ql` bytes `(b1, b2)` and 32 `qh` bytes `hb`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn unpack_codes(b1: __m256i, b2: __m256i, hb: __m256i) -> [__m256i; 4] {
+    unpack_half!(
+        _mm256_and_si256,
+        _mm256_or_si256,
+        _mm256_slli_epi16,
+        _mm256_srli_epi16,
+        _mm256_set1_epi8,
+        b1,
+        b2,
+        hb
+    )
+}
+
 /// `R` activation rows against one weight row: the weight quants are unpacked once per block,
 /// and every row keeps its own accumulator, so each result is that of a one-row call.
 ///
@@ -385,6 +402,25 @@ mod tests {
         assert_eq!(matches!(llama_cpp_order(Q4_K, 12, 9), O::Tiled(_)), simd);
         assert!(matches!(llama_cpp_order(Q4_K, 12, 2), O::VecDot));
         assert!(matches!(llama_cpp_order(Q8_0, 16, 100), O::VecDot));
+    }
+
+    #[test]
+    fn tiled_order_tile_equals_one_row_kernel_bitwise() {
+        if ktest::has_avx512() {
+            use super::super::q6_k_tile as t;
+            let pack = crate::dispatch::TilePack {
+                bytes: t::pack_bytes,
+                f: t::pack,
+            };
+            ktest::check_tile(
+                &ktest::Q6K,
+                vec_dot_tiled_avx512,
+                t::tile_avx512,
+                Some(pack),
+                t::ROWS,
+                t::TOKS,
+            );
+        }
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 toks: 1,
                 f: tile_avx2,
                 x_f32: false,
+                pack: None,
             }),
             gemv_tile: None,
         },
@@ -86,12 +87,14 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 toks: super::tile_pairs::TOKS,
                 f: super::tile_pairs::tile_q8_0,
                 x_f32: false,
+                pack: None,
             }),
             gemv_tile: Some(Tile {
                 rows: super::gemv_q8_0::ROWS,
                 toks: 1,
                 f: super::gemv_q8_0::tile_avx512,
                 x_f32: false,
+                pack: None,
             }),
         },
     }
