@@ -20,6 +20,7 @@ mod device;
 pub mod kernels;
 mod model;
 mod pass;
+mod pass_int_dot;
 mod pass_moe;
 mod tensor;
 
