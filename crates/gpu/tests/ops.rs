@@ -88,9 +88,7 @@ fn gpu_matmul(d: &GpuDevice, w: &GpuWeights, x: &[f32], n: usize) -> Vec<f32> {
 
 /// Whether `d` multiplies `n` tokens of `ty` with packed 8-bit dot products.
 fn int_dot_path(d: &GpuDevice, ty: GgmlType, n: usize) -> bool {
-    d.uses_int_dot()
-        && matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0)
-        && n <= gpu::MATVEC_MAX_TOKENS
+    d.uses_int_dot() && matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) && n <= gpu::MATVEC_MAX_TOKENS
 }
 
 /// Rows of `cols` values quantized to Q8_0 and back, as the CPU backend quantizes
@@ -194,7 +192,10 @@ fn matmul_decode_int_dot_and_fallback() {
         .expect("a GPU adapter (see the other tests' message)")
     };
     let d = dev();
-    eprintln!("default device uses packed i8 dot products: {}", d.uses_int_dot());
+    eprintln!(
+        "default device uses packed i8 dot products: {}",
+        d.uses_int_dot()
+    );
     assert_eq!(d.uses_int_dot(), d.adapter().int_dot);
     let plain_sg = open(false, true);
     assert_eq!(plain_sg.uses_int_dot(), d.adapter().int_dot);
@@ -223,7 +224,11 @@ fn matmul_decode_int_dot_and_fallback() {
                 "{ty} {rows}x{cols} n={n} {name} (int dot {}): NMSE {e:.2e} against the CPU",
                 dv.uses_int_dot()
             );
-            let bound = if int_dot_path(dv, ty, n) { INT_DOT_NMSE } else { CPU_NMSE };
+            let bound = if int_dot_path(dv, ty, n) {
+                INT_DOT_NMSE
+            } else {
+                CPU_NMSE
+            };
             assert!(e <= bound, "{ty} {name}: NMSE {e:.2e} above {bound:.0e}");
         }
     }
