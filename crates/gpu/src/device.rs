@@ -75,6 +75,7 @@ pub struct AdapterSummary {
     pub max_invocations: u32,
     pub subgroup_sizes: (u32, u32),
     pub subgroups: bool,
+    /// `shader-f16`: where present, attention reads the f16 KV cache as f16.
     pub shader_f16: bool,
     /// Packed 8-bit integer dot products in hardware (Vulkan's `shaderIntegerDotProduct`,
     /// which naga turns WGSL's `dot4I8Packed` into): where present, Q8_0 and Q4_0
@@ -223,6 +224,9 @@ pub struct DeviceOptions {
     /// Do not use packed 8-bit dot products even where the adapter has them (tests the
     /// f32 fallback of the Q8_0 and Q4_0 matrix-vector products).
     pub no_int_dot: bool,
+    /// Do not use `shader-f16` even where the adapter has it (tests attention's
+    /// unpack2x16float reader of the KV cache).
+    pub no_f16: bool,
     /// Refuse adapters that run on the CPU (lavapipe, WARP, SwiftShader): for `--backend
     /// auto`, where such a device would only be slower than the CPU backend.
     pub hardware_only: bool,
@@ -297,13 +301,17 @@ impl GpuDevice {
             && inst
                 .wgsl_language_features()
                 .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
+        let f16 = info.shader_f16 && !opts.no_f16;
+        let mut features = wgpu::Features::empty();
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
+        if f16 {
+            features |= wgpu::Features::SHADER_F16;
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("torchless"),
-            required_features: if subgroups {
-                wgpu::Features::SUBGROUP
-            } else {
-                wgpu::Features::empty()
-            },
+            required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -329,7 +337,9 @@ impl GpuDevice {
         });
         Ok(GpuDevice {
             dummy,
-            kernels: std::sync::Arc::new(crate::kernels::Kernels::new(&device, subgroups, int_dot)?),
+            kernels: std::sync::Arc::new(crate::kernels::Kernels::new(
+                &device, subgroups, int_dot, f16,
+            )?),
             device,
             queue,
             info,
@@ -358,6 +368,11 @@ impl GpuDevice {
     /// multiply with packed integer dot products (`matvec_dot4.wgsl`).
     pub fn uses_int_dot(&self) -> bool {
         self.kernels.int_dot
+    }
+
+    /// Whether attention reads the KV cache as `f16` (`shader-f16`).
+    pub fn uses_f16(&self) -> bool {
+        self.kernels.f16
     }
 
     /// Largest binding a weight matrix is split into, in bytes.

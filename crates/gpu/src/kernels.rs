@@ -22,6 +22,8 @@ const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const MATVEC_SUBGROUP: &str = include_str!("shaders/matvec_subgroup.wgsl");
 const OPS: &str = include_str!("shaders/ops.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
+const ATTENTION_KV_U32: &str = include_str!("shaders/attention_kv_u32.wgsl");
+const ATTENTION_KV_F16: &str = include_str!("shaders/attention_kv_f16.wgsl");
 const MOE: &str = include_str!("shaders/moe.wgsl");
 const QUANTIZE_X8: &str = include_str!("shaders/quantize_x8.wgsl");
 const MATVEC_DOT4: &str = include_str!("shaders/matvec_dot4.wgsl");
@@ -200,6 +202,8 @@ pub(crate) struct Kernels {
     /// quantizing their activations is then `quantize_x8`.
     pub int_dot: bool,
     pub quantize_x8: Option<wgpu::ComputePipeline>,
+    /// Attention reads the f16 KV cache as f16 (`attention_kv_f16.wgsl`).
+    pub f16: bool,
     matrix: Mutex<HashMap<GgmlType, Arc<MatrixKernels>>>,
 }
 
@@ -241,15 +245,33 @@ pub(crate) fn checked<T>(
 }
 
 impl Kernels {
-    pub fn new(device: &wgpu::Device, subgroups: bool, int_dot: bool) -> Result<Kernels, GpuError> {
+    /// With `f16`, the device must have been opened with `SHADER_F16`.
+    pub fn new(
+        device: &wgpu::Device,
+        subgroups: bool,
+        int_dot: bool,
+        f16: bool,
+    ) -> Result<Kernels, GpuError> {
         checked(device, "compiling the GPU kernels", || {
-            Kernels::compile(device, subgroups, int_dot)
+            Kernels::compile(device, subgroups, int_dot, f16)
         })
     }
 
-    fn compile(device: &wgpu::Device, subgroups: bool, int_dot: bool) -> Kernels {
+    fn compile(device: &wgpu::Device, subgroups: bool, int_dot: bool, f16: bool) -> Kernels {
         let ops = module(device, "ops", OPS);
-        let att = module(device, "attention", ATTENTION);
+        let att = module(
+            device,
+            "attention",
+            &format!("{ATTENTION_KV_U32}\n{ATTENTION}"),
+        );
+        // The f16 reader must come first: `enable` directives open the module.
+        let att_f16 = f16.then(|| {
+            module(
+                device,
+                "attention f16",
+                &format!("{ATTENTION_KV_F16}\n{ATTENTION}"),
+            )
+        });
         let moe = module(device, "moe", MOE);
         let p = |m, e| pipeline(device, m, e);
         Kernels {
@@ -264,7 +286,7 @@ impl Kernels {
                 scale: p(&ops, "scale"),
                 softcap: p(&ops, "softcap"),
                 kv_store: p(&att, "kv_store"),
-                attend: p(&att, "attend"),
+                attend: p(att_f16.as_ref().unwrap_or(&att), "attend"),
                 route: p(&moe, "route"),
                 weighted_sum: p(&moe, "weighted_sum"),
                 sigmoid: p(&moe, "sigmoid"),
@@ -274,8 +296,13 @@ impl Kernels {
             matrix: Mutex::new(HashMap::new()),
             subgroups,
             int_dot,
+            f16,
             quantize_x8: int_dot.then(|| {
-                pipeline(device, &module(device, "quantize_x8", QUANTIZE_X8), "quantize_x8")
+                pipeline(
+                    device,
+                    &module(device, "quantize_x8", QUANTIZE_X8),
+                    "quantize_x8",
+                )
             }),
         }
     }
@@ -309,7 +336,9 @@ impl Kernels {
                     let m = module(device, &format!("{} dot4", ty.name()), &src);
                     IntDotKernels {
                         matvec: pipeline(device, &m, "matvec_dot4"),
-                        matvec_sg: self.subgroups.then(|| pipeline(device, &m, "matvec_dot4_sg")),
+                        matvec_sg: self
+                            .subgroups
+                            .then(|| pipeline(device, &m, "matvec_dot4_sg")),
                     }
                 });
             Arc::new(MatrixKernels {

@@ -5,7 +5,8 @@
 //! across bindings when larger than the device's storage binding limit) and decoded inside
 //! the WGSL kernels 32 values at a time, for every type in [`kernels::WEIGHT_TYPES`]; math
 //! is f32 (no `shader-f16` needed; the packed 8-bit dot products below are the exception),
-//! the KV cache f16 (packed pairs, read with `unpack2x16float`). Operations are recorded into a [`Pass`] and run as one submission.
+//! the KV cache f16 (packed pairs, read as f16 or with `unpack2x16float`, see below).
+//! Operations are recorded into a [`Pass`] and run as one submission.
 //!
 //! The IQ lattice types read ggml's grids (from `quant`'s tables) from a small storage buffer
 //! made once per type. [`GpuModel::load_layers`] can keep only the first layers on the device
@@ -26,7 +27,10 @@
 //!   quantizes them, so these products equal the CPU backend's up to f32 summation order
 //!   ([`GpuDevice::uses_int_dot`], `no_int_dot`); elsewhere, and for every other case
 //!   (prefill tiles, `matmul_id`), the f32 path runs;
-//! - `shader-f16` is reported but not used.
+//! - attention reads the f16 KV cache as `f16` values (`enable f16;`,
+//!   `attention_kv_f16.wgsl`) where the adapter has `shader-f16`, else as u32 words through
+//!   `unpack2x16float` (`attention_kv_u32.wgsl`): the same values either way
+//!   ([`GpuDevice::uses_f16`], `no_f16`). All arithmetic stays f32.
 
 mod backend;
 mod device;
