@@ -75,7 +75,13 @@ pub struct AdapterSummary {
     pub max_invocations: u32,
     pub subgroup_sizes: (u32, u32),
     pub subgroups: bool,
+    /// `shader-f16`: where present, attention reads the f16 KV cache as f16.
     pub shader_f16: bool,
+    /// Packed 8-bit integer dot products in hardware (Vulkan's `shaderIntegerDotProduct`,
+    /// which naga turns WGSL's `dot4I8Packed` into): where present, Q8_0 and Q4_0
+    /// matrix-vector products take the integer path. `false` on Metal and DX12, where
+    /// wgpu gives no way to ask.
+    pub int_dot: bool,
     /// Device-local memory in bytes, where the API says (Vulkan: the sum of the
     /// device-local heaps; lavapipe reports the host's RAM); `None` on Metal and DX12,
     /// which wgpu gives no way to ask.
@@ -87,7 +93,7 @@ impl fmt::Display for AdapterSummary {
         write!(
             f,
             "{} ({}, {}, driver {}): storage binding {} MiB, buffer {} MiB, workgroup memory {} KiB, \
-             {} invocations, subgroups {} (size {}-{}), shader-f16 {}",
+             {} invocations, subgroups {} (size {}-{}), shader-f16 {}, packed i8 dot {}",
             self.name,
             self.backend,
             self.device_type,
@@ -100,6 +106,7 @@ impl fmt::Display for AdapterSummary {
             self.subgroup_sizes.0,
             self.subgroup_sizes.1,
             if self.shader_f16 { "yes" } else { "no" },
+            if self.int_dot { "yes" } else { "no" },
         )?;
         match self.memory {
             Some(m) => write!(f, ", memory {} MiB", m >> 20),
@@ -132,6 +139,7 @@ fn summary(a: &wgpu::Adapter) -> AdapterSummary {
         subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
         subgroups: features.contains(wgpu::Features::SUBGROUP),
         shader_f16: features.contains(wgpu::Features::SHADER_F16),
+        int_dot: integer_dot_product(a),
         memory: device_memory(a),
     }
 }
@@ -156,6 +164,33 @@ fn device_memory(a: &wgpu::Adapter) -> Option<u64> {
                 .map(|h| h.size)
                 .sum(),
         )
+    }
+}
+
+/// Whether a Vulkan adapter has `shaderIntegerDotProduct`, the feature wgpu-hal enables
+/// and hands naga the `DotProduct*` SPIR-V capabilities for (naga otherwise lowers
+/// `dot4I8Packed` to shifts and multiplies, no faster than the f32 path).
+fn integer_dot_product(a: &wgpu::Adapter) -> bool {
+    // SAFETY: as in `device_memory`: the hal adapter is borrowed while `a` lives and only
+    // queried. The feature struct is chained only where the device knows it (Vulkan 1.3 or
+    // the extension), and `vkGetPhysicalDeviceFeatures2` is called only on a 1.1 instance,
+    // where it is core.
+    unsafe {
+        let Some(hal) = a.as_hal::<wgpu::hal::api::Vulkan>() else {
+            return false;
+        };
+        let caps = hal.physical_device_capabilities();
+        let known = caps.properties().api_version >= ash::vk::API_VERSION_1_3
+            || caps.supports_extension(ash::khr::shader_integer_dot_product::NAME);
+        let inst = hal.shared_instance();
+        if !known || inst.instance_api_version() < ash::vk::API_VERSION_1_1 {
+            return false;
+        }
+        let mut dot = ash::vk::PhysicalDeviceShaderIntegerDotProductFeatures::default();
+        let mut f2 = ash::vk::PhysicalDeviceFeatures2::default().push_next(&mut dot);
+        inst.raw_instance()
+            .get_physical_device_features2(hal.raw_physical_device(), &mut f2);
+        dot.shader_integer_dot_product != 0
     }
 }
 
@@ -186,6 +221,12 @@ pub struct DeviceOptions {
     pub max_binding: Option<u64>,
     /// Do not use subgroup operations even where the adapter has them (tests the fallback).
     pub no_subgroups: bool,
+    /// Do not use packed 8-bit dot products even where the adapter has them (tests the
+    /// f32 fallback of the Q8_0 and Q4_0 matrix-vector products).
+    pub no_int_dot: bool,
+    /// Do not use `shader-f16` even where the adapter has it (tests attention's
+    /// unpack2x16float reader of the KV cache).
+    pub no_f16: bool,
     /// Refuse adapters that run on the CPU (lavapipe, WARP, SwiftShader): for `--backend
     /// auto`, where such a device would only be slower than the CPU backend.
     pub hardware_only: bool,
@@ -213,6 +254,9 @@ pub struct GpuDevice {
     /// Rows grouped by matrix id for `matmul_id`'s tiled kernel (reused, grown on demand;
     /// each grouping is consumed by the dispatch right after it).
     pub(crate) id_groups: std::sync::Arc<std::sync::Mutex<Option<wgpu::Buffer>>>,
+    /// Activations quantized to 8 bits for the packed-dot kernels (reused, grown on demand;
+    /// each quantization is consumed by the matmul right after it).
+    pub(crate) x8: std::sync::Arc<std::sync::Mutex<Option<wgpu::Buffer>>>,
 }
 
 impl GpuDevice {
@@ -250,13 +294,24 @@ impl GpuDevice {
         let info = summary(&adapter);
         let limits = adapter.limits();
         let subgroups = info.subgroups && !opts.no_subgroups;
+        // The WGSL extension is naga's to give (it always does, polyfilled where the
+        // device lacks the instructions); the hardware check is `info.int_dot`.
+        let int_dot = info.int_dot
+            && !opts.no_int_dot
+            && inst
+                .wgsl_language_features()
+                .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
+        let f16 = info.shader_f16 && !opts.no_f16;
+        let mut features = wgpu::Features::empty();
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
+        if f16 {
+            features |= wgpu::Features::SHADER_F16;
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("torchless"),
-            required_features: if subgroups {
-                wgpu::Features::SUBGROUP
-            } else {
-                wgpu::Features::empty()
-            },
+            required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -282,7 +337,9 @@ impl GpuDevice {
         });
         Ok(GpuDevice {
             dummy,
-            kernels: std::sync::Arc::new(crate::kernels::Kernels::new(&device, subgroups)?),
+            kernels: std::sync::Arc::new(crate::kernels::Kernels::new(
+                &device, subgroups, int_dot, f16,
+            )?),
             device,
             queue,
             info,
@@ -293,6 +350,7 @@ impl GpuDevice {
             uniforms: Default::default(),
             staging: Default::default(),
             id_groups: Default::default(),
+            x8: Default::default(),
         })
     }
 
@@ -304,6 +362,17 @@ impl GpuDevice {
     /// Whether matrix-vector products use subgroup operations.
     pub fn uses_subgroups(&self) -> bool {
         self.kernels.subgroups
+    }
+
+    /// Whether Q8_0 and Q4_0 matrix-vector products quantize the activations to 8 bits and
+    /// multiply with packed integer dot products (`matvec_dot4.wgsl`).
+    pub fn uses_int_dot(&self) -> bool {
+        self.kernels.int_dot
+    }
+
+    /// Whether attention reads the KV cache as `f16` (`shader-f16`).
+    pub fn uses_f16(&self) -> bool {
+        self.kernels.f16
     }
 
     /// Largest binding a weight matrix is split into, in bytes.

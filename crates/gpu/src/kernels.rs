@@ -22,7 +22,12 @@ const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const MATVEC_SUBGROUP: &str = include_str!("shaders/matvec_subgroup.wgsl");
 const OPS: &str = include_str!("shaders/ops.wgsl");
 const ATTENTION: &str = include_str!("shaders/attention.wgsl");
+const ATTENTION_KV_U32: &str = include_str!("shaders/attention_kv_u32.wgsl");
+const ATTENTION_KV_F16: &str = include_str!("shaders/attention_kv_f16.wgsl");
 const MOE: &str = include_str!("shaders/moe.wgsl");
+const QUANTIZE_X8: &str = include_str!("shaders/quantize_x8.wgsl");
+const MATVEC_DOT4: &str = include_str!("shaders/matvec_dot4.wgsl");
+const MATVEC_DOT4_SUBGROUP: &str = include_str!("shaders/matvec_dot4_subgroup.wgsl");
 
 /// Every weight type the kernels decode: every type `quant` has a dot product for (Q8_1 and
 /// Q8_K are only activation formats there, multiplied by no kernel).
@@ -106,6 +111,23 @@ pub fn matrix_source(ty: GgmlType, subgroups: bool) -> Option<String> {
     ))
 }
 
+/// The WGSL of `ty`'s packed 8-bit dot product matrix-vector kernel (`matvec_dot4`, with
+/// `subgroups` also `matvec_dot4_sg`), or `None` for a type without one (every type but
+/// Q8_0 and Q4_0, whose blocks are 8-bit and 4-bit integers times one scale).
+pub fn int_dot_source(ty: GgmlType, subgroups: bool) -> Option<String> {
+    let name = match ty {
+        GgmlType::Q8_0 | GgmlType::Q4_0 => ty.name().to_ascii_lowercase(),
+        _ => return None,
+    };
+    let bytes = ty.type_size();
+    let sg = if subgroups { MATVEC_DOT4_SUBGROUP } else { "" };
+    Some(format!(
+        "{COMMON}\nconst BLOCK_BYTES: u32 = {bytes}u;\n\
+         fn dot_blk(base: u32, xb: u32) -> f32 {{ return dot_{name}(base, xb); }}\n\
+         {MATVEC_DOT4}\n{sg}"
+    ))
+}
+
 /// The lattice grid `ty`'s kernels read (binding 5, `GRID` in quant_iq.wgsl), as words:
 /// `quant`'s tables, two words per 8-value entry (low bytes first), one per 4-value entry.
 pub fn grid_words(ty: GgmlType) -> Option<Vec<u32>> {
@@ -140,6 +162,16 @@ pub(crate) struct MatrixKernels {
     pub matmul_id_tiled: wgpu::ComputePipeline,
     /// The format's grid (bound at 5), for the grid formats.
     pub grid: Option<wgpu::Buffer>,
+    /// The packed 8-bit dot product matrix-vector kernels, where the device has integer
+    /// dot products and the format has such a kernel.
+    pub int_dot: Option<IntDotKernels>,
+}
+
+/// `matvec_dot4` and its subgroup form (where the device has subgroups).
+#[derive(Clone)]
+pub(crate) struct IntDotKernels {
+    pub matvec: wgpu::ComputePipeline,
+    pub matvec_sg: Option<wgpu::ComputePipeline>,
 }
 
 /// Pipelines of the non-matrix ops.
@@ -166,6 +198,12 @@ pub(crate) struct Kernels {
     pub ops: OpKernels,
     /// Matrix-vector products use subgroup sums.
     pub subgroups: bool,
+    /// Q8_0 and Q4_0 matrix-vector products use packed 8-bit dot products; the kernel
+    /// quantizing their activations is then `quantize_x8`.
+    pub int_dot: bool,
+    pub quantize_x8: Option<wgpu::ComputePipeline>,
+    /// Attention reads the f16 KV cache as f16 (`attention_kv_f16.wgsl`).
+    pub f16: bool,
     matrix: Mutex<HashMap<GgmlType, Arc<MatrixKernels>>>,
 }
 
@@ -207,15 +245,33 @@ pub(crate) fn checked<T>(
 }
 
 impl Kernels {
-    pub fn new(device: &wgpu::Device, subgroups: bool) -> Result<Kernels, GpuError> {
+    /// With `f16`, the device must have been opened with `SHADER_F16`.
+    pub fn new(
+        device: &wgpu::Device,
+        subgroups: bool,
+        int_dot: bool,
+        f16: bool,
+    ) -> Result<Kernels, GpuError> {
         checked(device, "compiling the GPU kernels", || {
-            Kernels::compile(device, subgroups)
+            Kernels::compile(device, subgroups, int_dot, f16)
         })
     }
 
-    fn compile(device: &wgpu::Device, subgroups: bool) -> Kernels {
+    fn compile(device: &wgpu::Device, subgroups: bool, int_dot: bool, f16: bool) -> Kernels {
         let ops = module(device, "ops", OPS);
-        let att = module(device, "attention", ATTENTION);
+        let att = module(
+            device,
+            "attention",
+            &format!("{ATTENTION_KV_U32}\n{ATTENTION}"),
+        );
+        // The f16 reader must come first: `enable` directives open the module.
+        let att_f16 = f16.then(|| {
+            module(
+                device,
+                "attention f16",
+                &format!("{ATTENTION_KV_F16}\n{ATTENTION}"),
+            )
+        });
         let moe = module(device, "moe", MOE);
         let p = |m, e| pipeline(device, m, e);
         Kernels {
@@ -230,7 +286,7 @@ impl Kernels {
                 scale: p(&ops, "scale"),
                 softcap: p(&ops, "softcap"),
                 kv_store: p(&att, "kv_store"),
-                attend: p(&att, "attend"),
+                attend: p(att_f16.as_ref().unwrap_or(&att), "attend"),
                 route: p(&moe, "route"),
                 weighted_sum: p(&moe, "weighted_sum"),
                 sigmoid: p(&moe, "sigmoid"),
@@ -239,6 +295,15 @@ impl Kernels {
             },
             matrix: Mutex::new(HashMap::new()),
             subgroups,
+            int_dot,
+            f16,
+            quantize_x8: int_dot.then(|| {
+                pipeline(
+                    device,
+                    &module(device, "quantize_x8", QUANTIZE_X8),
+                    "quantize_x8",
+                )
+            }),
         }
     }
 
@@ -263,8 +328,22 @@ impl Kernels {
                     usage: wgpu::BufferUsages::STORAGE,
                 })
             });
+            let int_dot = self
+                .int_dot
+                .then(|| int_dot_source(ty, self.subgroups))
+                .flatten()
+                .map(|src| {
+                    let m = module(device, &format!("{} dot4", ty.name()), &src);
+                    IntDotKernels {
+                        matvec: pipeline(device, &m, "matvec_dot4"),
+                        matvec_sg: self
+                            .subgroups
+                            .then(|| pipeline(device, &m, "matvec_dot4_sg")),
+                    }
+                });
             Arc::new(MatrixKernels {
                 grid,
+                int_dot,
                 matvec: pipeline(device, &m, "matvec"),
                 matvec_sg: self.subgroups.then(|| pipeline(device, &m, "matvec_sg")),
                 tiled: pipeline(device, &m, "matmul_tiled"),

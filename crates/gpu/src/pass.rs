@@ -18,10 +18,10 @@ const PARAM_BYTES: u64 = 64;
 pub const MATVEC_MAX_TOKENS: usize = 8;
 
 /// Weight rows per workgroup of the matrix-vector kernel (`ROWS` in matmul.wgsl).
-const MATVEC_ROWS: usize = 4;
+pub(crate) const MATVEC_ROWS: usize = 4;
 
 /// The same for its subgroup form (`SG_ROWS` in matvec_subgroup.wgsl).
-const MATVEC_SG_ROWS: usize = 8;
+pub(crate) const MATVEC_SG_ROWS: usize = 8;
 
 /// Bind groups kept at most (a forward pass of a 30-layer model makes about 500).
 const BIND_CACHE_MAX: usize = 4096;
@@ -299,6 +299,11 @@ impl Pass {
         check("matmul input", x.off + (n - 1) * x.stride + w.cols, x.t)?;
         check("matmul output", y.off + (n - 1) * y.stride + w.rows, y.t)?;
         let k = self.dev.matrix_kernels(w)?;
+        if n <= MATVEC_MAX_TOKENS {
+            if let Some(d4) = &k.int_dot {
+                return self.matvec_int_dot(d4, w, x, n, y);
+            }
+        }
         for c in &w.chunks {
             let mut bufs = vec![(1, &c.buf), (2, &x.t.buf), (3, &y.t.buf)];
             bufs.extend(k.grid.iter().map(|g| (5, g)));

@@ -68,8 +68,32 @@ fn naive(
     o.into_iter().map(|v| v as f32).collect()
 }
 
+/// The device with attention's u32 reader of the cache whatever the adapter has (no
+/// `shader-f16`).
+fn u32_dev() -> &'static gpu::GpuDevice {
+    static DEV: std::sync::OnceLock<gpu::GpuDevice> = std::sync::OnceLock::new();
+    DEV.get_or_init(|| {
+        let opts = gpu::DeviceOptions {
+            no_f16: true,
+            ..Default::default()
+        };
+        let d = gpu::GpuDevice::open_with(gpu::BackendKind::Any, opts)
+            .expect("the device dev() opened");
+        assert!(!d.uses_f16());
+        d
+    })
+}
+
+/// `c` on the default device (the f16 reader of the cache where the adapter has
+/// `shader-f16`, as lavapipe does) and on the u32 reader, both to the same tolerances: the
+/// two read the same f16 values, so they differ only in f32 rounding.
 fn check(c: &Case) {
-    let d = dev();
+    assert_eq!(dev().uses_f16(), dev().adapter().shader_f16);
+    check_on(c, dev());
+    check_on(c, u32_dev());
+}
+
+fn check_on(c: &Case, d: &gpu::GpuDevice) {
     let mut cpu_cache = KvCache::windowed(
         KvDtype::F16,
         c.capacity,
@@ -156,9 +180,10 @@ fn check(c: &Case) {
                 exact[t * orow + h * c.dv..][..c.dv].copy_from_slice(&o);
             }
         }
-        let what = format!(
-            "heads {}/{} dims {}/{} window {} softcap {} chunk {ci} ({n} at {start})",
-            c.n_head, c.n_kv, c.dk, c.dv, c.window, c.softcap
+        let what =
+            format!(
+            "heads {}/{} dims {}/{} window {} softcap {} chunk {ci} ({n} at {start}, f16 reads {})",
+            c.n_head, c.n_kv, c.dk, c.dv, c.window, c.softcap, d.uses_f16()
         );
         assert_close(&format!("{what} vs f64"), &got, &exact, 2e-5);
         assert_close(&format!("{what} vs CPU"), &got, &want, 1e-2);

@@ -19,6 +19,9 @@ use quant::GgmlType;
 const DOT_TOL: f64 = 2e-5;
 /// test-backend-ops' bound for MUL_MAT against the CPU's quantized-activation product.
 const CPU_NMSE: f64 = 5e-4;
+/// The packed-dot path against the CPU: the same integer sums, so only f32 summation order
+/// (and a rare activation rounded the other way at a tie of the reciprocal) differs.
+const INT_DOT_NMSE: f64 = 1e-10;
 
 /// Columns for `ty`: not a multiple of 256 where the block allows it, odd for floats.
 fn cols_for(ty: GgmlType) -> usize {
@@ -83,15 +86,40 @@ fn gpu_matmul(d: &GpuDevice, w: &GpuWeights, x: &[f32], n: usize) -> Vec<f32> {
     d.read(&yt)
 }
 
+/// Whether `d` multiplies `n` tokens of `ty` with packed 8-bit dot products.
+fn int_dot_path(d: &GpuDevice, ty: GgmlType, n: usize) -> bool {
+    d.uses_int_dot() && matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) && n <= gpu::MATVEC_MAX_TOKENS
+}
+
+/// Rows of `cols` values quantized to Q8_0 and back, as the CPU backend quantizes
+/// activations for Q8_0 and Q4_0 weights.
+fn q8_round_trip(x: &[f32], cols: usize) -> Vec<f32> {
+    let rb = GgmlType::Q8_0.row_bytes(cols as u64).unwrap() as usize;
+    let mut bytes = vec![0u8; rb];
+    let mut out = vec![0f32; x.len()];
+    for (src, dst) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
+        quant::quantize_row(GgmlType::Q8_0, src, &mut bytes).unwrap();
+        quant::dequantize_row(GgmlType::Q8_0, &bytes, dst).unwrap();
+    }
+    out
+}
+
 fn check_matmul(ty: GgmlType, rows: usize, n: usize, d: &GpuDevice) {
     let cols = cols_for(ty);
     let (bytes, deq) = matrix(ty, rows, cols, 7 + rows as u64);
     let x = data(n * cols, 99 + n as u64);
     let w = d.upload_weights(ty, rows, cols, &bytes).unwrap();
     let got = gpu_matmul(d, &w, &x, n);
+    // The packed-dot path multiplies 8-bit activations (as the CPU does): its reference
+    // takes the activations through the CPU's Q8_0 round trip, and the same bound holds.
+    let xref = if int_dot_path(d, ty, n) {
+        q8_round_trip(&x, cols)
+    } else {
+        x.clone()
+    };
     for t in 0..n {
         for r in 0..rows {
-            let (wr, xr) = (&deq[r * cols..][..cols], &x[t * cols..][..cols]);
+            let (wr, xr) = (&deq[r * cols..][..cols], &xref[t * cols..][..cols]);
             let exact: f64 = wr.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
             let mag: f64 = wr
                 .iter()
@@ -142,6 +170,66 @@ fn matmul_decode_without_subgroups() {
     for ty in WEIGHT_TYPES {
         for n in [1, gpu::MATVEC_MAX_TOKENS] {
             check_matmul(ty, 67, n, &plain);
+        }
+    }
+}
+
+/// Where the device has packed 8-bit dot products (lavapipe does), Q8_0 and Q4_0 decode
+/// takes them (the checks above, against the Q8_0-rounded activations and the CPU); the f32
+/// fallback every other device runs is checked here, with and without subgroups, and both
+/// paths against the CPU with the NMSE each reaches printed.
+#[test]
+fn matmul_decode_int_dot_and_fallback() {
+    let open = |no_int_dot, no_subgroups| {
+        GpuDevice::open_with(
+            gpu::BackendKind::Any,
+            DeviceOptions {
+                no_int_dot,
+                no_subgroups,
+                ..Default::default()
+            },
+        )
+        .expect("a GPU adapter (see the other tests' message)")
+    };
+    let d = dev();
+    eprintln!(
+        "default device uses packed i8 dot products: {}",
+        d.uses_int_dot()
+    );
+    assert_eq!(d.uses_int_dot(), d.adapter().int_dot);
+    let plain_sg = open(false, true);
+    assert_eq!(plain_sg.uses_int_dot(), d.adapter().int_dot);
+    assert!(!open(true, false).uses_int_dot());
+    for dv in [open(true, false), open(true, true), plain_sg] {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+            for n in [1, 3, gpu::MATVEC_MAX_TOKENS] {
+                check_matmul(ty, 67, n, &dv);
+            }
+        }
+    }
+    // Both paths against the CPU, on a wider matrix (4096 columns, 128 blocks per row).
+    let fallback = open(true, false);
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
+        let (rows, cols, n) = (96, 4096, 3);
+        let (bytes, _) = matrix(ty, rows, cols, 17);
+        let x = data(n * cols, 18);
+        let view = compute::WeightView::new(ty, rows, cols, &bytes).unwrap();
+        let mut cpu = vec![0f32; n * rows];
+        compute::matmul(&view, &x, n, &mut cpu, &mut Vec::new()).unwrap();
+        for (name, dv) in [("default", d), ("f32 fallback", &fallback)] {
+            let w = dv.upload_weights(ty, rows, cols, &bytes).unwrap();
+            let got = gpu_matmul(dv, &w, &x, n);
+            let e = nmse(&got, &cpu);
+            eprintln!(
+                "{ty} {rows}x{cols} n={n} {name} (int dot {}): NMSE {e:.2e} against the CPU",
+                dv.uses_int_dot()
+            );
+            let bound = if int_dot_path(dv, ty, n) {
+                INT_DOT_NMSE
+            } else {
+                CPU_NMSE
+            };
+            assert!(e <= bound, "{ty} {name}: NMSE {e:.2e} above {bound:.0e}");
         }
     }
 }

@@ -1,6 +1,8 @@
 // Attention over an f16 KV cache (f16 pairs packed in u32 words), head-major:
 // [kv_head][slot][dim], position p in slot p % slots. GQA: query head h reads KV head
-// h / (n_head / n_kv).
+// h / (n_head / n_kv). Prepended with the cache readers, `KC`/`VC` and `k_pair`/`v_at`:
+// attention_kv_u32.wgsl (words unpacked with unpack2x16float, any device) or
+// attention_kv_f16.wgsl (the same bytes read as f16, where the device has shader-f16).
 
 struct AttnParams {
     n: u32,          // query tokens (positions start_pos..)
@@ -23,8 +25,6 @@ struct AttnParams {
 
 @group(0) @binding(0) var<uniform> P: AttnParams;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> KC: array<u32>;
-@group(0) @binding(3) var<storage, read> VC: array<u32>;
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;
 @group(0) @binding(5) var<storage, read_write> C: array<u32>;
 
@@ -92,7 +92,7 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>,
             let c = (g * P.slots + j % P.slots) * hk;
             var a = 0.0;
             for (var d = 0u; d < hk; d++) {
-                let kv = unpack2x16float(KC[c + d]);
+                let kv = k_pair(c + d);
                 a += qs[2u * d] * kv.x + qs[2u * d + 1u] * kv.y;
             }
             s = a * P.scale;
@@ -122,7 +122,7 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>,
             for (var q = 0u; q < PER; q++) {
                 let d = lid + q * WG;
                 if (d < P.dv) {
-                    acc[q] += p * unpack2x16float(VC[c + (d >> 1u)])[d & 1u];
+                    acc[q] += p * v_at(c, d);
                 }
             }
         }
