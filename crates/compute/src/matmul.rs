@@ -177,6 +177,13 @@ pub fn matmul_many(
         }
         return Ok(());
     }
+    // At most a handful of matrices per call (Q/K/V): plans live on the stack.
+    const MAX_JOBS: usize = 4;
+    if jobs.len() > MAX_JOBS {
+        let (a, b) = jobs.split_at_mut(MAX_JOBS);
+        matmul_many(a, x, n, qbuf)?;
+        return matmul_many(b, x, n, qbuf);
+    }
     if x.len() != n * cols {
         return Err(shape_err("matmul input", n * cols, x.len()));
     }
@@ -200,14 +207,17 @@ pub fn matmul_many(
             &mut qbuf[t * q_row..(t + 1) * q_row],
         )?;
     }
+    // The tiles the matrices will run (one plan lookup per matrix), for the activation
+    // forms they read beside the quantized rows.
+    let mut tiles = [None; 2 * MAX_JOBS];
+    for ((w, _), pair) in jobs.iter().zip(tiles.chunks_exact_mut(2)) {
+        if let Some(p) = quant::order::matmul_plan(w.ty, w.rows, n) {
+            pair.copy_from_slice(&[p.first.tile, p.rest.tile]);
+        }
+    }
+    let tiles = tiles.iter().flatten();
     // Tiles that take f32 activations (F16 weights) get the f16 rows widened once here.
-    let wide = jobs.iter().any(|(w, _)| {
-        quant::order::matmul_plan(w.ty, w.rows, n).is_some_and(|p| {
-            [p.first, p.rest]
-                .iter()
-                .any(|k| k.tile.is_some_and(|t| t.x_f32))
-        })
-    });
+    let wide = tiles.clone().any(|t| t.x_f32);
     let wide_at = (n * q_row).next_multiple_of(4);
     if wide {
         if vdt != GgmlType::F16 {
@@ -219,12 +229,7 @@ pub fn matmul_many(
     }
     // Tiles that read their activations packed once per matmul (tokens interleaved, for
     // Q6_K's tiled order) get every group of `toks` tokens packed here.
-    let pack = jobs.iter().find_map(|(w, _)| {
-        let p = quant::order::matmul_plan(w.ty, w.rows, n)?;
-        [p.first, p.rest]
-            .iter()
-            .find_map(|k| k.tile.and_then(|t| Some((t.toks, t.pack?))))
-    });
+    let pack = tiles.clone().find_map(|t| Some((t.toks, t.pack?)));
     let pack_at = qbuf.len().next_multiple_of(64);
     if let Some((toks, pk)) = pack {
         let gb = (pk.bytes)(cols);
@@ -247,13 +252,6 @@ pub fn matmul_many(
             (head, &[], xp)
         }
     };
-    // At most a handful of matrices per call (Q/K/V): plans live on the stack.
-    const MAX_JOBS: usize = 4;
-    if jobs.len() > MAX_JOBS {
-        let (a, b) = jobs.split_at_mut(MAX_JOBS);
-        matmul_many(a, x, n, qbuf)?;
-        return matmul_many(b, x, n, qbuf);
-    }
     let mut plans: [Option<Plan>; MAX_JOBS] = [None, None, None, None];
     let mut first_block = [0usize; MAX_JOBS + 1];
     let mut work = 0;

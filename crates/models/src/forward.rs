@@ -363,14 +363,15 @@ impl Decoder {
         let any_logits = segs.iter().any(|g| g.keep != Keep::None);
 
         let n_layers = self.layers.len();
+        // The cache type (one per state) picks which of llama.cpp's attention graphs is
+        // emulated.
+        let flash = rows.first().is_some_and(|r| {
+            (seqs[r.seq].state.caches.first()).is_some_and(|c| c.dtype() == compute::KvDtype::F16)
+        });
         for (il, l) in self.layers.iter().enumerate() {
             let last = il + 1 == n_layers;
             let h = sized(&mut s.h, n * e);
             l.attn_norm.apply(&s.x[..n * e], h)?;
-            // The cache type picks which of llama.cpp's attention graphs is emulated.
-            let flash = rows
-                .first()
-                .is_some_and(|r| seqs[r.seq].state.caches[il].dtype() == compute::KvDtype::F16);
             // The block borrows the other buffers; `h` is moved out meanwhile (no copy).
             let h = std::mem::take(&mut s.h);
             let mut store = |t: usize, k: &[f32], v: &[f32]| -> Result<(), ModelError> {

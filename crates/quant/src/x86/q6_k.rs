@@ -14,9 +14,9 @@ use crate::k_common::QK_K;
 use crate::q6_k::BLOCK_BYTES;
 use crate::q8_k::BLOCK_BYTES as Q8K_BYTES;
 
-const W_QH: usize = 128;
-const W_SCALES: usize = 192;
-const W_D: usize = 208;
+pub(super) const W_QH: usize = 128;
+pub(super) const W_SCALES: usize = 192;
+pub(super) const W_D: usize = 208;
 
 /// Safe entry for the dispatch table.
 pub(crate) fn vec_dot_avx2(n: usize, w: &[u8], x: &[u8]) -> f32 {

@@ -14,13 +14,10 @@ use std::arch::x86_64::*;
 
 use super::f16_at;
 use super::q4_k::{Y_BSUMS, Y_QS};
+use super::q6_k::{W_D, W_QH, W_SCALES};
 use crate::k_common::QK_K;
 use crate::q6_k::BLOCK_BYTES;
 use crate::q8_k::BLOCK_BYTES as Q8K_BYTES;
-
-const W_QH: usize = 128;
-const W_SCALES: usize = 192;
-const W_D: usize = 208;
 
 /// Weight rows per call (exactly).
 pub(crate) const ROWS: usize = 16;
