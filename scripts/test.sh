@@ -15,6 +15,9 @@ cargo fmt --all -- --check
 # syn, the derives) are compiled once, not once per profile.
 cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 cargo test --workspace --release "$@"
+# The tests' scratch files (quantized copies of the models, split files) are kept only when a
+# test fails; after a passing run they would just hold disk.
+rm -rf target/tmp
 # Coverage-guided fuzzing of the GGUF reader, model loading, tokenizer building and chat
 # templates (libFuzzer on stable), briefly, from the seeds in fuzz/seeds: a regression shows.
 fuzz_secs=${TORCHLESS_FUZZ_SECONDS:-60}

@@ -25,13 +25,32 @@ fn sha256(path: &Path) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A directory per test (tests run in parallel, and one looks for stray files).
-fn dir(test: &str) -> PathBuf {
+/// A directory per test (tests run in parallel, and one looks for stray files). Each holds
+/// several copies of a model, so it is removed when its test passes (kept for a look when it
+/// fails): CI machines have finite disks.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn dir(test: &str) -> Scratch {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("quantize")
         .join(test);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 fn s(p: &Path) -> &str {
@@ -213,7 +232,8 @@ fn bad_requests_are_refused_with_clear_errors_and_leave_no_file() {
 #[test]
 fn dry_run_lists_types_and_writes_nothing() {
     let src = real_model("smollm2-135m-instruct-q4_1");
-    let out = dir("dry-run").join("dry.gguf");
+    let d = dir("dry-run");
+    let out = d.join("dry.gguf");
     let _ = std::fs::remove_file(&out);
     let o = torchless(&[
         s(&src),
