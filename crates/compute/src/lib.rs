@@ -14,7 +14,7 @@ mod rope;
 pub use attention::{
     attention, attention_many, windowed_slots, AttnCall, AttnParams, KvCache, KvDtype,
 };
-pub use matmul::{get_rows, matmul, matmul_many, WeightView};
+pub use matmul::{get_rows, matmul, matmul_many, WeightView, PAGED_CHUNK_BYTES};
 pub use ops::{
     add_bias, add_in_place, geglu, gelu, gelu_scalar, layer_norm, rms_norm, rms_norm_in_place,
     scale, silu, softcap, softmax, swiglu,

@@ -15,101 +15,11 @@ use quant::GgmlType;
 use crate::{shape_err, ComputeError};
 
 mod interleaved;
+mod paged;
+mod view;
 
-/// A row-major weight matrix kept in its on-disk encoding: `rows` rows of `cols` elements.
-#[derive(Clone, Copy, Debug)]
-pub struct WeightView<'a> {
-    pub ty: GgmlType,
-    pub rows: usize,
-    pub cols: usize,
-    pub data: &'a [u8],
-    row_bytes: usize,
-    /// Rows interleaved at load time (Q4_0 by 8, [`quant::q4_0x8`]; Q4_K by 16,
-    /// [`quant::q4_kx16`]): single rows cannot be read, only whole groups.
-    interleaved: bool,
-}
-
-impl<'a> WeightView<'a> {
-    pub fn new(
-        ty: GgmlType,
-        rows: usize,
-        cols: usize,
-        data: &'a [u8],
-    ) -> Result<Self, ComputeError> {
-        if !ty.is_supported() {
-            return Err(ComputeError::UnsupportedWeight(ty));
-        }
-        let row_bytes = ty.row_bytes(cols as u64).ok_or_else(|| {
-            shape_err(
-                "weight row",
-                format!("a multiple of {} ({ty})", ty.block_size()),
-                cols,
-            )
-        })? as usize;
-        let expected = row_bytes * rows;
-        if data.len() != expected {
-            return Err(shape_err("weight bytes", expected, data.len()));
-        }
-        Ok(WeightView {
-            ty,
-            rows,
-            cols,
-            data,
-            row_bytes,
-            interleaved: false,
-        })
-    }
-
-    /// A Q4_0 matrix whose rows were interleaved by 8 with [`quant::q4_0x8::interleave`].
-    /// Refused unless this CPU has the kernels for it ([`quant::order::interleaves_q4_0`]).
-    pub fn interleaved_q4_0(
-        rows: usize,
-        cols: usize,
-        data: &'a [u8],
-    ) -> Result<Self, ComputeError> {
-        if !quant::order::interleaves_q4_0(rows) {
-            return Err(shape_err(
-                "interleaved Q4_0 rows",
-                "a multiple of 8, on a CPU with AVX2",
-                rows,
-            ));
-        }
-        let mut w = WeightView::new(GgmlType::Q4_0, rows, cols, data)?;
-        w.interleaved = true;
-        Ok(w)
-    }
-
-    /// A Q4_K matrix whose rows were interleaved by 16 with [`quant::q4_kx16::interleave`].
-    /// Refused unless this CPU has the kernels for it ([`quant::order::interleaves_q4_k`]).
-    pub fn interleaved_q4_k(
-        rows: usize,
-        cols: usize,
-        data: &'a [u8],
-    ) -> Result<Self, ComputeError> {
-        if !quant::order::interleaves_q4_k(rows) {
-            return Err(shape_err(
-                "interleaved Q4_K rows",
-                "a multiple of 16, on a CPU with AVX-512 VNNI",
-                rows,
-            ));
-        }
-        let mut w = WeightView::new(GgmlType::Q4_K, rows, cols, data)?;
-        w.interleaved = true;
-        Ok(w)
-    }
-
-    pub fn is_interleaved(&self) -> bool {
-        self.interleaved
-    }
-
-    pub fn row_bytes(&self) -> usize {
-        self.row_bytes
-    }
-
-    pub fn row(&self, i: usize) -> &'a [u8] {
-        &self.data[i * self.row_bytes..(i + 1) * self.row_bytes]
-    }
-}
+pub use paged::PAGED_CHUNK_BYTES;
+pub use view::WeightView;
 
 /// Raw output pointer shared by workers that write disjoint elements.
 #[derive(Clone, Copy)]
@@ -150,14 +60,32 @@ pub fn matmul(
     out: &mut [f32],
     qbuf: &mut Vec<u8>,
 ) -> Result<(), ComputeError> {
-    matmul_many(&mut [(w, out)], x, n, qbuf)
+    if w.residency.is_some() {
+        return paged::matmul(w, x, n, out, qbuf);
+    }
+    matmul_resident(&mut [(w, out)], x, n, qbuf)
 }
 
 /// [`matmul`] of several weight matrices against the same activations (Q, K and V; gate and
 /// up): the activations are converted once when the matrices share a `vec_dot_type`, and all
 /// row blocks of all matrices run in one parallel region, so a decode step pays one pool
 /// barrier instead of one per matrix. Each output is bit-identical to its own [`matmul`].
+/// Paged matrices are handed back whole afterwards (not chunked).
 pub fn matmul_many(
+    jobs: &mut [(&WeightView, &mut [f32])],
+    x: &[f32],
+    n: usize,
+    qbuf: &mut Vec<u8>,
+) -> Result<(), ComputeError> {
+    let r = matmul_resident(jobs, x, n, qbuf);
+    for (w, _) in jobs.iter() {
+        w.done_with(w.data);
+    }
+    r
+}
+
+/// [`matmul_many`] without the residency hook.
+fn matmul_resident(
     jobs: &mut [(&WeightView, &mut [f32])],
     x: &[f32],
     n: usize,
@@ -173,7 +101,7 @@ pub fn matmul_many(
     {
         // Different activation encodings: one region per matrix.
         for (w, out) in jobs.iter_mut() {
-            matmul_many(&mut [(*w, &mut **out)], x, n, qbuf)?;
+            matmul_resident(&mut [(*w, &mut **out)], x, n, qbuf)?;
         }
         return Ok(());
     }
@@ -181,8 +109,8 @@ pub fn matmul_many(
     const MAX_JOBS: usize = 4;
     if jobs.len() > MAX_JOBS {
         let (a, b) = jobs.split_at_mut(MAX_JOBS);
-        matmul_many(a, x, n, qbuf)?;
-        return matmul_many(b, x, n, qbuf);
+        matmul_resident(a, x, n, qbuf)?;
+        return matmul_resident(b, x, n, qbuf);
     }
     if x.len() != n * cols {
         return Err(shape_err("matmul input", n * cols, x.len()));
@@ -544,6 +472,7 @@ pub fn get_rows(w: &WeightView, id: usize, out: &mut [f32]) -> Result<(), Comput
         return Err(shape_err("embedding output", w.cols, out.len()));
     }
     quant::dequantize_row(w.ty, w.row(id), out)?;
+    w.done_with(w.row(id));
     Ok(())
 }
 

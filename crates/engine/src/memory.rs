@@ -367,9 +367,9 @@ fn active_share(all: u64, used: u64, n_expert: u64) -> u64 {
     (all as u128 * used.min(n_expert) as u128 / n_expert as u128) as u64
 }
 
-/// Lazy mode runs the output projection in chunks of about this many bytes of weights, giving
-/// each chunk's pages back before the next (see `models`); kept in sync with it.
-pub const LAZY_OUTPUT_CHUNK_BYTES: u64 = models::LAZY_OUTPUT_CHUNK_BYTES as u64;
+/// Lazy mode runs a large matrix (the output projection) in chunks of about this many bytes
+/// of weights, giving each chunk's pages back before the next (`compute`'s paged matmul).
+pub const LAZY_OUTPUT_CHUNK_BYTES: u64 = models::PAGED_CHUNK_BYTES as u64;
 
 fn is_vector(t: &TensorInfo) -> bool {
     t.dims.iter().skip(1).all(|&d| d == 1)

@@ -7,10 +7,10 @@
 //! below a model), reports progress chunk by chunk, and never has the mapped and copied pages
 //! resident at once (the file is read through the page cache, which is not charged to RSS).
 //!
-//! Lazy loading keeps the map and lets the forward pass hand pages back with
-//! [`GgufFile::release`] once a layer is done: `MADV_DONTNEED` on a private read-only file
+//! Lazy loading keeps the map, and the CPU kernels hand each slice of weights back through
+//! [`quant::Residency`] once an operation is done with it: `MADV_DONTNEED` on a private read-only file
 //! mapping drops the pages from this process while the page cache keeps them, so the next
-//! token re-maps them cheaply and resident memory stays near one layer of weights.
+//! token re-maps them cheaply and resident memory stays near one matrix of weights.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -181,6 +181,47 @@ impl GgufFile {
         let a = begin / MAX_FOLIO * MAX_FOLIO;
         let b = end.next_multiple_of(MAX_FOLIO);
         release_range(&part.backing, a, b);
+    }
+}
+
+/// Lazy paging as the CPU kernels see it: they hand back each slice of weights they are done
+/// with ([`quant::Residency`]), and the pages it touched leave the resident set.
+impl quant::Residency for GgufFile {
+    /// Releases what reading `bytes` (a slice of a mapped split) may have mapped, widened to
+    /// folio boundaries as [`GgufFile::release_touched`] does: the folios around a matrix
+    /// belong partly to its neighbours, which would otherwise stay resident when they are not
+    /// read again soon (unchosen experts, the norm vectors between matrices). A neighbour
+    /// read later faults its pages back from the page cache. A no-op without lazy paging or
+    /// for bytes outside the maps.
+    fn done_with(&self, bytes: &[u8]) {
+        if !self.release_pages || bytes.is_empty() {
+            return;
+        }
+        let p = bytes.as_ptr() as usize;
+        for part in &self.parts {
+            let Backing::Mmap(map) = &part.backing else {
+                continue;
+            };
+            let base = map.as_ptr() as usize;
+            if p >= base && p + bytes.len() <= base + map.len() {
+                let a = (p - base) / MAX_FOLIO * MAX_FOLIO;
+                let b = (p - base + bytes.len()).next_multiple_of(MAX_FOLIO);
+                release_range(&part.backing, a, b);
+                return;
+            }
+        }
+    }
+}
+
+impl GgufFile {
+    /// The residency hook the CPU kernels hand weight slices back to: `Some` when lazy
+    /// paging is on ([`GgufFile::set_release_pages`]), `None` when weights stay resident.
+    pub fn residency(&self) -> Option<&dyn quant::Residency> {
+        if self.release_pages {
+            Some(self)
+        } else {
+            None
+        }
     }
 }
 

@@ -143,8 +143,25 @@ fn heap_copy_and_page_release() {
         checksum(&lazy.tensor_data(&big)[around.clone()]),
         checksum(&mapped_copy(&path, &big)[around])
     );
-    // Without paging on, release leaves pages alone.
+    // The kernels' hook: a slice handed back leaves memory (widened to its folios), bytes
+    // outside the maps are ignored, and the slice reads the same afterwards.
+    use quant::Residency;
+    let hook = lazy.residency().expect("paging on: a hook");
+    let data = lazy.tensor_data(&big);
+    std::hint::black_box(checksum(data));
+    let full = rss();
+    hook.done_with(&data[BIG / 4..BIG / 2]);
+    let dropped = full - rss();
+    assert!(
+        dropped > (BIG as u64) / 5 && dropped < (BIG as u64) * 3 / 8,
+        "done_with a quarter dropped {dropped}"
+    );
+    hook.done_with(&[1u8, 2, 3]);
+    hook.done_with(&[]);
+    assert_eq!(checksum(lazy.tensor_data(&big)), want);
+    // Without paging on, release leaves pages alone and there is no hook.
     let plain = GgufFile::open(&path).unwrap();
+    assert!(plain.residency().is_none());
     std::hint::black_box(checksum(plain.tensor_data(&big)));
     let a = rss();
     plain.release(&big);

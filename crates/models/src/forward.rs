@@ -61,13 +61,6 @@ impl LayerAttn {
         }
     }
 
-    fn matrices(&self) -> Vec<&gguf::TensorInfo> {
-        match self {
-            LayerAttn::Standard(a) => a.matrices(),
-            LayerAttn::Latent(m) => m.matrices(),
-        }
-    }
-
     /// Query row per token (as `attend` reads it) and attention output row per token (as
     /// `output` reads it).
     fn row_lens(&self) -> (usize, usize) {
@@ -161,18 +154,6 @@ pub(crate) struct Layer {
     pub ffn: Ffn,
     /// Norm of the FFN output before the residual add (Gemma 2/3).
     pub post_ffn_norm: Option<Norm>,
-}
-
-impl Layer {
-    /// Gives the layer's weight matrices back to the kernel once a forward pass is done with
-    /// them (lazy paging only).
-    pub fn release(&self, file: &GgufFile) {
-        if file.releases_pages() {
-            let mut m = self.attn.matrices();
-            m.extend(self.ffn.matrices());
-            file.release_all(&m);
-        }
-    }
 }
 
 pub(crate) struct Decoder {
@@ -385,7 +366,6 @@ impl Decoder {
             s.h = h;
             r?;
             if last && !any_logits {
-                l.release(file);
                 return Ok(());
             }
             let a = &l.attn;
@@ -481,7 +461,6 @@ impl Decoder {
                     compute::add_in_place(x, o);
                 }
             }
-            l.release(file);
         }
 
         let h = sized(&mut s.h, n * e);
@@ -522,8 +501,8 @@ impl Decoder {
         let (e, nv) = (self.tok_embd.cols, self.output.rows);
         let out = &mut logits[dest * nv..(dest + cnt) * nv];
         qbuf.observe(&self.output.info.name, &h[k0 * e..(k0 + cnt) * e], cnt);
-        self.output
-            .matmul_paged(file, &h[k0 * e..(k0 + cnt) * e], cnt, out, qbuf)?;
+        let h = &h[k0 * e..(k0 + cnt) * e];
+        compute::matmul(&self.output.view(file)?, h, cnt, out, qbuf)?;
         if let Some(b) = &self.output_bias {
             compute::add_bias(out, b);
         }
@@ -545,11 +524,6 @@ impl Decoder {
                 )));
             }
             compute::get_rows(&emb, id as usize, &mut x[t * e..(t + 1) * e])?;
-        }
-        if file.releases_pages() {
-            for &id in tokens {
-                self.tok_embd.release_row(file, id as usize);
-            }
         }
         if let Some(sc) = self.embd_scale {
             compute::scale(x, sc);

@@ -22,13 +22,13 @@ mod weights;
 
 use std::sync::Arc;
 
+pub use compute::PAGED_CHUNK_BYTES;
 pub use compute::{default_threads, set_threads, windowed_slots, KvDtype, MAX_THREADS};
 pub use config::{Config, RopeConfig, RopeScaling};
 pub use error::ModelError;
 pub use families::{sliding_window, supported_archs, SlidingWindow};
 pub use observe::{ActivationObserver, MatmulInput};
 pub use shape::{check_shape, TensorSummary, MAX_CONTEXT, MAX_LAYERS};
-pub use weights::LAZY_OUTPUT_CHUNK_BYTES;
 
 /// The SIMD level the kernels run at on this CPU (`scalar`, `avx2`, `avx512`), as chosen at
 /// run time (or forced with `TORCHLESS_SIMD`).

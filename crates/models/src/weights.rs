@@ -19,17 +19,18 @@ pub(crate) struct Matrix {
 }
 
 impl Matrix {
+    /// The matrix as the kernels read it, paged in on demand under lazy loading (the
+    /// kernels hand its bytes back through the file's residency hook once done).
     pub fn view<'a>(&self, file: &'a GgufFile) -> Result<WeightView<'a>, ModelError> {
         let data = file.tensor_data(&self.info);
-        Ok(
-            if self.interleaved && self.info.ty == quant::GgmlType::Q4_K {
-                WeightView::interleaved_q4_k(self.rows, self.cols, data)?
-            } else if self.interleaved {
-                WeightView::interleaved_q4_0(self.rows, self.cols, data)?
-            } else {
-                WeightView::new(self.info.ty, self.rows, self.cols, data)?
-            },
-        )
+        let view = if self.interleaved && self.info.ty == quant::GgmlType::Q4_K {
+            WeightView::interleaved_q4_k(self.rows, self.cols, data)?
+        } else if self.interleaved {
+            WeightView::interleaved_q4_0(self.rows, self.cols, data)?
+        } else {
+            WeightView::new(self.info.ty, self.rows, self.cols, data)?
+        };
+        Ok(view.paged_by(file.residency()))
     }
 }
 
@@ -170,69 +171,6 @@ impl<'a> Loader<'a> {
     }
 }
 
-/// With lazy paging, the output projection (often the largest matrix: the whole vocabulary)
-/// runs in row chunks of about this many weight bytes, each given back after use, so resident
-/// memory holds one chunk of it rather than all of it.
-pub const LAZY_OUTPUT_CHUNK_BYTES: usize = 16 << 20;
-
-impl Matrix {
-    /// Gives this matrix's pages back to the kernel (lazy paging only; see
-    /// [`GgufFile::release`]).
-    pub fn release(&self, file: &GgufFile) {
-        file.release(&self.info);
-    }
-
-    /// Gives back what looking up `row` may have mapped (lazy paging only; see
-    /// [`GgufFile::release_touched`]).
-    pub fn release_row(&self, file: &GgufFile, row: usize) {
-        let rb = self.info.size / self.rows.max(1) as u64;
-        file.release_touched(&self.info, row as u64 * rb, rb);
-    }
-
-    /// `matmul` that, under lazy paging, walks the rows in chunks and releases each chunk
-    /// once done. Every output row is computed exactly as in one call: chunks are whole
-    /// multiples of 64 rows and chunking is skipped when it would change which kernel runs.
-    pub fn matmul_paged(
-        &self,
-        file: &GgufFile,
-        x: &[f32],
-        n: usize,
-        out: &mut [f32],
-        qbuf: &mut Vec<u8>,
-    ) -> Result<(), ModelError> {
-        let view = self.view(file)?;
-        let row_bytes = view.row_bytes();
-        let chunk = (LAZY_OUTPUT_CHUNK_BYTES / row_bytes.max(1)) / 64 * 64;
-        let repacked = |r: usize| quant::order::repacked_dot(self.info.ty, r).is_some();
-        let tail = self.rows % chunk.max(1);
-        let same_kernel = repacked(self.rows) == repacked(chunk)
-            && (tail == 0 || repacked(self.rows) == repacked(tail));
-        if !file.releases_pages() || chunk == 0 || chunk >= self.rows || !same_kernel {
-            compute::matmul(&view, x, n, out, qbuf)?;
-            self.release(file);
-            return Ok(());
-        }
-        let mut part = Vec::new();
-        let data = file.tensor_data(&self.info);
-        for r0 in (0..self.rows).step_by(chunk) {
-            let rows = chunk.min(self.rows - r0);
-            let bytes = &data[r0 * row_bytes..(r0 + rows) * row_bytes];
-            let v = WeightView::new(self.info.ty, rows, self.cols, bytes)?;
-            if n == 1 {
-                compute::matmul(&v, x, 1, &mut out[r0..r0 + rows], qbuf)?;
-            } else {
-                part.resize(n * rows, 0.0);
-                compute::matmul(&v, x, n, &mut part, qbuf)?;
-                for t in 0..n {
-                    out[t * self.rows + r0..][..rows].copy_from_slice(&part[t * rows..][..rows]);
-                }
-            }
-            file.release_bytes(&self.info, (r0 * row_bytes) as u64, bytes.len() as u64);
-        }
-        Ok(())
-    }
-}
-
 /// `n` matrices of `rows` x `cols` stored one after another in one tensor (ggml dims
 /// `[cols, rows, n]`, e.g. DeepSeek's per-head `attn_k_b` / `attn_v_b`), each viewed on its
 /// own so the usual matmul kernels run on it.
@@ -249,12 +187,8 @@ impl Stacked {
     pub fn view<'a>(&self, file: &'a GgufFile, i: usize) -> Result<WeightView<'a>, ModelError> {
         let data = file.tensor_data(&self.info);
         let per = data.len() / self.n;
-        Ok(WeightView::new(
-            self.info.ty,
-            self.rows,
-            self.cols,
-            &data[i * per..(i + 1) * per],
-        )?)
+        let view = WeightView::new(self.info.ty, self.rows, self.cols, &data[i * per..][..per])?;
+        Ok(view.paged_by(file.residency()))
     }
 }
 

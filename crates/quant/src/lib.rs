@@ -9,6 +9,7 @@ pub mod formats;
 pub mod iq_grid;
 mod k_common;
 mod kernel_set;
+pub mod residency;
 mod scalar;
 mod types;
 
@@ -50,6 +51,7 @@ pub mod tq2_0;
 
 pub use format::Format;
 pub use formats::{format, FORMATS};
+pub use residency::Residency;
 pub use types::GgmlType;
 
 /// Why a quant operation could not run.

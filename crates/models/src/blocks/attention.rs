@@ -5,7 +5,7 @@
 //! sliding window) and the output projection with its optional bias.
 
 use compute::{AttnParams, Rope};
-use gguf::{GgufFile, TensorInfo};
+use gguf::GgufFile;
 
 use super::mla::MlaDims;
 use super::norm::Norm;
@@ -141,16 +141,6 @@ impl Attention {
             dk,
             dv,
         })
-    }
-
-    /// The weight matrices, for lazy paging.
-    pub fn matrices(&self) -> Vec<&TensorInfo> {
-        let mut m = match &self.qkv {
-            QkvWeights::Separate { q, k, v, .. } => vec![&q.info, &k.info, &v.info],
-            QkvWeights::Fused { qkv, .. } => vec![&qkv.info],
-        };
-        m.push(&self.wo.info);
-        m
     }
 
     /// Projects the normalised rows `h` (one per entry of `rows`) to Q (left in `b.q`,

@@ -4,7 +4,7 @@
 //!   `ffn_up` of `2 * n_ff` rows, `LLM_FFN_SWIGLU`);
 //! * plain (`LLM_FFN_SEQ`): `down(gelu(up(x) + b_up)) + b_down` (Phi-2, GPT-NeoX).
 
-use gguf::{GgufFile, TensorInfo};
+use gguf::GgufFile;
 
 use super::attention::sized;
 use super::moe::{Moe, MoeScratch, MoeSpec};
@@ -98,22 +98,6 @@ impl Ffn {
             down: ld.matrix(&p(down), e, ff)?,
             glu,
         })
-    }
-
-    /// The weight matrices, for lazy paging (a MoE layer's experts are released as they
-    /// are used).
-    pub fn matrices(&self) -> Vec<&TensorInfo> {
-        match self {
-            Ffn::Gated { gate, up, down, .. } => {
-                let mut m = vec![&up.info, &down.info];
-                if let Some(g) = gate {
-                    m.push(&g.info);
-                }
-                m
-            }
-            Ffn::Plain { up, down, .. } => vec![&up.info, &down.info],
-            Ffn::Moe(m) => m.matrices(),
-        }
     }
 
     /// `out = ffn(h)` for `n` rows (`out`: `n * n_embd`).

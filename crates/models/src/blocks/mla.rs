@@ -19,7 +19,7 @@
 //! per head, and ordinary multi-head attention follows.
 
 use compute::{AttnParams, KvCache, KvDtype, Rope};
-use gguf::{GgufFile, TensorInfo};
+use gguf::GgufFile;
 
 use super::attention::sized;
 use super::norm::Norm;
@@ -184,20 +184,6 @@ impl Mla {
             params,
             dims,
         })
-    }
-
-    /// The weight matrices, for lazy paging.
-    pub fn matrices(&self) -> Vec<&TensorInfo> {
-        let mut m = match &self.q {
-            QProj::Full(q) => vec![&q.info],
-            QProj::LowRank { a, b, .. } => vec![&a.info, &b.info],
-        };
-        match &self.up {
-            KvUp::Absorbed { k_b, v_b } => m.extend([&k_b.info, &v_b.info]),
-            KvUp::Decompressed { kv_b } => m.push(&kv_b.info),
-        }
-        m.extend([&self.kv_a.info, &self.wo.info]);
-        m
     }
 
     /// A latent cache: one `[kv_cmpr | k_pe]` row per position, the values its prefix.

@@ -80,6 +80,9 @@ impl Experts {
         })
     }
 
+    /// Expert `e`, paged in on demand under lazy loading: the kernels hand its bytes back
+    /// once done, widened to the folios around it, which belong partly to unchosen
+    /// neighbours that would otherwise stay resident.
     fn view<'a>(
         &self,
         file: &'a GgufFile,
@@ -87,24 +90,8 @@ impl Experts {
     ) -> Result<compute::WeightView<'a>, ModelError> {
         let data = file.tensor_data(&self.info);
         let bytes = &data[e * self.expert_bytes..(e + 1) * self.expert_bytes];
-        Ok(compute::WeightView::new(
-            self.info.ty,
-            self.rows,
-            self.cols,
-            bytes,
-        )?)
-    }
-
-    /// Gives expert `e`'s pages back (lazy paging only), widened to page-cache folio
-    /// boundaries: reading an expert maps the whole folios around it, which belong partly to
-    /// its neighbours, and those would otherwise stay resident because unchosen experts are
-    /// never released.
-    fn release(&self, file: &GgufFile, e: usize) {
-        file.release_touched(
-            &self.info,
-            (e * self.expert_bytes) as u64,
-            self.expert_bytes as u64,
-        );
+        let view = compute::WeightView::new(self.info.ty, self.rows, self.cols, bytes)?;
+        Ok(view.paged_by(file.residency()))
     }
 }
 
@@ -193,18 +180,6 @@ impl Moe {
         })
     }
 
-    /// The always-used matrices, for lazy paging (experts are released one by one).
-    pub fn matrices(&self) -> Vec<&TensorInfo> {
-        let mut m = vec![&self.gate_inp.info];
-        if let Some(s) = &self.shared {
-            m.extend(s.matrices());
-        }
-        if let Some(g) = &self.shared_gate {
-            m.push(&g.info);
-        }
-        m
-    }
-
     /// `out = moe(h)` for `n` rows.
     pub fn forward(
         &self,
@@ -286,11 +261,6 @@ impl Moe {
                 for (d, &y) in dst.iter_mut().zip(&ys[i * e..(i + 1) * e]) {
                     *d = y * w;
                 }
-            }
-            if file.releases_pages() {
-                self.gate.release(file, x);
-                self.up.release(file, x);
-                self.down.release(file, x);
             }
         }
         // Sum the experts in rank order, as llama.cpp's chain of adds does.
