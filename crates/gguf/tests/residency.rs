@@ -145,7 +145,6 @@ fn heap_copy_and_page_release() {
     );
     // The kernels' hook: a slice handed back leaves memory (widened to its folios), bytes
     // outside the maps are ignored, and the slice reads the same afterwards.
-    use quant::Residency;
     let hook = lazy.residency().expect("paging on: a hook");
     let data = lazy.tensor_data(&big);
     std::hint::black_box(checksum(data));
