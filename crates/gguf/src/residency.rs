@@ -223,6 +223,36 @@ impl GgufFile {
             None
         }
     }
+
+    /// Where `t`'s bytes lie, for a backend that keeps borrowing them ([`quant::WeightStore`]).
+    pub fn store_range(&self, t: &TensorInfo) -> quant::StoreRange {
+        quant::StoreRange {
+            part: t.split,
+            start: t.offset,
+            len: t.size,
+        }
+    }
+}
+
+/// A model's file shared with the backends that run it (behind an `Arc`, so its bytes stay
+/// where they are: nothing can load or rewrite it meanwhile).
+impl quant::WeightStore for GgufFile {
+    fn bytes(&self, r: quant::StoreRange) -> &[u8] {
+        let Some(part) = self.parts.get(r.part) else {
+            return &[];
+        };
+        let start = part.data_start.saturating_add(r.start);
+        let end = start.saturating_add(r.len);
+        usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .and_then(|(a, b)| part.backing.bytes().get(a..b))
+            .unwrap_or(&[])
+    }
+
+    fn residency(&self) -> Option<&dyn quant::Residency> {
+        GgufFile::residency(self)
+    }
 }
 
 /// `MADV_DONTNEED` on the whole pages inside `begin..end` of a mapped backing (pages shared

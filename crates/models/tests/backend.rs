@@ -18,11 +18,27 @@ fn load(name: &str) -> Model {
     Model::load(Arc::new(gguf::GgufFile::open(path).expect("open fixture"))).expect("load")
 }
 
+/// The fixture with lazy paging on: the weights the kernels read go back to the file's
+/// residency hook.
+fn load_lazy(name: &str) -> Model {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(format!("{name}.gguf"));
+    let mut file = gguf::GgufFile::open(path).expect("open fixture");
+    file.set_release_pages(true);
+    Model::load(Arc::new(file)).expect("load")
+}
+
 fn check(name: &str, kv: KvDtype) {
+    check_against(name, kv, &load(name));
+}
+
+/// `forward` on `name` against the seam over `seam_model` (the same file, maybe paged).
+fn check_against(name: &str, kv: KvDtype, seam_model: &Model) {
     let model = load(name);
     let nv = model.config().n_vocab as u32;
     let cpu = Cpu::new(kv);
-    let bm = BackendModel::load(&model, &cpu).unwrap();
+    let bm = BackendModel::load(seam_model, &cpu).unwrap();
     let mut bs = bm.new_state(&cpu, 96, models::DEFAULT_UBATCH).unwrap();
     let mut state = model.new_state(96, kv);
     // 70 tokens: F16 caches take the tiled flash-attention kernel from 64 queries.
@@ -86,6 +102,16 @@ fn every_moe_and_mla_fixture_bit_for_bit() {
         for kv in [KvDtype::F16, KvDtype::F32] {
             check(name, kv);
         }
+    }
+}
+
+/// The CPU backend borrows its weights from the model's file (no copy) and, with lazy
+/// paging on, hands them back through the file's residency hook as the forward pass does:
+/// the same logits bit for bit on a dense, a MoE and a latent-attention fixture.
+#[test]
+fn lazily_paged_weights_bit_for_bit() {
+    for name in ["llama-q8_0", "qwen2moe", "deepseek2-v3"] {
+        check_against(name, KvDtype::F16, &load_lazy(name));
     }
 }
 

@@ -51,7 +51,7 @@ pub mod tq2_0;
 
 pub use format::Format;
 pub use formats::{format, FORMATS};
-pub use residency::Residency;
+pub use residency::{Residency, StoreRange, WeightStore};
 pub use types::GgmlType;
 
 /// Why a quant operation could not run.

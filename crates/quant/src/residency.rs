@@ -13,3 +13,22 @@ pub trait Residency: Sync {
     /// their pages may leave memory. The slice stays valid; reading it again pages it back.
     fn done_with(&self, bytes: &[u8]);
 }
+
+/// Where a tensor's bytes lie in a [`WeightStore`]: `len` bytes from `start` in part `part`
+/// (a GGUF file's split).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreRange {
+    pub part: usize,
+    pub start: u64,
+    pub len: u64,
+}
+
+/// Weight bytes that outlive a model's loading: the GGUF file a model shares (`Arc`) with
+/// the backends that run it, so a CPU backend reads the weights where they lie rather than
+/// copying them, paged in on demand when the store pages them ([`WeightStore::residency`]).
+pub trait WeightStore: Send + Sync {
+    /// The bytes at `r`; empty when `r` is outside the store.
+    fn bytes(&self, r: StoreRange) -> &[u8];
+    /// The hook to hand read bytes back to, when the store pages them in on demand.
+    fn residency(&self) -> Option<&dyn Residency>;
+}

@@ -3,12 +3,13 @@
 //! take, so every element takes the same path), so a decoder run through the trait gets
 //! that pass's logits bit for bit. Operations run at once; tensors are host vectors.
 //!
-//! Weights are copied into the backend (a reference implementation: the CPU forward pass
-//! itself reads them in place from the file).
+//! Weights shared from the model's file ([`Backend::share_weights`]) are read where they lie,
+//! paged in on demand under lazy loading exactly as the forward pass pages them (the kernels
+//! hand what they read back to the file's residency hook); uploaded ones are copied.
 
-use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use quant::GgmlType;
+use quant::{GgmlType, StoreRange, WeightStore};
 
 use super::{Backend, GluKind, RopeSpec, Span};
 use crate::{shape_err, AttnParams, ComputeError, KvCache, KvDtype, Rope, WeightView};
@@ -49,10 +50,52 @@ pub struct CpuWeights {
     rows: usize,
     cols: usize,
     count: usize,
-    data: Vec<u8>,
+    data: WeightBytes,
+}
+
+/// Where a [`CpuWeights`]' bytes are: its own copy, or borrowed where they lie in the
+/// model's file ([`Backend::share_weights`]), whose residency hook (lazy paging) the kernels
+/// then hand them back to.
+enum WeightBytes {
+    Owned(Vec<u8>),
+    Shared(Arc<dyn WeightStore>, StoreRange),
 }
 
 impl CpuWeights {
+    fn new(
+        ty: GgmlType,
+        count: usize,
+        rows: usize,
+        cols: usize,
+        data: WeightBytes,
+    ) -> Result<CpuWeights, ComputeError> {
+        let w = CpuWeights {
+            ty,
+            rows,
+            cols,
+            count,
+            data,
+        };
+        let len = w.bytes().len();
+        if count == 0 || !len.is_multiple_of(count) {
+            return Err(shape_err("stacked matrices", count, len));
+        }
+        WeightView::new(ty, rows, cols, &w.bytes()[..len / count])?;
+        Ok(w)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.data {
+            WeightBytes::Owned(v) => v,
+            WeightBytes::Shared(store, at) => store.bytes(*at),
+        }
+    }
+
+    /// Whether the bytes are borrowed from the model's file rather than copied.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.data, WeightBytes::Shared(..))
+    }
+
     fn view(&self) -> Result<WeightView<'_>, ComputeError> {
         self.view_at(0)
     }
@@ -62,8 +105,14 @@ impl CpuWeights {
         if i >= self.count {
             return Err(shape_err("matrix of a stack", self.count, i));
         }
-        let per = self.data.len() / self.count;
-        WeightView::new(self.ty, self.rows, self.cols, &self.data[i * per..][..per])
+        let data = self.bytes();
+        let per = data.len() / self.count;
+        let residency = match &self.data {
+            WeightBytes::Owned(_) => None,
+            WeightBytes::Shared(store, _) => store.residency(),
+        };
+        let v = WeightView::new(self.ty, self.rows, self.cols, &data[i * per..][..per])?;
+        Ok(v.paged_by(residency))
     }
 }
 
@@ -154,14 +203,7 @@ impl Backend for Cpu {
         cols: usize,
         data: &[u8],
     ) -> Result<CpuWeights, ComputeError> {
-        WeightView::new(ty, rows, cols, data)?;
-        Ok(CpuWeights {
-            ty,
-            rows,
-            cols,
-            count: 1,
-            data: data.to_vec(),
-        })
+        CpuWeights::new(ty, 1, rows, cols, WeightBytes::Owned(data.to_vec()))
     }
 
     fn upload_stack(
@@ -172,17 +214,36 @@ impl Backend for Cpu {
         cols: usize,
         data: &[u8],
     ) -> Result<CpuWeights, ComputeError> {
-        if count == 0 || !data.len().is_multiple_of(count) {
-            return Err(shape_err("stacked matrices", count, data.len()));
-        }
-        WeightView::new(ty, rows, cols, &data[..data.len() / count])?;
-        Ok(CpuWeights {
+        CpuWeights::new(ty, count, rows, cols, WeightBytes::Owned(data.to_vec()))
+    }
+
+    fn share_weights(
+        &self,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        store: &Arc<dyn WeightStore>,
+        at: StoreRange,
+    ) -> Result<CpuWeights, ComputeError> {
+        CpuWeights::new(ty, 1, rows, cols, WeightBytes::Shared(store.clone(), at))
+    }
+
+    fn share_stack(
+        &self,
+        ty: GgmlType,
+        count: usize,
+        rows: usize,
+        cols: usize,
+        store: &Arc<dyn WeightStore>,
+        at: StoreRange,
+    ) -> Result<CpuWeights, ComputeError> {
+        CpuWeights::new(
             ty,
+            count,
             rows,
             cols,
-            count,
-            data: data.to_vec(),
-        })
+            WeightBytes::Shared(store.clone(), at),
+        )
     }
 
     fn kv_cache(

@@ -23,7 +23,9 @@
 //! through ids ([`Backend::matmul_id`]) that the router ([`Backend::route`]) writes on the
 //! backend itself, so a MoE layer needs no read-back to the host.
 
-use quant::GgmlType;
+use std::sync::Arc;
+
+use quant::{GgmlType, StoreRange, WeightStore};
 
 use crate::ComputeError;
 
@@ -125,6 +127,31 @@ pub trait Backend {
         cols: usize,
         data: &[u8],
     ) -> Result<Self::Weights, ComputeError>;
+    /// [`Backend::upload_weights`] of bytes in a store the model shares (its GGUF file): a
+    /// backend whose operations can read host memory keeps borrowing them, paged in on
+    /// demand when the store pages them; the default copies them, as a device must.
+    fn share_weights(
+        &self,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        store: &Arc<dyn WeightStore>,
+        at: StoreRange,
+    ) -> Result<Self::Weights, ComputeError> {
+        self.upload_weights(ty, rows, cols, store.bytes(at))
+    }
+    /// [`Backend::upload_stack`] of bytes in a shared store (see [`Backend::share_weights`]).
+    fn share_stack(
+        &self,
+        ty: GgmlType,
+        count: usize,
+        rows: usize,
+        cols: usize,
+        store: &Arc<dyn WeightStore>,
+        at: StoreRange,
+    ) -> Result<Self::Weights, ComputeError> {
+        self.upload_stack(ty, count, rows, cols, store.bytes(at))
+    }
     /// The cache of a layer whose queries see the last `window` positions (0 = all), for up
     /// to `capacity` positions fed in micro-batches of at most `ubatch`: a ring of
     /// [`crate::windowed_slots`] slots.

@@ -195,6 +195,8 @@ impl Dims {
 struct Builder<'a, B: Backend> {
     b: &'a B,
     file: &'a gguf::GgufFile,
+    /// The same file, for backends that borrow the weights where they lie.
+    store: std::sync::Arc<dyn quant::WeightStore>,
     matrices: Vec<B::Weights>,
     by_name: HashMap<String, usize>,
     vectors: Vec<B::Tensor>,
@@ -226,7 +228,8 @@ impl<B: Backend> Builder<'_, B> {
             }
             self.b.upload_weights(m.info.ty, m.rows, m.cols, &plain)?
         } else {
-            self.b.upload_weights(m.info.ty, m.rows, m.cols, data)?
+            let at = self.file.store_range(&m.info);
+            (self.b).share_weights(m.info.ty, m.rows, m.cols, &self.store, at)?
         };
         self.matrices.push(w);
         self.by_name
@@ -271,8 +274,8 @@ impl<B: Backend> Builder<'_, B> {
         if let Some(&i) = self.by_name.get(&info.name) {
             return Ok(i);
         }
-        let data = self.file.tensor_data(info);
-        let w = self.b.upload_stack(info.ty, count, rows, cols, data)?;
+        let at = self.file.store_range(info);
+        let w = (self.b).share_stack(info.ty, count, rows, cols, &self.store, at)?;
         self.matrices.push(w);
         self.by_name
             .insert(info.name.clone(), self.matrices.len() - 1);
@@ -443,6 +446,7 @@ impl<B: Backend> BackendModel<B> {
         let mut bd = Builder {
             b: backend,
             file: &model.file,
+            store: model.file.clone(),
             matrices: Vec::new(),
             by_name: HashMap::new(),
             vectors: Vec::new(),
