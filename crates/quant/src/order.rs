@@ -69,7 +69,10 @@ pub fn matmul_plan(ty: GgmlType, rows: usize, n_tokens: usize) -> Option<MatmulP
             // more weight rows does better there.
             let tile = match crate::dispatch::vec_dot_gemv_tile(ty) {
                 Some(g) if n_tokens < 4 => Some(g),
-                _ => crate::dispatch::vec_dot_tile(ty),
+                _ => match lane_tile(ty) {
+                    Some(l) if n_tokens >= LANE_TILE_MIN_TOKENS => Some(l),
+                    _ => crate::dispatch::vec_dot_tile(ty),
+                },
             };
             same(Kernels {
                 one: vec_dot_fn(ty)?,
@@ -78,6 +81,32 @@ pub fn matmul_plan(ty: GgmlType, rows: usize, n_tokens: usize) -> Option<MatmulP
             })
         }
     })
+}
+
+/// Smallest batch for [`lane_tile`]: its 16 token lanes cost the same however few are used,
+/// and below about 10 tokens the pair tile (`vec_dot_tile`) is faster.
+pub const LANE_TILE_MIN_TOKENS: usize = 10;
+
+/// The `vec_dot`-order tile with 16 tokens in a register's lanes and the activations packed
+/// once per matmul, where written (Q4_1 on AVX-512 VNNI), at the active level only: it must
+/// give the bits of that level's [`vec_dot_fn`].
+pub fn lane_tile(ty: GgmlType) -> Option<Tile> {
+    #[cfg(target_arch = "x86_64")]
+    if ty == GgmlType::Q4_1 && active_level() >= SimdLevel::Avx512 {
+        use crate::x86::q4_1_lanes as l;
+        return Some(Tile {
+            rows: l::ROWS,
+            toks: l::TOKS,
+            f: l::tile_avx512,
+            x_f32: false,
+            pack: Some(crate::dispatch::TilePack {
+                bytes: l::pack_bytes,
+                f: l::pack,
+            }),
+        });
+    }
+    let _ = ty;
+    None
 }
 
 /// The tile kernel of llama.cpp's repacked Q4_0 order at `level` (8 weight rows, up to 4

@@ -121,6 +121,7 @@ pub(crate) mod q3_k;
 pub(crate) mod q4_0;
 pub(crate) mod q4_0x8;
 pub(crate) mod q4_1;
+pub(crate) mod q4_1_lanes;
 pub(crate) mod q4_k;
 pub(crate) mod q4_kx16;
 pub(crate) mod q5_0;
