@@ -130,6 +130,7 @@ pub(crate) mod q5_k;
 pub(crate) mod q6_k;
 pub(crate) mod q6_k_tile;
 pub(crate) mod q8_0;
+pub(crate) mod q8_0_lanes;
 pub(crate) mod q8_k;
 pub(crate) mod repack_iq4_nl;
 pub(crate) mod repack_q4_0;

@@ -161,7 +161,7 @@ unsafe fn row_vnni(nb: usize, w: *const u8, xp: *const u8) -> [f32; TOKS] {
 /// `p` must be readable for 4 bytes; AVX-512 F must be available.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn broadcast_dword(p: *const i32) -> __m512i {
+pub(crate) unsafe fn broadcast_dword(p: *const i32) -> __m512i {
     let v: __m512i;
     // SAFETY: a 4-byte read at `p` (caller), no other effect.
     unsafe {
