@@ -444,9 +444,7 @@ impl<'a> Plan<'a> {
             // Row groups outside, tokens inside: a group's weights stay in L1 while the
             // token tile passes over them.
             while r + tile.rows <= r1 {
-                if tile.pack.is_some() {
-                    prefetch_rows(w, r + tile.rows * PREFETCH_GROUPS_PACKED, tile.rows);
-                } else if t1 - t0 <= PREFETCH_MAX_TOKENS {
+                if t1 - t0 <= PREFETCH_MAX_TOKENS {
                     prefetch_rows(w, r + tile.rows * PREFETCH_GROUPS, tile.rows);
                 }
                 let ws: [&[u8]; MAX_TILE] = std::array::from_fn(|i| w.row((r + i).min(r1 - 1)));
@@ -502,12 +500,6 @@ const PREFETCH_MAX_TOKENS: usize = 3;
 
 /// How many row groups ahead of the kernel the prefetch runs.
 const PREFETCH_GROUPS: usize = 2;
-
-/// How many row groups ahead a packed tile (`Tile::pack`) prefetches. Such a tile runs its
-/// rows one after another, each one short stream, and waited on memory at the start of each
-/// row without it (a batch of 16 sequences on SmolLM2 Q4_1, one thread: ~9% faster with
-/// it, about the same at 8 groups).
-const PREFETCH_GROUPS_PACKED: usize = 4;
 
 /// How many rows ahead the single-row path prefetches.
 const PREFETCH_ROWS_AHEAD: usize = 4;

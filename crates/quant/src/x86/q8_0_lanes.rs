@@ -38,6 +38,9 @@ const HEADER: usize = 64;
 /// 1.5 * 2^23 as f32 bits (see the module notes).
 const MAGIC: i32 = 0x4b40_0000;
 
+/// How far ahead the weight row is prefetched (see `q4_1_lanes::PF_DIST`).
+const PF_DIST: usize = super::q4_1_lanes::PF_DIST;
+
 /// Bytes of one packed token group for rows of `cols` values.
 pub(crate) fn pack_bytes(cols: usize) -> usize {
     HEADER + cols / 32 * PACK_BLOCK
@@ -153,6 +156,8 @@ unsafe fn row_vnni(nb: usize, w: *const u8, xp: *const u8) -> [f32; TOKS] {
         for i in 0..nb {
             let p = xp.add(i * PACK_BLOCK);
             let bw = w.add(i * BYTES);
+            // A hint only: no fault, whatever the address.
+            _mm_prefetch::<_MM_HINT_T0>(bw.wrapping_add(PF_DIST) as *const i8);
             // d_w * d_x, rounded as ggml's scalar product, for every token at once.
             let dx = _mm512_loadu_ps(p.add(PACK_D) as *const f32);
             let d = _mm512_mul_ps(_mm512_set1_ps(f16_at(bw)), dx);
