@@ -147,11 +147,16 @@ pub(crate) fn has_avx2() -> bool {
 }
 
 pub(crate) fn has_avx512() -> bool {
-    has_avx2()
-        && is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vl")
-        && is_x86_feature_detected!("avx512vnni")
+    // Asked once per tile call by the kernels that check it: one cached load rather than
+    // seven feature lookups.
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        has_avx2()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+    })
 }
 
 /// ggml compiles its BF16 dot with `vdpbf16ps` when the CPU has it (Zen 4 does); that

@@ -100,23 +100,95 @@ pub(crate) fn tile_avx512(cols: usize, ws: &[&[u8]], xs: &[&[u8]], out: &mut [f3
         xs.len()
     );
     assert!(super::has_avx512(), "Q4_1 lane tile needs AVX-512 VNNI");
-    for (r, w) in ws.iter().enumerate() {
-        // SAFETY: AVX-512 VNNI was checked above; the row holds `nb` blocks and the packed
-        // group `nb` packed blocks (asserted).
-        let res = unsafe { row_vnni(nb, w.as_ptr(), xs[0].as_ptr()) };
-        for (t, v) in res[..xs.len()].iter().enumerate() {
-            out[t * ROWS + r] = *v;
+    let w = [
+        ws[0].as_ptr(),
+        ws[1].as_ptr(),
+        ws[2].as_ptr(),
+        ws[3].as_ptr(),
+    ];
+    // SAFETY: AVX-512 VNNI was checked above; every row holds `nb` blocks and the packed
+    // group `nb` packed blocks, `out` room for `xs.len()` tokens (asserted).
+    unsafe { tile_vnni(nb, w, xs[0].as_ptr(), xs.len(), out) }
+}
+
+/// The four rows one after another, their results kept in registers up to the store
+/// (returned from a call they go through memory, and reading them back lane by lane
+/// waits on store forwarding).
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI must be available; every row must hold `nb` Q4_1 blocks, `xp` `nb`
+/// packed blocks, `out` at least `m * 4` values, `m <= 16`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_vnni(nb: usize, w: [*const u8; ROWS], xp: *const u8, m: usize, out: &mut [f32]) {
+    // SAFETY: the caller's contract, row by row.
+    let res = unsafe {
+        [
+            row_vnni(nb, w[0], xp),
+            row_vnni(nb, w[1], xp),
+            row_vnni(nb, w[2], xp),
+            row_vnni(nb, w[3], xp),
+        ]
+    };
+    store_rows(res, m, out)
+}
+
+/// The four rows' results (row r's tokens in the lanes of `res[r]`) written to
+/// `out[t * 4 + r]` for tokens below `m`: transposed in registers, stored with masks.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn store_rows(res: [__m512; ROWS], m: usize, out: &mut [f32]) {
+    assert!(ROWS == 4 && m <= TOKS && out.len() >= m * ROWS);
+    let (pd, ps) = (_mm512_castps_pd, _mm512_castpd_ps);
+    // Within each 128-bit lane l: `ab`/`cd` interleave rows 0-1 / 2-3, and `tk[k]` holds
+    // token 4l + k's four rows.
+    let ab = [
+        pd(_mm512_unpacklo_ps(res[0], res[1])),
+        pd(_mm512_unpackhi_ps(res[0], res[1])),
+    ];
+    let cd = [
+        pd(_mm512_unpacklo_ps(res[2], res[3])),
+        pd(_mm512_unpackhi_ps(res[2], res[3])),
+    ];
+    let tk = [
+        ps(_mm512_unpacklo_pd(ab[0], cd[0])),
+        ps(_mm512_unpackhi_pd(ab[0], cd[0])),
+        ps(_mm512_unpacklo_pd(ab[1], cd[1])),
+        ps(_mm512_unpackhi_pd(ab[1], cd[1])),
+    ];
+    // Output vector h holds tokens 4h..4h + 4: lane h of tk[0..4].
+    let lo = [
+        _mm512_shuffle_f32x4::<0b01_00_01_00>(tk[0], tk[1]),
+        _mm512_shuffle_f32x4::<0b01_00_01_00>(tk[2], tk[3]),
+    ];
+    let hi = [
+        _mm512_shuffle_f32x4::<0b11_10_11_10>(tk[0], tk[1]),
+        _mm512_shuffle_f32x4::<0b11_10_11_10>(tk[2], tk[3]),
+    ];
+    let v = [
+        _mm512_shuffle_f32x4::<0b10_00_10_00>(lo[0], lo[1]),
+        _mm512_shuffle_f32x4::<0b11_01_11_01>(lo[0], lo[1]),
+        _mm512_shuffle_f32x4::<0b10_00_10_00>(hi[0], hi[1]),
+        _mm512_shuffle_f32x4::<0b11_01_11_01>(hi[0], hi[1]),
+    ];
+    for (h, v) in v.into_iter().enumerate() {
+        let t = m.saturating_sub(4 * h).min(4);
+        let mask = ((1u32 << (ROWS * t)) - 1) as u16;
+        if mask != 0 {
+            // SAFETY: the mask covers floats `16 * h..` below `m * ROWS`, inside `out`
+            // (asserted); masked-off lanes are not touched.
+            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(16 * h), mask, v) };
         }
     }
 }
 
-/// One weight row against a packed group: the 16 tokens' results.
+/// One weight row against a packed group: the 16 tokens' results, in the lanes.
 ///
 /// # Safety
 /// AVX-512 F/BW/VL/VNNI must be available; `w` must hold `nb` Q4_1 blocks and `xp` `nb`
 /// packed blocks.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn row_vnni(nb: usize, w: *const u8, xp: *const u8) -> [f32; TOKS] {
+unsafe fn row_vnni(nb: usize, w: *const u8, xp: *const u8) -> __m512 {
     let mut acc = [_mm512_setzero_ps(); 8];
     let mut summs = _mm512_setzero_ps();
     let magic = _mm512_set1_epi32(MAGIC);
@@ -154,11 +226,7 @@ unsafe fn row_vnni(nb: usize, w: *const u8, xp: *const u8) -> [f32; TOKS] {
     // hsum_float_8's tree: lanes four apart, then two apart, then the last two.
     let t: [__m512; 4] = std::array::from_fn(|k| _mm512_add_ps(acc[k + 4], acc[k]));
     let u = [_mm512_add_ps(t[0], t[2]), _mm512_add_ps(t[1], t[3])];
-    let v = _mm512_add_ps(_mm512_add_ps(u[0], u[1]), summs);
-    let mut out = [0f32; TOKS];
-    // SAFETY: `out` holds 16 floats.
-    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
-    out
+    _mm512_add_ps(_mm512_add_ps(u[0], u[1]), summs)
 }
 
 /// The i32 at `p` in every lane, as a load (`vpbroadcastd` from memory runs on a load port

@@ -26,6 +26,8 @@ use crate::q8_0::BYTES;
 pub(crate) const ROWS: usize = 4;
 /// Tokens per call (at most): the lanes of a 512-bit register.
 pub(crate) const TOKS: usize = 16;
+// The results go out through `q4_1_lanes::store_rows`, written for that shape.
+const _: () = assert!(ROWS == super::q4_1_lanes::ROWS && TOKS == super::q4_1_lanes::TOKS);
 
 /// Bytes of one packed block of a token group: the 4 activations (+128) of lane j for token
 /// t at `4 * (j * TOKS + t)`, then the 16 `d_x` as f32, then their f16 bits.
@@ -106,14 +108,36 @@ pub(crate) fn tile_avx512(cols: usize, ws: &[&[u8]], xs: &[&[u8]], out: &mut [f3
     if xp[0] != 0 {
         return wrapping_fallback(cols, ws, xp, xs.len(), out);
     }
-    for (r, w) in ws.iter().enumerate() {
-        // SAFETY: AVX-512 VNNI was checked above; the row holds `nb` blocks and the packed
-        // group `nb` packed blocks after its header (asserted).
-        let res = unsafe { row_vnni(nb, w.as_ptr(), xp[HEADER..].as_ptr()) };
-        for (t, v) in res[..xs.len()].iter().enumerate() {
-            out[t * ROWS + r] = *v;
-        }
-    }
+    let w = [
+        ws[0].as_ptr(),
+        ws[1].as_ptr(),
+        ws[2].as_ptr(),
+        ws[3].as_ptr(),
+    ];
+    // SAFETY: AVX-512 VNNI was checked above; every row holds `nb` blocks and the packed
+    // group `nb` packed blocks after its header, `out` room for `xs.len()` tokens
+    // (asserted).
+    unsafe { tile_vnni(nb, w, xp[HEADER..].as_ptr(), xs.len(), out) }
+}
+
+/// The four rows one after another, their results kept in registers up to the store (see
+/// `q4_1_lanes::tile_vnni`).
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI must be available; every row must hold `nb` Q8_0 blocks, `xp` `nb`
+/// packed blocks, `out` at least `m * 4` values, `m <= 16`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_vnni(nb: usize, w: [*const u8; ROWS], xp: *const u8, m: usize, out: &mut [f32]) {
+    // SAFETY: the caller's contract, row by row.
+    let res = unsafe {
+        [
+            row_vnni(nb, w[0], xp),
+            row_vnni(nb, w[1], xp),
+            row_vnni(nb, w[2], xp),
+            row_vnni(nb, w[3], xp),
+        ]
+    };
+    super::q4_1_lanes::store_rows(res, m, out)
 }
 
 /// A group holding a -128 activation: its Q8_0 rows rebuilt from the packed bytes and each
@@ -140,13 +164,15 @@ fn wrapping_fallback(cols: usize, ws: &[&[u8]], xp: &[u8], m: usize, out: &mut [
     }
 }
 
-/// One weight row against a packed group (after its header): the 16 tokens' results.
+/// One weight row against a packed group (after its header): the 16 tokens' results, in
+/// the lanes.
 ///
 /// # Safety
 /// AVX-512 F/BW/VL/VNNI must be available; `w` must hold `nb` Q8_0 blocks and `xp` `nb`
 /// packed blocks.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn row_vnni(nb: usize, w: *const u8, xp: *const u8) -> [f32; TOKS] {
+unsafe fn row_vnni(nb: usize, w: *const u8, xp: *const u8) -> __m512 {
     let mut acc = [_mm512_setzero_ps(); 8];
     let magic = _mm512_set1_epi32(MAGIC);
     let mut corr = [0i32; 8];
@@ -179,11 +205,7 @@ unsafe fn row_vnni(nb: usize, w: *const u8, xp: *const u8) -> [f32; TOKS] {
     // hsum_float_8's tree: lanes four apart, then two apart, then the last two.
     let t: [__m512; 4] = std::array::from_fn(|k| _mm512_add_ps(acc[k + 4], acc[k]));
     let u = [_mm512_add_ps(t[0], t[2]), _mm512_add_ps(t[1], t[3])];
-    let v = _mm512_add_ps(u[0], u[1]);
-    let mut out = [0f32; TOKS];
-    // SAFETY: `out` holds 16 floats.
-    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
-    out
+    _mm512_add_ps(u[0], u[1])
 }
 
 #[cfg(test)]
