@@ -69,7 +69,10 @@ pub fn matmul_plan(ty: GgmlType, rows: usize, n_tokens: usize) -> Option<MatmulP
             // more weight rows does better there.
             let tile = match crate::dispatch::vec_dot_gemv_tile(ty) {
                 Some(g) if n_tokens < 4 => Some(g),
-                _ => crate::dispatch::vec_dot_tile(ty),
+                _ => match lane_tile(ty) {
+                    Some(l) if n_tokens >= LANE_TILE_MIN_TOKENS => Some(l),
+                    _ => crate::dispatch::vec_dot_tile(ty),
+                },
             };
             same(Kernels {
                 one: vec_dot_fn(ty)?,
@@ -78,6 +81,46 @@ pub fn matmul_plan(ty: GgmlType, rows: usize, n_tokens: usize) -> Option<MatmulP
             })
         }
     })
+}
+
+/// Smallest batch for [`lane_tile`]: its 16 token lanes cost the same however few are used,
+/// and below about 10 tokens the pair tile (`vec_dot_tile`) is faster.
+pub const LANE_TILE_MIN_TOKENS: usize = 10;
+
+/// The `vec_dot`-order tile with 16 tokens in a register's lanes and the activations packed
+/// once per matmul, where written (Q4_1 and Q8_0 on AVX-512 VNNI), at the active level only:
+/// it must give the bits of that level's [`vec_dot_fn`].
+pub fn lane_tile(ty: GgmlType) -> Option<Tile> {
+    #[cfg(target_arch = "x86_64")]
+    if active_level() >= SimdLevel::Avx512 {
+        use crate::x86::{q4_1_lanes, q8_0_lanes};
+        let (rows, toks, f, bytes, pack): (_, _, TileFn, fn(usize) -> usize, _) = match ty {
+            GgmlType::Q4_1 => (
+                q4_1_lanes::ROWS,
+                q4_1_lanes::TOKS,
+                q4_1_lanes::tile_avx512,
+                q4_1_lanes::pack_bytes,
+                q4_1_lanes::pack as fn(usize, &[&[u8]], &mut [u8]),
+            ),
+            GgmlType::Q8_0 => (
+                q8_0_lanes::ROWS,
+                q8_0_lanes::TOKS,
+                q8_0_lanes::tile_avx512,
+                q8_0_lanes::pack_bytes,
+                q8_0_lanes::pack,
+            ),
+            _ => return None,
+        };
+        return Some(Tile {
+            rows,
+            toks,
+            f,
+            x_f32: false,
+            pack: Some(crate::dispatch::TilePack { bytes, f: pack }),
+        });
+    }
+    let _ = ty;
+    None
 }
 
 /// The tile kernel of llama.cpp's repacked Q4_0 order at `level` (8 weight rows, up to 4

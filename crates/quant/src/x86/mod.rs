@@ -121,6 +121,7 @@ pub(crate) mod q3_k;
 pub(crate) mod q4_0;
 pub(crate) mod q4_0x8;
 pub(crate) mod q4_1;
+pub(crate) mod q4_1_lanes;
 pub(crate) mod q4_k;
 pub(crate) mod q4_kx16;
 pub(crate) mod q5_0;
@@ -129,6 +130,7 @@ pub(crate) mod q5_k;
 pub(crate) mod q6_k;
 pub(crate) mod q6_k_tile;
 pub(crate) mod q8_0;
+pub(crate) mod q8_0_lanes;
 pub(crate) mod q8_k;
 pub(crate) mod repack_iq4_nl;
 pub(crate) mod repack_q4_0;
@@ -145,11 +147,16 @@ pub(crate) fn has_avx2() -> bool {
 }
 
 pub(crate) fn has_avx512() -> bool {
-    has_avx2()
-        && is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vl")
-        && is_x86_feature_detected!("avx512vnni")
+    // Asked once per tile call by the kernels that check it: one cached load rather than
+    // seven feature lookups.
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        has_avx2()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+    })
 }
 
 /// ggml compiles its BF16 dot with `vdpbf16ps` when the CPU has it (Zen 4 does); that
