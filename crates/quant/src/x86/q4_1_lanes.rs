@@ -40,7 +40,7 @@ const PACK_S: usize = PACK_D + 4 * TOKS;
 
 /// 1.5 * 2^23 as f32 bits: adding an integer below 2^22 in magnitude to these bits gives the
 /// float 1.5 * 2^23 + that integer, exactly.
-const MAGIC: i32 = 0x4b40_0000;
+pub(crate) const MAGIC: i32 = 0x4b40_0000;
 
 /// How far ahead of the block in use the weight row is prefetched (a few rows: the rows of a
 /// matrix follow each other). A row is a short stream which the hardware prefetcher picks
@@ -171,15 +171,7 @@ pub(crate) fn store_rows(res: [__m512; ROWS], m: usize, out: &mut [f32]) {
         _mm512_shuffle_f32x4::<0b10_00_10_00>(hi[0], hi[1]),
         _mm512_shuffle_f32x4::<0b11_01_11_01>(hi[0], hi[1]),
     ];
-    for (h, v) in v.into_iter().enumerate() {
-        let t = m.saturating_sub(4 * h).min(4);
-        let mask = ((1u32 << (ROWS * t)) - 1) as u16;
-        if mask != 0 {
-            // SAFETY: the mask covers floats `16 * h..` below `m * ROWS`, inside `out`
-            // (asserted); masked-off lanes are not touched.
-            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(16 * h), mask, v) };
-        }
-    }
+    super::tile_pairs::write_tile(&v, m, out)
 }
 
 /// One weight row against a packed group: the 16 tokens' results, in the lanes.

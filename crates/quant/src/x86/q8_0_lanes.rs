@@ -38,7 +38,7 @@ const PACK_D16: usize = PACK_D + 4 * TOKS;
 const HEADER: usize = 64;
 
 /// 1.5 * 2^23 as f32 bits (see the module notes).
-const MAGIC: i32 = 0x4b40_0000;
+const MAGIC: i32 = super::q4_1_lanes::MAGIC;
 
 /// How far ahead the weight row is prefetched (see `q4_1_lanes::PF_DIST`).
 const PF_DIST: usize = super::q4_1_lanes::PF_DIST;

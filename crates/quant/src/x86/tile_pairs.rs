@@ -190,18 +190,19 @@ fn reduce_tile<const P: usize>(acc: &[[__m512; P]; ROWS]) -> [__m512; 2] {
     })
 }
 
-/// Writes the tile's results for tokens below `m` (`out[t * ROWS + r]`).
+/// Writes a tile's results for tokens below `m` (`out[t * ROWS + r]`): vector `h` holds
+/// tokens `4h..4h + 4`, four rows each (also the lane tiles' last step).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn write_tile(res: [__m512; 2], m: usize, out: &mut [f32]) {
-    assert!(ROWS == 4 && m <= TOKS && out.len() >= m * ROWS);
-    for (h, v) in res.into_iter().enumerate() {
+pub(crate) fn write_tile(res: &[__m512], m: usize, out: &mut [f32]) {
+    assert!(ROWS == 4 && m <= 4 * res.len() && out.len() >= m * ROWS);
+    for (h, v) in res.iter().enumerate() {
         let t = m.saturating_sub(4 * h).min(4);
         let mask = ((1u32 << (ROWS * t)) - 1) as u16;
         if mask != 0 {
             // SAFETY: the mask covers lanes `16 * h..` below `m * ROWS`, inside `out`
             // (asserted above); masked-off lanes are not touched.
-            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(16 * h), mask, v) };
+            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(16 * h), mask, *v) };
         }
     }
 }
@@ -210,7 +211,7 @@ fn write_tile(res: [__m512; 2], m: usize, out: &mut [f32]) {
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn store<const P: usize>(acc: [[__m512; P]; ROWS], m: usize, out: &mut [f32]) {
-    write_tile(reduce_tile(&acc), m, out)
+    write_tile(&reduce_tile(&acc), m, out)
 }
 
 const X_BYTES: usize = crate::q8_0::BYTES;
@@ -403,7 +404,7 @@ fn store_offset<const P: usize>(
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     let r01 = _mm512_permutex2var_ps(summs[0], odd, summs[1]);
     let r23 = _mm512_permutex2var_ps(summs[2], odd, summs[3]);
-    let res = std::array::from_fn(|h| {
+    let res: [__m512; 2] = std::array::from_fn(|h| {
         let idx: [i32; 16] = std::array::from_fn(|l| {
             let (t, r) = (4 * h + l / 4, l % 4);
             (r % 2 * 8 + t) as i32 + if r < 2 { 0 } else { 16 }
@@ -412,7 +413,7 @@ fn store_offset<const P: usize>(
         let idx = unsafe { _mm512_loadu_si512(idx.as_ptr() as *const _) };
         _mm512_add_ps(sums[h], _mm512_permutex2var_ps(r01, idx, r23))
     });
-    write_tile(res, m, out)
+    write_tile(&res, m, out)
 }
 
 kernel_offset!(gemm_q4_1, tile_q4_1, crate::q4_1::BYTES, quants_q4_1);
