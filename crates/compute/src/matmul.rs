@@ -372,7 +372,7 @@ impl<'a> Plan<'a> {
             // Row groups outside, tokens inside: a group's weights stay in L1 while the
             // token tile passes over them.
             while r + tile.rows <= r1 {
-                if t1 - t0 <= PREFETCH_MAX_TOKENS {
+                if t1 - t0 <= PREFETCH_MAX_TOKENS && !tile.prefetches {
                     prefetch_rows(w, r + tile.rows * PREFETCH_GROUPS, tile.rows);
                 }
                 let ws: [&[u8]; MAX_TILE] = std::array::from_fn(|i| w.row((r + i).min(r1 - 1)));

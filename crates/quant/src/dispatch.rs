@@ -49,6 +49,10 @@ pub struct Tile {
     /// The kernel takes its activations packed once per matmul, `toks` tokens per group; it
     /// is then called with the group's bytes as every entry of its activation slice.
     pub pack: Option<TilePack>,
+    /// The kernel asks for its own weight rows ahead as it reads them, so the matmul must not
+    /// also prefetch whole row groups for it (a burst of prefetches for a group fills the
+    /// queues the kernel's loads need).
+    pub prefetches: bool,
 }
 
 /// How a tile's activations are packed (see [`Tile::pack`]).

@@ -117,6 +117,7 @@ pub fn lane_tile(ty: GgmlType) -> Option<Tile> {
             f,
             x_f32: false,
             pack: Some(crate::dispatch::TilePack { bytes, f: pack }),
+            prefetches: false,
         });
     }
     let _ = ty;
@@ -144,6 +145,7 @@ pub fn repacked_q4_0_tile(level: SimdLevel) -> Option<Tile> {
             f,
             x_f32: false,
             pack: None,
+            prefetches: false,
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -170,6 +172,7 @@ pub fn repacked_iq4_nl_tile(level: SimdLevel) -> Option<Tile> {
             f,
             x_f32: false,
             pack: None,
+            prefetches: false,
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -288,6 +291,7 @@ pub fn tiled_dot(ty: GgmlType) -> Option<TiledDot> {
                             bytes: crate::x86::q6_k_tile::pack_bytes,
                             f: crate::x86::q6_k_tile::pack,
                         }),
+                        prefetches: false,
                     }),
                 }),
                 GgmlType::Q6_K => Some(TiledDot {
@@ -369,6 +373,7 @@ pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOr
                 f: t::tile_wide_avx512,
                 x_f32: true,
                 pack: None,
+                prefetches: false,
             },
         };
     }
@@ -387,6 +392,7 @@ pub fn llama_cpp_order(ty: GgmlType, rows: usize, n_tokens: usize) -> LlamaCppOr
                 f: t::tile_wide_avx2,
                 x_f32: true,
                 pack: None,
+                prefetches: false,
             },
         };
     }

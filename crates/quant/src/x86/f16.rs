@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 
 use super::reduce_add_512;
 
-fn tail(sumf: f64, w: &[u8], x: &[u8], from: usize, n: usize) -> f32 {
+pub(super) fn tail(sumf: f64, w: &[u8], x: &[u8], from: usize, n: usize) -> f32 {
     let at = |b: &[u8], i: usize| half::f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32();
     (from..n).fold(sumf, |s, i| s + (at(w, i) * at(x, i)) as f64) as f32
 }
@@ -106,7 +106,14 @@ pub(crate) fn kernels() -> super::SimdKernels {
             x4: None,
             w4: None,
             tile: None,
-            gemv_tile: None,
+            gemv_tile: Some(Tile {
+                rows: super::gemv_f16::ROWS,
+                toks: 1,
+                f: super::gemv_f16::tile_avx512,
+                x_f32: false,
+                pack: None,
+                prefetches: true,
+            }),
         },
     }
 }

@@ -11,6 +11,12 @@ use std::arch::x86_64::*;
 use super::{f16_at, hsum_float_8};
 use crate::q8_0::{BLOCK, BYTES};
 
+/// Bytes ahead of each row's position that the kernel asks for, into L1 (`T0`). With the
+/// rows read side by side this keeps eight streams in flight; 1B Q8_0 decode, same run:
+/// 16.2 t/s with the matmul's group prefetch, 18.1 with this (512), 17.3 (768), 17.2-18.1
+/// (1024), 15.7 (2048).
+const PREFETCH_AHEAD: usize = 512;
+
 /// Weight rows per call.
 pub(crate) const ROWS: usize = 8;
 
@@ -32,6 +38,13 @@ unsafe fn gemv_avx512(nb: usize, w: [*const u8; ROWS], x: *const u8) -> [f32; RO
             let y = _mm512_broadcast_i64x4(_mm256_loadu_si256(bx.add(2) as *const __m256i));
             let dx = _mm256_set1_ps(f16_at(bx));
             let b: [*const u8; ROWS] = w.map(|r| r.add(i * BYTES));
+            // Every other block (68 bytes) asks for the line PREFETCH_AHEAD bytes on, so
+            // each line of the row is requested about once; a hint cannot fault.
+            if i % 2 == 0 {
+                for r in b {
+                    _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(PREFETCH_AHEAD) as *const i8);
+                }
+            }
             let bits = _mm_set_epi16(
                 (b[7] as *const i16).read_unaligned(),
                 (b[6] as *const i16).read_unaligned(),

@@ -112,6 +112,7 @@ pub(crate) mod activation;
 pub(crate) mod bf16;
 pub(crate) mod f16;
 pub(crate) mod f32;
+pub(crate) mod gemv_f16;
 pub(crate) mod gemv_q8_0;
 pub(crate) mod iq4_nl;
 pub(crate) mod iq4_xs;

@@ -84,6 +84,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 f: tile_avx2,
                 x_f32: false,
                 pack: None,
+                prefetches: false,
             }),
             gemv_tile: None,
         },
@@ -97,6 +98,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 f: super::tile_pairs::tile_q4_1,
                 x_f32: false,
                 pack: None,
+                prefetches: false,
             }),
             gemv_tile: Some(Tile {
                 rows: 4,
@@ -104,6 +106,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 f: tile_avx512,
                 x_f32: false,
                 pack: None,
+                prefetches: false,
             }),
         },
     }

@@ -88,6 +88,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 f: tile_avx2,
                 x_f32: false,
                 pack: None,
+                prefetches: false,
             }),
             gemv_tile: None,
         },
@@ -101,6 +102,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 f: super::tile_pairs::tile_q5_1,
                 x_f32: false,
                 pack: None,
+                prefetches: false,
             }),
             gemv_tile: Some(Tile {
                 rows: 4,
@@ -108,6 +110,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 f: tile_avx512,
                 x_f32: false,
                 pack: None,
+                prefetches: false,
             }),
         },
     }

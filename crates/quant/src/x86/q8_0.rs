@@ -75,6 +75,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 f: tile_avx2,
                 x_f32: false,
                 pack: None,
+                prefetches: false,
             }),
             gemv_tile: None,
         },
@@ -88,6 +89,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 f: super::tile_pairs::tile_q8_0,
                 x_f32: false,
                 pack: None,
+                prefetches: false,
             }),
             gemv_tile: Some(Tile {
                 rows: super::gemv_q8_0::ROWS,
@@ -95,6 +97,7 @@ pub(crate) fn kernels() -> super::SimdKernels {
                 f: super::gemv_q8_0::tile_avx512,
                 x_f32: false,
                 pack: None,
+                prefetches: true,
             }),
         },
     }
