@@ -3,16 +3,15 @@
 //! accumulators over steps of 64 halves, folded pairwise, reduced across lanes, then the
 //! tail in f64. Reading four rows side by side gives the memory system four streams per
 //! core instead of one (one stream per core leaves bandwidth unused on the benchmark VM,
-//! see `models/examples/membw.rs`), and the activations are widened once per step for all
-//! four rows instead of once per row.
+//! see `models/examples/membw.rs`), the activations are widened once per step for all four
+//! rows instead of once per row, and the next four rows are requested a share per step
+//! (`NextGroup`). 1B F16 decode, alternated three times in one run: 9.8-9.9 t/s with the
+//! one-row kernel and the matmul's group prefetch, 10.8-10.9 with this; adding a look-ahead
+//! inside each row into L1 (as the Q8_0 tile has) gave 10.1-10.3.
 
 use std::arch::x86_64::*;
 
 use super::reduce_add_512;
-
-/// Bytes ahead of each row's position that the kernel asks for: the two lines a 128-byte
-/// step will read, into L1 (`T0`), so every line of the row is requested once.
-const PREFETCH_AHEAD: usize = 512;
 
 /// Weight rows per call.
 pub(crate) const ROWS: usize = 4;
@@ -23,16 +22,17 @@ pub(crate) const ROWS: usize = 4;
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 unsafe fn gemv(np: usize, w: [*const u8; ROWS], x: *const u8) -> [f32; ROWS] {
     let mut sum = [[_mm512_setzero_ps(); 4]; ROWS];
+    let row_bytes = 2 * np;
+    let mut ahead = super::NextGroup::new(
+        w[0].wrapping_add(ROWS * row_bytes),
+        ROWS * row_bytes,
+        np / 64,
+    );
     let mut i = 0;
     while i < np {
-        // SAFETY: i + 64 <= np halves of every row (caller); a prefetch is only a hint,
-        // which cannot fault even past the row's end.
+        // SAFETY: i + 64 <= np halves of every row (caller).
         unsafe {
-            for wr in w {
-                let ahead = wr.wrapping_add(2 * i + PREFETCH_AHEAD);
-                _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64) as *const i8);
-            }
+            ahead.step();
             let xv: [__m512; 4] = std::array::from_fn(|j| {
                 _mm512_cvtph_ps(_mm256_loadu_si256(x.add(2 * (i + 16 * j)) as *const __m256i))
             });

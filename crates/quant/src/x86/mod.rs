@@ -141,6 +141,96 @@ pub(crate) mod tinyblas_f16_avx2;
 pub(crate) mod tq1_0;
 pub(crate) mod tq2_0;
 
+/// Asks, a share at a time, for the weight rows after a one-token tile's own: the tile's
+/// rows are adjacent in memory, so the next group's `bytes` start where its rows end, at
+/// `next`. Called once per step of `steps`, it requests the next group's lines evenly over
+/// the tile's run rather than in one burst at its start (a burst fills the queues the
+/// tile's own loads need; a short look-ahead inside each row misses the next group
+/// entirely when rows are short, as on a 135M model). The prefetches go to L2 (`T1`), as
+/// the matmul's group prefetch does for the other tiles.
+pub(crate) struct NextGroup {
+    next: *const u8,
+    lines: usize,
+    steps: usize,
+    /// Lines requested so far, and the running remainder of `lines * step / steps`.
+    done: usize,
+    due: usize,
+}
+
+impl NextGroup {
+    pub(crate) fn new(next: *const u8, bytes: usize, steps: usize) -> NextGroup {
+        NextGroup {
+            next,
+            lines: bytes.div_ceil(64),
+            steps: steps.max(1),
+            done: 0,
+            due: 0,
+        }
+    }
+
+    /// The lines (indices from `next`) due at this step: over `steps` calls, every line of
+    /// the group exactly once, in order, spread evenly.
+    #[inline(always)]
+    fn due(&mut self) -> std::ops::Range<usize> {
+        let from = self.done;
+        self.due += self.lines;
+        let n = self.due / self.steps;
+        self.due -= n * self.steps;
+        self.done += n;
+        from..self.done
+    }
+
+    /// Requests the lines due at this step, into L2.
+    #[inline(always)]
+    pub(crate) fn step(&mut self) {
+        for line in self.due() {
+            // SAFETY: a prefetch is only a hint: it reads nothing architecturally and cannot
+            // fault, whatever the address (computed with wrapping arithmetic, never read).
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(self.next.wrapping_add(64 * line) as *const i8) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod next_group_tests {
+    use super::NextGroup;
+
+    /// Every line of the next group is requested once, in order, at most a step's share
+    /// (rounded up) at a time, for groups longer and shorter than the step count.
+    #[test]
+    fn requests_every_line_once_spread_over_the_steps() {
+        for (bytes, steps) in [
+            (17408usize, 8usize),
+            (4896, 18),
+            (100, 7),
+            (64, 1),
+            (0, 5),
+            (16384, 32),
+        ] {
+            let lines = bytes.div_ceil(64);
+            let mut g = NextGroup::new(std::ptr::null(), bytes, steps);
+            let mut next = 0;
+            for _ in 0..steps {
+                let r = g.due();
+                assert_eq!(r.start, next, "{bytes} bytes over {steps} steps");
+                assert!(
+                    r.len() <= lines.div_ceil(steps),
+                    "{bytes} over {steps}: {r:?}"
+                );
+                next = r.end;
+            }
+            assert_eq!(next, lines, "{bytes} bytes over {steps} steps");
+            // The prefetching steps themselves, over a real buffer and past its end.
+            let buf = vec![0u8; bytes];
+            let mut g = NextGroup::new(buf.as_ptr(), 2 * bytes, steps);
+            for _ in 0..steps {
+                g.step();
+            }
+            assert_eq!(g.done, (2 * bytes).div_ceil(64));
+        }
+    }
+}
+
 pub(crate) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
