@@ -61,7 +61,9 @@ fn run() -> Result<(), String> {
         Value::String(format!("synthetic-llama-{n_embd}x{n_layer}")),
     )?;
     put("general.file_type", Value::U32(1))?; // mostly F16
-    put("llama.context_length", Value::U32(4096))?;
+    // Llama 3.2's trained context, so that long-context benchmarks (depth 16384) run
+    // inside it.
+    put("llama.context_length", Value::U32(131072))?;
     put("llama.embedding_length", Value::U32(n_embd as u32))?;
     put("llama.block_count", Value::U32(n_layer as u32))?;
     put("llama.feed_forward_length", Value::U32(n_ff as u32))?;
