@@ -61,6 +61,7 @@ fn run() -> Result<(), String> {
         Value::String(format!("synthetic-llama-{n_embd}x{n_layer}")),
     )?;
     put("general.file_type", Value::U32(1))?; // mostly F16
+
     // Llama 3.2's trained context, so that long-context benchmarks (depth 16384) run
     // inside it.
     put("llama.context_length", Value::U32(131072))?;
