@@ -166,6 +166,21 @@ impl Rng {
     }
 }
 
+/// A row of `n` f16 values (little-endian bytes) of one of three kinds: 0 random, 1 random
+/// over a wide exponent range, 2 adversarial (signed zeros, the f16 extremes, a subnormal).
+pub fn f16_row(rng: &mut Rng, n: usize, kind: u32) -> Vec<u8> {
+    (0..n)
+        .flat_map(|_| {
+            let v = match kind {
+                0 => rng.normal(),
+                1 => rng.normal() * (2f32).powi(rng.below(40) as i32 - 24),
+                _ => [0.0, -0.0, 65504.0, -65504.0, 6e-8][rng.below(5) as usize],
+            };
+            half::f16::from_f32(v).to_le_bytes()
+        })
+        .collect()
+}
+
 /// How the f16 scales of a generated block are drawn.
 #[derive(Clone, Copy, Debug)]
 enum Scales {

@@ -80,7 +80,7 @@ pub(crate) fn tile_avx512(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]) {
 mod tests {
     use super::*;
     use crate::dispatch::{detected_level, SimdLevel};
-    use crate::testkit::simd::Rng;
+    use crate::testkit::simd::{f16_row, Rng};
 
     /// Every row equals the single-row kernel bit for bit, with and without a tail, for
     /// values from subnormal to the f16 maximum.
@@ -92,18 +92,7 @@ mod tests {
         let mut rng = Rng::new(160);
         for n in [1usize, 63, 64, 65, 128, 576, 1000, 2048] {
             for kind in 0..3 {
-                let mut row = || -> Vec<u8> {
-                    (0..n)
-                        .flat_map(|_| {
-                            let v = match kind {
-                                0 => rng.normal(),
-                                1 => rng.normal() * (2f32).powi(rng.below(40) as i32 - 24),
-                                _ => [0.0, -0.0, 65504.0, -65504.0, 6e-8][rng.below(5) as usize],
-                            };
-                            half::f16::from_f32(v).to_le_bytes()
-                        })
-                        .collect()
-                };
+                let mut row = || f16_row(&mut rng, n, kind);
                 let ws: Vec<Vec<u8>> = (0..ROWS).map(|_| row()).collect();
                 let x = row();
                 let wr: Vec<&[u8]> = ws.iter().map(|r| r.as_slice()).collect();

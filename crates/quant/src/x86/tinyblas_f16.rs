@@ -185,7 +185,7 @@ pub(crate) fn tile_wide_avx512(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f3
 mod tests {
     use super::*;
     use crate::dispatch::{detected_level, SimdLevel};
-    use crate::testkit::simd::Rng;
+    use crate::testkit::simd::{f16_row, Rng};
 
     /// The single-row kernel equals the scalar reference bit for bit, for lengths with and
     /// without a partial last vector, and values from subnormal to the f16 maximum.
@@ -197,18 +197,7 @@ mod tests {
         let mut rng = Rng::new(16);
         for n in [1usize, 15, 16, 17, 64, 100, 576, 1000] {
             for kind in 0..3 {
-                let mut row = || -> Vec<u8> {
-                    (0..n)
-                        .flat_map(|_| {
-                            let v = match kind {
-                                0 => rng.normal(),
-                                1 => rng.normal() * (2f32).powi(rng.below(40) as i32 - 24),
-                                _ => [0.0, -0.0, 65504.0, -65504.0, 6e-8][rng.below(5) as usize],
-                            };
-                            half::f16::from_f32(v).to_le_bytes()
-                        })
-                        .collect()
-                };
+                let mut row = || f16_row(&mut rng, n, kind);
                 let ws: Vec<Vec<u8>> = (0..ROWS).map(|_| row()).collect();
                 let xs: Vec<Vec<u8>> = (0..2).map(|_| row()).collect();
                 for w in &ws {

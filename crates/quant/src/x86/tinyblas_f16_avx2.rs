@@ -126,21 +126,7 @@ pub(crate) fn tile_wide_avx2(n: usize, w: &[&[u8]], x: &[&[u8]], out: &mut [f32]
 mod tests {
     use super::*;
     use crate::dispatch::{detected_level, SimdLevel};
-    use crate::testkit::simd::Rng;
-
-    /// Random, wide-range and adversarial (signed zeros, f16 extremes, subnormal) rows.
-    fn row(rng: &mut Rng, n: usize, kind: u32) -> Vec<u8> {
-        (0..n)
-            .flat_map(|_| {
-                let v = match kind {
-                    0 => rng.normal(),
-                    1 => rng.normal() * (2f32).powi(rng.below(40) as i32 - 24),
-                    _ => [0.0, -0.0, 65504.0, -65504.0, 6e-8][rng.below(5) as usize],
-                };
-                half::f16::from_f32(v).to_le_bytes()
-            })
-            .collect()
-    }
+    use crate::testkit::simd::{f16_row as row, Rng};
 
     /// The single-row kernel and every tile width equal the scalar reference bit for bit,
     /// for lengths with and without a partial last vector.
