@@ -28,7 +28,7 @@ const READ_CHUNK: usize = 64 << 20;
 /// 90 MiB (the norm vectors' folios, mapped at load) against 48 MiB with a cold cache.
 const MAX_FOLIO: usize = 2 << 20;
 
-fn page_size() -> usize {
+pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf only reads a system constant.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p > 0 {
@@ -288,5 +288,53 @@ mod tests {
             b.bytes_mut()[n - 1] = 7;
             assert_eq!(b.bytes()[n - 1], 7);
         }
+    }
+
+    /// A heap copy of more than 2 MiB reads as zeros, keeps what is written, and (where the
+    /// kernel has transparent huge pages) its mapping carries the huge-page hint (`hg`).
+    #[test]
+    fn large_heap_copy_asks_for_huge_pages() {
+        let n = (5 << 20) + 123;
+        let mut b = Backing::zeroed(n);
+        assert!(b.bytes().iter().all(|&v| v == 0));
+        for (i, v) in b.bytes_mut().iter_mut().enumerate().step_by(4093) {
+            *v = i as u8 | 1;
+        }
+        assert!(b
+            .bytes()
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == if i % 4093 == 0 { i as u8 | 1 } else { 0 }));
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+        if !cfg!(target_os = "linux") || thp.map_or(true, |s| s.contains("[never]")) {
+            return;
+        }
+        // The VMA holding the middle of the buffer, from /proc/self/smaps.
+        let at = b.bytes().as_ptr() as usize + n / 2;
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        let mut flags = None;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((lo, hi)) = range.split_once('-') {
+                    if let (Ok(lo), Ok(hi)) =
+                        (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                    {
+                        inside = (lo..hi).contains(&at);
+                        continue;
+                    }
+                }
+            }
+            if inside {
+                if let Some(f) = line.strip_prefix("VmFlags:") {
+                    flags = Some(f.to_string());
+                }
+            }
+        }
+        let flags = flags.expect("the buffer's mapping is in /proc/self/smaps");
+        assert!(
+            flags.split_whitespace().any(|f| f == "hg"),
+            "no huge-page hint on the heap copy: {flags}"
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! benchmark VM: 21.6 GB/s with one stream per thread, 31 with four), so each thread reads
 //! its buffer as 1, 2, 4 and 8 interleaved streams, each with a software prefetch 1 KiB
 //! ahead, and the best reading of all is reported: the most the machine gave, which is the
-//! honest denominator for a roofline.
+//! honest denominator for a roofline. The buffers ask for transparent huge pages, as an
+//! eager load's weights do (`gguf`'s heap copy): on that VM they read 33-35 GB/s against
+//! 29-32 with 4 KiB pages.
 //!
 //!   cargo run --release -p torchless-models --example membw -- [threads] [MiB per thread]
 
@@ -27,6 +29,22 @@ fn prefetch(word: &u64) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = word;
+}
+
+/// Asks for the (not yet touched) capacity of `buf` to be backed by huge pages.
+fn ask_for_huge_pages(buf: &[u64], words: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        let begin = (buf.as_ptr() as usize).next_multiple_of(4096);
+        let end = (buf.as_ptr() as usize + 8 * words) / 4096 * 4096;
+        if end > begin {
+            // SAFETY: whole pages inside the vector's own allocation; the advice only
+            // changes how they are backed, never what they hold.
+            unsafe { libc::madvise(begin as *mut libc::c_void, end - begin, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (buf, words);
 }
 
 /// Sum of `buf` read as `streams` equal parts side by side, 64 bytes of each in turn.
@@ -58,7 +76,12 @@ fn main() {
     let words = mib * (1 << 20) / 8;
     // Distinct buffers per thread, far larger than any cache, touched once before timing.
     let bufs: Vec<Vec<u64>> = (0..threads)
-        .map(|t| (0..words as u64).map(|i| i ^ t as u64).collect())
+        .map(|t| {
+            let mut b = Vec::with_capacity(words);
+            ask_for_huge_pages(&b, words);
+            b.extend((0..words as u64).map(|i| i ^ t as u64));
+            b
+        })
         .collect();
     let (mut best, mut best_streams) = (f64::MAX, 1);
     let mut check = 0u64;
