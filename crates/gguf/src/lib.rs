@@ -120,16 +120,18 @@ impl Backing {
 /// x86-64) when they are first written. Weights are streamed end to end on every token; with
 /// 4 KiB pages each page costs a TLB miss and the hardware prefetchers stop at every page
 /// boundary. Only a hint: where THP is off (`never`), or on other systems, nothing changes.
-fn ask_for_huge_pages(buf: &[u8]) {
+/// Call it before the buffer is first written (a fresh zeroed allocation is untouched).
+pub fn ask_for_huge_pages<T>(buf: &[T]) {
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
-        if buf.len() < HUGE {
+        let bytes = std::mem::size_of_val(buf);
+        if bytes < HUGE {
             return;
         }
         let page = residency::page_size();
         let begin = (buf.as_ptr() as usize).next_multiple_of(page);
-        let end = (buf.as_ptr() as usize + buf.len()) / page * page;
+        let end = (buf.as_ptr() as usize + bytes) / page * page;
         if end > begin {
             // SAFETY: the range is whole pages inside `buf`'s own allocation, and
             // MADV_HUGEPAGE only changes how those pages are backed, never their contents

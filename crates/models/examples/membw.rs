@@ -31,22 +31,6 @@ fn prefetch(word: &u64) {
     let _ = word;
 }
 
-/// Asks for the (not yet touched) capacity of `buf` to be backed by huge pages.
-fn ask_for_huge_pages(buf: &[u64], words: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        let begin = (buf.as_ptr() as usize).next_multiple_of(4096);
-        let end = (buf.as_ptr() as usize + 8 * words) / 4096 * 4096;
-        if end > begin {
-            // SAFETY: whole pages inside the vector's own allocation; the advice only
-            // changes how they are backed, never what they hold.
-            unsafe { libc::madvise(begin as *mut libc::c_void, end - begin, libc::MADV_HUGEPAGE) };
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (buf, words);
-}
-
 /// Sum of `buf` read as `streams` equal parts side by side, 64 bytes of each in turn.
 fn sum(buf: &[u64], streams: usize) -> u64 {
     let per = buf.len() / streams / 8 * 8;
@@ -77,9 +61,12 @@ fn main() {
     // Distinct buffers per thread, far larger than any cache, touched once before timing.
     let bufs: Vec<Vec<u64>> = (0..threads)
         .map(|t| {
-            let mut b = Vec::with_capacity(words);
-            ask_for_huge_pages(&b, words);
-            b.extend((0..words as u64).map(|i| i ^ t as u64));
+            // Zeroed (untouched) first, so that the hint applies when the values are written.
+            let mut b = vec![0u64; words];
+            gguf::ask_for_huge_pages(&b);
+            for (i, w) in b.iter_mut().enumerate() {
+                *w = i as u64 ^ t as u64;
+            }
             b
         })
         .collect();
